@@ -1,0 +1,15 @@
+//! The metadata model: an ordered commit log on an etcd-shaped store,
+//! replayed by every agent into a deterministic state machine.
+
+pub mod conformance;
+pub mod embedded;
+pub mod log;
+pub mod metastore;
+pub mod records;
+pub mod state;
+
+pub use embedded::EmbeddedStore;
+pub use log::{LogError, MetaLog};
+pub use metastore::{MetaError, MetaStore};
+pub use records::{ChunkRef, Command, TopicId};
+pub use state::{IndexEntry, Outcome, State};

@@ -1,0 +1,455 @@
+//! The commit log on a [`MetaStore`], replayed into the [`State`].
+//!
+//! Writers append records under `/silt/<cluster>/log/<writer>/<seq>`; the
+//! store's revision orders them. Every agent tails the log with a watch and
+//! applies records in revision order; a writer waits until its own record
+//! is applied and reads the outcome (e.g. the assigned offsets) from there.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, RwLock, RwLockReadGuard,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{
+    metastore::*,
+    records::{Command, LogRecord},
+    state::{Outcome, State},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("checkpoint {key}: {message}")]
+    Checkpoint { key: String, message: String },
+    #[error("commit log closed")]
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct CheckpointPointer {
+    revision: i64,
+    object: String,
+}
+
+pub struct Keys {
+    pub log: String,
+    pub checkpoint: String,
+    pub checkpoint_lock: String,
+}
+
+impl Keys {
+    pub fn new(cluster: &str) -> Self {
+        Self {
+            log: format!("/silt/{cluster}/log/"),
+            checkpoint: format!("/silt/{cluster}/checkpoint"),
+            checkpoint_lock: format!("/silt/{cluster}/locks/checkpoint"),
+        }
+    }
+}
+
+struct Shared {
+    state: RwLock<State>,
+    /// Revision the state reflects (every record at or below it is applied).
+    applied: watch::Sender<Revision>,
+    outcomes: Mutex<HashMap<Revision, Outcome>>,
+    writer_prefix: String,
+}
+
+/// A handle on the replicated log. Cheap to share behind an `Arc`.
+pub struct MetaLog {
+    store: Arc<dyn MetaStore>,
+    objects: Arc<dyn ObjectStore>,
+    keys: Keys,
+    shared: Arc<Shared>,
+    seq: AtomicU64,
+    tail: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MetaLog {
+    /// Loads the latest checkpoint and the log after it, then tails the log.
+    /// `writer` must be unique to this process (agent id + incarnation).
+    pub async fn open(
+        store: Arc<dyn MetaStore>,
+        objects: Arc<dyn ObjectStore>,
+        cluster: &str,
+        writer: &str,
+    ) -> Result<Arc<Self>, LogError> {
+        let keys = Keys::new(cluster);
+        let (state, applied) = load(&*store, &*objects, &keys).await?;
+        let (tx, _) = watch::channel(applied);
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            applied: tx,
+            outcomes: Mutex::new(HashMap::new()),
+            writer_prefix: format!("{}{writer}/", keys.log),
+        });
+        let log = Arc::new(Self {
+            store: store.clone(),
+            objects: objects.clone(),
+            keys,
+            shared: shared.clone(),
+            seq: AtomicU64::new(0),
+            tail: Mutex::new(None),
+        });
+        let handle = tokio::spawn(tail(store, objects, Keys::new(cluster), shared));
+        *log.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(log)
+    }
+
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.shared.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notified with the applied revision whenever records are applied.
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.shared.applied.subscribe()
+    }
+
+    pub fn applied(&self) -> Revision {
+        *self.shared.applied.borrow()
+    }
+
+    /// Appends a record and waits until it is applied; returns its outcome.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, LogError> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}{seq:020}", self.shared.writer_prefix);
+        let mut rx = self.shared.applied.subscribe();
+        let rev = self
+            .store
+            .put(&key, Bytes::from(LogRecord::new(command).encode()), None)
+            .await?;
+        rx.wait_for(|applied| *applied >= rev)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let outcome = self
+            .shared
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rev);
+        // The outcome is missing only if the record was applied from a
+        // checkpoint after a reload; its effect is in the state either way.
+        Ok(outcome.unwrap_or(Outcome::Invalid(format!(
+            "record at revision {rev} applied through a checkpoint reload"
+        ))))
+    }
+
+    /// Writes the state to object storage, points the metadata store at it,
+    /// and deletes the log records it covers. Returns the checkpoint revision,
+    /// or `None` if another writer holds the checkpoint lock.
+    pub async fn checkpoint(&self) -> Result<Option<Revision>, LogError> {
+        let lease = self.store.lease_grant(Duration::from_secs(60)).await?;
+        let lock = self
+            .store
+            .txn(Txn {
+                compares: vec![Compare::version(&self.keys.checkpoint_lock, CompareOp::Equal, 0)],
+                success: vec![TxnOp::Put {
+                    key: self.keys.checkpoint_lock.clone(),
+                    value: Bytes::from_static(b"locked"),
+                    lease: Some(lease),
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if !lock.succeeded {
+            let _ = self.store.lease_revoke(lease).await;
+            return Ok(None);
+        }
+        let result = self.checkpoint_locked().await;
+        let _ = self.store.lease_revoke(lease).await;
+        result.map(Some)
+    }
+
+    async fn checkpoint_locked(&self) -> Result<Revision, LogError> {
+        let (bytes, revision) = {
+            let state = self.state();
+            (state.to_checkpoint(), *self.shared.applied.borrow())
+        };
+        let object = format!("checkpoints/{revision:020}.json");
+        let ckpt_err = |message: String| LogError::Checkpoint {
+            key: object.clone(),
+            message,
+        };
+        self.objects
+            .put(&ObjectPath::from(object.as_str()), PutPayload::from(bytes))
+            .await
+            .map_err(|e| ckpt_err(e.to_string()))?;
+        let old = self.store.get(&self.keys.checkpoint).await?;
+        let pointer = serde_json::to_vec(&CheckpointPointer {
+            revision,
+            object: object.clone(),
+        })
+        .expect("pointer serializes");
+        let compare = match &old {
+            Some(kv) => Compare::mod_revision(&self.keys.checkpoint, CompareOp::Equal, kv.mod_revision),
+            None => Compare::version(&self.keys.checkpoint, CompareOp::Equal, 0),
+        };
+        let swapped = self
+            .store
+            .txn(Txn {
+                compares: vec![compare],
+                success: vec![TxnOp::Put {
+                    key: self.keys.checkpoint.clone(),
+                    value: Bytes::from(pointer),
+                    lease: None,
+                }],
+                failure: vec![],
+            })
+            .await?;
+        if !swapped.succeeded {
+            return Err(ckpt_err("checkpoint pointer changed concurrently".into()));
+        }
+        // Delete the records the checkpoint covers, a bounded batch per txn.
+        let covered: Vec<String> = self
+            .store
+            .range(KeyRange::Prefix(self.keys.log.clone()))
+            .await?
+            .kvs
+            .into_iter()
+            .filter(|kv| kv.mod_revision <= revision)
+            .map(|kv| kv.key)
+            .collect();
+        for keys in covered.chunks(100) {
+            self.store
+                .txn(Txn {
+                    compares: vec![],
+                    success: keys.iter().map(|k| TxnOp::Delete(KeyRange::Key(k.clone()))).collect(),
+                    failure: vec![],
+                })
+                .await?;
+        }
+        if let Some(old) = old.and_then(|kv| serde_json::from_slice::<CheckpointPointer>(&kv.value).ok()) {
+            if old.object != object {
+                let _ = self.objects.delete(&ObjectPath::from(old.object.as_str())).await;
+            }
+        }
+        tracing::info!(revision, object = %object, records = covered.len(), "checkpoint written");
+        Ok(revision)
+    }
+
+    pub fn close(&self) {
+        if let Some(h) = self.tail.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for MetaLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Reads the checkpoint pointer and the log at one revision, loads the
+/// checkpoint and applies the remaining records.
+async fn load(
+    store: &dyn MetaStore,
+    objects: &dyn ObjectStore,
+    keys: &Keys,
+) -> Result<(State, Revision), LogError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let resp = store
+            .txn(Txn {
+                compares: vec![],
+                success: vec![
+                    TxnOp::Range(KeyRange::Key(keys.checkpoint.clone())),
+                    TxnOp::Range(KeyRange::Prefix(keys.log.clone())),
+                ],
+                failure: vec![],
+            })
+            .await?;
+        let mut ranges = resp.responses.into_iter().map(|r| match r {
+            TxnOpResponse::Range(kvs) => kvs,
+            _ => Vec::new(),
+        });
+        let pointer = ranges.next().unwrap_or_default().into_iter().next();
+        let mut log = ranges.next().unwrap_or_default();
+        let mut state = match pointer {
+            None => State::default(),
+            Some(kv) => {
+                let p: CheckpointPointer =
+                    serde_json::from_slice(&kv.value).map_err(|e| LogError::Checkpoint {
+                        key: keys.checkpoint.clone(),
+                        message: format!("bad pointer: {e}"),
+                    })?;
+                let got = objects.get(&ObjectPath::from(p.object.as_str())).await;
+                let bytes = match got {
+                    Ok(g) => g.bytes().await,
+                    Err(e) => Err(e),
+                };
+                match bytes {
+                    Ok(b) => State::from_checkpoint(&b).map_err(|message| LogError::Checkpoint {
+                        key: p.object.clone(),
+                        message,
+                    })?,
+                    // A concurrent checkpoint may have replaced and deleted it.
+                    Err(e) if attempt < 5 => {
+                        tracing::warn!(object = %p.object, error = %e, "checkpoint unreadable, retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(LogError::Checkpoint {
+                            key: p.object,
+                            message: e.to_string(),
+                        })
+                    }
+                }
+            }
+        };
+        log.sort_by_key(|kv| kv.mod_revision);
+        for kv in log {
+            if kv.mod_revision > state.revision {
+                state.apply_bytes(kv.mod_revision, &kv.value);
+            }
+        }
+        tracing::info!(revision = resp.revision, topics = state.topics.len(), "metadata loaded");
+        return Ok((state, resp.revision));
+    }
+}
+
+async fn tail(store: Arc<dyn MetaStore>, objects: Arc<dyn ObjectStore>, keys: Keys, shared: Arc<Shared>) {
+    loop {
+        let from = *shared.applied.borrow() + 1;
+        let mut stream = match store.watch(KeyRange::Prefix(keys.log.clone()), from).await {
+            Ok(s) => s,
+            Err(e) => {
+                handle_watch_error(&*store, &*objects, &keys, &shared, e).await;
+                continue;
+            }
+        };
+        while let Some(batch) = stream.next().await {
+            match batch {
+                Ok(events) => apply_events(&shared, events),
+                Err(e) => {
+                    handle_watch_error(&*store, &*objects, &keys, &shared, e).await;
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn apply_events(shared: &Shared, events: Vec<Event>) {
+    let mut last = None;
+    let mut mine = Vec::new();
+    {
+        let mut state = shared.state.write().unwrap_or_else(|p| p.into_inner());
+        for e in events {
+            last = Some(e.kv.mod_revision);
+            if e.kind != EventKind::Put || e.kv.mod_revision <= state.revision {
+                continue;
+            }
+            let outcome = state.apply_bytes(e.kv.mod_revision, &e.kv.value);
+            if e.kv.key.starts_with(&shared.writer_prefix) {
+                mine.push((e.kv.mod_revision, outcome));
+            }
+        }
+    }
+    if !mine.is_empty() {
+        shared
+            .outcomes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(mine);
+    }
+    if let Some(rev) = last {
+        shared.applied.send_if_modified(|a| {
+            if rev > *a {
+                *a = rev;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+async fn handle_watch_error(
+    store: &dyn MetaStore,
+    objects: &dyn ObjectStore,
+    keys: &Keys,
+    shared: &Shared,
+    e: MetaError,
+) {
+    match e {
+        MetaError::Compacted { .. } => {
+            tracing::warn!(error = %e, "log watch compacted, reloading from checkpoint");
+            match load(store, objects, keys).await {
+                Ok((state, rev)) => {
+                    *shared.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+                    shared.applied.send_replace(rev);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reloading metadata failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        e => {
+            tracing::warn!(error = %e, "log watch failed, retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{embedded::EmbeddedStore, records::TopicId};
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn propose_checkpoint_and_reload() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a-1").await.unwrap();
+        let b = MetaLog::open(meta.clone(), objects.clone(), "c", "b-1").await.unwrap();
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id: TopicId([7; 16]),
+            partitions: 1,
+            config: Default::default(),
+        };
+        assert_eq!(a.propose(create.clone()).await.unwrap(), Outcome::TopicCreated(TopicId([7; 16])));
+        assert_eq!(b.propose(create).await.unwrap(), Outcome::TopicExists(TopicId([7; 16])));
+        let commit = |n| Command::Commit {
+            object: format!("o{n}"),
+            size: 100,
+            chunks: vec![crate::records::ChunkRef {
+                topic: TopicId([7; 16]),
+                partition: 0,
+                position: 8,
+                length: 10,
+                records: 5,
+                max_timestamp: 0,
+            }],
+        };
+        assert_eq!(a.propose(commit(1)).await.unwrap(), Outcome::Committed(vec![Some(0)]));
+        assert_eq!(b.propose(commit(2)).await.unwrap(), Outcome::Committed(vec![Some(5)]));
+        let rev = a.checkpoint().await.unwrap().unwrap();
+        assert!(meta.range(KeyRange::Prefix("/silt/c/log/".into())).await.unwrap().kvs.is_empty());
+        meta.compact(rev).await.unwrap();
+        assert_eq!(a.propose(commit(3)).await.unwrap(), Outcome::Committed(vec![Some(10)]));
+        // A new reader starts from checkpoint + remaining log.
+        let c = MetaLog::open(meta.clone(), objects.clone(), "c", "c-1").await.unwrap();
+        b.subscribe().wait_for(|r| *r >= a.applied()).await.unwrap();
+        assert_eq!(*c.state(), *a.state());
+        assert_eq!(*b.state(), *a.state());
+        assert_eq!(c.state().topics["t"].partitions[0].high_watermark, 15);
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need, skipping whatever is already there.
+# Safe to run repeatedly. Each dependency group lives in its own function;
+# add new ones to the list at the bottom.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+fi
+
+APT_UPDATED=0
+apt_install() {
+    # apt_install PKG... : install Debian packages, running apt-get update once.
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+install_kcat() {
+    if command -v kcat >/dev/null 2>&1; then
+        log "kcat present: $(command -v kcat)"
+        return
+    fi
+    apt_install kcat
+}
+
+install_python_deps() {
+    local req="$ROOT/tests/e2e/requirements.txt"
+    # Quick check: if every requirement is already satisfied, skip pip.
+    if "$PYTHON" - "$req" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+from packaging.requirements import Requirement
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    req = Requirement(line)
+    try:
+        if not req.specifier.contains(version(req.name), prereleases=True):
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+    then
+        log "python requirements already satisfied"
+        return
+    fi
+    log "pip install -r $req"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+        "$PYTHON" -m pip install -q -r "$req"
+}
+
+STEPS=(
+    install_kcat
+    install_python_deps
+)
+
+for step in "${STEPS[@]}"; do
+    "$step"
+done
+log "done"

@@ -1,0 +1,225 @@
+//! Block cache in front of object storage.
+//!
+//! Objects are read in fixed-size blocks keyed by `(object path, block
+//! index)`. A miss is one ranged GET of that block; concurrent misses for the
+//! same block are coalesced into one GET by the cache.
+
+use std::{ops::Range, path::Path, sync::Arc};
+
+use bytes::{Bytes, BytesMut};
+use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder};
+use futures::future::BoxFuture;
+use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
+
+/// Default size of one cached block.
+pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("object {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("object {path}: cache: {message}")]
+    Cache { path: String, message: String },
+    #[error("object {path}: range {start}..{end} outside object of {size} bytes")]
+    Range {
+        path: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+}
+
+pub type Fetch = BoxFuture<'static, Result<Bytes, object_store::Error>>;
+
+/// A cache of object blocks. `get_or_fetch` runs `fetch` on a miss.
+#[async_trait::async_trait]
+pub trait BlockCache: Send + Sync + 'static {
+    async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, String>;
+    /// Offers a block that is already in memory (write-through after upload).
+    fn insert(&self, key: String, block: Bytes);
+    async fn close(&self);
+}
+
+/// No caching: every read goes to object storage.
+pub struct NoCache;
+
+#[async_trait::async_trait]
+impl BlockCache for NoCache {
+    async fn get_or_fetch(&self, _key: String, fetch: Fetch) -> Result<Bytes, String> {
+        fetch.await.map_err(|e| e.to_string())
+    }
+    fn insert(&self, _key: String, _block: Bytes) {}
+    async fn close(&self) {}
+}
+
+/// foyer hybrid cache: memory in front of a local disk directory.
+pub struct FoyerCache {
+    inner: HybridCache<String, Bytes>,
+}
+
+impl FoyerCache {
+    pub async fn open(dir: &Path, memory_bytes: usize, disk_bytes: usize) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cache dir {}: {e}", dir.display()))?;
+        let device = FsDeviceBuilder::new(dir)
+            .with_capacity(disk_bytes)
+            .build()
+            .map_err(|e| format!("cache dir {}: {e}", dir.display()))?;
+        let inner = HybridCacheBuilder::new()
+            .with_name("silt-blocks")
+            .memory(memory_bytes)
+            .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
+            .storage()
+            .with_engine_config(BlockEngineConfig::new(device))
+            .build()
+            .await
+            .map_err(|e| format!("cache dir {}: {e}", dir.display()))?;
+        Ok(Self { inner })
+    }
+}
+
+#[async_trait::async_trait]
+impl BlockCache for FoyerCache {
+    async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, String> {
+        let entry = self
+            .inner
+            .get_or_fetch(&key, move || fetch)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(entry.value().clone())
+    }
+    fn insert(&self, key: String, block: Bytes) {
+        self.inner.insert(key, block);
+    }
+    async fn close(&self) {
+        if let Err(e) = self.inner.close().await {
+            tracing::warn!(error = %e, "closing block cache");
+        }
+    }
+}
+
+/// Reads byte ranges of immutable objects through a [`BlockCache`].
+#[derive(Clone)]
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<dyn BlockCache>,
+    block_size: u64,
+}
+
+impl ObjectReader {
+    pub fn new(store: Arc<dyn ObjectStore>, cache: Arc<dyn BlockCache>, block_size: u64) -> Self {
+        Self {
+            store,
+            cache,
+            block_size: block_size.max(4096),
+        }
+    }
+
+    fn key(path: &str, block: u64) -> String {
+        format!("{path}#{block}")
+    }
+
+    /// Puts a freshly written object's blocks into the cache.
+    pub fn warm(&self, path: &str, object: &Bytes) {
+        let size = object.len() as u64;
+        let mut block = 0;
+        while block * self.block_size < size {
+            let start = block * self.block_size;
+            let end = (start + self.block_size).min(size);
+            self.cache.insert(
+                Self::key(path, block),
+                object.slice(start as usize..end as usize),
+            );
+            block += 1;
+        }
+    }
+
+    /// Reads `range` of the object at `path`, whose total size is `size`.
+    pub async fn read(&self, path: &str, size: u64, range: Range<u64>) -> Result<Bytes, ReadError> {
+        if range.start > range.end || range.end > size {
+            return Err(ReadError::Range {
+                path: path.to_string(),
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let first = range.start / self.block_size;
+        let last = (range.end - 1) / self.block_size;
+        let blocks = futures::future::try_join_all((first..=last).map(|b| self.block(path, size, b))).await?;
+        if blocks.len() == 1 {
+            let off = first * self.block_size;
+            return Ok(blocks[0].slice((range.start - off) as usize..(range.end - off) as usize));
+        }
+        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        for (i, block) in blocks.iter().enumerate() {
+            let block_start = (first + i as u64) * self.block_size;
+            let s = range.start.max(block_start) - block_start;
+            let e = range.end.min(block_start + block.len() as u64) - block_start;
+            out.extend_from_slice(&block[s as usize..e as usize]);
+        }
+        Ok(out.freeze())
+    }
+
+    async fn block(&self, path: &str, size: u64, block: u64) -> Result<Bytes, ReadError> {
+        let start = block * self.block_size;
+        let end = (start + self.block_size).min(size);
+        let store = self.store.clone();
+        let location = ObjectPath::from(path);
+        let fetch: Fetch = Box::pin(async move { store.get_range(&location, start..end).await });
+        let bytes = self
+            .cache
+            .get_or_fetch(Self::key(path, block), fetch)
+            .await
+            .map_err(|message| ReadError::Cache {
+                path: path.to_string(),
+                message,
+            })?;
+        if bytes.len() as u64 != end - start {
+            return Err(ReadError::Cache {
+                path: path.to_string(),
+                message: format!(
+                    "block {block} has {} bytes, expected {}",
+                    bytes.len(),
+                    end - start
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{memory::InMemory, PutPayload};
+
+    #[tokio::test]
+    async fn reads_across_blocks_through_foyer() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        store
+            .put(&ObjectPath::from("o"), PutPayload::from(data.clone()))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(FoyerCache::open(dir.path(), 1 << 20, 16 << 20).await.unwrap());
+        let reader = ObjectReader::new(store.clone(), cache.clone(), 4096);
+        for (s, e) in [(0, 1), (100, 9000), (4095, 4097), (19_000, 20_000), (0, 20_000)] {
+            let got = reader.read("o", 20_000, s..e).await.unwrap();
+            assert_eq!(&got[..], &data[s as usize..e as usize]);
+        }
+        // Served from the cache once the object is gone from the store.
+        store.delete(&ObjectPath::from("o")).await.unwrap();
+        let got = reader.read("o", 20_000, 10..5000).await.unwrap();
+        assert_eq!(&got[..], &data[10..5000]);
+        assert!(reader.read("o", 20_000, 10..30_000).await.is_err());
+        cache.close().await;
+    }
+}

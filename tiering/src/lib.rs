@@ -1,0 +1,8 @@
+//! Bytes at rest: the segment object format, record batch validation, and
+//! reading objects through the block cache.
+
+pub mod batch;
+pub mod cache;
+pub mod segment;
+
+pub use cache::{BlockCache, FoyerCache, NoCache, ObjectReader};
