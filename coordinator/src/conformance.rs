@@ -18,17 +18,34 @@ pub async fn run_all(store: &dyn MetaStore, prefix: &str) {
 }
 
 pub async fn put_get_range_delete(store: &dyn MetaStore, p: &str) {
-    let r1 = store.put(&format!("{p}b"), Bytes::from_static(b"1"), None).await.unwrap();
-    let r2 = store.put(&format!("{p}a"), Bytes::from_static(b"2"), None).await.unwrap();
+    let r1 = store
+        .put(&format!("{p}b"), Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
+    let r2 = store
+        .put(&format!("{p}a"), Bytes::from_static(b"2"), None)
+        .await
+        .unwrap();
     assert!(r2 > r1, "revisions increase");
-    let r3 = store.put(&format!("{p}b"), Bytes::from_static(b"3"), None).await.unwrap();
-    let b = store.get(&format!("{p}b")).await.unwrap().expect("b exists");
+    let r3 = store
+        .put(&format!("{p}b"), Bytes::from_static(b"3"), None)
+        .await
+        .unwrap();
+    let b = store
+        .get(&format!("{p}b"))
+        .await
+        .unwrap()
+        .expect("b exists");
     assert_eq!(b.value, Bytes::from_static(b"3"));
     assert_eq!((b.create_revision, b.mod_revision, b.version), (r1, r3, 2));
     assert!(store.get(&format!("{p}zz")).await.unwrap().is_none());
     let all = store.range(KeyRange::Prefix(p.to_string())).await.unwrap();
     let keys: Vec<_> = all.kvs.iter().map(|kv| kv.key.clone()).collect();
-    assert_eq!(keys, vec![format!("{p}a"), format!("{p}b")], "range is sorted by key");
+    assert_eq!(
+        keys,
+        vec![format!("{p}a"), format!("{p}b")],
+        "range is sorted by key"
+    );
     assert!(all.revision >= r3);
     let (n, _) = store.delete(KeyRange::Key(format!("{p}a"))).await.unwrap();
     assert_eq!(n, 1);
@@ -36,7 +53,12 @@ pub async fn put_get_range_delete(store: &dyn MetaStore, p: &str) {
     assert_eq!(n, 0);
     let (n, _) = store.delete(KeyRange::Prefix(p.to_string())).await.unwrap();
     assert_eq!(n, 1);
-    assert!(store.range(KeyRange::Prefix(p.to_string())).await.unwrap().kvs.is_empty());
+    assert!(store
+        .range(KeyRange::Prefix(p.to_string()))
+        .await
+        .unwrap()
+        .kvs
+        .is_empty());
 }
 
 pub async fn txn_compares(store: &dyn MetaStore, p: &str) {
@@ -96,24 +118,42 @@ pub async fn txn_compares(store: &dyn MetaStore, p: &str) {
     assert_eq!(x.mod_revision, y.mod_revision, "a txn is one revision");
     assert_eq!(x.mod_revision, both.revision);
     // Value compare on a missing key is false.
-    let missing = Compare::value(format!("{p}missing"), CompareOp::NotEqual, Bytes::from_static(b"q"));
-    assert!(!store
-        .txn(Txn {
-            compares: vec![missing],
-            success: vec![],
-            failure: vec![],
-        })
-        .await
-        .unwrap()
-        .succeeded);
+    let missing = Compare::value(
+        format!("{p}missing"),
+        CompareOp::NotEqual,
+        Bytes::from_static(b"q"),
+    );
+    assert!(
+        !store
+            .txn(Txn {
+                compares: vec![missing],
+                success: vec![],
+                failure: vec![],
+            })
+            .await
+            .unwrap()
+            .succeeded
+    );
     store.delete(KeyRange::Prefix(p.to_string())).await.unwrap();
 }
 
 pub async fn watch_from_revision(store: &dyn MetaStore, p: &str) {
-    let r1 = store.put(&format!("{p}1"), Bytes::from_static(b"a"), None).await.unwrap();
-    store.put("/elsewhere/ignored", Bytes::from_static(b"z"), None).await.unwrap();
-    store.put(&format!("{p}2"), Bytes::from_static(b"b"), None).await.unwrap();
-    let mut w = store.watch(KeyRange::Prefix(p.to_string()), r1).await.unwrap();
+    let r1 = store
+        .put(&format!("{p}1"), Bytes::from_static(b"a"), None)
+        .await
+        .unwrap();
+    store
+        .put("/elsewhere/ignored", Bytes::from_static(b"z"), None)
+        .await
+        .unwrap();
+    store
+        .put(&format!("{p}2"), Bytes::from_static(b"b"), None)
+        .await
+        .unwrap();
+    let mut w = store
+        .watch(KeyRange::Prefix(p.to_string()), r1)
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut put_more = true;
@@ -126,7 +166,10 @@ pub async fn watch_from_revision(store: &dyn MetaStore, p: &str) {
         seen.extend(batch);
         if put_more && seen.len() >= 2 {
             put_more = false;
-            store.put(&format!("{p}3"), Bytes::from_static(b"c"), None).await.unwrap();
+            store
+                .put(&format!("{p}3"), Bytes::from_static(b"c"), None)
+                .await
+                .unwrap();
             store.delete(KeyRange::Key(format!("{p}1"))).await.unwrap();
         }
     }
@@ -144,7 +187,10 @@ pub async fn watch_from_revision(store: &dyn MetaStore, p: &str) {
         ]
     );
     let revs: Vec<_> = seen.iter().map(|e| e.kv.mod_revision).collect();
-    assert!(revs.windows(2).all(|w| w[0] < w[1]), "events in revision order: {revs:?}");
+    assert!(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        "events in revision order: {revs:?}"
+    );
     assert_eq!(seen[0].kv.mod_revision, r1);
     store.delete(KeyRange::Prefix(p.to_string())).await.unwrap();
 }
@@ -152,24 +198,39 @@ pub async fn watch_from_revision(store: &dyn MetaStore, p: &str) {
 pub async fn leases_expire(store: &dyn MetaStore, p: &str) {
     let lease = store.lease_grant(Duration::from_secs(2)).await.unwrap();
     let k = format!("{p}member");
-    store.put(&k, Bytes::from_static(b"alive"), Some(lease)).await.unwrap();
+    store
+        .put(&k, Bytes::from_static(b"alive"), Some(lease))
+        .await
+        .unwrap();
     assert_eq!(store.get(&k).await.unwrap().unwrap().lease, lease);
     // Kept alive past the TTL.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(900)).await;
         store.lease_keep_alive(lease).await.unwrap();
     }
-    assert!(store.get(&k).await.unwrap().is_some(), "kept-alive lease holds its key");
+    assert!(
+        store.get(&k).await.unwrap().is_some(),
+        "kept-alive lease holds its key"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.get(&k).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "expired lease deletes its key");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expired lease deletes its key"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(store.lease_keep_alive(lease).await.is_err());
     let l2 = store.lease_grant(Duration::from_secs(30)).await.unwrap();
-    store.put(&k, Bytes::from_static(b"x"), Some(l2)).await.unwrap();
+    store
+        .put(&k, Bytes::from_static(b"x"), Some(l2))
+        .await
+        .unwrap();
     store.lease_revoke(l2).await.unwrap();
-    assert!(store.get(&k).await.unwrap().is_none(), "revoked lease deletes its key");
+    assert!(
+        store.get(&k).await.unwrap().is_none(),
+        "revoked lease deletes its key"
+    );
 }
 
 #[cfg(test)]
@@ -188,14 +249,23 @@ mod tests {
         let rev = {
             let s = EmbeddedStore::open(dir.path()).unwrap();
             run_all(&s, "/conf").await;
-            s.put("/keep/a", Bytes::from_static(b"1"), None).await.unwrap();
+            s.put("/keep/a", Bytes::from_static(b"1"), None)
+                .await
+                .unwrap();
             let lease = s.lease_grant(Duration::from_secs(60)).await.unwrap();
-            s.put("/keep/leased", Bytes::from_static(b"l"), Some(lease)).await.unwrap();
-            s.put("/keep/a", Bytes::from_static(b"2"), None).await.unwrap()
+            s.put("/keep/leased", Bytes::from_static(b"l"), Some(lease))
+                .await
+                .unwrap();
+            s.put("/keep/a", Bytes::from_static(b"2"), None)
+                .await
+                .unwrap()
         };
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let a = s.get("/keep/a").await.unwrap().unwrap();
-        assert_eq!((a.value.as_ref(), a.mod_revision, a.version), (&b"2"[..], rev, 2));
+        assert_eq!(
+            (a.value.as_ref(), a.mod_revision, a.version),
+            (&b"2"[..], rev, 2)
+        );
         assert!(s.get("/keep/leased").await.unwrap().is_none());
         assert!(s.put("/keep/b", Bytes::new(), None).await.unwrap() > rev);
         // Watching history from before the restart reports compaction.

@@ -326,7 +326,12 @@ impl Inner {
 
     fn keys_in(&self, range: &KeyRange) -> Vec<String> {
         match range {
-            KeyRange::Key(k) => self.kvs.contains_key(k).then(|| k.clone()).into_iter().collect(),
+            KeyRange::Key(k) => self
+                .kvs
+                .contains_key(k)
+                .then(|| k.clone())
+                .into_iter()
+                .collect(),
             KeyRange::Prefix(p) => self
                 .kvs
                 .range(p.clone()..)
@@ -364,7 +369,11 @@ impl Inner {
 
     /// Applies ops at revision `self.revision + 1` (bumped only if anything
     /// changes), appending events.
-    fn apply_ops(&mut self, ops: Vec<TxnOp>, events: &mut Vec<Event>) -> Result<Vec<TxnOpResponse>> {
+    fn apply_ops(
+        &mut self,
+        ops: Vec<TxnOp>,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<TxnOpResponse>> {
         for op in &ops {
             if let TxnOp::Put { lease: Some(l), .. } = op {
                 if *l != 0 && !self.leases.contains_key(l) {

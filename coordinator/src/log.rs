@@ -153,7 +153,11 @@ impl MetaLog {
         let lock = self
             .store
             .txn(Txn {
-                compares: vec![Compare::version(&self.keys.checkpoint_lock, CompareOp::Equal, 0)],
+                compares: vec![Compare::version(
+                    &self.keys.checkpoint_lock,
+                    CompareOp::Equal,
+                    0,
+                )],
                 success: vec![TxnOp::Put {
                     key: self.keys.checkpoint_lock.clone(),
                     value: Bytes::from_static(b"locked"),
@@ -192,7 +196,9 @@ impl MetaLog {
         })
         .expect("pointer serializes");
         let compare = match &old {
-            Some(kv) => Compare::mod_revision(&self.keys.checkpoint, CompareOp::Equal, kv.mod_revision),
+            Some(kv) => {
+                Compare::mod_revision(&self.keys.checkpoint, CompareOp::Equal, kv.mod_revision)
+            }
             None => Compare::version(&self.keys.checkpoint, CompareOp::Equal, 0),
         };
         let swapped = self
@@ -224,14 +230,22 @@ impl MetaLog {
             self.store
                 .txn(Txn {
                     compares: vec![],
-                    success: keys.iter().map(|k| TxnOp::Delete(KeyRange::Key(k.clone()))).collect(),
+                    success: keys
+                        .iter()
+                        .map(|k| TxnOp::Delete(KeyRange::Key(k.clone())))
+                        .collect(),
                     failure: vec![],
                 })
                 .await?;
         }
-        if let Some(old) = old.and_then(|kv| serde_json::from_slice::<CheckpointPointer>(&kv.value).ok()) {
+        if let Some(old) =
+            old.and_then(|kv| serde_json::from_slice::<CheckpointPointer>(&kv.value).ok())
+        {
             if old.object != object {
-                let _ = self.objects.delete(&ObjectPath::from(old.object.as_str())).await;
+                let _ = self
+                    .objects
+                    .delete(&ObjectPath::from(old.object.as_str()))
+                    .await;
             }
         }
         tracing::info!(revision, object = %object, records = covered.len(), "checkpoint written");
@@ -291,10 +305,12 @@ async fn load(
                     Err(e) => Err(e),
                 };
                 match bytes {
-                    Ok(b) => State::from_checkpoint(&b).map_err(|message| LogError::Checkpoint {
-                        key: p.object.clone(),
-                        message,
-                    })?,
+                    Ok(b) => {
+                        State::from_checkpoint(&b).map_err(|message| LogError::Checkpoint {
+                            key: p.object.clone(),
+                            message,
+                        })?
+                    }
                     // A concurrent checkpoint may have replaced and deleted it.
                     Err(e) if attempt < 5 => {
                         tracing::warn!(object = %p.object, error = %e, "checkpoint unreadable, retrying");
@@ -316,12 +332,21 @@ async fn load(
                 state.apply_bytes(kv.mod_revision, &kv.value);
             }
         }
-        tracing::info!(revision = resp.revision, topics = state.topics.len(), "metadata loaded");
+        tracing::info!(
+            revision = resp.revision,
+            topics = state.topics.len(),
+            "metadata loaded"
+        );
         return Ok((state, resp.revision));
     }
 }
 
-async fn tail(store: Arc<dyn MetaStore>, objects: Arc<dyn ObjectStore>, keys: Keys, shared: Arc<Shared>) {
+async fn tail(
+    store: Arc<dyn MetaStore>,
+    objects: Arc<dyn ObjectStore>,
+    keys: Keys,
+    shared: Arc<Shared>,
+) {
     loop {
         let from = *shared.applied.borrow() + 1;
         let mut stream = match store.watch(KeyRange::Prefix(keys.log.clone()), from).await {
@@ -417,16 +442,26 @@ mod tests {
     async fn propose_checkpoint_and_reload() {
         let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
         let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a-1").await.unwrap();
-        let b = MetaLog::open(meta.clone(), objects.clone(), "c", "b-1").await.unwrap();
+        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a-1")
+            .await
+            .unwrap();
+        let b = MetaLog::open(meta.clone(), objects.clone(), "c", "b-1")
+            .await
+            .unwrap();
         let create = Command::CreateTopic {
             name: "t".into(),
             id: TopicId([7; 16]),
             partitions: 1,
             config: Default::default(),
         };
-        assert_eq!(a.propose(create.clone()).await.unwrap(), Outcome::TopicCreated(TopicId([7; 16])));
-        assert_eq!(b.propose(create).await.unwrap(), Outcome::TopicExists(TopicId([7; 16])));
+        assert_eq!(
+            a.propose(create.clone()).await.unwrap(),
+            Outcome::TopicCreated(TopicId([7; 16]))
+        );
+        assert_eq!(
+            b.propose(create).await.unwrap(),
+            Outcome::TopicExists(TopicId([7; 16]))
+        );
         let commit = |n| Command::Commit {
             object: format!("o{n}"),
             size: 100,
@@ -439,14 +474,30 @@ mod tests {
                 max_timestamp: 0,
             }],
         };
-        assert_eq!(a.propose(commit(1)).await.unwrap(), Outcome::Committed(vec![Some(0)]));
-        assert_eq!(b.propose(commit(2)).await.unwrap(), Outcome::Committed(vec![Some(5)]));
+        assert_eq!(
+            a.propose(commit(1)).await.unwrap(),
+            Outcome::Committed(vec![Some(0)])
+        );
+        assert_eq!(
+            b.propose(commit(2)).await.unwrap(),
+            Outcome::Committed(vec![Some(5)])
+        );
         let rev = a.checkpoint().await.unwrap().unwrap();
-        assert!(meta.range(KeyRange::Prefix("/silt/c/log/".into())).await.unwrap().kvs.is_empty());
+        assert!(meta
+            .range(KeyRange::Prefix("/silt/c/log/".into()))
+            .await
+            .unwrap()
+            .kvs
+            .is_empty());
         meta.compact(rev).await.unwrap();
-        assert_eq!(a.propose(commit(3)).await.unwrap(), Outcome::Committed(vec![Some(10)]));
+        assert_eq!(
+            a.propose(commit(3)).await.unwrap(),
+            Outcome::Committed(vec![Some(10)])
+        );
         // A new reader starts from checkpoint + remaining log.
-        let c = MetaLog::open(meta.clone(), objects.clone(), "c", "c-1").await.unwrap();
+        let c = MetaLog::open(meta.clone(), objects.clone(), "c", "c-1")
+            .await
+            .unwrap();
         b.subscribe().wait_for(|r| *r >= a.applied()).await.unwrap();
         assert_eq!(*c.state(), *a.state());
         assert_eq!(*b.state(), *a.state());

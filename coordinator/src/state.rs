@@ -158,7 +158,11 @@ impl State {
                         .topic_names
                         .get(&c.topic)
                         .and_then(|n| self.topics.get_mut(n))
-                        .and_then(|t| usize::try_from(c.partition).ok().and_then(|i| t.partitions.get_mut(i)));
+                        .and_then(|t| {
+                            usize::try_from(c.partition)
+                                .ok()
+                                .and_then(|i| t.partitions.get_mut(i))
+                        });
                     match part {
                         Some(p) if in_bounds && c.records > 0 && c.records < i32::MAX as u64 => {
                             let base = p.high_watermark;
@@ -180,7 +184,10 @@ impl State {
                 if refs > 0 {
                     self.objects
                         .entry(object.clone())
-                        .or_insert(ObjectInfo { size: *size, refs: 0 })
+                        .or_insert(ObjectInfo {
+                            size: *size,
+                            refs: 0,
+                        })
                         .refs += refs;
                 } else {
                     self.unreferenced.insert(object.clone(), revision);
@@ -260,10 +267,19 @@ mod tests {
     #[test]
     fn assigns_dense_offsets_first_writer_wins() {
         let mut s = State::default();
-        assert_eq!(s.apply(1, &create("a", 1, 2)), Outcome::TopicCreated(TopicId([1; 16])));
-        assert_eq!(s.apply(2, &create("a", 2, 5)), Outcome::TopicExists(TopicId([1; 16])));
         assert_eq!(
-            s.apply(3, &commit("o1", &[(1, 0, 3), (1, 1, 2), (9, 0, 1), (1, 7, 1)])),
+            s.apply(1, &create("a", 1, 2)),
+            Outcome::TopicCreated(TopicId([1; 16]))
+        );
+        assert_eq!(
+            s.apply(2, &create("a", 2, 5)),
+            Outcome::TopicExists(TopicId([1; 16]))
+        );
+        assert_eq!(
+            s.apply(
+                3,
+                &commit("o1", &[(1, 0, 3), (1, 1, 2), (9, 0, 1), (1, 7, 1)])
+            ),
             Outcome::Committed(vec![Some(0), Some(0), None, None])
         );
         assert_eq!(
@@ -275,17 +291,28 @@ mod tests {
         assert_eq!(p.entries_from(3)[0].object, "o2");
         assert_eq!(p.entries_from(2)[0].object, "o1");
         assert_eq!(s.objects["o1"].refs, 2);
-        assert_eq!(s.apply(5, &Command::DeleteTopic { name: "a".into() }), Outcome::TopicDeleted(TopicId([1; 16])));
+        assert_eq!(
+            s.apply(5, &Command::DeleteTopic { name: "a".into() }),
+            Outcome::TopicDeleted(TopicId([1; 16]))
+        );
         assert!(s.objects.is_empty());
         assert_eq!(s.unreferenced.len(), 2);
-        assert_eq!(s.apply(6, &create("a", 1, 0)), Outcome::Invalid("topic a: 0 partitions".into()));
+        assert_eq!(
+            s.apply(6, &create("a", 1, 0)),
+            Outcome::Invalid("topic a: 0 partitions".into())
+        );
     }
 
     fn arb_command() -> impl Strategy<Value = Command> {
         prop_oneof![
             (0u8..3, 1u32..4).prop_map(|(t, p)| create(&format!("t{t}"), t, p)),
-            (0u8..3).prop_map(|t| Command::DeleteTopic { name: format!("t{t}") }),
-            (0u32..1000, proptest::collection::vec((0u8..3, -1i32..4, 0u64..50), 1..5))
+            (0u8..3).prop_map(|t| Command::DeleteTopic {
+                name: format!("t{t}")
+            }),
+            (
+                0u32..1000,
+                proptest::collection::vec((0u8..3, -1i32..4, 0u64..50), 1..5)
+            )
                 .prop_map(|(o, c)| commit(&format!("o{o}"), &c)),
         ]
     }

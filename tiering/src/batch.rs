@@ -51,7 +51,9 @@ pub enum BatchError {
         stored: u32,
         computed: u32,
     },
-    #[error("record batch at byte {at}: invalid lastOffsetDelta {delta} or record count {records}")]
+    #[error(
+        "record batch at byte {at}: invalid lastOffsetDelta {delta} or record count {records}"
+    )]
     Count { at: usize, delta: i32, records: i32 },
     #[error("empty record set")]
     Empty,

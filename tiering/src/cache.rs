@@ -152,7 +152,9 @@ impl ObjectReader {
         }
         let first = range.start / self.block_size;
         let last = (range.end - 1) / self.block_size;
-        let blocks = futures::future::try_join_all((first..=last).map(|b| self.block(path, size, b))).await?;
+        let blocks =
+            futures::future::try_join_all((first..=last).map(|b| self.block(path, size, b)))
+                .await?;
         if blocks.len() == 1 {
             let off = first * self.block_size;
             return Ok(blocks[0].slice((range.start - off) as usize..(range.end - off) as usize));
@@ -209,9 +211,19 @@ mod tests {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let cache = Arc::new(FoyerCache::open(dir.path(), 1 << 20, 16 << 20).await.unwrap());
+        let cache = Arc::new(
+            FoyerCache::open(dir.path(), 1 << 20, 16 << 20)
+                .await
+                .unwrap(),
+        );
         let reader = ObjectReader::new(store.clone(), cache.clone(), 4096);
-        for (s, e) in [(0, 1), (100, 9000), (4095, 4097), (19_000, 20_000), (0, 20_000)] {
+        for (s, e) in [
+            (0, 1),
+            (100, 9000),
+            (4095, 4097),
+            (19_000, 20_000),
+            (0, 20_000),
+        ] {
             let got = reader.read("o", 20_000, s..e).await.unwrap();
             assert_eq!(&got[..], &data[s as usize..e as usize]);
         }

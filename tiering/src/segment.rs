@@ -223,8 +223,7 @@ fn decode_footer(mut f: &[u8], data_end: u64) -> Result<Vec<ChunkMeta>, SegmentE
         let records = f.get_u64_le();
         let min_timestamp = f.get_i64_le();
         let max_timestamp = f.get_i64_le();
-        if position < HEADER_LEN as u64
-            || position.checked_add(length).is_none_or(|e| e > data_end)
+        if position < HEADER_LEN as u64 || position.checked_add(length).is_none_or(|e| e > data_end)
         {
             return Err(SegmentError::Footer("chunk byte range outside data"));
         }

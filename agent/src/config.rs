@@ -1,0 +1,280 @@
+//! Agent settings: defaults, then `silt.toml`, then `SILT_*` environment
+//! variables, then command-line flags (highest).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// Address given to clients in Metadata (defaults to `listen`).
+    pub advertise: Option<String>,
+    /// Root for the local bucket, metadata and cache in `silt dev`.
+    pub data_dir: PathBuf,
+    /// Name of the cluster; prefixes every metadata key.
+    pub cluster: String,
+    /// Stable id of this agent.
+    pub agent_id: String,
+    /// Seal the open segment after this long.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Seal the open segment once it holds this many bytes.
+    pub flush_bytes: ByteSize,
+    /// Produce waits once open and uploading segments hold this many bytes.
+    pub max_inflight_bytes: ByteSize,
+    /// Segments uploading at once.
+    pub max_concurrent_uploads: usize,
+    /// Frames larger than this close the connection.
+    pub max_request_bytes: ByteSize,
+    /// Create unknown topics on Metadata and Produce.
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
+    /// Memory and disk budget of the block cache.
+    pub cache_memory: ByteSize,
+    pub cache_disk: ByteSize,
+    pub cache_block: ByteSize,
+    /// Write a checkpoint after this many applied log records.
+    pub checkpoint_every: u64,
+    /// Upper bound on a fetch's long poll.
+    #[serde(with = "humantime_serde")]
+    pub max_fetch_wait: Duration,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9092".parse().expect("valid default address"),
+            advertise: None,
+            data_dir: PathBuf::from("./silt-data"),
+            cluster: "dev".into(),
+            agent_id: "agent-0".into(),
+            flush_interval: Duration::from_millis(250),
+            flush_bytes: ByteSize::mib(8),
+            max_inflight_bytes: ByteSize::mib(64),
+            max_concurrent_uploads: 4,
+            max_request_bytes: ByteSize::mib(100),
+            auto_create_topics: true,
+            default_partitions: 1,
+            cache_memory: ByteSize::mib(256),
+            cache_disk: ByteSize::gib(2),
+            cache_block: ByteSize::mib(1),
+            checkpoint_every: 1000,
+            max_fetch_wait: Duration::from_secs(30),
+            log_format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("setting {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// Every setting, by its file key; `SILT_<KEY>` in the environment.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "advertise",
+    "data_dir",
+    "cluster",
+    "agent_id",
+    "flush_interval",
+    "flush_bytes",
+    "max_inflight_bytes",
+    "max_concurrent_uploads",
+    "max_request_bytes",
+    "auto_create_topics",
+    "default_partitions",
+    "cache_memory",
+    "cache_disk",
+    "cache_block",
+    "checkpoint_every",
+    "max_fetch_wait",
+    "log_format",
+];
+
+impl Settings {
+    /// Layers the file (if any), the environment, then `overrides`
+    /// (`key=value` pairs from flags) over the defaults.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl Iterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            table = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        for (k, v) in env {
+            if let Some(name) = k.strip_prefix("SILT_") {
+                let key = name.to_ascii_lowercase();
+                if KEYS.contains(&key.as_str()) {
+                    table.insert(key, guess_value(&v));
+                }
+            }
+        }
+        for (k, v) in overrides {
+            table.insert((*k).to_string(), guess_value(v));
+        }
+        // Parse key by key so an error names the setting.
+        let mut settings = Settings::default();
+        let mut merged = toml::Table::new();
+        for (k, v) in table {
+            if !KEYS.contains(&k.as_str()) {
+                return Err(ConfigError::Invalid {
+                    name: k,
+                    message: format!("unknown setting (known: {})", KEYS.join(", ")),
+                });
+            }
+            let mut one = toml::Table::new();
+            one.insert(k.clone(), v.clone());
+            if let Err(e) = one.try_into::<Settings>() {
+                return Err(ConfigError::Invalid {
+                    name: k,
+                    message: e.message().to_string(),
+                });
+            }
+            merged.insert(k, v);
+        }
+        if !merged.is_empty() {
+            settings = merged
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    name: "config".into(),
+                    message: e.message().to_string(),
+                })?;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                name: name.into(),
+                message: message.into(),
+            })
+        };
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval", "must be positive");
+        }
+        if self.flush_bytes.as_u64() == 0 {
+            return bad("flush_bytes", "must be positive");
+        }
+        if self.max_inflight_bytes.as_u64() < self.flush_bytes.as_u64() {
+            return bad("max_inflight_bytes", "must be at least flush_bytes");
+        }
+        if self.max_inflight_bytes.as_u64() > u32::MAX as u64 {
+            return bad("max_inflight_bytes", "must be below 4 GiB");
+        }
+        if self.max_concurrent_uploads == 0 {
+            return bad("max_concurrent_uploads", "must be at least 1");
+        }
+        if self.default_partitions == 0 || self.default_partitions > 10_000 {
+            return bad("default_partitions", "must be between 1 and 10000");
+        }
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            return bad("cluster", "must be non-empty and contain no '/'");
+        }
+        if self.agent_id.is_empty() || self.agent_id.contains('/') {
+            return bad("agent_id", "must be non-empty and contain no '/'");
+        }
+        if self.log_format != "text" && self.log_format != "json" {
+            return bad("log_format", "must be \"text\" or \"json\"");
+        }
+        if let Some(a) = &self.advertise {
+            if parse_host_port(a).is_none() {
+                return bad("advertise", "must be HOST:PORT");
+            }
+        }
+        Ok(())
+    }
+
+    /// Host and port given to clients.
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertise
+            .as_deref()
+            .and_then(parse_host_port)
+            .unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port() as i32))
+    }
+}
+
+fn parse_host_port(s: &str) -> Option<(String, i32)> {
+    let (h, p) = s.rsplit_once(':')?;
+    let port: u16 = p.parse().ok()?;
+    (!h.is_empty()).then(|| (h.trim_matches(['[', ']']).to_string(), port as i32))
+}
+
+/// Environment and flag values are strings; numbers and booleans are
+/// recognised so they parse into typed settings.
+fn guess_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match v {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(v.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("silt.toml");
+        std::fs::write(
+            &f,
+            "flush_interval = \"100ms\"\ndefault_partitions = 3\nflush_bytes = \"1MiB\"\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("SILT_DEFAULT_PARTITIONS".to_string(), "5".to_string()),
+            ("SILT_FLUSH_BYTES".to_string(), "2MiB".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let s =
+            Settings::load(Some(&f), env.into_iter(), &[("flush_bytes", "4MiB".into())]).unwrap();
+        assert_eq!(s.flush_interval, Duration::from_millis(100));
+        assert_eq!(s.default_partitions, 5);
+        assert_eq!(s.flush_bytes, ByteSize::mib(4));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = Settings::load(
+            None,
+            std::iter::empty(),
+            &[("flush_interval", "soon".into())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("flush_interval"), "{e}");
+        let e = Settings::load(
+            None,
+            std::iter::empty(),
+            &[("default_partitions", "0".into())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("default_partitions"), "{e}");
+        let e = Settings::load(None, std::iter::empty(), &[("nonsense", "1".into())]).unwrap_err();
+        assert!(e.to_string().contains("nonsense"), "{e}");
+    }
+}

@@ -1,0 +1,377 @@
+//! The write path: batches from every connection and partition go into one
+//! open segment; a sealed segment is uploaded with a create-only PUT, then
+//! committed through the commit log, and only then are producers answered
+//! with the offsets the commit assigned.
+//!
+//! Uploads run concurrently, but commits happen one at a time in seal
+//! order, so batches sent in order on a connection get increasing offsets.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use object_store::{path::Path as ObjectPath, ObjectStore, PutMode, PutOptions, PutPayload};
+use silt_coordinator::{records::ChunkRef, Command, MetaLog, Outcome, TopicId};
+use silt_tiering::{
+    segment::{BatchMeta, ChunkMeta, SegmentBuilder},
+    ObjectReader,
+};
+use tokio::{
+    sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Batches for one partition of a produce request, already validated.
+pub struct PartitionAppend {
+    pub topic: TopicId,
+    pub partition: i32,
+    pub data: Bytes,
+    pub batches: Vec<BatchMeta>,
+    pub min_timestamp: i64,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AppendError {
+    /// Upload or commit failed; the client should retry.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The topic or partition vanished before the commit.
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("agent shutting down")]
+    ShuttingDown,
+}
+
+/// The base offset assigned to each partition append, or why it failed.
+pub type AppendResult = Vec<Result<i64, AppendError>>;
+
+struct Pending {
+    parts: Vec<PartitionAppend>,
+    reply: oneshot::Sender<AppendResult>,
+    permit: OwnedSemaphorePermit,
+}
+
+struct Waiter {
+    /// Per partition append: (chunk index, records before it in the chunk).
+    slots: Vec<(usize, u64)>,
+    reply: oneshot::Sender<AppendResult>,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Sealed {
+    key: String,
+    size: u64,
+    chunks: Vec<ChunkMeta>,
+    waiters: Vec<Waiter>,
+    upload: Option<JoinHandle<Result<(), String>>>,
+}
+
+#[derive(Clone)]
+pub struct ProduceConfig {
+    pub flush_interval: Duration,
+    pub flush_bytes: u64,
+    pub max_inflight_bytes: u32,
+    pub max_concurrent_uploads: usize,
+}
+
+/// Cheap handle used by connections to append.
+#[derive(Clone)]
+pub struct Producer {
+    tx: mpsc::Sender<Pending>,
+    budget: Arc<Semaphore>,
+    max_inflight: u32,
+}
+
+impl Producer {
+    /// Starts the segment writer and committer. They stop once `shutdown`
+    /// fires and everything accepted before has been flushed and answered;
+    /// await the returned handle to know when.
+    pub fn start(
+        config: ProduceConfig,
+        store: Arc<dyn ObjectStore>,
+        log: Arc<MetaLog>,
+        reader: ObjectReader,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let (sealed_tx, sealed_rx) = mpsc::channel(config.max_concurrent_uploads);
+        let budget = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
+        let writer = tokio::spawn(segment_writer(
+            config.clone(),
+            rx,
+            sealed_tx,
+            store,
+            reader,
+            shutdown,
+        ));
+        let committer = tokio::spawn(committer(sealed_rx, log));
+        let done = tokio::spawn(async move {
+            let _ = writer.await;
+            let _ = committer.await;
+        });
+        (
+            Self {
+                tx,
+                budget,
+                max_inflight: config.max_inflight_bytes,
+            },
+            done,
+        )
+    }
+
+    /// Appends partitions' batches; resolves once they are committed (or failed).
+    pub async fn append(&self, parts: Vec<PartitionAppend>) -> AppendResult {
+        let n = parts.len();
+        let fail = |e: AppendError| vec![Err(e); n];
+        let bytes: u64 = parts.iter().map(|p| p.data.len() as u64).sum();
+        // Backpressure: wait for room in the in-flight byte budget. A request
+        // larger than the whole budget takes all of it.
+        let permits = bytes.clamp(1, self.max_inflight as u64) as u32;
+        let Ok(permit) = self.budget.clone().acquire_many_owned(permits).await else {
+            return fail(AppendError::ShuttingDown);
+        };
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Pending {
+                parts,
+                reply,
+                permit,
+            })
+            .await
+            .is_err()
+        {
+            return fail(AppendError::ShuttingDown);
+        }
+        rx.await.unwrap_or_else(|_| fail(AppendError::ShuttingDown))
+    }
+}
+
+fn segment_key(ulid: ulid::Ulid) -> String {
+    // Date path from the ULID's own timestamp: days since the epoch to a
+    // civil date (Howard Hinnant's algorithm).
+    let days = (ulid.timestamp_ms() / 86_400_000) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("segments/{y:04}/{m:02}/{d:02}/{ulid}.silt")
+}
+
+async fn segment_writer(
+    config: ProduceConfig,
+    mut rx: mpsc::Receiver<Pending>,
+    sealed_tx: mpsc::Sender<Sealed>,
+    store: Arc<dyn ObjectStore>,
+    reader: ObjectReader,
+    shutdown: CancellationToken,
+) {
+    let mut builder = SegmentBuilder::new();
+    let mut waiters: Vec<Waiter> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let seal_now = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                // Take what is already queued, then seal and stop.
+                rx.close();
+                while let Ok(p) = rx.try_recv() {
+                    add(&mut builder, &mut waiters, p);
+                }
+                seal(&mut builder, &mut waiters, &sealed_tx, &store, &reader).await;
+                return;
+            }
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => true,
+            p = rx.recv() => match p {
+                Some(p) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + config.flush_interval);
+                    }
+                    add(&mut builder, &mut waiters, p);
+                    builder.data_len() >= config.flush_bytes
+                }
+                None => {
+                    seal(&mut builder, &mut waiters, &sealed_tx, &store, &reader).await;
+                    return;
+                }
+            },
+        };
+        if seal_now {
+            deadline = None;
+            seal(&mut builder, &mut waiters, &sealed_tx, &store, &reader).await;
+        }
+    }
+}
+
+fn add(builder: &mut SegmentBuilder, waiters: &mut Vec<Waiter>, p: Pending) {
+    let slots = p
+        .parts
+        .into_iter()
+        .map(|a| builder.append(a.topic.0, a.partition, a.data, a.batches, a.min_timestamp))
+        .collect();
+    waiters.push(Waiter {
+        slots,
+        reply: p.reply,
+        _permit: p.permit,
+    });
+}
+
+async fn seal(
+    builder: &mut SegmentBuilder,
+    waiters: &mut Vec<Waiter>,
+    sealed_tx: &mpsc::Sender<Sealed>,
+    store: &Arc<dyn ObjectStore>,
+    reader: &ObjectReader,
+) {
+    if builder.is_empty() {
+        return;
+    }
+    let (bytes, chunks) = std::mem::take(builder).finish();
+    let key = segment_key(ulid::Ulid::new());
+    let size = bytes.len() as u64;
+    let upload = tokio::spawn(upload(store.clone(), reader.clone(), key.clone(), bytes));
+    let sealed = Sealed {
+        key,
+        size,
+        chunks,
+        waiters: std::mem::take(waiters),
+        upload: Some(upload),
+    };
+    // Waits while `max_concurrent_uploads` segments are ahead of this one.
+    if let Err(mpsc::error::SendError(s)) = sealed_tx.send(sealed).await {
+        if let Some(u) = s.upload {
+            u.abort();
+        }
+        for w in s.waiters {
+            let _ = w
+                .reply
+                .send(vec![Err(AppendError::ShuttingDown); w.slots.len()]);
+        }
+    }
+}
+
+async fn upload(
+    store: Arc<dyn ObjectStore>,
+    reader: ObjectReader,
+    key: String,
+    bytes: Bytes,
+) -> Result<(), String> {
+    let path = ObjectPath::from(key.as_str());
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&path, PutPayload::from(bytes.clone()), opts)
+            .await
+        {
+            Ok(_) => break,
+            // The key is unique to this upload: if it exists, an earlier
+            // attempt whose answer was lost wrote it.
+            Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => break,
+            Err(e) if attempt < 3 => {
+                tracing::warn!(object = %key, attempt, error = %e, "segment upload failed, retrying");
+                tokio::time::sleep(Duration::from_millis(100 * 4u64.pow(attempt - 1))).await;
+            }
+            Err(e) => return Err(format!("segment {key}: upload failed: {e}")),
+        }
+    }
+    reader.warm(&key, &bytes);
+    Ok(())
+}
+
+async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
+    while let Some(mut s) = rx.recv().await {
+        let started = Instant::now();
+        let upload = s.upload.take().expect("sealed segments carry their upload");
+        let result = match upload.await {
+            Ok(Ok(())) => commit(&log, &s).await,
+            Ok(Err(e)) => Err(AppendError::Storage(e)),
+            Err(e) => Err(AppendError::Storage(format!(
+                "segment {}: upload task: {e}",
+                s.key
+            ))),
+        };
+        match &result {
+            Ok(_) => {
+                tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), ms = started.elapsed().as_millis() as u64, "segment committed")
+            }
+            Err(e) => {
+                tracing::warn!(object = %s.key, error = %e, "segment not committed; producers get a retriable error")
+            }
+        }
+        for w in s.waiters {
+            let answer = match &result {
+                Ok(bases) => w
+                    .slots
+                    .iter()
+                    .map(
+                        |(chunk, before)| match bases.get(*chunk).copied().flatten() {
+                            Some(base) => Ok(base + *before as i64),
+                            None => Err(AppendError::UnknownTopicOrPartition),
+                        },
+                    )
+                    .collect(),
+                Err(e) => vec![Err(e.clone()); w.slots.len()],
+            };
+            let _ = w.reply.send(answer);
+        }
+    }
+}
+
+async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<Option<i64>>, AppendError> {
+    let chunks = s
+        .chunks
+        .iter()
+        .map(|c| ChunkRef {
+            topic: TopicId(c.topic_id),
+            partition: c.partition,
+            position: c.position,
+            length: c.length,
+            records: c.records,
+            max_timestamp: c.max_timestamp,
+        })
+        .collect();
+    let command = Command::Commit {
+        object: s.key.clone(),
+        size: s.size,
+        chunks,
+    };
+    match log.propose(command).await {
+        Ok(Outcome::Committed(bases)) => Ok(bases),
+        Ok(other) => Err(AppendError::Storage(format!(
+            "segment {}: unexpected commit outcome {other:?}",
+            s.key
+        ))),
+        Err(e) => Err(AppendError::Storage(format!(
+            "segment {}: commit failed: {e}",
+            s.key
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_keys_are_dated() {
+        let u = ulid::Ulid::from_parts(1_767_225_600_000, 7); // 2026-01-01T00:00:00Z
+        assert!(
+            segment_key(u).starts_with("segments/2026/01/01/"),
+            "{}",
+            segment_key(u)
+        );
+        let u = ulid::Ulid::from_parts(951_782_400_000, 7); // 2000-02-29
+        assert!(segment_key(u).starts_with("segments/2000/02/29/"));
+    }
+}

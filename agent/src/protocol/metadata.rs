@@ -1,0 +1,84 @@
+use kafka_protocol::{
+    messages::{
+        metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        },
+        BrokerId, MetadataRequest, MetadataResponse, TopicName,
+    },
+    protocol::StrBytes,
+    ResponseError,
+};
+use uuid::Uuid;
+
+use super::code;
+use crate::broker::{validate_topic_name, Broker};
+
+fn partitions(broker: &Broker, n: usize) -> Vec<MetadataResponsePartition> {
+    (0..n as i32)
+        .map(|i| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i)
+                .with_leader_id(BrokerId(broker.node_id))
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![BrokerId(broker.node_id)])
+                .with_isr_nodes(vec![BrokerId(broker.node_id)])
+        })
+        .collect()
+}
+
+pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let (host, port) = broker.settings.advertised();
+    let brokers = vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.node_id))
+        .with_host(StrBytes::from_string(host))
+        .with_port(port)];
+    // v0: an empty list means all topics; v1+: null means all.
+    let requested: Option<Vec<String>> = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    let allow_create = version < 4 || req.allow_auto_topic_creation;
+    let topics = match requested {
+        None => {
+            let state = broker.log.state();
+            state
+                .topics
+                .values()
+                .map(|t| {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+                        .with_topic_id(Uuid::from_bytes(t.id.0))
+                        .with_partitions(partitions(broker, t.partitions.len()))
+                })
+                .collect()
+        }
+        Some(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                let topic = MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+                if validate_topic_name(&name).is_err() {
+                    out.push(topic.with_error_code(code(ResponseError::InvalidTopicException)));
+                    continue;
+                }
+                out.push(match broker.resolve_topic(&name, allow_create).await {
+                    Some((id, n)) => topic
+                        .with_topic_id(Uuid::from_bytes(id.0))
+                        .with_partitions(partitions(broker, n)),
+                    None => topic.with_error_code(code(ResponseError::UnknownTopicOrPartition)),
+                });
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_topics(topics)
+}

@@ -1,0 +1,206 @@
+//! The Kafka listener: framing, header decoding, version checks, and
+//! in-order responses for pipelined requests.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::{
+    messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind},
+    protocol::{Decodable, Encodable},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    task::JoinHandle,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{broker::Broker, protocol};
+
+/// Requests a connection may have in flight before reading pauses.
+const PIPELINE_DEPTH: usize = 64;
+
+/// Accepts connections until `shutdown` fires, then waits for every
+/// connection to finish its in-flight requests.
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    let shutdown = shutdown.clone();
+                    tracker.spawn(async move {
+                        if let Err(reason) = connection(stream, broker, shutdown).await {
+                            tracing::debug!(%peer, %reason, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+enum Next {
+    Frame(BytesMut),
+    Closed,
+}
+
+async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max: usize) -> Result<Next, String> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Next::Closed),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = i32::from_be_bytes(len);
+    if len < 8 {
+        return Err(format!(
+            "frame length {len} is too small for a request header"
+        ));
+    }
+    if len as usize > max {
+        return Err(format!(
+            "frame of {len} bytes exceeds max_request_bytes {max}"
+        ));
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    rd.read_exact(&mut buf)
+        .await
+        .map_err(|e| format!("truncated frame of {len} bytes: {e}"))?;
+    Ok(Next::Frame(buf))
+}
+
+async fn connection(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<Bytes>>>(PIPELINE_DEPTH);
+    let writer = tokio::spawn(async move {
+        while let Some(handle) = rx.recv().await {
+            match handle.await {
+                Ok(Some(frame)) => {
+                    if wr.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "request handler failed; closing connection");
+                    return;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let max = broker.settings.max_request_bytes.as_u64() as usize;
+    let result = loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            f = read_frame(&mut rd, max) => f,
+        };
+        let buf = match frame {
+            Ok(Next::Frame(b)) => b.freeze(),
+            Ok(Next::Closed) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match decode(buf) {
+            Ok(Decoded::Request(header, request)) => {
+                let broker = broker.clone();
+                let handle = tokio::spawn(async move {
+                    let version = header.request_api_version;
+                    let key = ApiKey::try_from(header.request_api_key).ok()?;
+                    let response = protocol::handle(&broker, &header, request).await?;
+                    encode(key, version, header.correlation_id, &response)
+                });
+                if tx.send(handle).await.is_err() {
+                    break Err("writer closed".into());
+                }
+            }
+            Ok(Decoded::Immediate(frame)) => {
+                if tx
+                    .send(tokio::spawn(async move { Some(frame) }))
+                    .await
+                    .is_err()
+                {
+                    break Err("writer closed".into());
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+enum Decoded {
+    Request(RequestHeader, RequestKind),
+    /// A response decided at decode time (ApiVersions version fallback).
+    Immediate(Bytes),
+}
+
+fn decode(mut buf: Bytes) -> Result<Decoded, String> {
+    let key_raw = (&buf[0..2]).get_i16();
+    let version = (&buf[2..4]).get_i16();
+    let correlation_id = (&buf[4..8]).get_i32();
+    let key = ApiKey::try_from(key_raw).map_err(|_| format!("unknown API key {key_raw}"))?;
+    let Some((min, max)) = protocol::supported(key_raw) else {
+        return Err(format!("unsupported API {key:?} (key {key_raw})"));
+    };
+    if version < min || version > max {
+        if key == ApiKey::ApiVersions {
+            // Kafka answers with v0 and the versions it supports.
+            let resp = ResponseKind::ApiVersions(protocol::unsupported_version_response());
+            return encode(key, 0, correlation_id, &resp)
+                .map(Decoded::Immediate)
+                .ok_or_else(|| "encoding ApiVersions fallback failed".to_string());
+        }
+        return Err(format!(
+            "unsupported version {version} of {key:?} (supported {min}..={max})"
+        ));
+    }
+    let header = RequestHeader::decode(&mut buf, key.request_header_version(version))
+        .map_err(|e| format!("bad request header for {key:?} v{version}: {e}"))?;
+    let request = RequestKind::decode(key, &mut buf, version)
+        .map_err(|e| format!("bad {key:?} v{version} request: {e}"))?;
+    Ok(Decoded::Request(header, request))
+}
+
+fn encode(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Option<Bytes> {
+    let mut body = BytesMut::new();
+    body.put_i32(0);
+    // ApiVersions responses always use header v0 so old clients can parse them.
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
+    let result = ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut body, header_version)
+        .and_then(|_| response.encode(&mut body, version));
+    if let Err(e) = result {
+        tracing::error!(api = ?key, version, error = %e, "encoding response failed");
+        return None;
+    }
+    let len = (body.len() - 4) as i32;
+    body[0..4].copy_from_slice(&len.to_be_bytes());
+    Some(body.freeze())
+}
