@@ -152,7 +152,7 @@ impl Client {
                 self.correlation
             );
         }
-        Ok(R::Response::decode(&mut resp, version)?)
+        R::Response::decode(&mut resp, version)
     }
 
     /// Writes a length-prefixed frame.
