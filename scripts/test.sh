@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need (kcat, the Python
+# Kafka clients), builds the workspace once, runs the Rust unit, property and
+# end-to-end tests, then the client end-to-end tests against real processes.
+#
+#   scripts/test.sh            everything
+#   SILT_E2E_RECORDS=5000 scripts/test.sh   smaller client runs
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# A build directory outside the clone lets repeated runs reuse the build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/silt-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+scripts/install-test-deps.sh
+
+step "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building"
+cargo build --workspace --all-targets --locked
+
+step "Rust tests (unit, property, metadata conformance, end-to-end)"
+cargo test --workspace --locked
+
+step "client end-to-end tests (kcat, confluent-kafka, kafka-python)"
+export SILT_BIN="$CARGO_TARGET_DIR/debug/silt"
+cd tests/e2e
+python3 -m pytest -q
