@@ -43,6 +43,8 @@ struct Inner {
     leases: HashMap<LeaseId, Lease>,
     next_lease: LeaseId,
     journal: Option<File>,
+    /// Directory of the journal, when persisted.
+    dir: Option<PathBuf>,
 }
 
 /// The embedded store. Cheap to clone.
@@ -73,31 +75,8 @@ impl EmbeddedStore {
         // Leases did not survive the previous process.
         inner.kvs.retain(|_, kv| kv.lease == 0);
         inner.compacted = inner.revision;
-        // Rewrite as a compact snapshot, atomically.
-        let tmp: PathBuf = dir.join("meta.journal.tmp");
-        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let mut buf = Vec::new();
-        let mut p = vec![REC_SNAPSHOT];
-        p.put_i64_le(inner.revision);
-        frame(&mut buf, &p);
-        for kv in inner.kvs.values() {
-            let mut p = vec![REC_KV];
-            put_kv(&mut p, kv);
-            frame(&mut buf, &p);
-        }
-        f.write_all(&buf)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        inner.journal = Some(
-            OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| io_err(&path, e))?,
-        );
+        inner.dir = Some(dir.to_path_buf());
+        inner.write_snapshot()?;
         Ok(Self::from_inner(inner))
     }
 
@@ -229,6 +208,7 @@ impl Inner {
             leases: HashMap::new(),
             next_lease: 1,
             journal,
+            dir: None,
         }
     }
 
@@ -278,6 +258,40 @@ impl Inner {
                 _ => return,
             }
         }
+    }
+
+    /// Rewrites the journal as a snapshot of the live keys, atomically, and
+    /// appends to it from then on.
+    fn write_snapshot(&mut self) -> Result<()> {
+        let Some(dir) = self.dir.clone() else {
+            return Ok(());
+        };
+        let path = dir.join("meta.journal");
+        let tmp = dir.join("meta.journal.tmp");
+        let mut buf = Vec::new();
+        let mut p = vec![REC_SNAPSHOT];
+        p.put_i64_le(self.revision);
+        frame(&mut buf, &p);
+        for kv in self.kvs.values() {
+            let mut p = vec![REC_KV];
+            put_kv(&mut p, kv);
+            frame(&mut buf, &p);
+        }
+        let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(&buf)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io_err(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        self.journal = Some(
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?,
+        );
+        Ok(())
     }
 
     fn persist(&mut self, rev: Revision, events: &[Event]) -> Result<()> {
@@ -572,6 +586,8 @@ impl MetaStore for EmbeddedStore {
             while g.history.front().is_some_and(|(r, _)| *r <= revision) {
                 g.history.pop_front();
             }
+            // Compaction is also when the journal sheds deleted keys.
+            g.write_snapshot()?;
         }
         Ok(())
     }

@@ -248,6 +248,9 @@ impl MetaLog {
                     .await;
             }
         }
+        // History before the checkpoint is no longer needed; a watcher still
+        // behind it reloads from the checkpoint.
+        self.store.compact(revision).await?;
         tracing::info!(revision, object = %object, records = covered.len(), "checkpoint written");
         Ok(revision)
     }
