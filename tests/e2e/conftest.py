@@ -7,6 +7,9 @@ Environment:
     SILT_BIN          path to the silt binary
                       (default: /var/tmp/silt-target/debug/silt)
     SILT_E2E_RECORDS  records per round-trip test (default: 100000)
+
+Extra command-line arguments for one test:
+    @pytest.mark.silt_args("--default-partitions", "3")
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class SiltBroker:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        # True between start() and stop(): an exit in that window is a crash.
+        self.should_run = False
 
     @property
     def bootstrap(self) -> str:
@@ -91,7 +96,9 @@ class SiltBroker:
             raise RuntimeError(f"silt already running (pid {self.proc.pid})")
         env = dict(os.environ)
         env["SILT_LOG"] = "info"
+        env["NO_COLOR"] = "1"  # plain log files
         self.starts += 1
+        self.should_run = True
         banner = f"\n===== start #{self.starts}: {' '.join(self.command())} =====\n"
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             out.write(banner.encode())
@@ -147,6 +154,7 @@ class SiltBroker:
 
     def stop(self) -> int | None:
         """SIGTERM, wait up to 20 s, then SIGKILL. Returns the exit code."""
+        self.should_run = False
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -169,6 +177,12 @@ class SiltBroker:
         """Stop the broker and start it again on the same data dir and port."""
         self.stop()
         self.start()
+
+    def crashed(self) -> int | None:
+        """Exit code if the broker exited on its own while it should run."""
+        if self.should_run and self.proc is not None:
+            return self.proc.poll()
+        return None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -197,11 +211,16 @@ def silt(request, tmp_path):
     binary = os.environ.get("SILT_BIN", DEFAULT_SILT_BIN)
     if not os.path.isfile(binary) or not os.access(binary, os.X_OK):
         pytest.fail(f"silt binary not found or not executable: {binary} (set SILT_BIN)")
-    broker = SiltBroker(binary, tmp_path)
+    marker = request.node.get_closest_marker("silt_args")
+    extra_args = [str(a) for a in marker.args] if marker else []
+    broker = SiltBroker(binary, tmp_path, extra_args)
     request.node._silt_broker = broker
     try:
         broker.start()
         yield broker
+        rc = broker.crashed()
+        if rc is not None:
+            pytest.fail(f"silt exited unexpectedly during the test with code {rc}\n{broker.log_tail()}")
     finally:
         broker.stop()
 

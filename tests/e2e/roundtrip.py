@@ -107,6 +107,8 @@ def generate_records(
     tag: str | None = None,
     text: bool = False,
     first_idx: int = 0,
+    null_header_values: bool = True,
+    null_key_and_value: bool = True,
 ) -> list[Rec]:
     """Deterministic records from `seed`, with indexes first_idx..first_idx+n-1
     (record idx goes to partition idx % partitions).
@@ -115,7 +117,12 @@ def generate_records(
     values: ~2 % null, ~1 % 1 KiB-100 KiB, else 10 B-1 KiB (log-uniform),
             plus a few empty (non-null) values in binary mode
     headers: "id" on every record (binary mode), plus 1-3 small headers on
-             about half of the records.
+             about half of the records (~5 % of them with a null value).
+
+    Some clients cannot express everything Kafka allows: with
+    null_header_values=False null header values become empty, and with
+    null_key_and_value=False a record whose key and value would both be null
+    gets an empty (non-null) key instead.
     """
     rng = random.Random(seed)
     tag = tag if tag is not None else f"s{seed}"
@@ -150,7 +157,11 @@ def generate_records(
                 for _ in range(rng.randint(1, 3)):
                     hk = "h" + _payload(rng, rng.randint(0, 8), True).decode()
                     hv = None if rng.random() < 0.05 else rng.randbytes(rng.randint(0, 16))
+                    if hv is None and not null_header_values:
+                        hv = b""
                     headers.append((hk, hv))
+        if key is None and value is None and not null_key_and_value:
+            key = b""
         out.append(Rec(idx, rid, idx % partitions, codec_of(i, n), key, value, headers))
     return out
 
@@ -180,7 +191,13 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 6
         operation_timeout=timeout,
         request_timeout=timeout,
     )
-    futures[topic].result(timeout=timeout)
+    try:
+        futures[topic].result(timeout=timeout)
+    except Exception as e:  # KafkaException or a futures timeout
+        raise AssertionError(
+            f"CreateTopics {topic!r} (partitions={partitions}, replication_factor=1) "
+            f"failed: {e!r}"
+        ) from e
     wait_for_topic(bootstrap, topic, partitions, timeout=timeout)
     log(f"created topic {topic} with {partitions} partitions")
 
@@ -267,6 +284,25 @@ def check_acks(records: list[Rec], acks: dict[int, tuple[int, int]]) -> None:
                 f"partition {p} offset {off} acknowledged for two records: "
                 f"idx {prev} and idx {r.idx}"
             )
+
+
+def check_producer_order(records: list[Rec], acks: dict[int, tuple[int, int]]) -> None:
+    """Records sent by one producer (one codec) to one partition must be
+    appended in the order they were sent. The producers here run without
+    retries, so Kafka's ordering guarantee holds even with several requests
+    in flight on the connection."""
+    last: dict[tuple[str, int], Rec] = {}
+    for r in sorted(records, key=lambda r: r.idx):
+        k = (r.codec, r.partition)
+        prev = last.get(k)
+        if prev is not None and acks[r.idx][1] <= acks[prev.idx][1]:
+            raise AssertionError(
+                f"partition {r.partition}: the {r.codec} producer sent {prev.rid.decode()} "
+                f"before {r.rid.decode()}, but they were appended at offsets "
+                f"{acks[prev.idx][1]} and {acks[r.idx][1]} (order of one producer's "
+                f"records in a partition not preserved)"
+            )
+        last[k] = r
 
 
 def verify(
@@ -360,6 +396,9 @@ def confluent_producer_config(bootstrap: str, codec: str) -> dict:
         "queue.buffering.max.messages": 1_000_000,
         "queue.buffering.max.kbytes": 1024 * 1024,
         "message.timeout.ms": int(PRODUCE_TIMEOUT_S * 1000),
+        # No retries: then every producer's records must land in send order
+        # (see check_producer_order), even with many requests in flight.
+        "retries": 0,
     }
 
 
@@ -530,6 +569,7 @@ def produce_kafka_python(bootstrap: str, topic: str, records: list[Rec]) -> dict
             max_request_size=MAX_MESSAGE_BYTES,
             request_timeout_ms=60_000,
             delivery_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000),
+            retries=0,  # see check_producer_order
         )
 
         def ok(idx: int, md) -> None:
@@ -674,6 +714,8 @@ def produce_kcat(bootstrap: str, topic: str, records: list[Rec], partitions: int
                     "-z", codec, "-K", "\\t", "-Z",
                     "-H", f"codec={codec}",
                     "-X", "acks=all",
+                    # No retries, so the order sent is the order stored.
+                    "-X", "message.send.max.retries=0",
                     "-X", "linger.ms=10",
                     "-X", f"message.max.bytes={MAX_MESSAGE_BYTES}",
                     "-m", "30",
@@ -705,44 +747,68 @@ def _enc(s: bytes | None) -> str | None:
 
 
 def verify_kcat_partition(p: int, expected: list[Rec], got: list[dict]) -> None:
+    """Partition p holds exactly `expected`, intact, at offsets 0..n-1, in the
+    order sent. Content is checked before order, so that a reordering is
+    reported as such rather than as a key/value mismatch."""
+    # 1. dense offsets from 0
     for pos, m in enumerate(got):
-        where = f"kcat partition {p} message #{pos}"
         if m.get("partition") != p:
-            raise AssertionError(f"{where}: reports partition {m.get('partition')}")
+            raise AssertionError(
+                f"kcat partition {p} message #{pos}: reports partition {m.get('partition')}"
+            )
         if m.get("offset") != pos:
             prev = got[pos - 1].get("offset") if pos else None
             raise AssertionError(
                 f"partition {p}: offsets not dense from 0: message #{pos} has offset "
                 f"{m.get('offset')} (previous {prev})"
             )
-        if pos >= len(expected):
-            raise AssertionError(
-                f"{where} offset {pos}: unexpected extra record key={m.get('key')!r:.60} "
-                f"payload={m.get('payload')!r:.60}"
-            )
-        r = expected[pos]
-        exp_key, exp_val = _enc(r.key), _enc(r.value)
-        if m.get("key") != exp_key:
-            raise AssertionError(
-                f"partition {p} offset {pos} ({r.rid.decode()}, codec {r.codec}): key differs: "
-                f"got {m.get('key')!r:.80}, sent {exp_key!r:.80}"
-            )
-        if m.get("payload") != exp_val:
-            raise AssertionError(
-                f"partition {p} offset {pos} ({r.rid.decode()}, codec {r.codec}): payload "
-                f"differs: got {m.get('payload')!r:.80} (len "
-                f"{None if m.get('payload') is None else len(m['payload'])}), sent "
-                f"{exp_val!r:.80} (len {None if exp_val is None else len(exp_val)})"
-            )
-        if m.get("headers") != ["codec", r.codec]:
-            raise AssertionError(
-                f"partition {p} offset {pos} ({r.rid.decode()}): headers {m.get('headers')!r}, "
-                f"expected ['codec', {r.codec!r}]"
-            )
-    if len(got) != len(expected):
-        raise AssertionError(
-            f"kcat partition {p}: read {len(got)} records, sent {len(expected)}"
+
+    # 2. the same records, each exactly once, byte for byte
+    def sent(r: Rec) -> tuple:
+        return (_enc(r.key), _enc(r.value), ("codec", r.codec))
+
+    def read(m: dict) -> tuple:
+        h = m.get("headers") or []
+        return (m.get("key"), m.get("payload"), tuple(h))
+
+    want = Counter(sent(r) for r in expected)
+    have = Counter(read(m) for m in got)
+    if want != have:
+        missing = want - have
+        extra = have - want
+        first_extra = next(
+            (pos for pos, m in enumerate(got) if read(m) in extra), None
         )
+        detail = ""
+        if first_extra is not None:
+            m = got[first_extra]
+            detail = (
+                f"; first unexpected record at offset {first_extra}: key={m.get('key')!r:.60} "
+                f"payload={m.get('payload')!r:.80} headers={m.get('headers')!r}"
+            )
+        if missing:
+            k, v, h = next(iter(missing))
+            detail += f"; first missing: key={k!r:.60} payload={v!r:.80} headers={list(h)!r}"
+        raise AssertionError(
+            f"kcat partition {p}: read {len(got)} records, sent {len(expected)}; "
+            f"{sum(missing.values())} sent records not read back, "
+            f"{sum(extra.values())} read records not sent (or altered){detail}"
+        )
+
+    # 3. in the order sent
+    sent_pos: dict[tuple, list[int]] = defaultdict(list)
+    for pos, r in enumerate(expected):
+        sent_pos[sent(r)].append(pos)
+    for pos, (m, r) in enumerate(zip(got, expected)):
+        if read(m) != sent(r):
+            other = sent_pos[read(m)]
+            m_id = (m.get("payload") or "").split(":", 1)[0] or "(null payload)"
+            raise AssertionError(
+                f"partition {p}: order not preserved: offset {pos} holds {m_id} "
+                f"(sent as message #{other[0]} of this partition), but message #{pos} sent "
+                f"was {r.rid.decode()} (codec {r.codec}); each (partition, codec) chunk was "
+                f"produced by one kcat process without retries"
+            )
 
 
 def kcat_roundtrip(bootstrap: str, topic: str, records: list[Rec], partitions: int) -> None:
@@ -802,7 +868,12 @@ def roundtrip(
     create_topic(bootstrap, topic, partitions)
     text = client == "kcat"
     t0 = time.monotonic()
-    records = generate_records(n, partitions, seed, text=text)
+    # kafka-python refuses null header values and records whose key and
+    # value are both null.
+    lenient = client != "kafka-python"
+    records = generate_records(
+        n, partitions, seed, text=text, null_header_values=lenient, null_key_and_value=lenient
+    )
     total = sum(r.size() for r in records)
     log(
         f"{client}: generated {n} records ({total / 1e6:.1f} MB) in "
@@ -816,5 +887,6 @@ def roundtrip(
     check_acks(records, acks)
     consumed, high = CONSUMERS[client](bootstrap, topic, partitions)
     verify(records, acks, consumed, partitions, high)
+    check_producer_order(records, acks)
     log(f"{client}: verified {n} records in {partitions} partitions of {topic}")
     return RoundtripResult(topic, records, acks, high)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import roundtrip as rt
 
+DEFAULT_PARTITIONS = 3
 
+
+@pytest.mark.silt_args("--default-partitions", str(DEFAULT_PARTITIONS))
 def test_produce_to_missing_topic_auto_creates(silt):
     topic = rt.unique_topic("e2e-auto")
     assert rt.topic_partition_count(silt.bootstrap, topic) is None, (
@@ -48,7 +53,11 @@ def test_produce_to_missing_topic_auto_creates(silt):
         if count:
             break
         time.sleep(0.2)
-    assert count and count >= 1, f"metadata does not list auto-created topic {topic} (got {count})"
+    assert count, f"metadata does not list auto-created topic {topic} (got {count})"
+    assert count == DEFAULT_PARTITIONS, (
+        f"auto-created topic {topic} has {count} partitions; silt was started with "
+        f"--default-partitions {DEFAULT_PARTITIONS}"
+    )
 
     # Offsets are dense per partition and the records read back intact.
     per_part: dict[int, list[int]] = {}

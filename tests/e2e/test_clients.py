@@ -60,3 +60,8 @@ def test_restart_keeps_offsets(silt, n_records):
 
     consumed, high_final = rt.consume_confluent(silt.bootstrap, topic, PARTITIONS)
     rt.verify(first + second, {**acks, **acks2}, consumed, PARTITIONS, high_final)
+
+    # Each producer's records kept their send order (checked last, so that a
+    # reordering does not hide the restart checks above).
+    rt.check_producer_order(first, acks)
+    rt.check_producer_order(second, acks2)
