@@ -19,7 +19,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{broker::Broker, protocol};
 
 /// Requests a connection may have in flight before reading pauses.
-const PIPELINE_DEPTH: usize = 64;
+/// Produce responses wait for a flush (250 ms by default) and librdkafka
+/// sends one request per partition, so a producer writing many partitions
+/// keeps thousands in flight. Memory stays bounded: produced bytes hold
+/// the in-flight byte budget before they are queued.
+const PIPELINE_DEPTH: usize = 4096;
 
 /// Accepts connections until `shutdown` fires, then waits for every
 /// connection to finish its in-flight requests.
@@ -118,12 +122,12 @@ async fn connection(
         match decode(buf) {
             Ok(Decoded::Request(boxed)) => {
                 let (header, request) = *boxed;
-                let broker = broker.clone();
+                let key = ApiKey::try_from(header.request_api_key).ok();
+                let (version, correlation_id) = (header.request_api_version, header.correlation_id);
+                let reply = protocol::dispatch(broker.clone(), header, request).await;
                 let handle = tokio::spawn(async move {
-                    let version = header.request_api_version;
-                    let key = ApiKey::try_from(header.request_api_key).ok()?;
-                    let response = protocol::handle(&broker, &header, request).await?;
-                    encode(key, version, header.correlation_id, &response)
+                    let response = reply.await?;
+                    encode(key?, version, correlation_id, &response)
                 });
                 if tx.send(handle).await.is_err() {
                     break Err("writer closed".into());

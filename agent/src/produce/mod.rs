@@ -120,31 +120,42 @@ impl Producer {
         )
     }
 
-    /// Appends partitions' batches; resolves once they are committed (or failed).
-    pub async fn append(&self, parts: Vec<PartitionAppend>) -> AppendResult {
+    /// Queues partitions' batches behind everything queued before; the
+    /// returned future resolves once they are committed (or failed). Waits
+    /// here, before queueing, while the in-flight byte budget is full.
+    ///
+    /// Callers queue a connection's requests one after another, so batches
+    /// sent in order on a connection are appended in that order.
+    pub async fn submit(
+        &self,
+        parts: Vec<PartitionAppend>,
+    ) -> impl std::future::Future<Output = AppendResult> + Send + 'static {
         let n = parts.len();
-        let fail = |e: AppendError| vec![Err(e); n];
+        let fail = move |e: AppendError| vec![Err(e); n];
         let bytes: u64 = parts.iter().map(|p| p.data.len() as u64).sum();
-        // Backpressure: wait for room in the in-flight byte budget. A request
-        // larger than the whole budget takes all of it.
+        // A request larger than the whole budget takes all of it.
         let permits = bytes.clamp(1, self.max_inflight as u64) as u32;
-        let Ok(permit) = self.budget.clone().acquire_many_owned(permits).await else {
-            return fail(AppendError::ShuttingDown);
+        let queued = match self.budget.clone().acquire_many_owned(permits).await {
+            Ok(permit) => {
+                let (reply, rx) = oneshot::channel();
+                let pending = Pending {
+                    parts,
+                    reply,
+                    permit,
+                };
+                match self.tx.send(pending).await {
+                    Ok(()) => Some(rx),
+                    Err(_) => None,
+                }
+            }
+            Err(_) => None,
         };
-        let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Pending {
-                parts,
-                reply,
-                permit,
-            })
-            .await
-            .is_err()
-        {
-            return fail(AppendError::ShuttingDown);
+        async move {
+            match queued {
+                Some(rx) => rx.await.unwrap_or_else(|_| fail(AppendError::ShuttingDown)),
+                None => fail(AppendError::ShuttingDown),
+            }
         }
-        rx.await.unwrap_or_else(|_| fail(AppendError::ShuttingDown))
     }
 }
 

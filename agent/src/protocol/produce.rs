@@ -1,7 +1,9 @@
+use std::sync::Arc;
+
 use kafka_protocol::{
     messages::{
         produce_response::{PartitionProduceResponse, TopicProduceResponse},
-        ProduceRequest, ProduceResponse,
+        ProduceRequest, ProduceResponse, TopicName,
     },
     protocol::StrBytes,
     ResponseError,
@@ -21,7 +23,12 @@ enum Slot {
     Append(usize),
 }
 
-pub async fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+/// Validates the request and queues its batches now, in request order;
+/// the returned future waits for the commit and builds the response.
+pub async fn handle(
+    broker: Arc<Broker>,
+    req: ProduceRequest,
+) -> impl std::future::Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
     let mut appends = Vec::new();
     let mut plan = Vec::with_capacity(req.topic_data.len());
@@ -75,14 +82,28 @@ pub async fn handle(broker: &Broker, req: ProduceRequest) -> Option<ProduceRespo
             plan.push((t.name, slots));
         }
     }
-    let results = if appends.is_empty() {
-        Vec::new()
+    let committed = if appends.is_empty() {
+        None
     } else {
-        broker.producer.append(appends).await
+        Some(broker.producer.submit(appends).await)
     };
-    if acks == 0 {
-        return None;
+    async move {
+        let results = match committed {
+            Some(c) => c.await,
+            None => Vec::new(),
+        };
+        if acks == 0 {
+            return None;
+        }
+        respond(&broker, plan, &results)
     }
+}
+
+fn respond(
+    broker: &Broker,
+    plan: Vec<(TopicName, Vec<(i32, Slot)>)>,
+    results: &[Result<i64, AppendError>],
+) -> Option<ProduceResponse> {
     let state = broker.log.state();
     let responses = plan
         .into_iter()
