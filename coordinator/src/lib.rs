@@ -3,12 +3,14 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 pub mod log;
 pub mod metastore;
 pub mod records;
 pub mod state;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
 pub use log::{LogError, MetaLog};
 pub use metastore::{MetaError, MetaStore};
 pub use records::{ChunkRef, Command, TopicId};

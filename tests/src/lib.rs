@@ -237,3 +237,54 @@ pub fn batch_offsets(mut records: Bytes) -> Vec<i64> {
     }
     out
 }
+
+/// A one-member etcd (Debian's `etcd-server`) on ports chosen at run time,
+/// killed by PID when dropped.
+pub struct Etcd {
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Etcd {
+    pub fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let child = Command::new("etcd")
+            .args(["--name", "s1", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("s1={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting etcd (Debian package etcd-server; scripts/install-test-deps.sh installs it)")?;
+        let mut etcd = Self {
+            endpoint,
+            _dir: dir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", client)).is_err() {
+            if let Some(status) = etcd.child.try_wait()? {
+                bail!("etcd exited with {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not listen within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(etcd)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,298 @@
+//! [`MetaStore`] on etcd v3, through the `etcd-client` crate.
+//!
+//! A thin translation: every operation maps to one etcd call. Transport
+//! errors become [`MetaError::Unavailable`] (callers retry); a watch whose
+//! start revision was compacted ends with [`MetaError::Compacted`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client as etcd;
+
+use crate::metastore::*;
+
+/// etcd accepts requests up to `--max-request-bytes` (1.5 MiB by default)
+/// plus 512 KiB of gRPC overhead; larger ones fail on the server anyway.
+pub const MAX_ENCODING_BYTES: usize = 2 * 1024 * 1024;
+/// Responses (ranges over the log, watch batches) may be larger than
+/// requests; etcd itself sends up to 2 GiB.
+pub const MAX_DECODING_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct EtcdStore {
+    kv: etcd::KvClient,
+    watch: etcd::WatchClient,
+    lease: etcd::LeaseClient,
+}
+
+fn unavailable(e: etcd::Error) -> MetaError {
+    MetaError::Unavailable(e.to_string())
+}
+
+impl EtcdStore {
+    /// Connects to the given endpoints (`http://host:port`).
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        let options = etcd::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+            .with_require_leader(true);
+        let client = etcd::Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| {
+                MetaError::Unavailable(format!("connecting to etcd {}: {e}", endpoints.join(",")))
+            })?;
+        Ok(Self {
+            kv: client
+                .kv_client()
+                .max_encoding_message_size(MAX_ENCODING_BYTES)
+                .max_decoding_message_size(MAX_DECODING_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_DECODING_BYTES),
+            lease: client.lease_client(),
+        })
+    }
+}
+
+fn kv(kv: &etcd::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: Bytes::copy_from_slice(kv.value()),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+        lease: kv.lease(),
+    }
+}
+
+fn key_and_get(range: &KeyRange) -> (String, Option<etcd::GetOptions>) {
+    match range {
+        KeyRange::Key(k) => (k.clone(), None),
+        KeyRange::Prefix(p) => (p.clone(), Some(etcd::GetOptions::new().with_prefix())),
+    }
+}
+
+fn key_and_delete(range: &KeyRange) -> (String, Option<etcd::DeleteOptions>) {
+    match range {
+        KeyRange::Key(k) => (k.clone(), None),
+        KeyRange::Prefix(p) => (p.clone(), Some(etcd::DeleteOptions::new().with_prefix())),
+    }
+}
+
+fn revision_of(header: Option<&etcd::ResponseHeader>) -> Revision {
+    header.map_or(0, |h| h.revision())
+}
+
+fn compare(c: &Compare) -> etcd::Compare {
+    let op = match c.op {
+        CompareOp::Equal => etcd::CompareOp::Equal,
+        CompareOp::NotEqual => etcd::CompareOp::NotEqual,
+        CompareOp::Greater => etcd::CompareOp::Greater,
+        CompareOp::Less => etcd::CompareOp::Less,
+    };
+    let key = c.key.clone();
+    match &c.target {
+        CompareTarget::Version(v) => etcd::Compare::version(key, op, *v),
+        CompareTarget::CreateRevision(r) => etcd::Compare::create_revision(key, op, *r),
+        CompareTarget::ModRevision(r) => etcd::Compare::mod_revision(key, op, *r),
+        CompareTarget::Value(v) => etcd::Compare::value(key, op, v.to_vec()),
+    }
+}
+
+fn txn_op(op: &TxnOp) -> etcd::TxnOp {
+    match op {
+        TxnOp::Put { key, value, lease } => {
+            let options = lease
+                .filter(|l| *l != 0)
+                .map(|l| etcd::PutOptions::new().with_lease(l));
+            etcd::TxnOp::put(key.clone(), value.to_vec(), options)
+        }
+        TxnOp::Delete(range) => {
+            let (k, o) = key_and_delete(range);
+            etcd::TxnOp::delete(k, o)
+        }
+        TxnOp::Range(range) => {
+            let (k, o) = key_and_get(range);
+            etcd::TxnOp::get(k, o)
+        }
+    }
+}
+
+#[async_trait]
+impl MetaStore for EtcdStore {
+    async fn range(&self, range: KeyRange) -> Result<RangeResponse> {
+        let (k, o) = key_and_get(&range);
+        let resp = self.kv.clone().get(k, o).await.map_err(unavailable)?;
+        Ok(RangeResponse {
+            kvs: resp.kvs().iter().map(kv).collect(),
+            revision: revision_of(resp.header()),
+        })
+    }
+
+    async fn put(&self, key: &str, value: Bytes, lease: Option<LeaseId>) -> Result<Revision> {
+        let options = lease
+            .filter(|l| *l != 0)
+            .map(|l| etcd::PutOptions::new().with_lease(l));
+        let resp = self
+            .kv
+            .clone()
+            .put(key, value.to_vec(), options)
+            .await
+            .map_err(|e| match &e {
+                etcd::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
+                    MetaError::LeaseNotFound(lease.unwrap_or(0))
+                }
+                _ => unavailable(e),
+            })?;
+        Ok(revision_of(resp.header()))
+    }
+
+    async fn delete(&self, range: KeyRange) -> Result<(u64, Revision)> {
+        let (k, o) = key_and_delete(&range);
+        let resp = self.kv.clone().delete(k, o).await.map_err(unavailable)?;
+        Ok((resp.deleted() as u64, revision_of(resp.header())))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        let t = etcd::Txn::new()
+            .when(txn.compares.iter().map(compare).collect::<Vec<_>>())
+            .and_then(txn.success.iter().map(txn_op).collect::<Vec<_>>())
+            .or_else(txn.failure.iter().map(txn_op).collect::<Vec<_>>());
+        let resp = self.kv.clone().txn(t).await.map_err(|e| match &e {
+            etcd::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
+                MetaError::LeaseNotFound(0)
+            }
+            _ => unavailable(e),
+        })?;
+        let responses = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                etcd::TxnOpResponse::Put(_) => TxnOpResponse::Put,
+                etcd::TxnOpResponse::Delete(d) => TxnOpResponse::Delete {
+                    deleted: d.deleted() as u64,
+                },
+                etcd::TxnOpResponse::Get(g) => {
+                    TxnOpResponse::Range(g.kvs().iter().map(kv).collect())
+                }
+                etcd::TxnOpResponse::Txn(_) => TxnOpResponse::Put,
+            })
+            .collect();
+        Ok(TxnResponse {
+            succeeded: resp.succeeded(),
+            revision: revision_of(resp.header()),
+            responses,
+        })
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId> {
+        let resp = self
+            .lease
+            .clone()
+            .grant(ttl.as_secs().max(1) as i64, None)
+            .await
+            .map_err(unavailable)?;
+        Ok(resp.id())
+    }
+
+    async fn lease_keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let (mut keeper, mut stream) = self
+            .lease
+            .clone()
+            .keep_alive(lease)
+            .await
+            .map_err(unavailable)?;
+        keeper.keep_alive().await.map_err(unavailable)?;
+        match stream.message().await.map_err(unavailable)? {
+            Some(r) if r.ttl() > 0 => Ok(()),
+            Some(_) => Err(MetaError::LeaseNotFound(lease)),
+            None => Err(MetaError::Unavailable(
+                "lease keep-alive stream closed".into(),
+            )),
+        }
+    }
+
+    async fn lease_revoke(&self, lease: LeaseId) -> Result<()> {
+        match self.lease.clone().revoke(lease).await {
+            Ok(_) => Ok(()),
+            Err(etcd::Error::GRpcStatus(s)) if s.message().contains("lease not found") => {
+                Err(MetaError::LeaseNotFound(lease))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn watch(&self, range: KeyRange, start: Revision) -> Result<WatchStream> {
+        let (key, prefix) = match &range {
+            KeyRange::Key(k) => (k.clone(), false),
+            KeyRange::Prefix(p) => (p.clone(), true),
+        };
+        let mut options = etcd::WatchOptions::new().with_start_revision(start);
+        if prefix {
+            options = options.with_prefix();
+        }
+        let stream = self
+            .watch
+            .clone()
+            .watch(key, Some(options))
+            .await
+            .map_err(unavailable)?;
+        let out = futures::stream::unfold(Some(stream), move |state| async move {
+            let mut stream = state?;
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.canceled() {
+                            let err = if resp.compact_revision() > 0 {
+                                MetaError::Compacted {
+                                    requested: start,
+                                    compacted: resp.compact_revision(),
+                                }
+                            } else {
+                                MetaError::Unavailable(format!(
+                                    "watch cancelled: {}",
+                                    resp.cancel_reason()
+                                ))
+                            };
+                            return Some((Err(err), None));
+                        }
+                        let events: Vec<Event> = resp
+                            .events()
+                            .iter()
+                            .filter_map(|e| {
+                                let k = e.kv()?;
+                                let kind = match e.event_type() {
+                                    etcd::EventType::Put => EventKind::Put,
+                                    etcd::EventType::Delete => EventKind::Delete,
+                                };
+                                Some(Event { kind, kv: kv(k) })
+                            })
+                            .collect();
+                        if !events.is_empty() {
+                            return Some((Ok(events), Some(stream)));
+                        }
+                    }
+                    Ok(None) => {
+                        return Some((
+                            Err(MetaError::Unavailable("watch stream ended".into())),
+                            None,
+                        ));
+                    }
+                    Err(e) => return Some((Err(unavailable(e)), None)),
+                }
+            }
+        });
+        Ok(Box::pin(out))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        match self.kv.clone().compact(revision, None).await {
+            Ok(_) => Ok(()),
+            // Already compacted past it: nothing to do.
+            Err(etcd::Error::GRpcStatus(s)) if s.message().contains("compacted") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
