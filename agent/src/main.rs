@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use silt_agent::config::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -17,63 +17,125 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run one agent with a local directory as the bucket and embedded metadata.
-    Dev {
-        /// Settings file (TOML); keys as in the README's configuration table.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Directory for the bucket, metadata and cache.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Kafka listener address.
-        #[arg(long)]
-        listen: Option<String>,
-        /// Address given to clients (default: the listen address).
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Partitions of auto-created topics.
-        #[arg(long)]
-        default_partitions: Option<u32>,
-        /// Turn topic auto-creation off.
-        #[arg(long)]
-        no_auto_create: bool,
-        /// Log as JSON lines instead of text.
-        #[arg(long)]
-        log_json: bool,
-    },
+    /// One agent with a local directory as the bucket and embedded metadata.
+    Dev(Flags),
+    /// One stateless agent of a cluster: metadata in etcd, data in a bucket.
+    Agent(Flags),
+}
+
+/// Every flag is also a `SILT_<NAME>` environment variable and a key in the
+/// settings file; flags win over both.
+#[derive(Args)]
+struct Flags {
+    /// Settings file (TOML); keys as in the README's configuration table.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Cluster name (prefix of every metadata key).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// This agent's id (stable across restarts).
+    #[arg(long)]
+    agent_id: Option<String>,
+    /// etcd endpoints, comma-separated (silt agent).
+    #[arg(long)]
+    etcd: Option<String>,
+    /// s3://bucket[/prefix] or file:///path (silt agent).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Kafka listener address.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address given to clients (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// This agent's zone.
+    #[arg(long)]
+    zone: Option<String>,
+    /// Directory for the bucket, metadata and cache (silt dev).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Block cache directory.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Memory part of the block cache, e.g. 256MiB.
+    #[arg(long)]
+    cache_memory: Option<String>,
+    /// Disk part of the block cache, e.g. 2GiB.
+    #[arg(long)]
+    cache_disk: Option<String>,
+    /// HTTP endpoint for /health and /metrics.
+    #[arg(long)]
+    http: Option<String>,
+    /// Partitions of auto-created topics.
+    #[arg(long)]
+    default_partitions: Option<u32>,
+    /// Turn topic auto-creation off.
+    #[arg(long)]
+    no_auto_create: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+impl Flags {
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut o: Vec<(&'static str, String)> = Vec::new();
+        let mut add = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                o.push((k, v));
+            }
+        };
+        add("cluster", self.cluster.clone());
+        add("agent_id", self.agent_id.clone());
+        add("etcd", self.etcd.clone());
+        add("bucket", self.bucket.clone());
+        add("listen", self.listen.clone());
+        add("advertise", self.advertise.clone());
+        add("zone", self.zone.clone());
+        add(
+            "data_dir",
+            self.data_dir.as_ref().map(|d| d.display().to_string()),
+        );
+        add(
+            "cache_dir",
+            self.cache_dir.as_ref().map(|d| d.display().to_string()),
+        );
+        add("cache_memory", self.cache_memory.clone());
+        add("cache_disk", self.cache_disk.clone());
+        add("http", self.http.clone());
+        add(
+            "default_partitions",
+            self.default_partitions.map(|p| p.to_string()),
+        );
+        if self.no_auto_create {
+            add("auto_create_topics", Some("false".into()));
+        }
+        if self.log_json {
+            add("log_format", Some("json".into()));
+        }
+        o
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Cmd::Dev {
-        config,
-        data_dir,
-        listen,
-        advertise,
-        default_partitions,
-        no_auto_create,
-        log_json,
-    } = cli.command;
-    let mut overrides: Vec<(&str, String)> = Vec::new();
-    if let Some(d) = data_dir {
-        overrides.push(("data_dir", d.display().to_string()));
-    }
-    if let Some(l) = listen {
-        overrides.push(("listen", l));
-    }
-    if let Some(a) = advertise {
-        overrides.push(("advertise", a));
-    }
-    if let Some(p) = default_partitions {
-        overrides.push(("default_partitions", p.to_string()));
-    }
-    if no_auto_create {
-        overrides.push(("auto_create_topics", "false".into()));
-    }
-    if log_json {
-        overrides.push(("log_format", "json".into()));
-    }
-    let settings = match Settings::load(config.as_deref(), std::env::vars(), &overrides) {
+    let (flags, agent) = match &cli.command {
+        Cmd::Dev(f) => (f, false),
+        Cmd::Agent(f) => (f, true),
+    };
+    let settings = Settings::load(
+        flags.config.as_deref(),
+        std::env::vars(),
+        &flags.overrides(),
+    )
+    .and_then(|s| {
+        if agent {
+            s.validate_agent().map(|_| s)
+        } else {
+            Ok(s)
+        }
+    });
+    let settings = match settings {
         Ok(s) => s,
         Err(e) => {
             eprintln!("silt: {e}");
@@ -94,7 +156,11 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        silt_agent::dev::run(settings, shutdown).await
+        if agent {
+            silt_agent::cluster::run(settings, shutdown).await
+        } else {
+            silt_agent::dev::run(settings, shutdown).await
+        }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -109,8 +175,10 @@ fn main() -> std::process::ExitCode {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

@@ -4,5 +4,6 @@
 pub mod batch;
 pub mod cache;
 pub mod segment;
+pub mod store;
 
 pub use cache::{BlockCache, FoyerCache, NoCache, ObjectReader};

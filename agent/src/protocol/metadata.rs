@@ -11,27 +11,53 @@ use kafka_protocol::{
 use uuid::Uuid;
 
 use super::code;
-use crate::broker::{validate_topic_name, Broker};
+use crate::{
+    broker::{validate_topic_name, Broker},
+    membership::{rendezvous, AgentInfo},
+};
 
-fn partitions(broker: &Broker, n: usize) -> Vec<MetadataResponsePartition> {
+/// Partitions with their "leader": any agent accepts any write, so the
+/// leader only spreads clients over the live agents (rendezvous hashing,
+/// in the client's zone when it names one).
+fn partitions(
+    agents: &[AgentInfo],
+    zone: Option<&str>,
+    id: &silt_coordinator::TopicId,
+    n: usize,
+) -> Vec<MetadataResponsePartition> {
     (0..n as i32)
         .map(|i| {
+            let mut key = id.0.to_vec();
+            key.extend_from_slice(&i.to_be_bytes());
+            let leader = rendezvous(agents, &key, zone).map_or(-1, |a| a.node_id);
             MetadataResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(BrokerId(broker.node_id))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(broker.node_id)])
-                .with_isr_nodes(vec![BrokerId(broker.node_id)])
+                .with_replica_nodes(vec![BrokerId(leader)])
+                .with_isr_nodes(vec![BrokerId(leader)])
         })
         .collect()
 }
 
-pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = broker.settings.advertised();
-    let brokers = vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(StrBytes::from_string(host))
-        .with_port(port)];
+pub async fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+    client_id: Option<&str>,
+) -> MetadataResponse {
+    let agents = broker.membership.live();
+    let zone = crate::membership::client_zone(client_id);
+    let brokers = agents
+        .iter()
+        .map(|a| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(a.node_id))
+                .with_host(StrBytes::from_string(a.host.clone()))
+                .with_port(a.port)
+                .with_rack(a.zone.clone().map(StrBytes::from_string))
+        })
+        .collect();
     // v0: an empty list means all topics; v1+: null means all.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
@@ -53,7 +79,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
                     MetadataResponseTopic::default()
                         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
                         .with_topic_id(Uuid::from_bytes(t.id.0))
-                        .with_partitions(partitions(broker, t.partitions.len()))
+                        .with_partitions(partitions(&agents, zone, &t.id, t.partitions.len()))
                 })
                 .collect()
         }
@@ -69,7 +95,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
                 out.push(match broker.resolve_topic(&name, allow_create).await {
                     Some((id, n)) => topic
                         .with_topic_id(Uuid::from_bytes(id.0))
-                        .with_partitions(partitions(broker, n)),
+                        .with_partitions(partitions(&agents, zone, &id, n)),
                     None => topic.with_error_code(code(ResponseError::UnknownTopicOrPartition)),
                 });
             }
@@ -79,6 +105,8 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(
+            agents.first().map_or(broker.node_id, |a| a.node_id),
+        ))
         .with_topics(topics)
 }

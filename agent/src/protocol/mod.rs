@@ -43,9 +43,9 @@ async fn handle(
 ) -> Option<ResponseKind> {
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
-        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(
+            metadata::handle(broker, r, version, header.client_id.as_deref()).await,
+        ),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(broker, r).await),
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(topics::delete(broker, r, version).await)

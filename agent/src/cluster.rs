@@ -1,0 +1,72 @@
+//! `silt agent`: one stateless agent of a cluster, with metadata in etcd
+//! and data in an S3-compatible bucket.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use object_store::{
+    aws::AmazonS3Builder, local::LocalFileSystem, prefix::PrefixStore, ObjectStore,
+};
+use silt_coordinator::{EtcdStore, MetaStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Settings, runtime};
+
+/// Opens the bucket named by `s3://bucket[/prefix]` (endpoint, region and
+/// credentials from the standard AWS environment) or `file:///path`.
+pub fn open_bucket(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("setting bucket: {url:?} names no bucket");
+        }
+        let s3 = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .with_context(|| format!("setting bucket: configuring S3 for {url}"))?;
+        let prefix = prefix.trim_matches('/');
+        return Ok(if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        });
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("setting bucket: creating {path}"))?;
+        return Ok(Arc::new(
+            LocalFileSystem::new_with_prefix(path)
+                .with_context(|| format!("setting bucket: opening {path}"))?,
+        ));
+    }
+    bail!("setting bucket: {url:?} must start with s3:// or file://")
+}
+
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let endpoints = settings.etcd_endpoints();
+    let objects = open_bucket(settings.bucket.as_deref().unwrap_or_default())?;
+    // Fail at start, with the setting named, when the bucket is unreachable.
+    {
+        use futures::StreamExt;
+        let mut list = objects.list(Some(&object_store::path::Path::from("checkpoints")));
+        if let Some(Err(e)) = tokio::time::timeout(std::time::Duration::from_secs(30), list.next())
+            .await
+            .context("setting bucket: listing the bucket timed out")?
+        {
+            bail!(
+                "setting bucket: cannot list {}: {e}",
+                settings.bucket.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            EtcdStore::connect(&endpoints),
+        )
+        .await
+        .context("setting etcd: connecting timed out")?
+        .with_context(|| format!("setting etcd: cannot connect to {}", endpoints.join(",")))?,
+    );
+    runtime::serve(settings, meta, objects, shutdown).await
+}

@@ -1,0 +1,297 @@
+//! Agent membership and partition/group placement.
+//!
+//! Each agent registers `/silt/<cluster>/agents/<agent-id>` under a lease and
+//! keeps it alive; a dead agent's key vanishes within the lease TTL. Every
+//! agent polls the live set. A partition's "leader" (only a hint for
+//! clients: any agent accepts any write) is chosen by rendezvous hashing
+//! over the live agents, preferring the client's zone when it names one.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use silt_coordinator::{
+    metastore::{Compare, CompareOp, KeyRange, LeaseId, MetaError, Txn, TxnOp},
+    MetaStore,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// Kafka broker ids are i32: derive a stable, non-negative one from the id.
+pub fn node_id_for(agent_id: &str) -> i32 {
+    (fnv1a(agent_id.as_bytes()) & 0x3fff_ffff) as i32
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn mix(mut z: u64) -> u64 {
+    // splitmix64 finaliser: spreads FNV's weak low bits.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The agent with the highest score for `key` among `agents`, preferring
+/// those in `zone` when any is.
+pub fn rendezvous<'a>(
+    agents: &'a [AgentInfo],
+    key: &[u8],
+    zone: Option<&str>,
+) -> Option<&'a AgentInfo> {
+    let in_zone = |a: &&AgentInfo| zone.is_some() && a.zone.as_deref() == zone;
+    let pool: Vec<&AgentInfo> = if agents.iter().any(|a| in_zone(&a)) {
+        agents.iter().filter(in_zone).collect()
+    } else {
+        agents.iter().collect()
+    };
+    pool.into_iter().max_by_key(|a| {
+        let mut buf = Vec::with_capacity(a.agent_id.len() + key.len() + 1);
+        buf.extend_from_slice(a.agent_id.as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(key);
+        (mix(fnv1a(&buf)), a.node_id)
+    })
+}
+
+/// The zone a client names in its client.id as `silt_az=<zone>`.
+pub fn client_zone(client_id: Option<&str>) -> Option<&str> {
+    let s = client_id?;
+    let at = s.find("silt_az=")? + "silt_az=".len();
+    let rest = &s[at..];
+    let end = rest
+        .find(|c: char| c == ',' || c == ';' || c == '&' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+pub struct Membership {
+    store: Arc<dyn MetaStore>,
+    prefix: String,
+    me: AgentInfo,
+    ttl: Duration,
+    live: RwLock<Vec<AgentInfo>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("agent id {0:?} is already registered by a live agent (two agents with one id?)")]
+    DuplicateId(String),
+    #[error("agent ids {0:?} and {1:?} map to the same node id {2}; choose another agent id")]
+    NodeIdClash(String, String, i32),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+impl Membership {
+    /// Registers this agent and starts keeping the registration alive and
+    /// the live set fresh until `shutdown`.
+    pub async fn join(
+        store: Arc<dyn MetaStore>,
+        cluster: &str,
+        me: AgentInfo,
+        ttl: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, MembershipError> {
+        let m = Arc::new(Self {
+            store,
+            prefix: format!("/silt/{cluster}/agents/"),
+            me,
+            ttl,
+            live: RwLock::new(Vec::new()),
+        });
+        let existing = m.store.range(KeyRange::Prefix(m.prefix.clone())).await?.kvs;
+        for kv in &existing {
+            if let Ok(other) = serde_json::from_slice::<AgentInfo>(&kv.value) {
+                if other.agent_id != m.me.agent_id && other.node_id == m.me.node_id {
+                    return Err(MembershipError::NodeIdClash(
+                        other.agent_id,
+                        m.me.agent_id.clone(),
+                        m.me.node_id,
+                    ));
+                }
+            }
+        }
+        let lease = m.register(true).await?;
+        m.refresh().await?;
+        tokio::spawn(m.clone().run(lease, shutdown));
+        Ok(m)
+    }
+
+    fn key(&self) -> String {
+        format!("{}{}", self.prefix, self.me.agent_id)
+    }
+
+    /// Puts our key under a fresh lease. On first start, refuses to take
+    /// over a key another live process holds for the same id.
+    async fn register(&self, first: bool) -> Result<LeaseId, MembershipError> {
+        let lease = self.store.lease_grant(self.ttl).await?;
+        let value = Bytes::from(serde_json::to_vec(&self.me).expect("agent info serializes"));
+        let put = TxnOp::Put {
+            key: self.key(),
+            value,
+            lease: Some(lease),
+        };
+        let txn = if first {
+            Txn {
+                compares: vec![Compare::version(self.key(), CompareOp::Equal, 0)],
+                success: vec![put],
+                failure: vec![],
+            }
+        } else {
+            Txn {
+                compares: vec![],
+                success: vec![put],
+                failure: vec![],
+            }
+        };
+        if !self.store.txn(txn).await?.succeeded {
+            let _ = self.store.lease_revoke(lease).await;
+            return Err(MembershipError::DuplicateId(self.me.agent_id.clone()));
+        }
+        Ok(lease)
+    }
+
+    async fn refresh(&self) -> Result<(), MetaError> {
+        let kvs = self
+            .store
+            .range(KeyRange::Prefix(self.prefix.clone()))
+            .await?
+            .kvs;
+        let mut agents: Vec<AgentInfo> = kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect();
+        agents.sort_by_key(|a: &AgentInfo| a.node_id);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = agents;
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>, mut lease: LeaseId, shutdown: CancellationToken) {
+        let beat = (self.ttl / 3).max(Duration::from_millis(200));
+        let mut keepalive = tokio::time::interval(beat);
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Leave at once rather than after the TTL.
+                    let _ = self.store.lease_revoke(lease).await;
+                    return;
+                }
+                _ = keepalive.tick() => {
+                    match self.store.lease_keep_alive(lease).await {
+                        Ok(()) => {}
+                        Err(MetaError::LeaseNotFound(_)) => {
+                            tracing::warn!(agent = %self.me.agent_id, "membership lease lost; registering again");
+                            match self.register(false).await {
+                                Ok(l) => lease = l,
+                                Err(e) => tracing::warn!(error = %e, "re-registering failed"),
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "membership keep-alive failed"),
+                    }
+                }
+                _ = poll.tick() => {
+                    if let Err(e) = self.refresh().await {
+                        tracing::debug!(error = %e, "refreshing live agents failed");
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn me(&self) -> &AgentInfo {
+        &self.me
+    }
+
+    /// Live agents, by node id. Always contains this agent.
+    pub fn live(&self) -> Vec<AgentInfo> {
+        let mut live = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !live.iter().any(|a| a.agent_id == self.me.agent_id) {
+            live.push(self.me.clone());
+            live.sort_by_key(|a| a.node_id);
+        }
+        live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, zone: Option<&str>) -> AgentInfo {
+        AgentInfo {
+            agent_id: id.into(),
+            node_id: node_id_for(id),
+            host: "h".into(),
+            port: 1,
+            zone: zone.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn rendezvous_spreads_and_is_stable() {
+        let agents = vec![
+            agent("a", Some("z1")),
+            agent("b", Some("z1")),
+            agent("c", Some("z2")),
+        ];
+        let mut counts = std::collections::BTreeMap::new();
+        for p in 0..300u32 {
+            let key = p.to_be_bytes();
+            let chosen = rendezvous(&agents, &key, None).unwrap();
+            *counts.entry(chosen.agent_id.clone()).or_insert(0) += 1;
+            // Removing an agent moves only that agent's keys.
+            let without_c: Vec<_> = agents
+                .iter()
+                .filter(|a| a.agent_id != "c")
+                .cloned()
+                .collect();
+            if chosen.agent_id != "c" {
+                assert_eq!(
+                    rendezvous(&without_c, &key, None).unwrap().agent_id,
+                    chosen.agent_id
+                );
+            }
+            // A zone restricts the choice to that zone.
+            assert_eq!(rendezvous(&agents, &key, Some("z2")).unwrap().agent_id, "c");
+            assert_ne!(rendezvous(&agents, &key, Some("z1")).unwrap().agent_id, "c");
+            // An unknown zone falls back to everyone.
+            assert_eq!(
+                rendezvous(&agents, &key, Some("zz")).unwrap().agent_id,
+                chosen.agent_id
+            );
+        }
+        assert!(counts.values().all(|c| *c > 60), "{counts:?}");
+    }
+
+    #[test]
+    fn zone_from_client_id() {
+        assert_eq!(
+            client_zone(Some("app,silt_az=us-east-1a")),
+            Some("us-east-1a")
+        );
+        assert_eq!(client_zone(Some("silt_az=z2;x=y")), Some("z2"));
+        assert_eq!(client_zone(Some("rdkafka")), None);
+        assert_eq!(client_zone(Some("silt_az=")), None);
+        assert_eq!(client_zone(None), None);
+    }
+}

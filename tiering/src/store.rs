@@ -1,0 +1,360 @@
+//! Object store wrappers: request counting for metrics, and fault
+//! injection for tests. Both wrap any `Arc<dyn ObjectStore>`.
+
+use std::{
+    fmt,
+    ops::Range,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::{
+    path::Path, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// Request counters of an [`Instrumented`] store.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub puts: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub gets: AtomicU64,
+    pub get_bytes: AtomicU64,
+    pub lists: AtomicU64,
+    pub deletes: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl StoreCounters {
+    /// Prometheus text lines.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, v) in [
+            (
+                "silt_object_store_puts_total",
+                "PUT requests",
+                c(&self.puts),
+            ),
+            (
+                "silt_object_store_put_bytes_total",
+                "bytes uploaded",
+                c(&self.put_bytes),
+            ),
+            (
+                "silt_object_store_gets_total",
+                "GET requests (ranged or whole)",
+                c(&self.gets),
+            ),
+            (
+                "silt_object_store_get_bytes_total",
+                "bytes downloaded",
+                c(&self.get_bytes),
+            ),
+            (
+                "silt_object_store_lists_total",
+                "LIST requests",
+                c(&self.lists),
+            ),
+            (
+                "silt_object_store_deletes_total",
+                "DELETE requests",
+                c(&self.deletes),
+            ),
+            (
+                "silt_object_store_errors_total",
+                "failed requests",
+                c(&self.errors),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+    }
+}
+
+/// Counts requests and bytes to the wrapped store.
+#[derive(Debug)]
+pub struct Instrumented {
+    inner: Arc<dyn ObjectStore>,
+    pub counters: Arc<StoreCounters>,
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            counters: Arc::default(),
+        }
+    }
+
+    fn count<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl fmt::Display for Instrumented {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Instrumented({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Instrumented {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .put_bytes
+            .fetch_add(payload.content_length() as u64, Ordering::Relaxed);
+        let r = self.inner.put_opts(location, payload, opts).await;
+        self.count(r)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.put_multipart_opts(location, opts).await;
+        self.count(r)
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.get_opts(location, options).await;
+        if let Ok(g) = &r {
+            self.counters
+                .get_bytes
+                .fetch_add(g.range.end - g.range.start, Ordering::Relaxed);
+        }
+        self.count(r)
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.counters
+            .gets
+            .fetch_add(ranges.len() as u64, Ordering::Relaxed);
+        let r = self.inner.get_ranges(location, ranges).await;
+        if let Ok(v) = &r {
+            let n: usize = v.iter().map(|b| b.len()).sum();
+            self.counters
+                .get_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.count(r)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        let r = self.inner.list_with_delimiter(prefix).await;
+        self.count(r)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        let r = self.inner.copy_opts(from, to, options).await;
+        self.count(r)
+    }
+}
+
+/// Which requests a [`Faulty`] store disturbs, and how.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Fraction (0..=1) of PUTs that fail with a generic error. Half of the
+    /// failures happen after the object was written (a lost response).
+    pub put_error_rate: f64,
+    /// Fraction of GETs that fail.
+    pub get_error_rate: f64,
+    /// Added to every request.
+    pub latency: Duration,
+    /// Seed of the fault sequence, so a failing run can be repeated.
+    pub seed: u64,
+}
+
+impl FaultConfig {
+    pub fn is_active(&self) -> bool {
+        self.put_error_rate > 0.0 || self.get_error_rate > 0.0 || !self.latency.is_zero()
+    }
+}
+
+/// Injects errors and latency into the wrapped store. Test configuration
+/// only: never enabled by default.
+#[derive(Debug)]
+pub struct Faulty {
+    inner: Arc<dyn ObjectStore>,
+    config: FaultConfig,
+    rng: Mutex<u64>,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn ObjectStore>, config: FaultConfig) -> Self {
+        let seed = config.seed | 1;
+        Self {
+            inner,
+            config,
+            rng: Mutex::new(seed),
+        }
+    }
+
+    /// xorshift64*: deterministic for a seed.
+    fn next(&self) -> f64 {
+        let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        let v = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (v >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    async fn delay(&self) {
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+    }
+
+    fn injected(op: &str, location: &Path) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "faulty",
+            source: format!("injected {op} failure for {location}").into(),
+        }
+    }
+}
+
+impl fmt::Display for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.delay().await;
+        let roll = self.next();
+        if roll < self.config.put_error_rate / 2.0 {
+            return Err(Self::injected("put", location));
+        }
+        let r = self.inner.put_opts(location, payload, opts).await?;
+        if roll < self.config.put_error_rate {
+            // The write happened but its answer is lost.
+            return Err(Self::injected("put (after write)", location));
+        }
+        Ok(r)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.delay().await;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.delay().await;
+        if self.next() < self.config.get_error_rate {
+            return Err(Self::injected("get", location));
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.delay().await;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.delay().await;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{memory::InMemory, ObjectStoreExt};
+
+    #[tokio::test]
+    async fn counts_and_injects() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let faulty: Arc<dyn ObjectStore> = Arc::new(Faulty::new(
+            inner.clone(),
+            FaultConfig {
+                put_error_rate: 0.5,
+                seed: 42,
+                ..Default::default()
+            },
+        ));
+        let store = Instrumented::new(faulty);
+        let mut failed = 0;
+        for i in 0..200 {
+            if store
+                .put(
+                    &Path::from(format!("k{i}")),
+                    PutPayload::from_static(b"abc"),
+                )
+                .await
+                .is_err()
+            {
+                failed += 1;
+            }
+        }
+        assert!((60..140).contains(&failed), "{failed} of 200 failed");
+        assert_eq!(store.counters.puts.load(Ordering::Relaxed), 200);
+        assert_eq!(store.counters.errors.load(Ordering::Relaxed), failed);
+        // Some failed PUTs still wrote their object (lost responses).
+        let written = futures::StreamExt::count(inner.list(None)).await as u64;
+        assert!(written > 200 - failed, "lost-response writes exist");
+        let got = store.get_range(&Path::from("k0"), 0..2).await;
+        if let Ok(b) = got {
+            assert_eq!(&b[..], b"ab");
+            assert_eq!(store.counters.get_bytes.load(Ordering::Relaxed), 2);
+        }
+    }
+}
