@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what the tests need (kcat, the Python
-# Kafka clients), builds the workspace once, runs the Rust unit, property and
+# Runs the whole test suite: installs what the tests need (kcat, etcd, moto,
+# SeaweedFS, the Python Kafka clients), builds the workspace once, runs the Rust unit, property and
 # end-to-end tests, then the client end-to-end tests against real processes.
 #
 #   scripts/test.sh            everything
@@ -28,7 +28,10 @@ cargo build --workspace --all-targets --locked
 step "Rust tests (unit, property, metadata conformance, end-to-end)"
 cargo test --workspace --locked
 
-step "client end-to-end tests (kcat, confluent-kafka, kafka-python)"
+step "local stack: etcd (1 and 3 members), moto, SeaweedFS"
+python3 -m pytest -q localstack/test_stack.py
+
+step "client end-to-end tests: silt dev and silt agent clusters (kcat, confluent-kafka, kafka-python)"
 export SILT_BIN="$CARGO_TARGET_DIR/debug/silt"
 cd tests/e2e
 python3 -m pytest -q
