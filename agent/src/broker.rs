@@ -5,7 +5,12 @@ use std::sync::Arc;
 use silt_coordinator::{Command, MetaLog, Outcome, TopicId};
 use silt_tiering::{store::StoreCounters, ObjectReader};
 
-use crate::{config::Settings, membership::Membership, produce::Producer};
+use crate::{
+    config::Settings,
+    group::{offsets::OffsetStore, Groups},
+    membership::{rendezvous, AgentInfo, Membership},
+    produce::Producer,
+};
 
 pub struct Broker {
     pub settings: Settings,
@@ -16,6 +21,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub membership: Arc<Membership>,
     pub counters: Arc<StoreCounters>,
+    pub groups: Arc<Groups>,
+    pub offsets: OffsetStore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +58,19 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
 }
 
 impl Broker {
+    /// The live agent coordinating `group`.
+    pub fn group_coordinator(&self, group: &str) -> AgentInfo {
+        let live = self.membership.live();
+        let key = format!("group:{group}");
+        rendezvous(&live, key.as_bytes(), None)
+            .cloned()
+            .unwrap_or_else(|| self.membership.me().clone())
+    }
+
+    pub fn is_group_coordinator(&self, group: &str) -> bool {
+        self.group_coordinator(group).node_id == self.node_id
+    }
+
     /// Creates a topic through the commit log. Returns its id, and whether
     /// this call created it.
     pub async fn create_topic(

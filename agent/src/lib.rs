@@ -4,6 +4,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod group;
 pub mod http;
 pub mod membership;
 pub mod produce;

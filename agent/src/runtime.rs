@@ -105,6 +105,8 @@ pub async fn serve(
         reader.clone(),
         producer_shutdown.clone(),
     );
+    let groups = Arc::new(crate::group::Groups::new());
+    let group_timers = tokio::spawn(groups.clone().run_timers(shutdown.clone()));
     let broker = Arc::new(Broker {
         node_id: membership.me().node_id,
         cluster_id: format!("silt-{}", settings.cluster),
@@ -114,7 +116,24 @@ pub async fn serve(
         producer,
         membership: membership.clone(),
         counters,
+        groups,
+        offsets: crate::group::offsets::OffsetStore::new(meta.clone(), &settings.cluster),
     });
+    // Groups whose coordinator moved to another agent are dropped here;
+    // their members find the new coordinator and rejoin.
+    let handoff = {
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => broker.groups.retain(|g| broker.is_group_coordinator(g)),
+                }
+            }
+        })
+    };
     let http = match settings.http {
         Some(addr) => {
             let l = TcpListener::bind(addr)
@@ -145,6 +164,8 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
     membership_stop.cancel();
     let _ = checkpoints.await;
+    let _ = group_timers.await;
+    let _ = handoff.await;
     if let Some(h) = http {
         let _ = h.await;
     }

@@ -89,6 +89,11 @@ async fn connection(
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
+    // Kafka reports a member's host as "/ip".
+    let peer = stream
+        .peer_addr()
+        .map(|a| format!("/{}", a.ip()))
+        .unwrap_or_default();
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<Bytes>>>(PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
@@ -124,7 +129,7 @@ async fn connection(
                 let (header, request) = *boxed;
                 let key = ApiKey::try_from(header.request_api_key).ok();
                 let (version, correlation_id) = (header.request_api_version, header.correlation_id);
-                let reply = protocol::dispatch(broker.clone(), header, request).await;
+                let reply = protocol::dispatch(broker.clone(), header, request, peer.clone()).await;
                 let handle = tokio::spawn(async move {
                     let response = reply.await?;
                     encode(key?, version, correlation_id, &response)

@@ -2,6 +2,7 @@
 
 mod api_versions;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -24,14 +25,19 @@ pub type Reply = BoxFuture<'static, Option<ResponseKind>>;
 /// requests one at a time; the returned future finishes the request and
 /// may run concurrently with later ones. `None` from the future means no
 /// response is sent (Produce with acks=0).
-pub async fn dispatch(broker: Arc<Broker>, header: RequestHeader, request: RequestKind) -> Reply {
+pub async fn dispatch(
+    broker: Arc<Broker>,
+    header: RequestHeader,
+    request: RequestKind,
+    peer: String,
+) -> Reply {
     let version = header.request_api_version;
     match request {
         RequestKind::Produce(r) => {
             let pending = produce::handle(broker, r).await;
             Box::pin(async move { pending.await.map(ResponseKind::Produce) })
         }
-        other => Box::pin(async move { handle(&broker, &header, version, other).await }),
+        other => Box::pin(async move { handle(&broker, &header, version, other, &peer).await }),
     }
 }
 
@@ -40,7 +46,9 @@ async fn handle(
     header: &RequestHeader,
     version: i16,
     request: RequestKind,
+    peer: &str,
 ) -> Option<ResponseKind> {
+    let client_id = header.client_id.as_deref().unwrap_or("");
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(
@@ -53,6 +61,37 @@ async fn handle(
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await)
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join(broker, r, version, client_id, peer).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync(broker, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave(broker, r, version).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(broker, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, version).await)
+        }
+        RequestKind::ListGroups(r) => {
+            ResponseKind::ListGroups(groups::list_groups(broker, r).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(broker, r, version).await)
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(broker, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
         }
         _ => {
             // Unreachable while `supported` gates what is decoded.

@@ -1,0 +1,924 @@
+//! The classic consumer-group protocol, run in memory by the group's
+//! coordinator agent (chosen by rendezvous hashing over live agents).
+//! Committed offsets live in the metadata store ([`offsets`]), so they
+//! survive the coordinator moving to another agent; membership does not,
+//! and members simply rejoin.
+
+pub mod offsets;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::{sync::oneshot, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Kafka's error codes for the group protocol.
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+}
+use codes::*;
+
+/// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+const MIN_SESSION: Duration = Duration::from_secs(6);
+const MAX_SESSION: Duration = Duration::from_secs(1800);
+/// Kafka's `group.initial.rebalance.delay.ms` is 3 s; a shorter wait still
+/// lets consumers started together join one generation.
+const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JoinResult {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// For the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncResult {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub assignment: Bytes,
+}
+
+pub struct JoinRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+}
+
+struct Member {
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_seen: Instant,
+    join_waiter: Option<oneshot::Sender<JoinResult>>,
+    sync_waiter: Option<oneshot::Sender<SyncResult>>,
+}
+
+pub struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    rebalance_deadline: Option<Instant>,
+    /// During the first rebalance of an empty group, wait for the deadline
+    /// even when everyone known has joined: more members are likely coming.
+    initial: bool,
+}
+
+/// A snapshot for DescribeGroups.
+pub struct Described {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+pub struct DescribedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            rebalance_deadline: None,
+            initial: false,
+        }
+    }
+
+    fn prepare_rebalance(&mut self, now: Instant) {
+        if self.state == State::PreparingRebalance {
+            return;
+        }
+        // Members waiting for an assignment of the old generation must rejoin.
+        for m in self.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncResult {
+                    error: REBALANCE_IN_PROGRESS,
+                    ..Default::default()
+                });
+            }
+        }
+        self.initial = self.state == State::Empty;
+        let timeout = if self.initial {
+            INITIAL_REBALANCE_DELAY
+        } else {
+            self.members
+                .values()
+                .map(|m| m.rebalance_timeout)
+                .max()
+                .unwrap_or(Duration::from_secs(30))
+        };
+        self.state = State::PreparingRebalance;
+        self.rebalance_deadline = Some(now + timeout);
+    }
+
+    fn all_joined(&self) -> bool {
+        !self.members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
+    }
+
+    /// Ends the join phase: members that did not rejoin are dropped, the
+    /// generation advances, and every waiting member gets its answer.
+    fn complete_join(&mut self) {
+        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.rebalance_deadline = None;
+        self.initial = false;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.leader = None;
+            self.protocol = None;
+            self.protocol_type = None;
+            return;
+        }
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        let leader = self.leader.clone().unwrap_or_default();
+        // The first of the leader's protocols that every member supports.
+        let protocol = self.members[&leader]
+            .protocols
+            .iter()
+            .map(|(n, _)| n.clone())
+            .find(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == n))
+            });
+        let Some(protocol) = protocol else {
+            for (_, m) in std::mem::take(&mut self.members) {
+                if let Some(w) = m.join_waiter {
+                    let _ = w.send(JoinResult {
+                        error: INCONSISTENT_GROUP_PROTOCOL,
+                        ..Default::default()
+                    });
+                }
+            }
+            self.state = State::Empty;
+            return;
+        };
+        self.protocol = Some(protocol.clone());
+        self.state = State::CompletingRebalance;
+        let all: Vec<(String, Option<String>, Bytes)> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let meta = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                (id.clone(), m.instance_id.clone(), meta)
+            })
+            .collect();
+        let now = Instant::now();
+        for (id, m) in self.members.iter_mut() {
+            m.assignment = Bytes::new();
+            m.last_seen = now;
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult {
+                    error: NONE,
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol: Some(protocol.clone()),
+                    leader: leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+    }
+
+    fn current(&self, member_id: &str) -> JoinResult {
+        JoinResult {
+            error: NONE,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+
+    fn remove(&mut self, member_id: &str, now: Instant) {
+        if let Some(mut m) = self.members.remove(member_id) {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinResult {
+                    error: UNKNOWN_MEMBER_ID,
+                    ..Default::default()
+                });
+            }
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.rebalance_deadline = None;
+            self.generation += 1;
+        } else {
+            self.prepare_rebalance(now);
+            if self.all_joined() && !self.initial {
+                self.complete_join();
+            }
+        }
+    }
+
+    /// Checks a member and generation for Sync/Heartbeat/OffsetCommit.
+    fn check(&self, member_id: &str, generation: i32, instance_id: Option<&str>) -> i16 {
+        let Some(m) = self.members.get(member_id) else {
+            // A static member replaced by a newer instance is fenced.
+            if let Some(i) = instance_id {
+                if self
+                    .members
+                    .values()
+                    .any(|m| m.instance_id.as_deref() == Some(i))
+                {
+                    return FENCED_INSTANCE_ID;
+                }
+            }
+            return UNKNOWN_MEMBER_ID;
+        };
+        if instance_id.is_some() && m.instance_id.as_deref() != instance_id {
+            return FENCED_INSTANCE_ID;
+        }
+        if generation != self.generation {
+            return ILLEGAL_GENERATION;
+        }
+        NONE
+    }
+}
+
+/// All groups this agent coordinates.
+pub struct Groups {
+    groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Groups {
+    pub fn new() -> Self {
+        Self {
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn group(&self, id: &str) -> Arc<Mutex<Group>> {
+        lock(&self.groups)
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(Group::new())))
+            .clone()
+    }
+
+    fn existing(&self, id: &str) -> Option<Arc<Mutex<Group>>> {
+        lock(&self.groups).get(id).cloned()
+    }
+
+    /// Expires members and ends overdue join phases; run until `shutdown`.
+    pub async fn run_timers(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.tick(Instant::now()),
+            }
+        }
+    }
+
+    pub fn tick(&self, now: Instant) {
+        let groups: Vec<_> = lock(&self.groups).values().cloned().collect();
+        for g in groups {
+            let mut g = lock(&g);
+            let expired: Vec<String> = g
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none()
+                        && m.sync_waiter.is_none()
+                        && now > m.last_seen + m.session_timeout
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(member = %id, "group member session expired");
+                g.remove(&id, now);
+            }
+            if g.state == State::PreparingRebalance
+                && g.rebalance_deadline.is_some_and(|d| now >= d)
+            {
+                g.complete_join();
+            }
+        }
+    }
+
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        let fail = |error| JoinResult {
+            error,
+            member_id: req.member_id.clone(),
+            ..Default::default()
+        };
+        if req.session_timeout < MIN_SESSION || req.session_timeout > MAX_SESSION {
+            return fail(INVALID_SESSION_TIMEOUT);
+        }
+        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return fail(INCONSISTENT_GROUP_PROTOCOL);
+        }
+        let group = self.group(group_id);
+        let rx = {
+            let mut g = lock(&group);
+            let now = Instant::now();
+            if g.state != State::Empty
+                && g.protocol_type.as_deref() != Some(req.protocol_type.as_str())
+            {
+                return fail(INCONSISTENT_GROUP_PROTOCOL);
+            }
+            if !g.members.is_empty()
+                && !req.protocols.iter().any(|(n, _)| {
+                    g.members
+                        .values()
+                        .all(|m| m.protocols.iter().any(|(p, _)| p == n))
+                })
+            {
+                return fail(INCONSISTENT_GROUP_PROTOCOL);
+            }
+            let mut member_id = req.member_id.clone();
+            if member_id.is_empty() {
+                let static_prev = req.instance_id.as_ref().and_then(|i| {
+                    g.members
+                        .iter()
+                        .find(|(_, m)| m.instance_id.as_ref() == Some(i))
+                        .map(|(id, _)| id.clone())
+                });
+                let prefix = req
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(|| req.client_id.clone());
+                member_id = format!("{prefix}-{}", ulid::Ulid::new());
+                if let Some(prev) = static_prev {
+                    // A static member restarting takes its old place: same
+                    // assignment, no rebalance unless its protocols changed.
+                    let mut old = g.members.remove(&prev).expect("found above");
+                    if let Some(w) = old.join_waiter.take() {
+                        let _ = w.send(JoinResult {
+                            error: FENCED_INSTANCE_ID,
+                            ..Default::default()
+                        });
+                    }
+                    let same = old.protocols == req.protocols;
+                    old.protocols = req.protocols.clone();
+                    old.session_timeout = req.session_timeout;
+                    old.rebalance_timeout = req.rebalance_timeout;
+                    old.last_seen = now;
+                    old.sync_waiter = None;
+                    g.members.insert(member_id.clone(), old);
+                    if g.leader.as_deref() == Some(prev.as_str()) {
+                        g.leader = Some(member_id.clone());
+                    }
+                    if same
+                        && g.state == State::Stable
+                        && g.leader.as_deref() != Some(member_id.as_str())
+                    {
+                        return g.current(&member_id);
+                    }
+                } else {
+                    g.members.insert(
+                        member_id.clone(),
+                        Member {
+                            instance_id: req.instance_id.clone(),
+                            client_id: req.client_id.clone(),
+                            client_host: req.client_host.clone(),
+                            session_timeout: req.session_timeout,
+                            rebalance_timeout: req.rebalance_timeout,
+                            protocols: req.protocols.clone(),
+                            assignment: Bytes::new(),
+                            last_seen: now,
+                            join_waiter: None,
+                            sync_waiter: None,
+                        },
+                    );
+                }
+                if g.state == State::Empty {
+                    g.protocol_type = Some(req.protocol_type.clone());
+                }
+                g.prepare_rebalance(now);
+            } else {
+                let leader = g.leader.clone();
+                let state = g.state;
+                let Some(m) = g.members.get_mut(&member_id) else {
+                    return fail(UNKNOWN_MEMBER_ID);
+                };
+                let same = m.protocols == req.protocols;
+                m.protocols = req.protocols.clone();
+                m.session_timeout = req.session_timeout;
+                m.rebalance_timeout = req.rebalance_timeout;
+                m.last_seen = now;
+                if state == State::Stable && same && leader.as_deref() != Some(member_id.as_str()) {
+                    return g.current(&member_id);
+                }
+                if state == State::CompletingRebalance && same {
+                    // Rejoining while the leader computes the assignment:
+                    // keep this generation, answer as the first time.
+                    let mut r = g.current(&member_id);
+                    if leader.as_deref() == Some(member_id.as_str()) {
+                        r.members = g
+                            .members
+                            .iter()
+                            .map(|(id, m)| {
+                                let p = g.protocol.clone().unwrap_or_default();
+                                let meta = m
+                                    .protocols
+                                    .iter()
+                                    .find(|(n, _)| *n == p)
+                                    .map(|(_, b)| b.clone());
+                                (id.clone(), m.instance_id.clone(), meta.unwrap_or_default())
+                            })
+                            .collect();
+                    }
+                    return r;
+                }
+                g.prepare_rebalance(now);
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(m) = g.members.get_mut(&member_id) {
+                if let Some(old) = m.join_waiter.replace(tx) {
+                    let _ = old.send(JoinResult {
+                        error: UNKNOWN_MEMBER_ID,
+                        ..Default::default()
+                    });
+                }
+            }
+            if g.all_joined() && !g.initial {
+                g.complete_join();
+            }
+            rx
+        };
+        rx.await.unwrap_or(JoinResult {
+            error: REBALANCE_IN_PROGRESS,
+            ..Default::default()
+        })
+    }
+
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let fail = |error| SyncResult {
+            error,
+            ..Default::default()
+        };
+        let Some(group) = self.existing(group_id) else {
+            return fail(UNKNOWN_MEMBER_ID);
+        };
+        let rx = {
+            let mut g = lock(&group);
+            let err = g.check(member_id, generation, instance_id);
+            if err != NONE {
+                return fail(err);
+            }
+            let now = Instant::now();
+            if let Some(m) = g.members.get_mut(member_id) {
+                m.last_seen = now;
+            }
+            match g.state {
+                State::Empty | State::PreparingRebalance => return fail(REBALANCE_IN_PROGRESS),
+                State::Stable => {
+                    return SyncResult {
+                        error: NONE,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol: g.protocol.clone(),
+                        assignment: g.members[member_id].assignment.clone(),
+                    }
+                }
+                State::CompletingRebalance => {}
+            }
+            if g.leader.as_deref() == Some(member_id) {
+                let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                let (pt, p) = (g.protocol_type.clone(), g.protocol.clone());
+                for (id, m) in g.members.iter_mut() {
+                    m.assignment = given.remove(id).unwrap_or_default();
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncResult {
+                            error: NONE,
+                            protocol_type: pt.clone(),
+                            protocol: p.clone(),
+                            assignment: m.assignment.clone(),
+                        });
+                    }
+                }
+                g.state = State::Stable;
+                return SyncResult {
+                    error: NONE,
+                    protocol_type: pt,
+                    protocol: p,
+                    assignment: g.members[member_id].assignment.clone(),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(m) = g.members.get_mut(member_id) {
+                m.sync_waiter = Some(tx);
+            }
+            rx
+        };
+        rx.await.unwrap_or(SyncResult {
+            error: REBALANCE_IN_PROGRESS,
+            ..Default::default()
+        })
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        let Some(group) = self.existing(group_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        let mut g = lock(&group);
+        let err = g.check(member_id, generation, instance_id);
+        if err != NONE {
+            return err;
+        }
+        if let Some(m) = g.members.get_mut(member_id) {
+            m.last_seen = Instant::now();
+        }
+        match g.state {
+            State::PreparingRebalance => REBALANCE_IN_PROGRESS,
+            State::Empty => UNKNOWN_MEMBER_ID,
+            _ => NONE,
+        }
+    }
+
+    /// Removes members (by member id, or by instance id when the member id
+    /// is empty). Returns an error code per member.
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+        let Some(group) = self.existing(group_id) else {
+            return vec![UNKNOWN_MEMBER_ID; members.len()];
+        };
+        let mut g = lock(&group);
+        let now = Instant::now();
+        members
+            .iter()
+            .map(|(member_id, instance)| {
+                let id = if member_id.is_empty() {
+                    instance.as_ref().and_then(|i| {
+                        g.members
+                            .iter()
+                            .find(|(_, m)| m.instance_id.as_ref() == Some(i))
+                            .map(|(id, _)| id.clone())
+                    })
+                } else {
+                    Some(member_id.clone())
+                };
+                match id {
+                    Some(id) if g.members.contains_key(&id) => {
+                        if instance.is_some() && g.members[&id].instance_id != *instance {
+                            return FENCED_INSTANCE_ID;
+                        }
+                        g.remove(&id, now);
+                        NONE
+                    }
+                    _ => UNKNOWN_MEMBER_ID,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether an offset commit from this member and generation is allowed.
+    /// Generation -1 with no member is a "simple" commit, allowed while
+    /// the group has no members.
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        let Some(group) = self.existing(group_id) else {
+            return if generation < 0 {
+                NONE
+            } else {
+                UNKNOWN_MEMBER_ID
+            };
+        };
+        let mut g = lock(&group);
+        if generation < 0 && member_id.is_empty() {
+            return if g.members.is_empty() {
+                NONE
+            } else {
+                UNKNOWN_MEMBER_ID
+            };
+        }
+        let err = g.check(member_id, generation, instance_id);
+        if err != NONE {
+            return err;
+        }
+        if g.state == State::PreparingRebalance {
+            return REBALANCE_IN_PROGRESS;
+        }
+        if let Some(m) = g.members.get_mut(member_id) {
+            m.last_seen = Instant::now();
+        }
+        NONE
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<Described> {
+        let group = self.existing(group_id)?;
+        let g = lock(&group);
+        let protocol = g.protocol.clone().unwrap_or_default();
+        Some(Described {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if g.state == State::Stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| DescribedMember {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// (group id, protocol type, state) of every group held in memory.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let groups: Vec<_> = lock(&self.groups)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        groups
+            .into_iter()
+            .map(|(id, g)| {
+                let g = lock(&g);
+                (
+                    id,
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state.name(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether the group has members (offsets of a live group are not deleted).
+    pub fn has_members(&self, group_id: &str) -> bool {
+        self.existing(group_id)
+            .is_some_and(|g| !lock(&g).members.is_empty())
+    }
+
+    /// Forgets an empty group (DeleteGroups).
+    pub fn forget(&self, group_id: &str) {
+        lock(&self.groups).remove(group_id);
+    }
+
+    /// Drops groups this agent no longer coordinates; their members get
+    /// NOT_COORDINATOR and find the new coordinator.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        let dropped: Vec<Arc<Mutex<Group>>> = {
+            let mut groups = lock(&self.groups);
+            let ids: Vec<String> = groups.keys().filter(|k| !keep(k)).cloned().collect();
+            ids.into_iter()
+                .filter_map(|id| groups.remove(&id))
+                .collect()
+        };
+        for g in dropped {
+            let mut g = lock(&g);
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    let _ = w.send(JoinResult {
+                        error: NOT_COORDINATOR,
+                        ..Default::default()
+                    });
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    let _ = w.send(SyncResult {
+                        error: NOT_COORDINATOR,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_req(member: &str, proto: &str) -> JoinRequest {
+        JoinRequest {
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(5),
+            protocol_type: "consumer".into(),
+            protocols: vec![(proto.into(), Bytes::from_static(b"meta"))],
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_members_join_sync_and_rebalance_on_leave() {
+        let groups = Arc::new(Groups::new());
+        let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
+        let g1 = groups.clone();
+        let a = tokio::spawn(async move { g1.join("g", join_req("", "range")).await });
+        let g2 = groups.clone();
+        let b = tokio::spawn(async move { g2.join("g", join_req("", "range")).await });
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert_eq!((a.error, b.error), (NONE, NONE));
+        assert_eq!(a.generation, 1);
+        assert_eq!(a.leader, b.leader);
+        let (leader, follower) = if a.member_id == a.leader {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        assert_eq!(leader.members.len(), 2);
+        assert!(follower.members.is_empty());
+        // Follower waits for the leader's assignment.
+        let g3 = groups.clone();
+        let fid = follower.member_id.clone();
+        let f = tokio::spawn(async move { g3.sync("g", &fid, 1, None, vec![]).await });
+        tokio::task::yield_now().await;
+        let assignments = vec![
+            (leader.member_id.clone(), Bytes::from_static(b"L")),
+            (follower.member_id.clone(), Bytes::from_static(b"F")),
+        ];
+        let l = groups
+            .sync("g", &leader.member_id, 1, None, assignments)
+            .await;
+        assert_eq!(&l.assignment[..], b"L");
+        assert_eq!(&f.await.unwrap().assignment[..], b"F");
+        assert_eq!(groups.heartbeat("g", &follower.member_id, 1, None), NONE);
+        assert_eq!(
+            groups.heartbeat("g", &follower.member_id, 0, None),
+            ILLEGAL_GENERATION
+        );
+        assert_eq!(groups.heartbeat("g", "nobody", 1, None), UNKNOWN_MEMBER_ID);
+        // The leader leaves: the follower learns of the rebalance and rejoins alone.
+        assert_eq!(
+            groups.leave("g", &[(leader.member_id.clone(), None)]),
+            vec![NONE]
+        );
+        assert_eq!(
+            groups.heartbeat("g", &follower.member_id, 1, None),
+            REBALANCE_IN_PROGRESS
+        );
+        let r = groups
+            .join("g", join_req(&follower.member_id, "range"))
+            .await;
+        assert_eq!(
+            (r.error, r.generation, r.leader.clone()),
+            (NONE, 2, follower.member_id.clone())
+        );
+        // A silent member is expired after its session timeout.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(groups.describe("g").unwrap().state, "Empty");
+        timers.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn static_member_rejoin_keeps_assignment_without_rebalance() {
+        let groups = Arc::new(Groups::new());
+        let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
+        let mut req = join_req("", "range");
+        req.instance_id = Some("i-1".into());
+        let mut req2 = join_req("", "range");
+        req2.instance_id = Some("i-2".into());
+        let g1 = groups.clone();
+        let a = tokio::spawn(async move { g1.join("g", req).await });
+        let b = groups.join("g", req2).await;
+        let a = a.await.unwrap();
+        let leader = if a.member_id == a.leader { &a } else { &b };
+        let other = if a.member_id == a.leader { &b } else { &a };
+        let g2 = groups.clone();
+        let oid = other.member_id.clone();
+        let f = tokio::spawn(async move { g2.sync("g", &oid, 1, None, vec![]).await });
+        tokio::task::yield_now().await;
+        groups
+            .sync(
+                "g",
+                &leader.member_id,
+                1,
+                None,
+                vec![(other.member_id.clone(), Bytes::from_static(b"X"))],
+            )
+            .await;
+        f.await.unwrap();
+        // The non-leader restarts with the same instance id and an empty member id.
+        let instance = if other.member_id.starts_with("i-1-") {
+            "i-1"
+        } else {
+            "i-2"
+        };
+        let mut again = join_req("", "range");
+        again.instance_id = Some(instance.into());
+        let r = groups.join("g", again).await;
+        assert_eq!((r.error, r.generation), (NONE, 1), "no rebalance");
+        let s = groups
+            .sync("g", &r.member_id, 1, Some(instance), vec![])
+            .await;
+        assert_eq!(&s.assignment[..], b"X");
+        // The old member id is fenced.
+        assert_eq!(
+            groups.heartbeat("g", &other.member_id, 1, Some(instance)),
+            FENCED_INSTANCE_ID
+        );
+        timers.abort();
+    }
+}

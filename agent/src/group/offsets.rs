@@ -1,0 +1,192 @@
+//! Committed consumer-group offsets: plain keys in the metadata store
+//! (`/silt/<cluster>/groups/<group>/offsets/<topic>/<partition>`); they need
+//! no total order with the data, so they bypass the commit log.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use silt_coordinator::{
+    metastore::{KeyRange, MetaError, Txn, TxnOp},
+    MetaStore,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    #[serde(default)]
+    pub metadata: Option<String>,
+}
+
+/// etcd allows 128 operations per transaction by default.
+const OPS_PER_TXN: usize = 100;
+
+pub struct OffsetStore {
+    store: Arc<dyn MetaStore>,
+    root: String,
+}
+
+/// Group ids are arbitrary strings: escape the characters that structure keys.
+fn escape(group: &str) -> String {
+    let mut out = String::with_capacity(group.len());
+    for c in group.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%2F", "/").replace("%25", "%")
+}
+
+impl OffsetStore {
+    pub fn new(store: Arc<dyn MetaStore>, cluster: &str) -> Self {
+        Self {
+            store,
+            root: format!("/silt/{cluster}/groups/"),
+        }
+    }
+
+    fn prefix(&self, group: &str) -> String {
+        format!("{}{}/offsets/", self.root, escape(group))
+    }
+
+    fn key(&self, group: &str, topic: &str, partition: i32) -> String {
+        format!("{}{topic}/{partition:010}", self.prefix(group))
+    }
+
+    pub async fn commit(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, Committed)],
+    ) -> Result<(), MetaError> {
+        for chunk in offsets.chunks(OPS_PER_TXN) {
+            let ops = chunk
+                .iter()
+                .map(|(t, p, c)| TxnOp::Put {
+                    key: self.key(group, t, *p),
+                    value: Bytes::from(serde_json::to_vec(c).expect("offsets serialize")),
+                    lease: None,
+                })
+                .collect();
+            self.store
+                .txn(Txn {
+                    compares: vec![],
+                    success: ops,
+                    failure: vec![],
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Every committed offset of the group: topic -> partition -> offset.
+    pub async fn fetch(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<i32, Committed>>, MetaError> {
+        let prefix = self.prefix(group);
+        let kvs = self
+            .store
+            .range(KeyRange::Prefix(prefix.clone()))
+            .await?
+            .kvs;
+        let mut out: BTreeMap<String, BTreeMap<i32, Committed>> = BTreeMap::new();
+        for kv in kvs {
+            let Some((topic, partition)) = kv.key[prefix.len()..].rsplit_once('/') else {
+                continue;
+            };
+            let (Ok(p), Ok(c)) = (
+                partition.parse::<i32>(),
+                serde_json::from_slice::<Committed>(&kv.value),
+            ) else {
+                continue;
+            };
+            out.entry(topic.to_string()).or_default().insert(p, c);
+        }
+        Ok(out)
+    }
+
+    pub async fn delete_group(&self, group: &str) -> Result<(), MetaError> {
+        self.store
+            .delete(KeyRange::Prefix(self.prefix(group)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, group: &str, partitions: &[(String, i32)]) -> Result<(), MetaError> {
+        for chunk in partitions.chunks(OPS_PER_TXN) {
+            let ops = chunk
+                .iter()
+                .map(|(t, p)| TxnOp::Delete(KeyRange::Key(self.key(group, t, *p))))
+                .collect();
+            self.store
+                .txn(Txn {
+                    compares: vec![],
+                    success: ops,
+                    failure: vec![],
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Groups that have committed offsets.
+    pub async fn groups(&self) -> Result<Vec<String>, MetaError> {
+        let kvs = self
+            .store
+            .range(KeyRange::Prefix(self.root.clone()))
+            .await?
+            .kvs;
+        let mut groups: Vec<String> = kvs
+            .iter()
+            .filter_map(|kv| kv.key[self.root.len()..].split('/').next().map(unescape))
+            .collect();
+        groups.dedup();
+        Ok(groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use silt_coordinator::EmbeddedStore;
+
+    #[tokio::test]
+    async fn commit_fetch_delete() {
+        let s = OffsetStore::new(Arc::new(EmbeddedStore::in_memory()), "c");
+        let c = |o| Committed {
+            offset: o,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        s.commit(
+            "g/1",
+            &[
+                ("t".into(), 0, c(5)),
+                ("t".into(), 1, c(7)),
+                ("u".into(), 0, c(1)),
+            ],
+        )
+        .await
+        .unwrap();
+        s.commit("g2", &[("t".into(), 0, c(9))]).await.unwrap();
+        let got = s.fetch("g/1").await.unwrap();
+        assert_eq!(got["t"][&1].offset, 7);
+        assert_eq!(got["u"][&0].offset, 1);
+        assert_eq!(
+            s.groups().await.unwrap(),
+            vec!["g/1".to_string(), "g2".to_string()]
+        );
+        s.delete("g/1", &[("t".into(), 0)]).await.unwrap();
+        assert!(!s.fetch("g/1").await.unwrap()["t"].contains_key(&0));
+        s.delete_group("g/1").await.unwrap();
+        assert!(s.fetch("g/1").await.unwrap().is_empty());
+        assert_eq!(s.fetch("g2").await.unwrap()["t"][&0].offset, 9);
+    }
+}

@@ -1,0 +1,578 @@
+//! Consumer-group APIs: coordinator lookup, membership, committed offsets.
+
+use std::time::Duration;
+
+use kafka_protocol::{
+    messages::{
+        delete_groups_response::DeletableGroupResult,
+        describe_groups_response::{DescribedGroup, DescribedGroupMember},
+        find_coordinator_response::Coordinator,
+        join_group_response::JoinGroupResponseMember,
+        leave_group_response::MemberResponse,
+        list_groups_response::ListedGroup,
+        offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
+        offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic},
+        offset_fetch_response::{
+            OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+            OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+        },
+        BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+        DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+        HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+        LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+        OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+        OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    },
+    protocol::StrBytes,
+    ResponseError,
+};
+
+use super::code;
+use crate::{
+    broker::Broker,
+    group::{codes, offsets::Committed, JoinRequest},
+};
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn group_err(broker: &Broker, group: &str) -> Option<i16> {
+    (!broker.is_group_coordinator(group)).then_some(codes::NOT_COORDINATOR)
+}
+
+pub async fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let keys: Vec<String> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let answers: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| {
+            let c = Coordinator::default().with_key(s(key.clone()));
+            if req.key_type != 0 {
+                return c
+                    .with_node_id(BrokerId(-1))
+                    .with_error_code(code(ResponseError::CoordinatorNotAvailable))
+                    .with_error_message(Some(s("transactions are not supported by silt yet")));
+            }
+            let a = broker.group_coordinator(&key);
+            c.with_node_id(BrokerId(a.node_id))
+                .with_host(s(a.host))
+                .with_port(a.port)
+        })
+        .collect();
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(answers);
+    }
+    let a = answers.into_iter().next().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(a.error_code)
+        .with_error_message(if version >= 1 { a.error_message } else { None })
+        .with_node_id(a.node_id)
+        .with_host(a.host)
+        .with_port(a.port)
+}
+
+pub async fn join(
+    broker: &Broker,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    host: &str,
+) -> JoinGroupResponse {
+    let group = req.group_id.0.to_string();
+    if let Some(e) = group_err(broker, &group) {
+        return JoinGroupResponse::default()
+            .with_error_code(e)
+            .with_member_id(req.member_id);
+    }
+    let rebalance = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
+    let r = broker
+        .groups
+        .join(
+            &group,
+            JoinRequest {
+                member_id: req.member_id.to_string(),
+                instance_id: req.group_instance_id.map(|i| i.to_string()),
+                client_id: client_id.to_string(),
+                client_host: host.to_string(),
+                session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+                rebalance_timeout: Duration::from_millis(rebalance.max(0) as u64),
+                protocol_type: req.protocol_type.to_string(),
+                protocols: req
+                    .protocols
+                    .iter()
+                    .map(|p| (p.name.to_string(), p.metadata.clone()))
+                    .collect(),
+            },
+        )
+        .await;
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(if r.error == 0 { r.generation } else { -1 })
+        .with_protocol_name(r.protocol.map(s))
+        .with_leader(s(r.leader))
+        .with_member_id(s(r.member_id))
+        .with_members(
+            r.members
+                .into_iter()
+                .map(|(id, instance, meta)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(s(id))
+                        .with_group_instance_id(if version >= 5 { instance.map(s) } else { None })
+                        .with_metadata(meta)
+                })
+                .collect(),
+        );
+    if version >= 7 {
+        resp = resp.with_protocol_type(r.protocol_type.map(s));
+    }
+    resp
+}
+
+pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let group = req.group_id.0.to_string();
+    if let Some(e) = group_err(broker, &group) {
+        return SyncGroupResponse::default().with_error_code(e);
+    }
+    let r = broker
+        .groups
+        .sync(
+            &group,
+            &req.member_id,
+            req.generation_id,
+            req.group_instance_id.as_deref(),
+            req.assignments
+                .into_iter()
+                .map(|a| (a.member_id.to_string(), a.assignment))
+                .collect(),
+        )
+        .await;
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(r.error)
+        .with_assignment(r.assignment);
+    if version >= 5 {
+        resp = resp
+            .with_protocol_type(r.protocol_type.map(s))
+            .with_protocol_name(r.protocol.map(s));
+    }
+    resp
+}
+
+pub async fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let group = req.group_id.0.to_string();
+    let e = group_err(broker, &group).unwrap_or_else(|| {
+        broker.groups.heartbeat(
+            &group,
+            &req.member_id,
+            req.generation_id,
+            req.group_instance_id.as_deref(),
+        )
+    });
+    HeartbeatResponse::default().with_error_code(e)
+}
+
+pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = req.group_id.0.to_string();
+    if let Some(e) = group_err(broker, &group) {
+        return LeaveGroupResponse::default().with_error_code(e);
+    }
+    if version < 3 {
+        let e = broker
+            .groups
+            .leave(&group, &[(req.member_id.to_string(), None)])[0];
+        return LeaveGroupResponse::default().with_error_code(e);
+    }
+    let members: Vec<(String, Option<String>)> = req
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|i| i.to_string()),
+            )
+        })
+        .collect();
+    let errors = broker.groups.leave(&group, &members);
+    LeaveGroupResponse::default().with_members(
+        req.members
+            .into_iter()
+            .zip(errors)
+            .map(|(m, e)| {
+                MemberResponse::default()
+                    .with_member_id(m.member_id)
+                    .with_group_instance_id(m.group_instance_id)
+                    .with_error_code(e)
+            })
+            .collect(),
+    )
+}
+
+pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let mut err = group_err(broker, &group).unwrap_or_else(|| {
+        broker.groups.check_commit(
+            &group,
+            &req.member_id,
+            req.generation_id_or_member_epoch,
+            req.group_instance_id.as_deref(),
+        )
+    });
+    let mut offsets = Vec::new();
+    if err == 0 {
+        let state = broker.log.state();
+        for t in &req.topics {
+            for p in &t.partitions {
+                let exists = state.topics.get(t.name.0.as_str()).is_some_and(|topic| {
+                    p.partition_index >= 0 && (p.partition_index as usize) < topic.partitions.len()
+                });
+                if exists {
+                    offsets.push((
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        Committed {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    if err == 0 {
+        if let Err(e) = broker.offsets.commit(&group, &offsets).await {
+            tracing::warn!(group = %group, error = %e, "committing offsets failed");
+            err = code(ResponseError::CoordinatorNotAvailable);
+        }
+    }
+    let state = broker.log.state();
+    OffsetCommitResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = state.topics.get(t.name.0.as_str());
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                let known = topic.is_some_and(|topic| {
+                                    p.partition_index >= 0
+                                        && (p.partition_index as usize) < topic.partitions.len()
+                                });
+                                let e = if err != 0 {
+                                    err
+                                } else if known {
+                                    0
+                                } else {
+                                    code(ResponseError::UnknownTopicOrPartition)
+                                };
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(e)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// (topic, partitions) the request asks for; `None` means all committed.
+type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
+
+async fn fetch_group(
+    broker: &Broker,
+    group: &str,
+    wanted: Wanted,
+) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, i16> {
+    if let Some(e) = group_err(broker, group) {
+        return Err(e);
+    }
+    let committed = broker
+        .offsets
+        .fetch(group)
+        .await
+        .map_err(|_| code(ResponseError::CoordinatorNotAvailable))?;
+    let answer = |c: Option<&Committed>, p: i32| match c {
+        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone()),
+        None => (p, -1, -1, None),
+    };
+    Ok(match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(name, parts)| {
+                let ct = committed.get(name.0.as_str());
+                let parts = parts
+                    .into_iter()
+                    .map(|p| answer(ct.and_then(|m| m.get(&p)), p))
+                    .collect();
+                (name, parts)
+            })
+            .collect(),
+        None => committed
+            .into_iter()
+            .map(|(t, parts)| {
+                let parts = parts.iter().map(|(p, c)| answer(Some(c), *p)).collect();
+                (TopicName(s(t)), parts)
+            })
+            .collect(),
+    })
+}
+
+pub async fn offset_fetch(
+    broker: &Broker,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let mut groups = Vec::new();
+        for g in req.groups {
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name, t.partition_indexes))
+                    .collect()
+            });
+            let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            groups.push(
+                match fetch_group(broker, g.group_id.0.as_str(), wanted).await {
+                    Err(e) => group.with_error_code(e),
+                    Ok(topics) => group.with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(name, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(name)
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, o, e, m)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(o)
+                                                    .with_committed_leader_epoch(e)
+                                                    .with_metadata(m.map(s))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                },
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    match fetch_group(broker, req.group_id.0.as_str(), wanted).await {
+        Err(e) => OffsetFetchResponse::default().with_error_code(if version >= 2 { e } else { 0 }),
+        Ok(topics) => OffsetFetchResponse::default().with_topics(
+            topics
+                .into_iter()
+                .map(|(name, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, o, e, m)| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_leader_epoch(if version >= 5 {
+                                            e
+                                        } else {
+                                            -1
+                                        })
+                                        .with_metadata(m.map(s))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub async fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+    let mut groups: std::collections::BTreeMap<String, (String, &'static str)> = broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(id, _, _)| broker.is_group_coordinator(id))
+        .map(|(id, pt, st)| (id, (pt, st)))
+        .collect();
+    if let Ok(committed) = broker.offsets.groups().await {
+        for g in committed {
+            if broker.is_group_coordinator(&g) {
+                groups.entry(g).or_insert(("consumer".to_string(), "Empty"));
+            }
+        }
+    }
+    let filter: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    ListGroupsResponse::default().with_groups(
+        groups
+            .into_iter()
+            .filter(|(_, (_, st))| filter.is_empty() || filter.contains(&st.to_lowercase()))
+            .map(|(id, (pt, st))| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(s(id)))
+                    .with_protocol_type(s(pt))
+                    .with_group_state(s(st))
+            })
+            .collect(),
+    )
+}
+
+pub async fn describe_groups(
+    broker: &Broker,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let mut out = Vec::new();
+    for g in req.groups {
+        let id = g.0.to_string();
+        let d = DescribedGroup::default().with_group_id(g);
+        if let Some(e) = group_err(broker, &id) {
+            out.push(d.with_error_code(e));
+            continue;
+        }
+        let described = broker.groups.describe(&id);
+        let d = match described {
+            Some(x) => d
+                .with_group_state(s(x.state))
+                .with_protocol_type(s(x.protocol_type))
+                .with_protocol_data(s(x.protocol))
+                .with_members(
+                    x.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_group_instance_id(if version >= 4 {
+                                    m.instance_id.map(s)
+                                } else {
+                                    None
+                                })
+                                .with_client_id(s(m.client_id))
+                                .with_client_host(s(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+            None => {
+                let has_offsets = broker
+                    .offsets
+                    .fetch(&id)
+                    .await
+                    .map(|o| !o.is_empty())
+                    .unwrap_or(false);
+                if has_offsets {
+                    d.with_group_state(s("Empty"))
+                        .with_protocol_type(s("consumer"))
+                } else {
+                    d.with_group_state(s("Dead"))
+                }
+            }
+        };
+        out.push(d);
+    }
+    DescribeGroupsResponse::default().with_groups(out)
+}
+
+pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for g in req.groups_names {
+        let id = g.0.to_string();
+        let r = DeletableGroupResult::default().with_group_id(g);
+        let e = if let Some(e) = group_err(broker, &id) {
+            e
+        } else if broker.groups.has_members(&id) {
+            code(ResponseError::NonEmptyGroup)
+        } else {
+            let exists = broker.groups.describe(&id).is_some()
+                || broker
+                    .offsets
+                    .fetch(&id)
+                    .await
+                    .map(|o| !o.is_empty())
+                    .unwrap_or(false);
+            if !exists {
+                code(ResponseError::GroupIdNotFound)
+            } else {
+                match broker.offsets.delete_group(&id).await {
+                    Ok(()) => {
+                        broker.groups.forget(&id);
+                        0
+                    }
+                    Err(_) => code(ResponseError::CoordinatorNotAvailable),
+                }
+            }
+        };
+        results.push(r.with_error_code(e));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    if let Some(e) = group_err(broker, &group) {
+        return OffsetDeleteResponse::default().with_error_code(e);
+    }
+    // Offsets of a group with live members may still be in use.
+    let busy = broker.groups.has_members(&group);
+    let mut targets = Vec::new();
+    if !busy {
+        for t in &req.topics {
+            for p in &t.partitions {
+                targets.push((t.name.0.to_string(), p.partition_index));
+            }
+        }
+        if let Err(e) = broker.offsets.delete(&group, &targets).await {
+            tracing::warn!(group = %group, error = %e, "deleting offsets failed");
+            return OffsetDeleteResponse::default()
+                .with_error_code(code(ResponseError::CoordinatorNotAvailable));
+        }
+    }
+    let pe = if busy {
+        code(ResponseError::GroupSubscribedToTopic)
+    } else {
+        0
+    };
+    OffsetDeleteResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partitions
+                            .into_iter()
+                            .map(|p| {
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(pe)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
