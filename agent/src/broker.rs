@@ -23,6 +23,7 @@ pub struct Broker {
     pub counters: Arc<StoreCounters>,
     pub groups: Arc<Groups>,
     pub offsets: OffsetStore,
+    pub producer_ids: crate::producer_ids::ProducerIds,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

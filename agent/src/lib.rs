@@ -8,6 +8,8 @@ pub mod group;
 pub mod http;
 pub mod membership;
 pub mod produce;
+pub mod producer_ids;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod topic_config;

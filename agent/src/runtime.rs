@@ -118,6 +118,7 @@ pub async fn serve(
         counters,
         groups,
         offsets: crate::group::offsets::OffsetStore::new(meta.clone(), &settings.cluster),
+        producer_ids: crate::producer_ids::ProducerIds::new(meta.clone(), &settings.cluster),
     });
     // Groups whose coordinator moved to another agent are dropped here;
     // their members find the new coordinator and rejoin.

@@ -13,5 +13,5 @@ pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;
 pub use log::{LogError, MetaLog};
 pub use metastore::{MetaError, MetaStore};
-pub use records::{ChunkRef, Command, TopicId};
-pub use state::{IndexEntry, Outcome, State};
+pub use records::{BatchRef, ChunkRef, Command, TopicId};
+pub use state::{BatchOutcome, ChunkOutcome, IndexEntry, Outcome, State};

@@ -475,15 +475,17 @@ mod tests {
                 length: 10,
                 records: 5,
                 max_timestamp: 0,
+                append_time: 0,
+                batches: vec![],
             }],
         };
         assert_eq!(
             a.propose(commit(1)).await.unwrap(),
-            Outcome::Committed(vec![Some(0)])
+            Outcome::Committed(vec![crate::state::ChunkOutcome::Appended { base: 0 }])
         );
         assert_eq!(
             b.propose(commit(2)).await.unwrap(),
-            Outcome::Committed(vec![Some(5)])
+            Outcome::Committed(vec![crate::state::ChunkOutcome::Appended { base: 5 }])
         );
         let rev = a.checkpoint().await.unwrap().unwrap();
         assert!(meta
@@ -495,7 +497,7 @@ mod tests {
         meta.compact(rev).await.unwrap();
         assert_eq!(
             a.propose(commit(3)).await.unwrap(),
-            Outcome::Committed(vec![Some(10)])
+            Outcome::Committed(vec![crate::state::ChunkOutcome::Appended { base: 10 }])
         );
         // A new reader starts from checkpoint + remaining log.
         let c = MetaLog::open(meta.clone(), objects.clone(), "c", "c-1")

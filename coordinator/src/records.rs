@@ -56,6 +56,18 @@ impl<'de> Deserialize<'de> for TopicId {
     }
 }
 
+/// One record batch of a chunk, listed when the chunk holds batches of an
+/// idempotent producer (their sequences decide which batches are kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRef {
+    pub records: u32,
+    pub size: u32,
+    /// -1 for batches without a producer id.
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub sequence: i32,
+}
+
 /// One partition's contiguous bytes inside a segment object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
@@ -65,6 +77,13 @@ pub struct ChunkRef {
     pub length: u64,
     pub records: u64,
     pub max_timestamp: i64,
+    /// The committing agent's clock when the segment was sealed, used as
+    /// the timestamp of topics with `message.timestamp.type=LogAppendTime`.
+    #[serde(default)]
+    pub append_time: i64,
+    /// Per-batch detail, present only when the chunk has idempotent batches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<BatchRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +98,22 @@ pub enum Command {
     },
     DeleteTopic {
         name: String,
+    },
+    /// Grows a topic to `partitions` partitions.
+    CreatePartitions {
+        name: String,
+        partitions: u32,
+    },
+    /// Replaces a topic's configuration overrides.
+    SetTopicConfig {
+        name: String,
+        config: BTreeMap<String, String>,
+    },
+    /// Advances a partition's log start offset (DeleteRecords, retention).
+    DeleteRecords {
+        name: String,
+        partition: i32,
+        offset: i64,
     },
     /// A segment object was uploaded; append its chunks to their partitions.
     Commit {
@@ -134,12 +169,14 @@ mod tests {
                 length: 50,
                 records: 7,
                 max_timestamp: 1_700_000_000_000,
+                append_time: 1_700_000_000_123,
+                batches: vec![],
             }],
         });
         let json = String::from_utf8(r.encode()).unwrap();
         assert_eq!(
             json,
-            r#"{"v":1,"op":"commit","object":"segments/2026/01/02/x.silt","size":100,"chunks":[{"topic":"abababababababababababababababab","partition":3,"position":8,"length":50,"records":7,"max_timestamp":1700000000000}]}"#
+            r#"{"v":1,"op":"commit","object":"segments/2026/01/02/x.silt","size":100,"chunks":[{"topic":"abababababababababababababababab","partition":3,"position":8,"length":50,"records":7,"max_timestamp":1700000000000,"append_time":1700000000123}]}"#
         );
         assert_eq!(LogRecord::decode(json.as_bytes()).unwrap(), r);
         assert!(LogRecord::decode(b"{\"v\":2,\"op\":\"delete_topic\",\"name\":\"x\"}").is_err());

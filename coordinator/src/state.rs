@@ -4,11 +4,11 @@
 //! same records in the same order reaches the same state and the same
 //! offsets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Command, LogRecord, TopicId};
+use crate::records::{BatchRef, ChunkRef, Command, LogRecord, TopicId};
 
 pub const CHECKPOINT_VERSION: u32 = 1;
 /// Upper bound on partitions per topic accepted by the state machine.
@@ -23,6 +23,19 @@ pub struct IndexEntry {
     pub position: u64,
     pub length: u64,
     pub max_timestamp: i64,
+    #[serde(default)]
+    pub append_time: i64,
+}
+
+/// How many recent batches per producer are remembered for deduplication
+/// (Kafka keeps five: the most a producer has in flight).
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    /// (first sequence, last sequence, base offset) of recent batches.
+    pub recent: VecDeque<(i32, i32, i64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +43,30 @@ pub struct Partition {
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub index: Vec<IndexEntry>,
+    /// Idempotent-producer state: producer id -> recent batches.
+    #[serde(default)]
+    pub producers: BTreeMap<i64, ProducerEntry>,
+}
+
+/// The verdict on one batch of an idempotent chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Appended(i64),
+    /// Already committed at this base offset (a retry).
+    Duplicate(i64),
+    OutOfOrder,
+    /// The producer's epoch is older than one already seen.
+    Fenced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// The topic-partition does not exist (any more).
+    Rejected,
+    Appended {
+        base: i64,
+    },
+    PerBatch(Vec<BatchOutcome>),
 }
 
 impl Partition {
@@ -62,9 +99,12 @@ pub enum Outcome {
     TopicExists(TopicId),
     TopicDeleted(TopicId),
     TopicNotFound,
-    /// Per chunk of the commit: its base offset, or `None` when its
-    /// topic-partition no longer exists.
-    Committed(Vec<Option<i64>>),
+    /// Per chunk of the commit.
+    Committed(Vec<ChunkOutcome>),
+    PartitionsCreated,
+    ConfigSet,
+    /// The partition's new log start offset.
+    RecordsDeleted(i64),
     Invalid(String),
 }
 
@@ -145,6 +185,54 @@ impl State {
                 }
                 Outcome::TopicDeleted(topic.id)
             }
+            Command::CreatePartitions { name, partitions } => {
+                let Some(t) = self.topics.get_mut(name) else {
+                    return Outcome::TopicNotFound;
+                };
+                let n = *partitions as usize;
+                if n <= t.partitions.len() || *partitions > MAX_PARTITIONS {
+                    return Outcome::Invalid(format!(
+                        "topic {name} has {} partitions; cannot grow to {partitions}",
+                        t.partitions.len()
+                    ));
+                }
+                t.partitions.resize(n, Partition::default());
+                Outcome::PartitionsCreated
+            }
+            Command::SetTopicConfig { name, config } => {
+                let Some(t) = self.topics.get_mut(name) else {
+                    return Outcome::TopicNotFound;
+                };
+                t.config = config.clone();
+                Outcome::ConfigSet
+            }
+            Command::DeleteRecords {
+                name,
+                partition,
+                offset,
+            } => {
+                let Some(p) = self.topics.get_mut(name).and_then(|t| {
+                    usize::try_from(*partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get_mut(i))
+                }) else {
+                    return Outcome::TopicNotFound;
+                };
+                if *offset < 0 || *offset > p.high_watermark {
+                    return Outcome::Invalid(format!(
+                        "offset {offset} is outside 0..={} of {name}-{partition}",
+                        p.high_watermark
+                    ));
+                }
+                p.log_start_offset = p.log_start_offset.max(*offset);
+                let start = p.log_start_offset;
+                let keep = p.index.partition_point(|e| e.end_offset <= start);
+                let dropped: Vec<IndexEntry> = p.index.drain(..keep).collect();
+                for e in dropped {
+                    self.release(&e.object, revision);
+                }
+                Outcome::RecordsDeleted(start)
+            }
             Command::Commit {
                 object,
                 size,
@@ -165,20 +253,11 @@ impl State {
                         });
                     match part {
                         Some(p) if in_bounds && c.records > 0 && c.records < i32::MAX as u64 => {
-                            let base = p.high_watermark;
-                            p.high_watermark += c.records as i64;
-                            p.index.push(IndexEntry {
-                                base_offset: base,
-                                end_offset: p.high_watermark,
-                                object: object.clone(),
-                                position: c.position,
-                                length: c.length,
-                                max_timestamp: c.max_timestamp,
-                            });
-                            refs += 1;
-                            out.push(Some(base));
+                            let (outcome, entries) = append_chunk(p, object, c);
+                            refs += entries;
+                            out.push(outcome);
                         }
-                        _ => out.push(None),
+                        _ => out.push(ChunkOutcome::Rejected),
                     }
                 }
                 if refs > 0 {
@@ -230,6 +309,113 @@ impl State {
     }
 }
 
+/// Appends a chunk to a partition; returns the outcome and how many index
+/// entries now point into the object.
+fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome, u64) {
+    let entry = |base: i64, end: i64, position: u64, length: u64| IndexEntry {
+        base_offset: base,
+        end_offset: end,
+        object: object.to_string(),
+        position,
+        length,
+        max_timestamp: c.max_timestamp,
+        append_time: c.append_time,
+    };
+    let batch_total: u64 = c.batches.iter().map(|b| b.size as u64).sum();
+    if c.batches.is_empty() || batch_total != c.length {
+        let base = p.high_watermark;
+        let end = base + c.records as i64;
+        let e = entry(base, end, c.position, c.length);
+        p.high_watermark = end;
+        p.index.push(e);
+        return (ChunkOutcome::Appended { base }, 1);
+    }
+    // Batch by batch: runs of accepted batches become index entries.
+    let mut outcomes = Vec::with_capacity(c.batches.len());
+    let mut entries = 0;
+    let mut run: Option<(i64, u64, u64)> = None; // (base offset, position, length)
+    let mut position = c.position;
+    for b in &c.batches {
+        let verdict = check_sequence(p, b);
+        match verdict {
+            Ok(()) => {
+                let base = p.high_watermark;
+                p.high_watermark += b.records as i64;
+                if b.producer_id >= 0 {
+                    let e = p.producers.entry(b.producer_id).or_default();
+                    if e.epoch != b.epoch {
+                        e.epoch = b.epoch;
+                        e.recent.clear();
+                    }
+                    let last = b.sequence.wrapping_add(b.records as i32 - 1);
+                    e.recent.push_back((b.sequence, last, base));
+                    while e.recent.len() > PRODUCER_BATCHES_KEPT {
+                        e.recent.pop_front();
+                    }
+                }
+                run = Some(match run {
+                    Some((rb, rp, rl)) => (rb, rp, rl + b.size as u64),
+                    None => (base, position, b.size as u64),
+                });
+                outcomes.push(BatchOutcome::Appended(base));
+            }
+            Err(o) => {
+                if let Some((rb, rp, rl)) = run.take() {
+                    let e = entry(rb, p.high_watermark, rp, rl);
+                    p.index.push(e);
+                    entries += 1;
+                }
+                outcomes.push(o);
+            }
+        }
+        position += b.size as u64;
+    }
+    if let Some((rb, rp, rl)) = run {
+        let e = entry(rb, p.high_watermark, rp, rl);
+        p.index.push(e);
+        entries += 1;
+    }
+    (ChunkOutcome::PerBatch(outcomes), entries)
+}
+
+/// Kafka's idempotence rules, per partition and producer id.
+fn check_sequence(p: &Partition, b: &BatchRef) -> Result<(), BatchOutcome> {
+    if b.producer_id < 0 || b.sequence < 0 {
+        return Ok(());
+    }
+    let Some(e) = p.producers.get(&b.producer_id) else {
+        return Ok(());
+    };
+    if b.epoch < e.epoch {
+        return Err(BatchOutcome::Fenced);
+    }
+    if b.epoch > e.epoch {
+        return if b.sequence == 0 {
+            Ok(())
+        } else {
+            Err(BatchOutcome::OutOfOrder)
+        };
+    }
+    let last = b.sequence.wrapping_add(b.records as i32 - 1);
+    if let Some((_, _, base)) = e
+        .recent
+        .iter()
+        .find(|(f, l, _)| *f == b.sequence && *l == last)
+    {
+        return Err(BatchOutcome::Duplicate(*base));
+    }
+    match e.recent.back() {
+        Some((_, prev_last, _))
+            if b.sequence == prev_last.wrapping_add(1)
+                || (*prev_last == i32::MAX && b.sequence == 0) =>
+        {
+            Ok(())
+        }
+        None => Ok(()),
+        _ => Err(BatchOutcome::OutOfOrder),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +445,8 @@ mod tests {
                     length: 10,
                     records: *n,
                     max_timestamp: 5,
+                    append_time: 0,
+                    batches: vec![],
                 })
                 .collect(),
         }
@@ -280,11 +468,16 @@ mod tests {
                 3,
                 &commit("o1", &[(1, 0, 3), (1, 1, 2), (9, 0, 1), (1, 7, 1)])
             ),
-            Outcome::Committed(vec![Some(0), Some(0), None, None])
+            Outcome::Committed(vec![
+                ChunkOutcome::Appended { base: 0 },
+                ChunkOutcome::Appended { base: 0 },
+                ChunkOutcome::Rejected,
+                ChunkOutcome::Rejected
+            ])
         );
         assert_eq!(
             s.apply(4, &commit("o2", &[(1, 0, 4)])),
-            Outcome::Committed(vec![Some(3)])
+            Outcome::Committed(vec![ChunkOutcome::Appended { base: 3 }])
         );
         let p = &s.topics["a"].partitions[0];
         assert_eq!(p.high_watermark, 7);
@@ -301,6 +494,137 @@ mod tests {
             s.apply(6, &create("a", 1, 0)),
             Outcome::Invalid("topic a: 0 partitions".into())
         );
+    }
+
+    fn idem(object: &str, batches: &[(i64, i16, i32, u32)]) -> Command {
+        Command::Commit {
+            object: object.into(),
+            size: 1000,
+            chunks: vec![ChunkRef {
+                topic: TopicId([1; 16]),
+                partition: 0,
+                position: 8,
+                length: 10 * batches.len() as u64,
+                records: batches.iter().map(|b| b.3 as u64).sum(),
+                max_timestamp: 0,
+                append_time: 0,
+                batches: batches
+                    .iter()
+                    .map(|(pid, epoch, seq, n)| BatchRef {
+                        records: *n,
+                        size: 10,
+                        producer_id: *pid,
+                        epoch: *epoch,
+                        sequence: *seq,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn idempotent_batches_commit_once() {
+        use BatchOutcome::*;
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        let per = |o: Outcome| match o {
+            Outcome::Committed(mut v) => match v.remove(0) {
+                ChunkOutcome::PerBatch(b) => b,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            per(s.apply(2, &idem("o1", &[(7, 0, 0, 3), (7, 0, 3, 2)]))),
+            vec![Appended(0), Appended(3)]
+        );
+        // A retry of both, then the next batch, in one chunk.
+        assert_eq!(
+            per(s.apply(3, &idem("o2", &[(7, 0, 0, 3), (7, 0, 3, 2), (7, 0, 5, 1)]))),
+            vec![Duplicate(0), Duplicate(3), Appended(5)]
+        );
+        // A gap, a stale epoch, a new epoch starting at 0, a plain batch.
+        assert_eq!(
+            per(s.apply(
+                4,
+                &idem(
+                    "o3",
+                    &[(7, 0, 9, 1), (7, 1, 0, 2), (7, 0, 6, 1), (-1, -1, -1, 4)]
+                )
+            )),
+            vec![OutOfOrder, Appended(6), Fenced, Appended(8)]
+        );
+        let p = &s.topics["a"].partitions[0];
+        assert_eq!(p.high_watermark, 12);
+        // Index entries tile the offsets and skip the rejected batches' bytes.
+        let tiles: Vec<_> = p
+            .index
+            .iter()
+            .map(|e| (e.base_offset, e.end_offset, e.position, e.length))
+            .collect();
+        assert_eq!(
+            tiles,
+            vec![
+                (0, 5, 8, 20),
+                (5, 6, 28, 10),
+                (6, 8, 18, 10),
+                (8, 12, 38, 10)
+            ]
+        );
+    }
+
+    #[test]
+    fn delete_records_and_grow_partitions() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        s.apply(2, &commit("o1", &[(1, 0, 5)]));
+        s.apply(3, &commit("o2", &[(1, 0, 5)]));
+        assert_eq!(
+            s.apply(
+                4,
+                &Command::DeleteRecords {
+                    name: "a".into(),
+                    partition: 0,
+                    offset: 7
+                }
+            ),
+            Outcome::RecordsDeleted(7)
+        );
+        let p = &s.topics["a"].partitions[0];
+        assert_eq!((p.log_start_offset, p.index.len()), (7, 1));
+        assert!(s.unreferenced.contains_key("o1"));
+        assert!(matches!(
+            s.apply(
+                5,
+                &Command::DeleteRecords {
+                    name: "a".into(),
+                    partition: 0,
+                    offset: 11
+                }
+            ),
+            Outcome::Invalid(_)
+        ));
+        assert_eq!(
+            s.apply(
+                6,
+                &Command::CreatePartitions {
+                    name: "a".into(),
+                    partitions: 3
+                }
+            ),
+            Outcome::PartitionsCreated
+        );
+        assert_eq!(s.topics["a"].partitions.len(), 3);
+        assert!(matches!(
+            s.apply(
+                7,
+                &Command::CreatePartitions {
+                    name: "a".into(),
+                    partitions: 2
+                }
+            ),
+            Outcome::Invalid(_)
+        ));
     }
 
     fn arb_command() -> impl Strategy<Value = Command> {
@@ -341,7 +665,7 @@ mod tests {
             // Offsets are dense: index entries tile [0, hwm).
             for t in full.topics.values() {
                 for p in &t.partitions {
-                    let mut next = 0;
+                    let mut next = p.index.first().map_or(p.high_watermark, |e| e.base_offset);
                     for e in &p.index {
                         prop_assert_eq!(e.base_offset, next);
                         prop_assert!(e.end_offset > e.base_offset);

@@ -47,6 +47,8 @@ async fn commit_log_on_etcd_agrees_across_writers_and_reloads_from_checkpoint() 
             length: 10,
             records: 3,
             max_timestamp: 0,
+            append_time: 0,
+            batches: vec![],
         }],
     };
     // Two writers committing concurrently get disjoint, dense offsets.
@@ -60,7 +62,10 @@ async fn commit_log_on_etcd_agrees_across_writers_and_reloads_from_checkpoint() 
         .iter()
         .chain(&got_b)
         .map(|o| match o {
-            Outcome::Committed(v) => v[0].unwrap(),
+            Outcome::Committed(v) => match v[0] {
+                silt_coordinator::ChunkOutcome::Appended { base } => base,
+                ref other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         })
         .collect();
@@ -69,7 +74,7 @@ async fn commit_log_on_etcd_agrees_across_writers_and_reloads_from_checkpoint() 
     a.checkpoint().await.unwrap().expect("lock is free");
     assert_eq!(
         b.propose(commit(99, 1)).await.unwrap(),
-        Outcome::Committed(vec![Some(0)])
+        Outcome::Committed(vec![silt_coordinator::ChunkOutcome::Appended { base: 0 }])
     );
     let c = MetaLog::open(meta.clone(), objects.clone(), "c", "c-1")
         .await

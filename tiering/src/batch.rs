@@ -154,6 +154,7 @@ pub fn rewrite_chunk(
     from: i64,
     max_bytes: usize,
     min_one: bool,
+    log_append_time: Option<i64>,
 ) -> Result<(Vec<u8>, i64, bool), BatchError> {
     let mut out = Vec::new();
     let mut at = 0;
@@ -191,11 +192,25 @@ pub fn rewrite_chunk(
             out.extend_from_slice(&rest[..size]);
             out[start..start + 8].copy_from_slice(&offset.to_be_bytes());
             out[start + 12..start + 16].copy_from_slice(&0i32.to_be_bytes());
+            if let Some(t) = log_append_time {
+                set_log_append_time(&mut out[start..start + size], t);
+            }
         }
         offset = last + 1;
         at += size;
     }
     Ok((out, offset, false))
+}
+
+/// Marks a batch as LogAppendTime with timestamp `t`, as a Kafka broker
+/// does for such topics: timestamp-type bit and maxTimestamp are set, and
+/// since both are covered by the CRC, the CRC is recomputed.
+pub fn set_log_append_time(batch: &mut [u8], t: i64) {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x08;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[35..43].copy_from_slice(&t.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -283,30 +298,36 @@ pub(crate) mod tests {
         let mut set = make_batch(3, 0, b"a");
         set.extend(make_batch(2, 0, b"b"));
         let chunk = Bytes::from(set);
-        let (out, next, cut) = rewrite_chunk(&chunk, 100, 103, usize::MAX, true).unwrap();
+        let (out, next, cut) = rewrite_chunk(&chunk, 100, 103, usize::MAX, true, None).unwrap();
         assert_eq!(next, 105);
         assert!(!cut);
         let hs = parse_all(&out).unwrap();
         assert_eq!(hs.len(), 1);
         assert_eq!((&out[0..8]).get_i64(), 103);
-        let (out, _, _) = rewrite_chunk(&chunk, 100, 0, usize::MAX, true).unwrap();
+        let (out, _, _) = rewrite_chunk(&chunk, 100, 0, usize::MAX, true, None).unwrap();
         assert_eq!((&out[0..8]).get_i64(), 100);
         let second = parse_one(&out, 0).unwrap().size as usize;
         assert_eq!((&out[second..second + 8]).get_i64(), 103);
         // CRC still valid after rewrite.
         parse_all(&out).unwrap();
         // A byte limit smaller than one batch still returns one batch when asked.
-        let (out, next, cut) = rewrite_chunk(&chunk, 0, 0, 1, true).unwrap();
+        let (out, next, cut) = rewrite_chunk(&chunk, 0, 0, 1, true, None).unwrap();
         assert!(cut);
         assert_eq!(next, 3);
         assert_eq!(parse_all(&out).unwrap().len(), 1);
+        // LogAppendTime: type bit and max timestamp set, CRC still valid.
+        let (out, _, _) = rewrite_chunk(&chunk, 0, 0, usize::MAX, true, Some(42)).unwrap();
+        let hs = parse_all(&out).unwrap();
+        assert!(hs
+            .iter()
+            .all(|h| h.attributes & 0x08 != 0 && h.max_timestamp == 42));
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = parse_all(&data);
-            let _ = rewrite_chunk(&Bytes::from(data), 0, 0, 1 << 20, true);
+            let _ = rewrite_chunk(&Bytes::from(data), 0, 0, 1 << 20, true, Some(5));
         }
     }
 }

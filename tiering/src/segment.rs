@@ -75,7 +75,7 @@ impl SegmentBuilder {
     }
 
     /// Appends validated batches for one partition; returns (chunk index,
-    /// records in the chunk before these batches).
+    /// batches in the chunk before these).
     pub fn append(
         &mut self,
         topic_id: TopicId,
@@ -101,7 +101,7 @@ impl SegmentBuilder {
             self.chunks.len() - 1
         });
         let (meta, parts) = &mut self.chunks[idx];
-        let before = meta.records;
+        let before = meta.batches.len() as u64;
         for b in &batches {
             meta.records += b.records as u64;
             meta.max_timestamp = meta.max_timestamp.max(b.max_timestamp);

@@ -10,7 +10,9 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use object_store::{path::Path as ObjectPath, ObjectStore, PutMode, PutOptions, PutPayload};
-use silt_coordinator::{records::ChunkRef, Command, MetaLog, Outcome, TopicId};
+use silt_coordinator::{
+    BatchOutcome, BatchRef, ChunkOutcome, ChunkRef, Command, MetaLog, Outcome, TopicId,
+};
 use silt_tiering::{
     segment::{BatchMeta, ChunkMeta, SegmentBuilder},
     ObjectReader,
@@ -39,6 +41,12 @@ pub enum AppendError {
     /// The topic or partition vanished before the commit.
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("out of order sequence number")]
+    OutOfOrderSequence,
+    /// An idempotent producer's epoch is older than one already seen.
+    #[error("producer epoch is stale (fenced)")]
+    InvalidProducerEpoch,
     #[error("agent shutting down")]
     ShuttingDown,
 }
@@ -53,8 +61,9 @@ struct Pending {
 }
 
 struct Waiter {
-    /// Per partition append: (chunk index, records before it in the chunk).
-    slots: Vec<(usize, u64)>,
+    /// Per partition append: (chunk index, batches before it in the chunk,
+    /// its batch count).
+    slots: Vec<(usize, u64, usize)>,
     reply: oneshot::Sender<AppendResult>,
     _permit: OwnedSemaphorePermit,
 }
@@ -62,6 +71,8 @@ struct Waiter {
 struct Sealed {
     key: String,
     size: u64,
+    /// Wall clock at sealing: the LogAppendTime of the segment's records.
+    append_time: i64,
     chunks: Vec<ChunkMeta>,
     waiters: Vec<Waiter>,
     upload: Option<JoinHandle<Result<(), String>>>,
@@ -224,7 +235,12 @@ fn add(builder: &mut SegmentBuilder, waiters: &mut Vec<Waiter>, p: Pending) {
     let slots = p
         .parts
         .into_iter()
-        .map(|a| builder.append(a.topic.0, a.partition, a.data, a.batches, a.min_timestamp))
+        .map(|a| {
+            let n = a.batches.len();
+            let (chunk, before) =
+                builder.append(a.topic.0, a.partition, a.data, a.batches, a.min_timestamp);
+            (chunk, before, n)
+        })
         .collect();
     waiters.push(Waiter {
         slots,
@@ -247,9 +263,13 @@ async fn seal(
     let key = segment_key(ulid::Ulid::new());
     let size = bytes.len() as u64;
     let upload = tokio::spawn(upload(store.clone(), reader.clone(), key.clone(), bytes));
+    let append_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let sealed = Sealed {
         key,
         size,
+        append_time,
         chunks,
         waiters: std::mem::take(waiters),
         upload: Some(upload),
@@ -322,15 +342,12 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
         }
         for w in s.waiters {
             let answer = match &result {
-                Ok(bases) => w
+                Ok(outcomes) => w
                     .slots
                     .iter()
-                    .map(
-                        |(chunk, before)| match bases.get(*chunk).copied().flatten() {
-                            Some(base) => Ok(base + *before as i64),
-                            None => Err(AppendError::UnknownTopicOrPartition),
-                        },
-                    )
+                    .map(|(chunk, first, n)| {
+                        slot_result(&s.chunks, outcomes, *chunk, *first as usize, *n)
+                    })
                     .collect(),
                 Err(e) => vec![Err(e.clone()); w.slots.len()],
             };
@@ -339,17 +356,72 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
     }
 }
 
-async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<Option<i64>>, AppendError> {
+/// The base offset of one partition append (`n` batches from `first` in
+/// chunk `chunk`), from the commit's outcome.
+fn slot_result(
+    chunks: &[ChunkMeta],
+    outcomes: &[ChunkOutcome],
+    chunk: usize,
+    first: usize,
+    n: usize,
+) -> Result<i64, AppendError> {
+    match outcomes.get(chunk) {
+        None | Some(ChunkOutcome::Rejected) => Err(AppendError::UnknownTopicOrPartition),
+        Some(ChunkOutcome::Appended { base }) => {
+            let before: u64 = chunks[chunk].batches[..first]
+                .iter()
+                .map(|b| b.records as u64)
+                .sum();
+            Ok(base + before as i64)
+        }
+        Some(ChunkOutcome::PerBatch(v)) => {
+            let mine = v
+                .get(first..first + n)
+                .ok_or(AppendError::UnknownTopicOrPartition)?;
+            if mine.contains(&BatchOutcome::Fenced) {
+                return Err(AppendError::InvalidProducerEpoch);
+            }
+            if mine.contains(&BatchOutcome::OutOfOrder) {
+                return Err(AppendError::OutOfOrderSequence);
+            }
+            match mine.first() {
+                Some(BatchOutcome::Appended(o)) | Some(BatchOutcome::Duplicate(o)) => Ok(*o),
+                _ => Err(AppendError::UnknownTopicOrPartition),
+            }
+        }
+    }
+}
+
+async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendError> {
     let chunks = s
         .chunks
         .iter()
-        .map(|c| ChunkRef {
-            topic: TopicId(c.topic_id),
-            partition: c.partition,
-            position: c.position,
-            length: c.length,
-            records: c.records,
-            max_timestamp: c.max_timestamp,
+        .map(|c| {
+            // Batch detail only where sequences must be checked.
+            let idempotent = c.batches.iter().any(|b| b.producer_id >= 0);
+            ChunkRef {
+                topic: TopicId(c.topic_id),
+                partition: c.partition,
+                position: c.position,
+                length: c.length,
+                records: c.records,
+                max_timestamp: c.max_timestamp,
+                append_time: s.append_time,
+                batches: if idempotent {
+                    c.batches
+                        .iter()
+                        .map(|b| BatchRef {
+                            records: b.records,
+                            size: b.size,
+                            producer_id: b.producer_id,
+                            epoch: b.producer_epoch,
+                            sequence: b.base_sequence,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            }
         })
         .collect();
     let command = Command::Commit {

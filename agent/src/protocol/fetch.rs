@@ -16,6 +16,8 @@ use crate::broker::Broker;
 
 /// A partition's position read from the state under one lock.
 struct Snapshot {
+    /// The topic stamps records with their append time.
+    log_append_time: bool,
     high_watermark: i64,
     log_start: i64,
     /// Entries from the fetch offset on, with each object's size.
@@ -31,7 +33,11 @@ const MAX_ENTRIES_PER_FETCH: usize = 64;
 
 fn lookup(broker: &Broker, topic: &str, partition: i32, offset: i64) -> Lookup {
     let state = broker.log.state();
-    let Some(p) = state.topics.get(topic).and_then(|t| {
+    let t = state.topics.get(topic);
+    let log_append_time = t.is_some_and(|t| {
+        t.config.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime")
+    });
+    let Some(p) = t.and_then(|t| {
         usize::try_from(partition)
             .ok()
             .and_then(|i| t.partitions.get(i))
@@ -51,6 +57,7 @@ fn lookup(broker: &Broker, topic: &str, partition: i32, offset: i64) -> Lookup {
         })
         .collect();
     Lookup::Found(Snapshot {
+        log_append_time,
         high_watermark: p.high_watermark,
         log_start: p.log_start_offset,
         entries,
@@ -136,8 +143,15 @@ async fn fetch_once(
                 };
                 let room = limit.saturating_sub(records.len());
                 let min_one = records.is_empty() && total == 0;
-                match batch::rewrite_chunk(&bytes, entry.base_offset, p.fetch_offset, room, min_one)
-                {
+                let append_time = snap.log_append_time.then_some(entry.append_time);
+                match batch::rewrite_chunk(
+                    &bytes,
+                    entry.base_offset,
+                    p.fetch_offset,
+                    room,
+                    min_one,
+                    append_time,
+                ) {
                     Ok((out, _next, cut)) => {
                         records.extend_from_slice(&out);
                         if cut {

@@ -126,6 +126,12 @@ fn respond(
                             Err(AppendError::UnknownTopicOrPartition) => {
                                 (code(ResponseError::UnknownTopicOrPartition), None, -1)
                             }
+                            Err(AppendError::OutOfOrderSequence) => {
+                                (code(ResponseError::OutOfOrderSequenceNumber), None, -1)
+                            }
+                            Err(AppendError::InvalidProducerEpoch) => {
+                                (code(ResponseError::InvalidProducerEpoch), None, -1)
+                            }
                             Err(e @ AppendError::Storage(_)) => (
                                 code(ResponseError::KafkaStorageError),
                                 Some(e.to_string()),

@@ -15,15 +15,6 @@ use uuid::Uuid;
 use super::code;
 use crate::broker::{validate_topic_name, Broker, TopicError};
 
-/// Topic configs accepted at creation; others are rejected with INVALID_CONFIG.
-const KNOWN_CONFIGS: &[&str] = &[
-    "retention.ms",
-    "retention.bytes",
-    "cleanup.policy",
-    "max.message.bytes",
-    "message.timestamp.type",
-];
-
 pub async fn create(broker: &Broker, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -58,15 +49,15 @@ pub async fn create(broker: &Broker, req: CreateTopicsRequest) -> CreateTopicsRe
         let mut bad = None;
         for c in &t.configs {
             let k = c.name.to_string();
-            if !KNOWN_CONFIGS.contains(&k.as_str()) {
-                bad = Some(format!(
-                    "unsupported topic config {k:?} (supported: {})",
-                    KNOWN_CONFIGS.join(", ")
-                ));
-                break;
+            let v = c.value.as_ref().map(|v| v.to_string());
+            if let Err(m) = crate::topic_config::validate(&k, v.as_deref().unwrap_or_default()) {
+                if v.is_some() || !crate::topic_config::is_known(&k) {
+                    bad = Some(m);
+                    break;
+                }
             }
-            if let Some(v) = &c.value {
-                config.insert(k, v.to_string());
+            if let Some(v) = v {
+                config.insert(k, v);
             }
         }
         if let Some(msg) = bad {
