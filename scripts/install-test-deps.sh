@@ -91,11 +91,26 @@ install_s3_servers() {
     fi
 }
 
+install_node_clients() {
+    # kafkajs for the compatibility matrix (tests/e2e/compat).
+    local dir="$ROOT/tests/e2e/compat"
+    if [ -d "$dir/node_modules/kafkajs" ]; then
+        log "kafkajs present"
+        return
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    log "npm install in $dir"
+    (cd "$dir" && npm install --no-audit --no-fund --silent)
+}
+
 STEPS=(
     install_kcat
     install_python_deps
     install_etcd
     install_s3_servers
+    install_node_clients
 )
 
 for step in "${STEPS[@]}"; do

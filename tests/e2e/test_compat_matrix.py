@@ -1,0 +1,332 @@
+"""Client compatibility matrix: every client library against every feature,
+written to docs/compatibility.md together with the API versions silt
+advertises. Every cell that fails says why; the test fails if a cell that
+the client supports fails."""
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+import roundtrip
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPAT = Path(__file__).resolve().parent / "compat"
+FEATURES = ["produce", "fetch", "compression", "groups", "idempotence", "admin", "offsets_for_times"]
+CLIENTS = [
+    ("kcat", "kcat 1.7.1 / librdkafka 2.0.2 (Debian)"),
+    ("confluent", "confluent-kafka 2.16 / librdkafka 2.16"),
+    ("kafka-python", "kafka-python 3.0"),
+    ("aiokafka", "aiokafka 0.14"),
+    ("kafkajs", "kafkajs 2.2.4 (npm)"),
+]
+# Cells a client cannot exercise at all, with the reason.
+NOT_APPLICABLE = {
+    ("kcat", "admin"): "kcat has no admin commands beyond the metadata listing (-L), which is covered",
+}
+CODECS = ["gzip", "snappy", "lz4", "zstd"]
+
+
+class Skip(Exception):
+    """The client itself lacks the feature (not a silt failure)."""
+
+
+def _topic(client, feature):
+    return roundtrip.unique_topic(f"cm-{client}-{feature}".replace("_", "-"))
+
+
+# ---------------------------------------------------------------- kcat
+
+def _kcat(args, data=None, timeout=60):
+    r = subprocess.run(["kcat", *args], input=data, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"kcat {' '.join(args)}: {r.stderr.decode()[-300:]}")
+    return r.stdout
+
+
+def kcat_probe(b, feature):
+    t = _topic("kcat", feature)
+    roundtrip.create_topic(b, t, 2)
+    lines = b"\n".join(f"v{i}".encode() for i in range(10)) + b"\n"
+    if feature == "produce":
+        _kcat(["-b", b, "-P", "-t", t, "-p", "0"], lines)
+        _kcat(["-b", b, "-L", "-t", t])
+    elif feature in ("fetch", "compression", "idempotence"):
+        codecs = CODECS if feature == "compression" else ["none"]
+        extra = ["-X", "enable.idempotence=true"] if feature == "idempotence" else []
+        for z in codecs:
+            _kcat(["-b", b, "-P", "-t", t, "-p", "0", "-z", z, *extra], lines)
+        out = _kcat(["-b", b, "-C", "-t", t, "-p", "0", "-o", "beginning", "-e", "-q"])
+        assert out.count(b"\n") == 10 * len(codecs), out[:200]
+    elif feature == "groups":
+        _kcat(["-b", b, "-P", "-t", t, "-p", "0"], lines)
+        _kcat(["-b", b, "-P", "-t", t, "-p", "1"], lines)
+        out = _kcat(["-b", b, "-G", f"{t}-g", t, "-o", "beginning", "-e", "-q"])
+        assert out.count(b"\n") == 20, out[:200]
+    elif feature == "offsets_for_times":
+        for i in range(5):
+            _kcat(["-b", b, "-P", "-t", t, "-p", "0", "-K:"], f"k:v{i}\n".encode())
+            time.sleep(0.3)
+        out = _kcat(["-b", b, "-C", "-t", t, "-p", "0", "-o", f"s@{int(time.time() * 1000) - 600_000}", "-e", "-q"])
+        assert out.count(b"\n") == 5, out
+    else:
+        raise Skip()
+
+
+# ---------------------------------------------------------------- confluent-kafka
+
+def confluent_probe(b, feature):
+    t = _topic("confluent", feature)
+    roundtrip.create_topic(b, t, 2)
+    conf = {"bootstrap.servers": b}
+    if feature == "idempotence":
+        conf["enable.idempotence"] = True
+    codecs = CODECS if feature == "compression" else ["none"]
+    for z in codecs:
+        p = Producer({**conf, "compression.type": z})
+        for i in range(10):
+            p.produce(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers={"h": b"x"})
+        assert p.flush(30) == 0
+    if feature in ("produce", "idempotence"):
+        return
+    if feature in ("fetch", "compression"):
+        c = Consumer({**conf, "group.id": "probe", "enable.auto.commit": False})
+        c.assign([TopicPartition(t, 0, 0), TopicPartition(t, 1, 0)])
+        n, deadline = 0, time.monotonic() + 30
+        while n < 10 * len(codecs) and time.monotonic() < deadline:
+            m = c.poll(1)
+            n += m is not None and not m.error()
+        c.close()
+        assert n == 10 * len(codecs), n
+    elif feature == "groups":
+        c = Consumer({**conf, "group.id": f"{t}-g", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([t])
+        n, deadline = 0, time.monotonic() + 30
+        while n < 10 and time.monotonic() < deadline:
+            m = c.poll(1)
+            if m is not None and not m.error():
+                n += 1
+                c.commit(m, asynchronous=False)
+        committed = c.committed([TopicPartition(t, 0), TopicPartition(t, 1)], timeout=10)
+        c.close()
+        assert n == 10 and sum(tp.offset for tp in committed) == 10, (n, committed)
+    elif feature == "admin":
+        a = AdminClient(conf)
+        a.create_partitions([NewPartitions(t, 3)])[t].result(30)
+        from confluent_kafka.admin import ConfigResource
+
+        r = ConfigResource("topic", t)
+        assert "retention.ms" in a.describe_configs([r])[r].result(30)
+        a.delete_topics([t])[t].result(30)
+    elif feature == "offsets_for_times":
+        c = Consumer({**conf, "group.id": "probe"})
+        got = c.offsets_for_times([TopicPartition(t, 0, int(time.time() * 1000) - 600_000)], timeout=10)
+        c.close()
+        assert got[0].offset == 0, got
+
+
+# ---------------------------------------------------------------- kafka-python
+
+def kafka_python_probe(b, feature):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition as KTP
+    from kafka.admin import NewPartitions as KNewPartitions
+
+    t = _topic("kafka-python", feature)
+    roundtrip.create_topic(b, t, 2)
+    codecs = CODECS if feature == "compression" else [None]
+    for z in codecs:
+        p = KafkaProducer(bootstrap_servers=b, acks="all", compression_type=z, enable_idempotence=(feature == "idempotence"))
+        for i in range(10):
+            p.send(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers=[("h", b"x")])
+        p.flush(30)
+        p.close()
+    if feature in ("produce", "idempotence"):
+        return
+    if feature in ("fetch", "compression"):
+        c = KafkaConsumer(bootstrap_servers=b, consumer_timeout_ms=5000)
+        c.assign([KTP(t, 0), KTP(t, 1)])
+        c.seek_to_beginning()
+        n = sum(1 for _ in c)
+        c.close()
+        assert n == 10 * len(codecs), n
+    elif feature == "groups":
+        c = KafkaConsumer(t, bootstrap_servers=b, group_id=f"{t}-g", auto_offset_reset="earliest",
+                          enable_auto_commit=False, consumer_timeout_ms=8000)
+        n = sum(1 for _ in c)
+        c.commit()
+        committed = sum(c.committed(KTP(t, p)) or 0 for p in (0, 1))
+        c.close()
+        assert n == 10 and committed == 10, (n, committed)
+    elif feature == "admin":
+        a = KafkaAdminClient(bootstrap_servers=b)
+        a.create_partitions({t: KNewPartitions(3)})
+        a.delete_topics([t])
+        a.close()
+    elif feature == "offsets_for_times":
+        c = KafkaConsumer(bootstrap_servers=b)
+        got = c.offsets_for_times({KTP(t, 0): int(time.time() * 1000) - 600_000})
+        c.close()
+        assert got[KTP(t, 0)].offset == 0, got
+
+
+# ---------------------------------------------------------------- aiokafka
+
+def aiokafka_probe(b, feature):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition as ATP
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions as ANewPartitions
+
+    t = _topic("aiokafka", feature)
+    roundtrip.create_topic(b, t, 2)
+
+    async def run():
+        codecs = CODECS if feature == "compression" else [None]
+        for z in codecs:
+            p = AIOKafkaProducer(bootstrap_servers=b, acks="all", compression_type=z,
+                                 enable_idempotence=(feature == "idempotence"))
+            await p.start()
+            try:
+                for i in range(10):
+                    await p.send_and_wait(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers=[("h", b"x")])
+            finally:
+                await p.stop()
+        if feature in ("produce", "idempotence"):
+            return
+        if feature in ("fetch", "compression"):
+            c = AIOKafkaConsumer(bootstrap_servers=b, enable_auto_commit=False)
+            await c.start()
+            try:
+                c.assign([ATP(t, 0), ATP(t, 1)])
+                await c.seek_to_beginning()
+                n = 0
+                while n < 10 * len(codecs):
+                    batch = await asyncio.wait_for(c.getmany(timeout_ms=1000), 30)
+                    n += sum(len(v) for v in batch.values())
+            finally:
+                await c.stop()
+        elif feature == "groups":
+            c = AIOKafkaConsumer(t, bootstrap_servers=b, group_id=f"{t}-g", auto_offset_reset="earliest",
+                                 enable_auto_commit=False)
+            await c.start()
+            try:
+                n = 0
+                deadline = time.monotonic() + 30
+                while n < 10 and time.monotonic() < deadline:
+                    batch = await c.getmany(timeout_ms=1000)
+                    n += sum(len(v) for v in batch.values())
+                await c.commit()
+                committed = 0
+                for p in (0, 1):
+                    committed += (await c.committed(ATP(t, p))) or 0
+            finally:
+                await c.stop()
+            assert n == 10 and committed == 10, (n, committed)
+        elif feature == "admin":
+            a = AIOKafkaAdminClient(bootstrap_servers=b)
+            await a.start()
+            try:
+                await a.create_partitions({t: ANewPartitions(3)})
+                await a.delete_topics([t])
+            finally:
+                await a.close()
+        elif feature == "offsets_for_times":
+            c = AIOKafkaConsumer(bootstrap_servers=b)
+            await c.start()
+            try:
+                got = await c.offsets_for_times({ATP(t, 0): int(time.time() * 1000) - 600_000})
+            finally:
+                await c.stop()
+            assert got[ATP(t, 0)].offset == 0, got
+
+    asyncio.run(asyncio.wait_for(run(), 90))
+
+
+# ---------------------------------------------------------------- kafkajs
+
+def kafkajs_probe(b, feature):
+    if not (COMPAT / "node_modules" / "kafkajs").exists():
+        raise AssertionError("kafkajs is not installed (scripts/install-test-deps.sh runs npm install)")
+    t = _topic("kafkajs", feature)
+    r = subprocess.run(["node", str(COMPAT / "kafkajs_probe.js"), b, feature, t], capture_output=True, timeout=120)
+    out = r.stdout.decode().strip().splitlines()
+    result = json.loads(out[-1]) if out else {"ok": False, "why": r.stderr.decode()[-300:]}
+    assert result["ok"], result["why"]
+
+
+PROBES = {
+    "kcat": kcat_probe,
+    "confluent": confluent_probe,
+    "kafka-python": kafka_python_probe,
+    "aiokafka": aiokafka_probe,
+    "kafkajs": kafkajs_probe,
+}
+NOTES = {
+    ("kafkajs", "compression"): "gzip only: kafkajs needs separate codec packages for snappy, lz4 and zstd",
+}
+
+
+def advertised_versions(b):
+    from silt_api_versions import fetch_api_versions
+
+    return fetch_api_versions(b)
+
+
+def write_matrix(results, versions):
+    lines = [
+        "# Client compatibility",
+        "",
+        "Written by `tests/e2e/test_compat_matrix.py` (part of `scripts/test.sh`) against `silt dev`;",
+        f"last run {time.strftime('%Y-%m-%d', time.gmtime())}. ✅ pass, ❌ fail (with the reason), — not applicable.",
+        "",
+        "| client | " + " | ".join(f.replace("_", " ") for f in FEATURES) + " |",
+        "|---|" + "---|" * len(FEATURES),
+    ]
+    footnotes = []
+    for key, label in CLIENTS:
+        cells = []
+        for f in FEATURES:
+            ok, why = results[(key, f)]
+            if ok is None:
+                footnotes.append(f"- {label}, {f.replace('_', ' ')}: not applicable — {why}")
+                cells.append("—")
+            elif ok:
+                note = NOTES.get((key, f))
+                if note:
+                    footnotes.append(f"- {label}, {f.replace('_', ' ')}: {note}")
+                cells.append("✅")
+            else:
+                footnotes.append(f"- {label}, {f.replace('_', ' ')}: **fails** — {why}")
+                cells.append("❌")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Features: produce (acks=all, keys, headers), fetch (from offset 0), compression",
+              "(gzip, snappy, lz4, zstd), groups (subscribe, consume, commit, committed offsets),",
+              "idempotence (idempotent producer), admin (add partitions, describe configs, delete",
+              "topic; kafkajs also delete records), offsets for times.", ""]
+    if footnotes:
+        lines += ["## Notes", "", *footnotes, ""]
+    lines += ["## API versions silt advertises", "", "| API | key | versions |", "|---|---|---|"]
+    lines += [f"| {name} | {key} | {lo}–{hi} |" for key, name, lo, hi in versions]
+    (ROOT / "docs" / "compatibility.md").write_text("\n".join(lines) + "\n")
+
+
+def test_compatibility_matrix(silt):
+    results = {}
+    for key, _ in CLIENTS:
+        for f in FEATURES:
+            if (key, f) in NOT_APPLICABLE:
+                results[(key, f)] = (None, NOT_APPLICABLE[(key, f)])
+                continue
+            try:
+                PROBES[key](silt.bootstrap, f)
+                results[(key, f)] = (True, "")
+            except Exception as e:  # noqa: BLE001 - every failure becomes a cell
+                results[(key, f)] = (False, f"{type(e).__name__}: {e}".replace("\n", " ")[:300])
+            roundtrip.log(f"{key} {f}: {results[(key, f)]}")
+    write_matrix(results, advertised_versions(silt.bootstrap))
+    failed = {k: v[1] for k, v in results.items() if v[0] is False}
+    assert not failed, failed
