@@ -34,7 +34,12 @@ pub enum LogError {
     Checkpoint { key: String, message: String },
     #[error("commit log closed")]
     Closed,
+    #[error("record at revision {0} was written but not applied within the timeout")]
+    ApplyTimeout(Revision),
 }
+
+/// How long a writer waits to see its own record applied.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct CheckpointPointer {
@@ -129,9 +134,13 @@ impl MetaLog {
             .store
             .put(&key, Bytes::from(LogRecord::new(command).encode()), None)
             .await?;
-        rx.wait_for(|applied| *applied >= rev)
-            .await
-            .map_err(|_| LogError::Closed)?;
+        // The record is durable; if the watch cannot deliver it in time
+        // (metadata store unreachable) the caller gets a retriable error.
+        match tokio::time::timeout(APPLY_TIMEOUT, rx.wait_for(|applied| *applied >= rev)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(LogError::Closed),
+            Err(_) => return Err(LogError::ApplyTimeout(rev)),
+        }
         let outcome = self
             .shared
             .outcomes

@@ -693,7 +693,11 @@ impl Groups {
         if err != NONE {
             return err;
         }
-        if g.state == State::PreparingRebalance {
+        // As Kafka: a member of the current generation may still commit
+        // while the group prepares a rebalance (consumers commit what they
+        // processed before giving partitions up); only while assignments
+        // are being handed out is it told to wait.
+        if g.state == State::CompletingRebalance {
             return REBALANCE_IN_PROGRESS;
         }
         if let Some(m) = g.members.get_mut(member_id) {
