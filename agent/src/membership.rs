@@ -189,6 +189,7 @@ impl Membership {
         let beat = (self.ttl / 3).max(Duration::from_millis(200));
         let mut keepalive = tokio::time::interval(beat);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
+        let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -197,16 +198,27 @@ impl Membership {
                     return;
                 }
                 _ = keepalive.tick() => {
-                    match self.store.lease_keep_alive(lease).await {
-                        Ok(()) => {}
-                        Err(MetaError::LeaseNotFound(_)) => {
-                            tracing::warn!(agent = %self.me.agent_id, "membership lease lost; registering again");
-                            match self.register(false).await {
-                                Ok(l) => lease = l,
-                                Err(e) => tracing::warn!(error = %e, "re-registering failed"),
-                            }
+                    let lost = match self.store.lease_keep_alive(lease).await {
+                        Ok(()) => {
+                            last_ok = tokio::time::Instant::now();
+                            false
                         }
-                        Err(e) => tracing::warn!(error = %e, "membership keep-alive failed"),
+                        Err(MetaError::LeaseNotFound(_)) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "membership keep-alive failed");
+                            // Past the TTL the lease has expired on the server.
+                            last_ok.elapsed() > self.ttl
+                        }
+                    };
+                    if lost {
+                        tracing::warn!(agent = %self.me.agent_id, "membership lease lost; registering again");
+                        match self.register(false).await {
+                            Ok(l) => {
+                                lease = l;
+                                last_ok = tokio::time::Instant::now();
+                            }
+                            Err(e) => tracing::warn!(error = %e, "re-registering failed"),
+                        }
                     }
                 }
                 _ = poll.tick() => {

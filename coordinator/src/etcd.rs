@@ -27,7 +27,40 @@ pub struct EtcdStore {
 }
 
 fn unavailable(e: etcd::Error) -> MetaError {
-    MetaError::Unavailable(e.to_string())
+    let text = e.to_string();
+    if text.contains("lease not found") {
+        return MetaError::LeaseNotFound(0);
+    }
+    MetaError::Unavailable(text)
+}
+
+/// Whether the request never reached etcd (the connection to the chosen
+/// endpoint failed), so sending it again cannot apply it twice.
+fn not_sent(e: &etcd::Error) -> bool {
+    let text = e.to_string();
+    text.contains("tcp connect error")
+        || text.contains("Connection refused")
+        || text.contains("error trying to connect")
+}
+
+/// The client balances over all endpoints but keeps choosing a member that
+/// is down; a request that could not even connect is sent again, which
+/// lands on another endpoint with high probability.
+const CONNECT_ATTEMPTS: usize = 8;
+
+macro_rules! retry_unsent {
+    ($call:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match $call {
+                Err(e) if attempt < CONNECT_ATTEMPTS && not_sent(&e) => {
+                    tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
 }
 
 impl EtcdStore {
@@ -124,7 +157,8 @@ fn txn_op(op: &TxnOp) -> etcd::TxnOp {
 impl MetaStore for EtcdStore {
     async fn range(&self, range: KeyRange) -> Result<RangeResponse> {
         let (k, o) = key_and_get(&range);
-        let resp = self.kv.clone().get(k, o).await.map_err(unavailable)?;
+        let resp =
+            retry_unsent!(self.kv.clone().get(k.clone(), o.clone()).await).map_err(unavailable)?;
         Ok(RangeResponse {
             kvs: resp.kvs().iter().map(kv).collect(),
             revision: revision_of(resp.header()),
@@ -135,23 +169,25 @@ impl MetaStore for EtcdStore {
         let options = lease
             .filter(|l| *l != 0)
             .map(|l| etcd::PutOptions::new().with_lease(l));
-        let resp = self
-            .kv
-            .clone()
-            .put(key, value.to_vec(), options)
-            .await
-            .map_err(|e| match &e {
-                etcd::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
-                    MetaError::LeaseNotFound(lease.unwrap_or(0))
-                }
-                _ => unavailable(e),
-            })?;
+        let resp = retry_unsent!(
+            self.kv
+                .clone()
+                .put(key, value.to_vec(), options.clone())
+                .await
+        )
+        .map_err(|e| match &e {
+            etcd::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
+                MetaError::LeaseNotFound(lease.unwrap_or(0))
+            }
+            _ => unavailable(e),
+        })?;
         Ok(revision_of(resp.header()))
     }
 
     async fn delete(&self, range: KeyRange) -> Result<(u64, Revision)> {
         let (k, o) = key_and_delete(&range);
-        let resp = self.kv.clone().delete(k, o).await.map_err(unavailable)?;
+        let resp = retry_unsent!(self.kv.clone().delete(k.clone(), o.clone()).await)
+            .map_err(unavailable)?;
         Ok((resp.deleted() as u64, revision_of(resp.header())))
     }
 
@@ -160,7 +196,7 @@ impl MetaStore for EtcdStore {
             .when(txn.compares.iter().map(compare).collect::<Vec<_>>())
             .and_then(txn.success.iter().map(txn_op).collect::<Vec<_>>())
             .or_else(txn.failure.iter().map(txn_op).collect::<Vec<_>>());
-        let resp = self.kv.clone().txn(t).await.map_err(|e| match &e {
+        let resp = retry_unsent!(self.kv.clone().txn(t.clone()).await).map_err(|e| match &e {
             etcd::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
                 MetaError::LeaseNotFound(0)
             }
@@ -188,34 +224,41 @@ impl MetaStore for EtcdStore {
     }
 
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId> {
-        let resp = self
-            .lease
-            .clone()
-            .grant(ttl.as_secs().max(1) as i64, None)
-            .await
-            .map_err(unavailable)?;
+        let resp = retry_unsent!(
+            self.lease
+                .clone()
+                .grant(ttl.as_secs().max(1) as i64, None)
+                .await
+        )
+        .map_err(unavailable)?;
         Ok(resp.id())
     }
 
     async fn lease_keep_alive(&self, lease: LeaseId) -> Result<()> {
-        let (mut keeper, mut stream) = self
-            .lease
-            .clone()
-            .keep_alive(lease)
-            .await
-            .map_err(unavailable)?;
-        keeper.keep_alive().await.map_err(unavailable)?;
-        match stream.message().await.map_err(unavailable)? {
-            Some(r) if r.ttl() > 0 => Ok(()),
-            Some(_) => Err(MetaError::LeaseNotFound(lease)),
-            None => Err(MetaError::Unavailable(
+        // One keep-alive round trip on a fresh stream; the whole exchange is
+        // repeated when its connection failed (the refresh is idempotent).
+        async fn once(
+            client: &mut etcd::LeaseClient,
+            lease: LeaseId,
+        ) -> std::result::Result<Option<i64>, etcd::Error> {
+            let (mut keeper, mut stream) = client.keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            Ok(stream.message().await?.map(|r| r.ttl()))
+        }
+        let mut client = self.lease.clone();
+        let result = retry_unsent!(once(&mut client, lease).await);
+        match result.map_err(unavailable) {
+            Ok(Some(ttl)) if ttl > 0 => Ok(()),
+            Ok(Some(_)) | Err(MetaError::LeaseNotFound(_)) => Err(MetaError::LeaseNotFound(lease)),
+            Ok(None) => Err(MetaError::Unavailable(
                 "lease keep-alive stream closed".into(),
             )),
+            Err(e) => Err(e),
         }
     }
 
     async fn lease_revoke(&self, lease: LeaseId) -> Result<()> {
-        match self.lease.clone().revoke(lease).await {
+        match retry_unsent!(self.lease.clone().revoke(lease).await) {
             Ok(_) => Ok(()),
             Err(etcd::Error::GRpcStatus(s)) if s.message().contains("lease not found") => {
                 Err(MetaError::LeaseNotFound(lease))
@@ -288,7 +331,7 @@ impl MetaStore for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self.kv.clone().compact(revision, None).await {
+        match retry_unsent!(self.kv.clone().compact(revision, None).await) {
             Ok(_) => Ok(()),
             // Already compacted past it: nothing to do.
             Err(etcd::Error::GRpcStatus(s)) if s.message().contains("compacted") => Ok(()),

@@ -131,8 +131,7 @@ impl MetaLog {
         let key = format!("{}{seq:020}", self.shared.writer_prefix);
         let mut rx = self.shared.applied.subscribe();
         let rev = self
-            .store
-            .put(&key, Bytes::from(LogRecord::new(command).encode()), None)
+            .append(&key, Bytes::from(LogRecord::new(command).encode()))
             .await?;
         // The record is durable; if the watch cannot deliver it in time
         // (metadata store unreachable) the caller gets a retriable error.
@@ -152,6 +151,45 @@ impl MetaLog {
         Ok(outcome.unwrap_or(Outcome::Invalid(format!(
             "record at revision {rev} applied through a checkpoint reload"
         ))))
+    }
+
+    /// Writes a log record exactly once: the put only creates the key, so a
+    /// retry after an answer was lost finds the first write and returns
+    /// its revision instead of writing a second record.
+    async fn append(&self, key: &str, value: Bytes) -> Result<Revision, LogError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .store
+                .txn(Txn {
+                    compares: vec![Compare::version(key, CompareOp::Equal, 0)],
+                    success: vec![TxnOp::Put {
+                        key: key.to_string(),
+                        value: value.clone(),
+                        lease: None,
+                    }],
+                    failure: vec![TxnOp::Range(KeyRange::Key(key.to_string()))],
+                })
+                .await;
+            match result {
+                Ok(r) if r.succeeded => return Ok(r.revision),
+                Ok(r) => {
+                    // Written by an earlier attempt (or already checkpointed
+                    // and deleted, in which case it is applied everywhere).
+                    let existing = r.responses.into_iter().find_map(|op| match op {
+                        TxnOpResponse::Range(kvs) => kvs.into_iter().next(),
+                        _ => None,
+                    });
+                    return Ok(existing.map_or(r.revision, |kv| kv.mod_revision));
+                }
+                Err(MetaError::Unavailable(e)) if attempt < 3 => {
+                    tracing::warn!(key, error = %e, "appending to the log failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Writes the state to object storage, points the metadata store at it,

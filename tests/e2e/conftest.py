@@ -204,6 +204,9 @@ def pytest_runtest_makereport(item, call):
         broker = getattr(item, "_silt_broker", None)
         if broker is not None:
             rep.sections.append(("silt broker logs", broker.log_tail()))
+        cluster = getattr(item, "_silt_cluster", None)  # test_cluster.py
+        if cluster is not None:
+            rep.sections.append(("silt cluster logs", cluster.log_tails()))
 
 
 @pytest.fixture

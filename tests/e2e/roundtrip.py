@@ -461,10 +461,12 @@ def produce_confluent(
     return acks
 
 
-def confluent_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
+def confluent_watermarks(
+    bootstrap: str, topic: str, partitions: int, extra_config: dict | None = None
+) -> dict[int, tuple[int, int]]:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer(_confluent_consumer_config(bootstrap, topic))
+    c = Consumer({**_confluent_consumer_config(bootstrap, topic), **(extra_config or {})})
     try:
         return {
             p: tuple(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False))
@@ -488,14 +490,15 @@ def _confluent_consumer_config(bootstrap: str, topic: str) -> dict:
 
 
 def consume_confluent(
-    bootstrap: str, topic: str, partitions: int
+    bootstrap: str, topic: str, partitions: int, extra_config: dict | None = None
 ) -> tuple[dict[int, list[Consumed]], dict[int, int]]:
     """Read every partition from offset 0 up to its high watermark.
-    Returns (messages per partition, high watermark per partition)."""
+    Returns (messages per partition, high watermark per partition).
+    `extra_config` is applied over the consumer settings (e.g. client.id)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     t0 = time.monotonic()
-    c = Consumer(_confluent_consumer_config(bootstrap, topic))
+    c = Consumer({**_confluent_consumer_config(bootstrap, topic), **(extra_config or {})})
     try:
         high: dict[int, int] = {}
         for p in range(partitions):
