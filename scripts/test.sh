@@ -35,3 +35,7 @@ step "client end-to-end tests: silt dev and silt agent clusters (kcat, confluent
 export SILT_BIN="$CARGO_TARGET_DIR/debug/silt"
 cd tests/e2e
 python3 -m pytest -q
+
+step "benchmark smoke run: bench/run.sh --quick produces every figure (no timing asserted)"
+cd "$ROOT"
+python3 -m pytest -q bench/test_bench_smoke.py

@@ -66,6 +66,9 @@ pub struct Settings {
     pub fault_latency: Duration,
     /// Test only: seed of the injected fault sequence.
     pub fault_seed: u64,
+    /// Test only: fraction of segment commits whose acknowledgement is
+    /// lost: the records are committed but producers get a retriable error.
+    pub fault_commit_ack_loss_rate: f64,
 }
 
 impl Default for Settings {
@@ -99,6 +102,7 @@ impl Default for Settings {
             fault_get_error_rate: 0.0,
             fault_latency: Duration::ZERO,
             fault_seed: 1,
+            fault_commit_ack_loss_rate: 0.0,
         }
     }
 }
@@ -141,6 +145,7 @@ pub const KEYS: &[&str] = &[
     "fault_get_error_rate",
     "fault_latency",
     "fault_seed",
+    "fault_commit_ack_loss_rate",
 ];
 
 impl Settings {
@@ -255,6 +260,10 @@ impl Settings {
         for (name, rate) in [
             ("fault_put_error_rate", self.fault_put_error_rate),
             ("fault_get_error_rate", self.fault_get_error_rate),
+            (
+                "fault_commit_ack_loss_rate",
+                self.fault_commit_ack_loss_rate,
+            ),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return bad(name, "must be between 0 and 1");

@@ -99,6 +99,7 @@ pub async fn serve(
             flush_bytes: settings.flush_bytes.as_u64(),
             max_inflight_bytes: settings.max_inflight_bytes.as_u64() as u32,
             max_concurrent_uploads: settings.max_concurrent_uploads,
+            commit_ack_loss: (settings.fault_commit_ack_loss_rate, settings.fault_seed),
         },
         objects.clone(),
         log.clone(),

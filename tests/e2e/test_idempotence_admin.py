@@ -21,9 +21,11 @@ import roundtrip
 
 # 80 % of PUTs fail (half of them after writing the object): with three
 # attempts per segment, about half of the segments fail outright and their
-# producers must retry.
+# producers must retry. A fifth of the successful commits lose their
+# acknowledgement: the batches are committed, the producers retry them, and
+# the retries must be recognised as duplicates.
 FAULTS = Path(tempfile.mkdtemp(prefix="silt-faults-")) / "faults.toml"
-FAULTS.write_text("fault_put_error_rate = 0.8\nfault_seed = 11\n")
+FAULTS.write_text("fault_put_error_rate = 0.8\nfault_commit_ack_loss_rate = 0.2\nfault_seed = 11\n")
 
 
 def consume_all(bootstrap, topic, partitions):
@@ -95,6 +97,17 @@ def test_idempotent_producer_commits_each_batch_once_under_failures(silt):
     # The faults really forced producer retries: some segments were never committed.
     log = silt.stderr_path.read_text()
     assert "not committed" in log, "no segment failed; the test did not exercise retries"
+    assert "injected loss of the commit acknowledgement" in log, "no commit acknowledgement was lost"
+
+
+def test_transactional_producer_fails_fast(silt):
+    """Transactions are not supported: the producer is told at once."""
+    p = Producer({"bootstrap.servers": silt.bootstrap, "transactional.id": "tx-1", "transaction.timeout.ms": 60000})
+    start = time.monotonic()
+    with pytest.raises(KafkaException) as e:
+        p.init_transactions(30)
+    assert time.monotonic() - start < 10, "the transactional producer waited instead of failing"
+    assert "TRANSACTIONAL_ID_AUTHORIZATION_FAILED" in str(e.value) or "authorization" in str(e.value).lower(), e.value
 
 
 def test_admin_client_operations(silt):

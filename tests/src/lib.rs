@@ -247,12 +247,26 @@ pub struct Etcd {
 }
 
 impl Etcd {
+    /// Starts etcd; ports chosen at run time can be taken by someone else
+    /// before etcd binds them, so a failed start is retried on new ports.
     pub fn start() -> Result<Self> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once() {
+                Ok(etcd) => return Ok(etcd),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn start_once() -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let log_path = dir.path().join("etcd.log");
+        let log = std::fs::File::create(&log_path)?;
         let child = Command::new("etcd")
             .args(["--name", "s1", "--data-dir"])
             .arg(dir.path().join("data"))
@@ -271,7 +285,9 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", client)).is_err() {
             if let Some(status) = etcd.child.try_wait()? {
-                bail!("etcd exited with {status}");
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                bail!("etcd exited with {status}: {}", tail.join(" | "));
             }
             if Instant::now() > deadline {
                 bail!("etcd did not listen within 20 s");

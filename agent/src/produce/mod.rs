@@ -84,6 +84,9 @@ pub struct ProduceConfig {
     pub flush_bytes: u64,
     pub max_inflight_bytes: u32,
     pub max_concurrent_uploads: usize,
+    /// Test only: fraction of commits answered with an error although they
+    /// succeeded (a lost acknowledgement), with the seed of that sequence.
+    pub commit_ack_loss: (f64, u64),
 }
 
 /// Cheap handle used by connections to append.
@@ -116,7 +119,7 @@ impl Producer {
             reader,
             shutdown,
         ));
-        let committer = tokio::spawn(committer(sealed_rx, log));
+        let committer = tokio::spawn(committer(sealed_rx, log, config.commit_ack_loss));
         let done = tokio::spawn(async move {
             let _ = writer.await;
             let _ = committer.await;
@@ -320,11 +323,12 @@ async fn upload(
     Ok(())
 }
 
-async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
+async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>, ack_loss: (f64, u64)) {
+    let (loss_rate, mut rng) = (ack_loss.0, ack_loss.1 | 1);
     while let Some(mut s) = rx.recv().await {
         let started = Instant::now();
         let upload = s.upload.take().expect("sealed segments carry their upload");
-        let result = match upload.await {
+        let mut result = match upload.await {
             Ok(Ok(())) => commit(&log, &s).await,
             Ok(Err(e)) => Err(AppendError::Storage(e)),
             Err(e) => Err(AppendError::Storage(format!(
@@ -332,6 +336,19 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
                 s.key
             ))),
         };
+        if loss_rate > 0.0 && result.is_ok() {
+            // xorshift64: a reproducible sequence for the seed.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let roll = (rng >> 11) as f64 / (1u64 << 53) as f64;
+            if roll < loss_rate {
+                result = Err(AppendError::Storage(format!(
+                    "segment {}: injected loss of the commit acknowledgement",
+                    s.key
+                )));
+            }
+        }
         match &result {
             Ok(_) => {
                 tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), ms = started.elapsed().as_millis() as u64, "segment committed")

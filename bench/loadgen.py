@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Load generator worker for the benchmark: one process, one librdkafka client.
+
+The orchestrator (bench.py) starts several of these in parallel so that the
+Python side is not the ceiling. Every broker is driven by exactly the same
+code and client settings (confluent-kafka, i.e. librdkafka).
+
+    loadgen.py produce --bootstrap B --topic T --partitions N --seconds S
+                       [--rate R] [--size 1024] [--lat-out FILE]
+    loadgen.py consume --bootstrap B --topic T --partitions 0,1,2 --count N
+                       [--timeout S] [--lat-out FILE]
+
+Each prints one JSON line with its counts and times on stdout. Latencies (in
+microseconds, float64) go to --lat-out as raw native doubles.
+
+Produce latency is librdkafka's own per-message latency (from the produce()
+call to the acknowledgement, Message.latency()). Every value starts with a
+16-byte header: the wall-clock send time in nanoseconds (time.time_ns, shared
+by all processes on this machine) and a sequence number, so a consumer can
+compute the end-to-end latency without any shared state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import struct
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+HEADER = struct.Struct("<qq")
+
+# The same producer settings for every broker. acks=all; no idempotence so
+# that in-flight requests per connection are not capped at 5 (with a 250 ms
+# flush, a cap of 5 would make the client, not the broker, the limit).
+PRODUCER_CONFIG = {
+    "acks": "all",
+    "enable.idempotence": False,
+    "linger.ms": 10,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 100_000,
+    "compression.type": "none",
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 65_536,
+    "message.timeout.ms": 120_000,
+    "request.timeout.ms": 60_000,
+    "socket.send.buffer.bytes": 4 * 1024 * 1024,
+}
+
+CONSUMER_CONFIG = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "fetch.wait.max.ms": 100,
+    "fetch.min.bytes": 1,
+    "fetch.max.bytes": 52_428_800,
+    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+    "queued.max.messages.kbytes": 262_144,
+    "socket.receive.buffer.bytes": 4 * 1024 * 1024,
+}
+
+
+def produce(args) -> dict:
+    errors: list[str] = []
+    lat = array.array("d")
+    now_ns = time.time_ns
+
+    def on_error_only(err, msg):
+        if err is not None:
+            errors.append(str(err))
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(str(err))
+            return
+        # librdkafka's own measure: produce() call to acknowledgement.
+        lat.append(msg.latency() * 1e6)
+
+    conf = dict(PRODUCER_CONFIG)
+    conf["bootstrap.servers"] = args.bootstrap
+    conf["client.id"] = f"bench-producer-{args.id}"
+    if args.rate <= 0:
+        # Flat out: delivery reports only for errors, to keep Python's cost
+        # per message minimal.
+        conf["delivery.report.only.error"] = True
+        conf["on_delivery"] = on_error_only
+    else:
+        conf["on_delivery"] = on_delivery
+    p = Producer(conf)
+
+    # Warm up metadata so that the first produce does not time its lookup.
+    p.list_topics(args.topic, timeout=30)
+
+    pad = b"\x00" * (args.size - HEADER.size)
+    parts = args.partitions
+    offset = args.id  # spread processes over partitions
+    sent = 0
+    start = time.monotonic()
+    end = start + args.seconds
+    pack = HEADER.pack
+    prod = p.produce
+    topic = args.topic
+    if args.rate <= 0:
+        while True:
+            for _ in range(1000):
+                value = pack(now_ns(), sent) + pad
+                part = (sent + offset) % parts
+                while True:
+                    try:
+                        prod(topic, value, partition=part)
+                        break
+                    except BufferError:
+                        p.poll(0.002)
+                sent += 1
+            p.poll(0)
+            if time.monotonic() >= end:
+                break
+    else:
+        rate = args.rate
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            due = int((now - start) * rate)
+            n = 0
+            while sent < due and n < 2000:
+                value = pack(now_ns(), sent) + pad
+                part = (sent + offset) % parts
+                try:
+                    prod(topic, value, partition=part)
+                except BufferError:
+                    p.poll(0.001)
+                    continue
+                sent += 1
+                n += 1
+            p.poll(0)
+            if sent >= due:
+                time.sleep(0.0005)
+    produced_until = time.monotonic()
+    left = p.flush(180)
+    done = time.monotonic()
+    if args.lat_out:
+        with open(args.lat_out, "wb") as f:
+            lat.tofile(f)
+    delivered = sent - left - len(errors)
+    return {
+        "sent": sent,
+        "delivered": delivered,
+        "undelivered": left,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "bytes": delivered * args.size,
+        "produce_s": produced_until - start,
+        "elapsed_s": done - start,
+        "latencies": len(lat),
+    }
+
+
+def consume(args) -> dict:
+    conf = dict(CONSUMER_CONFIG)
+    conf["bootstrap.servers"] = args.bootstrap
+    conf["group.id"] = f"bench-{args.topic}-{args.id}"  # never joined or committed
+    conf["client.id"] = f"bench-consumer-{args.id}"
+    c = Consumer(conf)
+    parts = [int(x) for x in args.partitions.split(",") if x != ""]
+    c.assign([TopicPartition(args.topic, p, 0) for p in parts])
+    lat = array.array("d")
+    now_ns = time.time_ns
+    got = 0
+    nbytes = 0
+    errors: list[str] = []
+    start = time.monotonic()
+    first = last = None
+    deadline = start + args.timeout
+    idle_since = time.monotonic()
+    while got < args.count:
+        now = time.monotonic()
+        if now > deadline or (first is not None and now - idle_since > args.idle):
+            break
+        msgs = c.consume(10_000, 0.2)
+        if not msgs:
+            continue
+        idle_since = time.monotonic()
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    errors.append(str(err))
+                continue
+            v = m.value()
+            got += 1
+            nbytes += len(v)
+            if args.lat_out:
+                lat.append((now_ns() - HEADER.unpack_from(v)[0]) / 1000.0)
+        if first is None:
+            first = time.monotonic()
+        last = time.monotonic()
+    c.close()
+    if args.lat_out:
+        with open(args.lat_out, "wb") as f:
+            lat.tofile(f)
+    return {
+        "records": got,
+        "bytes": nbytes,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "elapsed_s": (last or time.monotonic()) - start,
+        "first_record_s": (first - start) if first else None,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("produce")
+    pp.add_argument("--bootstrap", required=True)
+    pp.add_argument("--topic", required=True)
+    pp.add_argument("--partitions", type=int, required=True)
+    pp.add_argument("--seconds", type=float, required=True)
+    pp.add_argument("--rate", type=float, default=0.0, help="records/s; 0 = flat out")
+    pp.add_argument("--size", type=int, default=1024)
+    pp.add_argument("--id", type=int, default=0)
+    pp.add_argument("--lat-out")
+    cp = sub.add_parser("consume")
+    cp.add_argument("--bootstrap", required=True)
+    cp.add_argument("--topic", required=True)
+    cp.add_argument("--partitions", required=True, help="comma-separated")
+    cp.add_argument("--count", type=int, required=True)
+    cp.add_argument("--timeout", type=float, default=120.0)
+    cp.add_argument("--idle", type=float, default=20.0,
+                    help="once records flow, stop after this long without one")
+    cp.add_argument("--id", type=int, default=0)
+    cp.add_argument("--lat-out")
+    args = ap.parse_args(argv)
+    result = produce(args) if args.cmd == "produce" else consume(args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Smoke test of the benchmark: `bench/run.sh --quick` runs end to end and
+produces every figure.
+
+It asserts only that each figure is present and numeric (or marked "n/a" for
+a reason that holds by design, e.g. a memory broker has no object store), that
+the report and plots exist, and that nothing the run started is left running.
+It never asserts a timing or a throughput: those are the benchmark's output,
+not pass/fail criteria.
+
+    SILT_BIN=/var/tmp/silt-target/debug/silt python3 -m pytest -q bench/test_bench_smoke.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import bench  # noqa: E402
+
+
+def numeric(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def descendants() -> set[int]:
+    """PIDs of processes whose parent chain reaches this test process."""
+    me = os.getpid()
+    parents = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                parents[int(d.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    out = set()
+    for pid in parents:
+        p = pid
+        while p in parents and p not in (0, 1):
+            p = parents[p]
+            if p == me:
+                out.add(pid)
+                break
+    return out
+
+
+def test_quick_run_produces_every_figure(tmp_path):
+    out = tmp_path / "results"
+    env = dict(os.environ)
+    proc = subprocess.run([str(BENCH / "run.sh"), "--quick", "--out", str(out)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+    text = proc.stdout.decode(errors="replace")
+    print(text[-6000:])
+    assert (out / "results.json").is_file(), "no results.json"
+    res = json.loads((out / "results.json").read_text())
+
+    # Raw S3 figures.
+    raw = res["raw_s3"]
+    assert isinstance(raw, dict), raw
+    for k in ("put_seq", "put_par4", "get_range_par4"):
+        for f in ("mbps", "p50_ms", "p99_ms"):
+            assert numeric(raw[k][f]), (k, f, raw[k].get(f))
+
+    # Every broker of the quick mode ran and produced every figure.
+    assert set(res["brokers"]) == set(bench.QUICK["brokers"])
+    missing = []
+    for name, b in res["brokers"].items():
+        assert isinstance(b, dict), f"{name}: {b}"
+        na = bench.NOT_APPLICABLE.get(name, {})
+        for P in map(str, res["meta"]["partitions"]):
+            r = b["partitions"][P]
+            for k in bench.FIGURES_PRODUCE:
+                ok = numeric(r.get(k)) or (k in na and str(r.get(k)).startswith("n/a"))
+                if not ok:
+                    missing.append(f"{name} P={P} {k}={r.get(k)!r}")
+        for k in bench.FIGURES_CONSUME:
+            v = b["consume"].get(k)
+            if not (numeric(v) or (k in na and str(v).startswith("n/a"))):
+                missing.append(f"{name} consume {k}={v!r}")
+        if not numeric(b.get("peak_rss_mib")):
+            missing.append(f"{name} peak_rss_mib")
+    assert not missing, missing
+    assert res["missing_figures"] == []
+
+    # silt's object-store counters were read (PUTs happened, GETs on a cold read).
+    for name in ("silt-agent", "silt-dev"):
+        r = res["brokers"][name]["partitions"][str(res["meta"]["consume_partitions"])]
+        assert r["puts_per_gib"] > 0, (name, r)
+        assert res["brokers"][name]["consume"]["gets_per_gib_cold"] > 0, name
+
+    # Every target has a verdict line; the report and plots were written.
+    assert len(res["targets"]) >= 5
+    report = (out / "report.md").read_text()
+    assert "### Targets" in report and "| silt agent" in report
+    for png in ("latency_cdf.png", "throughput_by_partitions.png"):
+        assert (out / png).stat().st_size > 1000, png
+    assert proc.returncode == 0, text[-3000:]
+
+    # Nothing the run started is still running (checked by PID and start
+    # time, so a reused PID is not mistaken for a leftover).
+    assert res["started_processes"], "no processes recorded"
+    left = [p for p in res["started_processes"] if bench.stack.alive(p)]
+    assert not left, f"processes left running: {left}"
+    stray = descendants()
+    assert not stray, f"child processes left running: {sorted(stray)}"
