@@ -60,29 +60,36 @@ impl OffsetStore {
         format!("{}{topic}/{partition:010}", self.prefix(group))
     }
 
-    pub async fn commit(
-        &self,
-        group: &str,
-        offsets: &[(String, i32, Committed)],
-    ) -> Result<(), MetaError> {
-        for chunk in offsets.chunks(OPS_PER_TXN) {
-            let ops = chunk
-                .iter()
-                .map(|(t, p, c)| TxnOp::Put {
-                    key: self.key(group, t, *p),
-                    value: Bytes::from(serde_json::to_vec(c).expect("offsets serialize")),
-                    lease: None,
-                })
-                .collect();
+    /// Applies `ops` in transactions of at most [`OPS_PER_TXN`] operations.
+    async fn apply(&self, ops: Vec<TxnOp>) -> Result<(), MetaError> {
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let success: Vec<TxnOp> = ops.by_ref().take(OPS_PER_TXN).collect();
             self.store
                 .txn(Txn {
                     compares: vec![],
-                    success: ops,
+                    success,
                     failure: vec![],
                 })
                 .await?;
         }
         Ok(())
+    }
+
+    pub async fn commit(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, Committed)],
+    ) -> Result<(), MetaError> {
+        let ops = offsets
+            .iter()
+            .map(|(t, p, c)| TxnOp::Put {
+                key: self.key(group, t, *p),
+                value: Bytes::from(serde_json::to_vec(c).expect("offsets serialize")),
+                lease: None,
+            })
+            .collect();
+        self.apply(ops).await
     }
 
     /// Every committed offset of the group: topic -> partition -> offset.
@@ -120,20 +127,11 @@ impl OffsetStore {
     }
 
     pub async fn delete(&self, group: &str, partitions: &[(String, i32)]) -> Result<(), MetaError> {
-        for chunk in partitions.chunks(OPS_PER_TXN) {
-            let ops = chunk
-                .iter()
-                .map(|(t, p)| TxnOp::Delete(KeyRange::Key(self.key(group, t, *p))))
-                .collect();
-            self.store
-                .txn(Txn {
-                    compares: vec![],
-                    success: ops,
-                    failure: vec![],
-                })
-                .await?;
-        }
-        Ok(())
+        let ops = partitions
+            .iter()
+            .map(|(t, p)| TxnOp::Delete(KeyRange::Key(self.key(group, t, *p))))
+            .collect();
+        self.apply(ops).await
     }
 
     /// Groups that have committed offsets.
@@ -188,5 +186,14 @@ mod tests {
         s.delete_group("g/1").await.unwrap();
         assert!(s.fetch("g/1").await.unwrap().is_empty());
         assert_eq!(s.fetch("g2").await.unwrap()["t"][&0].offset, 9);
+        // More partitions than one transaction takes.
+        let many: Vec<_> = (0..250)
+            .map(|p| ("big".to_string(), p, c(p as i64)))
+            .collect();
+        s.commit("g3", &many).await.unwrap();
+        assert_eq!(s.fetch("g3").await.unwrap()["big"].len(), 250);
+        let gone: Vec<_> = (0..240).map(|p| ("big".to_string(), p)).collect();
+        s.delete("g3", &gone).await.unwrap();
+        assert_eq!(s.fetch("g3").await.unwrap()["big"].len(), 10);
     }
 }
