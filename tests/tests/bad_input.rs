@@ -54,6 +54,17 @@ fn fetch(c: &mut Client, t: &str, partition: i32, offset: i64) -> (i16, i64, Vec
     )
 }
 
+/// A v1 request header (API key, version, correlation id, null client id)
+/// with no body.
+fn raw_header(key: i16, version: i16, correlation_id: i32) -> BytesMut {
+    let mut body = BytesMut::new();
+    body.put_i16(key);
+    body.put_i16(version);
+    body.put_i32(correlation_id);
+    body.put_i16(-1);
+    body
+}
+
 fn healthy(silt: &mut Silt) {
     assert!(silt.alive(), "server died: {}", silt.log_tail());
     let mut c = silt.client().unwrap();
@@ -117,11 +128,7 @@ fn bad_input_gets_errors_or_closed_connections_and_data_survives() {
 
     // 2. ApiVersions at an unknown version: v0 response with UNSUPPORTED_VERSION (35).
     let mut raw = silt.client().unwrap();
-    let mut body = BytesMut::new();
-    body.put_i16(18);
-    body.put_i16(99);
-    body.put_i32(7);
-    body.put_i16(-1);
+    let body = raw_header(18, 99, 7);
     raw.send_raw(&body).unwrap();
     let mut frame = raw.recv_frame().unwrap().expect("a response");
     use bytes::Buf;
@@ -130,31 +137,19 @@ fn bad_input_gets_errors_or_closed_connections_and_data_survives() {
 
     // 3. Unsupported version of another API: connection closed.
     let mut raw = silt.client().unwrap();
-    let mut body = BytesMut::new();
-    body.put_i16(3);
-    body.put_i16(99);
-    body.put_i32(1);
-    body.put_i16(-1);
+    let body = raw_header(3, 99, 1);
     raw.send_raw(&body).unwrap();
     assert!(raw.closed_by_server());
 
     // 4. Unknown API key: connection closed.
     let mut raw = silt.client().unwrap();
-    let mut body = BytesMut::new();
-    body.put_i16(999);
-    body.put_i16(0);
-    body.put_i32(1);
-    body.put_i16(-1);
+    let body = raw_header(999, 0, 1);
     raw.send_raw(&body).unwrap();
     assert!(raw.closed_by_server());
 
     // 5. A valid header with a garbage body: connection closed.
     let mut raw = silt.client().unwrap();
-    let mut body = BytesMut::new();
-    body.put_i16(0);
-    body.put_i16(9);
-    body.put_i32(1);
-    body.put_i16(-1);
+    let mut body = raw_header(0, 9, 1);
     body.put_slice(&[0xff; 40]);
     raw.send_raw(&body).unwrap();
     assert!(raw.closed_by_server());
