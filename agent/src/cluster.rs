@@ -10,7 +10,12 @@ use object_store::{
 use silt_coordinator::{EtcdStore, MetaStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, runtime};
+use crate::{
+    clock::SystemClock,
+    config::Settings,
+    faults::TestFaults,
+    runtime::{self, Components},
+};
 
 /// Opens the bucket named by `s3://bucket[/prefix]` (endpoint, region and
 /// credentials from the standard AWS environment) or `file:///path`.
@@ -49,7 +54,11 @@ pub fn open_bucket(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
     bail!("setting bucket: {url:?} must start with s3:// or file://")
 }
 
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    faults: Option<TestFaults>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let endpoints = settings.etcd_endpoints();
     let objects = open_bucket(settings.bucket.as_deref().unwrap_or_default())?;
     // Fail at start, with the setting named, when the bucket is unreachable.
@@ -75,5 +84,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .context("setting etcd: connecting timed out")?
         .with_context(|| format!("setting etcd: cannot connect to {}", endpoints.join(",")))?,
     );
-    runtime::serve(settings, meta, objects, shutdown).await
+    let (meta, objects) = match &faults {
+        Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
+        None => (meta, objects),
+    };
+    let parts = Components {
+        meta,
+        bucket: objects,
+        cache: runtime::open_cache(&settings).await?,
+        clock: Arc::new(SystemClock),
+    };
+    runtime::serve(settings, parts, None, shutdown).await
 }

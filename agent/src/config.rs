@@ -57,18 +57,6 @@ pub struct Settings {
     /// Membership lease TTL: a dead agent leaves Metadata within it.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
-    /// Test only: fraction of object-store PUTs that fail.
-    pub fault_put_error_rate: f64,
-    /// Test only: fraction of object-store GETs that fail.
-    pub fault_get_error_rate: f64,
-    /// Test only: latency added to every object-store request.
-    #[serde(with = "humantime_serde")]
-    pub fault_latency: Duration,
-    /// Test only: seed of the injected fault sequence.
-    pub fault_seed: u64,
-    /// Test only: fraction of segment commits whose acknowledgement is
-    /// lost: the records are committed but producers get a retriable error.
-    pub fault_commit_ack_loss_rate: f64,
 }
 
 impl Default for Settings {
@@ -98,11 +86,6 @@ impl Default for Settings {
             cache_dir: None,
             http: None,
             lease_ttl: Duration::from_secs(10),
-            fault_put_error_rate: 0.0,
-            fault_get_error_rate: 0.0,
-            fault_latency: Duration::ZERO,
-            fault_seed: 1,
-            fault_commit_ack_loss_rate: 0.0,
         }
     }
 }
@@ -141,11 +124,6 @@ pub const KEYS: &[&str] = &[
     "cache_dir",
     "http",
     "lease_ttl",
-    "fault_put_error_rate",
-    "fault_get_error_rate",
-    "fault_latency",
-    "fault_seed",
-    "fault_commit_ack_loss_rate",
 ];
 
 impl Settings {
@@ -256,18 +234,6 @@ impl Settings {
         }
         if self.lease_ttl < Duration::from_secs(1) {
             return bad("lease_ttl", "must be at least 1s");
-        }
-        for (name, rate) in [
-            ("fault_put_error_rate", self.fault_put_error_rate),
-            ("fault_get_error_rate", self.fault_get_error_rate),
-            (
-                "fault_commit_ack_loss_rate",
-                self.fault_commit_ack_loss_rate,
-            ),
-        ] {
-            if !(0.0..=1.0).contains(&rate) {
-                return bad(name, "must be between 0 and 1");
-            }
         }
         Ok(())
     }
@@ -389,11 +355,11 @@ mod tests {
                 "SILT_ETCD".to_string(),
                 "http://127.0.0.1:1,http://127.0.0.1:2".to_string(),
             ),
-            ("SILT_FAULT_PUT_ERROR_RATE".to_string(), "0.1".to_string()),
+            ("SILT_DEFAULT_PARTITIONS".to_string(), "4".to_string()),
         ];
         let s = Settings::load(None, env.into_iter(), &[("bucket", "gs://x".into())]).unwrap();
         assert_eq!(s.etcd_endpoints().len(), 2);
-        assert_eq!(s.fault_put_error_rate, 0.1);
+        assert_eq!(s.default_partitions, 4);
         let e = s.validate_agent().unwrap_err().to_string();
         assert!(e.contains("bucket"), "{e}");
         let e = Settings::load(
@@ -423,5 +389,13 @@ mod tests {
         assert!(e.to_string().contains("default_partitions"), "{e}");
         let e = Settings::load(None, std::iter::empty(), &[("nonsense", "1".into())]).unwrap_err();
         assert!(e.to_string().contains("nonsense"), "{e}");
+        // Test-only fault settings are not user settings.
+        let e = Settings::load(
+            None,
+            std::iter::empty(),
+            &[("fault_put_error_rate", "0.1".into())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown setting"), "{e}");
     }
 }

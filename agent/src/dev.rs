@@ -8,9 +8,18 @@ use object_store::{local::LocalFileSystem, ObjectStore};
 use silt_coordinator::{EmbeddedStore, MetaStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, runtime};
+use crate::{
+    clock::SystemClock,
+    config::Settings,
+    faults::TestFaults,
+    runtime::{self, Components},
+};
 
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    faults: Option<TestFaults>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let dir = &settings.data_dir;
     let bucket = dir.join("bucket");
     std::fs::create_dir_all(&bucket)
@@ -23,5 +32,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         EmbeddedStore::open(&dir.join("meta"))
             .with_context(|| format!("opening metadata in {}", dir.display()))?,
     );
-    runtime::serve(settings, meta, objects, shutdown).await
+    let (meta, objects) = match &faults {
+        Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
+        None => (meta, objects),
+    };
+    let parts = Components {
+        meta,
+        bucket: objects,
+        cache: runtime::open_cache(&settings).await?,
+        clock: Arc::new(SystemClock),
+    };
+    runtime::serve(settings, parts, None, shutdown).await
 }

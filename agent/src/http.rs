@@ -51,17 +51,8 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
 fn metrics(broker: &Broker) -> String {
     let mut out = String::new();
     broker.counters.render(&mut out);
-    let (topics, partitions, records) = {
-        let state = broker.log.state();
-        let partitions: usize = state.topics.values().map(|t| t.partitions.len()).sum();
-        let records: i64 = state
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.iter())
-            .map(|p| p.high_watermark - p.log_start_offset)
-            .sum();
-        (state.topics.len(), partitions, records)
-    };
+    let totals = broker.log.state().totals();
+    let (topics, partitions, records) = (totals.topics, totals.partitions, totals.records);
     let _ = writeln!(out, "# TYPE silt_topics gauge\nsilt_topics {topics}");
     let _ = writeln!(
         out,

@@ -1,15 +1,24 @@
 //! The silt agent: Kafka protocol front door, write path and read path.
+//!
+//! A produce goes `server` (framing) → `protocol::produce` (translation) →
+//! `produce` (validation, the segment writer, upload, commit) and back; a
+//! fetch goes `server` → `protocol::fetch` → `fetch` (index, cache, offset
+//! rewrite, long poll). `topics` changes topics through the commit log,
+//! `group` runs consumer groups, `error` maps every failure to its Kafka
+//! code, and `runtime` assembles an agent from the components it is given.
 
 pub mod broker;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod dev;
+pub mod error;
+pub mod faults;
+pub mod fetch;
 pub mod group;
 pub mod http;
-pub mod membership;
 pub mod produce;
-pub mod producer_ids;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
-pub mod topic_config;
+pub mod topics;

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use silt_agent::config::Settings;
+use silt_agent::{config::Settings, faults::TestFaults};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -142,6 +142,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let faults = match TestFaults::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("silt: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     init_logging(&settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -157,9 +164,9 @@ fn main() -> std::process::ExitCode {
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
         if agent {
-            silt_agent::cluster::run(settings, shutdown).await
+            silt_agent::cluster::run(settings, faults, shutdown).await
         } else {
-            silt_agent::dev::run(settings, shutdown).await
+            silt_agent::dev::run(settings, faults, shutdown).await
         }
     });
     match result {

@@ -1,66 +1,90 @@
-//! Runs an agent on given metadata and object stores: the part `silt dev`
-//! and `silt agent` share.
+//! Runs an agent on the components it is given: the part `silt dev`,
+//! `silt agent` and the agent's own tests share.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use object_store::ObjectStore;
-use silt_coordinator::{MetaLog, MetaStore};
+use silt_coordinator::{
+    membership::node_id_for, AgentInfo, Membership, MetaLog, MetaStore, OffsetStore, ProducerIds,
+};
 use silt_tiering::{
-    store::{FaultConfig, Faulty, Instrumented},
-    BlockCache, FoyerCache, ObjectReader,
+    store::{Instrumented, RetryConfig, Retrying},
+    BlockCache, FoyerCache, NoCache, ObjectReader,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     broker::Broker,
+    clock::{Clock, SystemClock},
     config::Settings,
+    fetch::ReadPath,
+    group::Groups,
     http,
-    membership::{node_id_for, AgentInfo, Membership},
-    produce::{ProduceConfig, Producer},
+    produce::{Pipeline, ProduceConfig, Producer},
     server,
+    topics::Topics,
 };
+
+/// The live parts an agent runs on. Tests pass in-memory ones.
+#[derive(Clone)]
+pub struct Components {
+    pub meta: Arc<dyn MetaStore>,
+    /// The bucket, as the agent should see it (fault wrappers included).
+    pub bucket: Arc<dyn ObjectStore>,
+    pub cache: Arc<dyn BlockCache>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Components {
+    /// In-memory everything: metadata, bucket, no cache, the system clock.
+    pub fn in_memory() -> Self {
+        Self {
+            meta: Arc::new(silt_coordinator::EmbeddedStore::in_memory()),
+            bucket: Arc::new(object_store::memory::InMemory::new()),
+            cache: Arc::new(NoCache),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Opens the foyer block cache the settings describe.
+pub async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn BlockCache>> {
+    let dir = settings.cache_dir();
+    let cache = FoyerCache::open(
+        &dir,
+        settings.cache_memory.as_u64() as usize,
+        settings.cache_disk.as_u64() as usize,
+    )
+    .await
+    .with_context(|| format!("opening block cache in {}", dir.display()))?;
+    Ok(Arc::new(cache))
+}
 
 /// Serves Kafka until `shutdown` fires; then stops accepting, flushes the
 /// open segment, answers waiting producers, leaves the membership and
-/// writes a checkpoint.
+/// writes a checkpoint. Listens on `listener` if given (tests bind port 0),
+/// else binds `settings.listen` once the metadata is loaded.
 pub async fn serve(
     settings: Settings,
-    meta: Arc<dyn MetaStore>,
-    bucket: Arc<dyn ObjectStore>,
+    parts: Components,
+    listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let faults = FaultConfig {
-        put_error_rate: settings.fault_put_error_rate,
-        get_error_rate: settings.fault_get_error_rate,
-        latency: settings.fault_latency,
-        seed: settings.fault_seed,
-    };
-    let bucket: Arc<dyn ObjectStore> = if faults.is_active() {
-        tracing::warn!(
-            ?faults,
-            "object-store fault injection is ON (test configuration)"
-        );
-        Arc::new(Faulty::new(bucket, faults))
-    } else {
-        bucket
-    };
+    let Components {
+        meta,
+        bucket,
+        cache,
+        clock,
+    } = parts;
+    // Requests are counted as they reach the bucket; failed ones are
+    // retried above the count.
     let instrumented = Arc::new(Instrumented::new(bucket));
     let counters = instrumented.counters.clone();
-    let objects: Arc<dyn ObjectStore> = instrumented;
+    let objects: Arc<dyn ObjectStore> =
+        Arc::new(Retrying::new(instrumented, RetryConfig::default()));
 
-    let cache_dir = settings.cache_dir();
-    let cache = Arc::new(
-        FoyerCache::open(
-            &cache_dir,
-            settings.cache_memory.as_u64() as usize,
-            settings.cache_disk.as_u64() as usize,
-        )
-        .await
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("opening block cache in {}", cache_dir.display()))?,
-    );
     let reader = ObjectReader::new(
         objects.clone(),
         cache.clone(),
@@ -70,10 +94,17 @@ pub async fn serve(
     let log = MetaLog::open(meta.clone(), objects.clone(), &settings.cluster, &writer)
         .await
         .context("loading metadata")?;
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("binding Kafka listener on {}", settings.listen))?;
-    let (host, port) = settings.advertised();
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding Kafka listener on {}", settings.listen))?,
+    };
+    let (host, port) = match (&settings.advertise, listener.local_addr()) {
+        // Advertise the port actually bound when the settings leave it to us.
+        (None, Ok(addr)) => (addr.ip().to_string(), addr.port() as i32),
+        _ => settings.advertised(),
+    };
     let me = AgentInfo {
         agent_id: settings.agent_id.clone(),
         node_id: node_id_for(&settings.agent_id),
@@ -99,27 +130,34 @@ pub async fn serve(
             flush_bytes: settings.flush_bytes.as_u64(),
             max_inflight_bytes: settings.max_inflight_bytes.as_u64() as u32,
             max_concurrent_uploads: settings.max_concurrent_uploads,
-            commit_ack_loss: (settings.fault_commit_ack_loss_rate, settings.fault_seed),
         },
-        objects.clone(),
-        log.clone(),
-        reader.clone(),
+        Pipeline {
+            store: objects.clone(),
+            log: log.clone(),
+            reader: reader.clone(),
+            clock,
+        },
         producer_shutdown.clone(),
     );
-    let groups = Arc::new(crate::group::Groups::new());
+    let groups = Arc::new(Groups::new());
     let group_timers = tokio::spawn(groups.clone().run_timers(shutdown.clone()));
     let broker = Arc::new(Broker {
         node_id: membership.me().node_id,
         cluster_id: format!("silt-{}", settings.cluster),
+        topics: Topics::new(
+            log.clone(),
+            settings.auto_create_topics,
+            settings.default_partitions,
+        ),
+        read: ReadPath::new(log.clone(), reader),
         settings: settings.clone(),
         log: log.clone(),
-        reader,
         producer,
         membership: membership.clone(),
         counters,
         groups,
-        offsets: crate::group::offsets::OffsetStore::new(meta.clone(), &settings.cluster),
-        producer_ids: crate::producer_ids::ProducerIds::new(meta.clone(), &settings.cluster),
+        offsets: OffsetStore::new(meta.clone(), &settings.cluster),
+        producer_ids: ProducerIds::new(meta.clone(), &settings.cluster),
     });
     // Groups whose coordinator moved to another agent are dropped here;
     // their members find the new coordinator and rejoin.
@@ -151,7 +189,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(
-        listen = %settings.listen,
+        listen = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()),
         agent = %settings.agent_id,
         node_id = broker.node_id,
         cluster = %settings.cluster,
@@ -198,5 +236,116 @@ async fn checkpoint_loop(log: Arc<MetaLog>, every: u64, shutdown: CancellationTo
                 Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A whole agent on in-memory parts, driven over TCP with Kafka requests.
+
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::{
+        messages::{
+            fetch_request::{FetchPartition, FetchTopic},
+            produce_request::{PartitionProduceData, TopicProduceData},
+            ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+            ResponseHeader, TopicName,
+        },
+        protocol::{Decodable, Encodable, StrBytes},
+    };
+    use silt_tiering::batch::simple_batch;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        conn: &mut TcpStream,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        let mut body = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("test")))
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        conn.write_all(&frame).await.unwrap();
+        let len = conn.read_i32().await.unwrap();
+        let mut buf = vec![0u8; len as usize];
+        conn.read_exact(&mut buf).await.unwrap();
+        let mut buf = bytes::Bytes::from(buf);
+        let header =
+            ResponseHeader::decode(&mut buf, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, 7);
+        let resp = Resp::decode(&mut buf, version).unwrap();
+        assert!(!buf.has_remaining(), "whole response decoded");
+        resp
+    }
+
+    #[tokio::test]
+    async fn a_whole_agent_runs_on_in_memory_parts() {
+        let settings = Settings {
+            flush_interval: Duration::from_millis(10),
+            ..Settings::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let parts = Components::in_memory();
+        let bucket = parts.bucket.clone();
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(serve(settings, parts, Some(listener), shutdown.clone()));
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+
+        let records = simple_batch(3, 1_000, b"hello", None);
+        let produce = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("auto")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records.clone().into()))])]);
+        for expected in [0, 3] {
+            let r: ProduceResponse = call(&mut conn, ApiKey::Produce, 9, &produce).await;
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, expected));
+        }
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(100)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("auto")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let r: FetchResponse = call(&mut conn, ApiKey::Fetch, 12, &fetch).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, 6));
+        let bytes = p.records.clone().unwrap();
+        assert_eq!(bytes.len(), 2 * records.len());
+        // The second batch carries its committed offset.
+        assert_eq!(
+            &bytes[records.len()..records.len() + 8],
+            &3i64.to_be_bytes()
+        );
+        // Each flush wrote one segment object to the bucket.
+        let objects: Vec<_> = futures::StreamExt::collect::<Vec<_>>(
+            bucket.list(Some(&object_store::path::Path::from("segments"))),
+        )
+        .await;
+        assert_eq!(objects.len(), 2);
+
+        shutdown.cancel();
+        agent.await.unwrap().unwrap();
     }
 }

@@ -155,7 +155,7 @@ pub async fn watch_from_revision(store: &dyn MetaStore, p: &str) {
         .await
         .unwrap();
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = crate::clock::monotonic_now() + Duration::from_secs(10);
     let mut put_more = true;
     while seen.len() < 4 {
         let batch = tokio::time::timeout_at(deadline, w.next())
@@ -212,10 +212,10 @@ pub async fn leases_expire(store: &dyn MetaStore, p: &str) {
         store.get(&k).await.unwrap().is_some(),
         "kept-alive lease holds its key"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = crate::clock::monotonic_now() + Duration::from_secs(10);
     while store.get(&k).await.unwrap().is_some() {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            crate::clock::monotonic_now() < deadline,
             "expired lease deletes its key"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -9,19 +9,19 @@
 //! open, as etcd would after their TTL.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     fs::{File, OpenOptions},
     io::{Read, Write},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, Weak},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
-use crate::metastore::*;
+use crate::{clock::monotonic_now, metastore::*};
 
 const REC_SNAPSHOT: u8 = 1;
 const REC_KV: u8 = 2;
@@ -40,7 +40,7 @@ struct Inner {
     compacted: Revision,
     /// Events of each revision after `compacted`, oldest first.
     history: VecDeque<(Revision, Vec<Event>)>,
-    leases: HashMap<LeaseId, Lease>,
+    leases: BTreeMap<LeaseId, Lease>,
     next_lease: LeaseId,
     journal: Option<File>,
     /// Directory of the journal, when persisted.
@@ -119,7 +119,7 @@ async fn expire_leases(inner: Weak<Mutex<Inner>>, tx: Weak<watch::Sender<Revisio
             inner,
             revision_tx: tx,
         };
-        let now = Instant::now();
+        let now = monotonic_now();
         let expired: Vec<LeaseId> = {
             let g = store.inner.lock().unwrap_or_else(|p| p.into_inner());
             g.leases
@@ -205,7 +205,7 @@ impl Inner {
             revision: 1,
             compacted: 0,
             history: VecDeque::new(),
-            leases: HashMap::new(),
+            leases: BTreeMap::new(),
             next_lease: 1,
             journal,
             dir: None,
@@ -485,7 +485,7 @@ impl MetaStore for EmbeddedStore {
             id,
             Lease {
                 ttl,
-                deadline: Instant::now() + ttl,
+                deadline: monotonic_now() + ttl,
             },
         );
         Ok(id)
@@ -497,7 +497,7 @@ impl MetaStore for EmbeddedStore {
             .leases
             .get_mut(&lease)
             .ok_or(MetaError::LeaseNotFound(lease))?;
-        l.deadline = Instant::now() + l.ttl;
+        l.deadline = monotonic_now() + l.ttl;
         Ok(())
     }
 

@@ -6,10 +6,10 @@
 //! is applied and reads the outcome (e.g. the assigned offsets) from there.
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, RwLock, RwLockReadGuard,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, RwLock, RwLockReadGuard, Weak,
     },
     time::Duration,
 };
@@ -18,12 +18,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{watch, Notify},
+    task::JoinHandle,
+};
 
 use crate::{
+    keys::Layout,
     metastore::*,
-    records::{Command, LogRecord},
-    state::{Outcome, State},
+    records::{Command, LogRecord, TopicId},
+    state::{ChunkOutcome, Outcome, State},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,18 +51,62 @@ struct CheckpointPointer {
     object: String,
 }
 
-pub struct Keys {
-    pub log: String,
-    pub checkpoint: String,
-    pub checkpoint_lock: String,
+/// The log keys, spelled once (from the cluster's [`Layout`]).
+struct Keys {
+    log: String,
+    checkpoint: String,
+    checkpoint_lock: String,
 }
 
 impl Keys {
-    pub fn new(cluster: &str) -> Self {
+    fn new(cluster: &str) -> Self {
+        let layout = Layout::new(cluster);
         Self {
-            log: format!("/silt/{cluster}/log/"),
-            checkpoint: format!("/silt/{cluster}/checkpoint"),
-            checkpoint_lock: format!("/silt/{cluster}/locks/checkpoint"),
+            log: layout.log(),
+            checkpoint: layout.checkpoint(),
+            checkpoint_lock: layout.checkpoint_lock(),
+        }
+    }
+}
+
+/// Wakes readers waiting for a partition to change (long polls). Holds an
+/// entry only while someone waits: entries are weak and swept as the map
+/// grows.
+#[derive(Default)]
+struct Wakers {
+    map: Mutex<BTreeMap<(TopicId, i32), Weak<Notify>>>,
+    /// Size after the last sweep; the next sweep runs at twice that.
+    swept: AtomicUsize,
+}
+
+impl Wakers {
+    fn get(&self, topic: TopicId, partition: i32) -> Arc<Notify> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(&(topic, partition)).and_then(Weak::upgrade) {
+            return n;
+        }
+        let n = Arc::new(Notify::new());
+        map.insert((topic, partition), Arc::downgrade(&n));
+        if map.len() > 2 * self.swept.load(Ordering::Relaxed).max(64) {
+            map.retain(|_, w| w.strong_count() > 0);
+            self.swept.store(map.len(), Ordering::Relaxed);
+        }
+        n
+    }
+
+    fn wake(&self, changed: &[(TopicId, i32)]) {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for key in changed {
+            if let Some(n) = map.get(key).and_then(Weak::upgrade) {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for n in map.values().filter_map(Weak::upgrade) {
+            n.notify_waiters();
         }
     }
 }
@@ -67,8 +115,9 @@ struct Shared {
     state: RwLock<State>,
     /// Revision the state reflects (every record at or below it is applied).
     applied: watch::Sender<Revision>,
-    outcomes: Mutex<HashMap<Revision, Outcome>>,
+    outcomes: Mutex<BTreeMap<Revision, Outcome>>,
     writer_prefix: String,
+    wakers: Wakers,
 }
 
 /// A handle on the replicated log. Cheap to share behind an `Arc`.
@@ -96,8 +145,9 @@ impl MetaLog {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             applied: tx,
-            outcomes: Mutex::new(HashMap::new()),
-            writer_prefix: format!("{}{writer}/", keys.log),
+            outcomes: Mutex::new(BTreeMap::new()),
+            writer_prefix: Layout::new(cluster).log_writer(writer),
+            wakers: Wakers::default(),
         });
         let log = Arc::new(Self {
             store: store.clone(),
@@ -119,6 +169,14 @@ impl MetaLog {
     /// Notified with the applied revision whenever records are applied.
     pub fn subscribe(&self) -> watch::Receiver<Revision> {
         self.shared.applied.subscribe()
+    }
+
+    /// Notified (`notify_waiters`) whenever a record changes the partition:
+    /// records appended, records deleted, the topic deleted or the state
+    /// reloaded. Register interest (`Notified::enable`) before reading the
+    /// state, then wait.
+    pub fn partition_changes(&self, topic: TopicId, partition: i32) -> Arc<Notify> {
+        self.shared.wakers.get(topic, partition)
     }
 
     pub fn applied(&self) -> Revision {
@@ -378,13 +436,13 @@ async fn load(
         };
         log.sort_by_key(|kv| kv.mod_revision);
         for kv in log {
-            if kv.mod_revision > state.revision {
+            if kv.mod_revision > state.revision() {
                 state.apply_bytes(kv.mod_revision, &kv.value);
             }
         }
         tracing::info!(
             revision = resp.revision,
-            topics = state.topics.len(),
+            topics = state.totals().topics,
             "metadata loaded"
         );
         return Ok((state, resp.revision));
@@ -422,14 +480,31 @@ async fn tail(
 fn apply_events(shared: &Shared, events: Vec<Event>) {
     let mut last = None;
     let mut mine = Vec::new();
+    let mut changed = Vec::new();
+    let mut wake_all = false;
     {
         let mut state = shared.state.write().unwrap_or_else(|p| p.into_inner());
         for e in events {
             last = Some(e.kv.mod_revision);
-            if e.kind != EventKind::Put || e.kv.mod_revision <= state.revision {
+            if e.kind != EventKind::Put || e.kv.mod_revision <= state.revision() {
                 continue;
             }
-            let outcome = state.apply_bytes(e.kv.mod_revision, &e.kv.value);
+            let (outcome, command) = state.apply_bytes(e.kv.mod_revision, &e.kv.value);
+            match (&command, &outcome) {
+                (Some(Command::Commit { chunks, .. }), Outcome::Committed(outcomes)) => {
+                    changed.extend(
+                        chunks
+                            .iter()
+                            .zip(outcomes)
+                            .filter(|(_, o)| **o != ChunkOutcome::Rejected)
+                            .map(|(c, _)| (c.topic, c.partition)),
+                    );
+                }
+                // Rare records (topic deletion, deleted records, new
+                // partitions) wake every waiting reader.
+                (Some(_), _) => wake_all = true,
+                (None, _) => {}
+            }
             if e.kv.key.starts_with(&shared.writer_prefix) {
                 mine.push((e.kv.mod_revision, outcome));
             }
@@ -452,6 +527,11 @@ fn apply_events(shared: &Shared, events: Vec<Event>) {
             }
         });
     }
+    if wake_all {
+        shared.wakers.wake_all();
+    } else if !changed.is_empty() {
+        shared.wakers.wake(&changed);
+    }
 }
 
 async fn handle_watch_error(
@@ -468,6 +548,7 @@ async fn handle_watch_error(
                 Ok((state, rev)) => {
                     *shared.state.write().unwrap_or_else(|p| p.into_inner()) = state;
                     shared.applied.send_replace(rev);
+                    shared.wakers.wake_all();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reloading metadata failed");
@@ -553,6 +634,6 @@ mod tests {
         b.subscribe().wait_for(|r| *r >= a.applied()).await.unwrap();
         assert_eq!(*c.state(), *a.state());
         assert_eq!(*b.state(), *a.state());
-        assert_eq!(c.state().topics["t"].partitions[0].high_watermark, 15);
+        assert_eq!(c.state().partition("t", 0).unwrap().high_watermark, 15);
     }
 }

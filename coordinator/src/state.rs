@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{BatchRef, ChunkRef, Command, LogRecord, TopicId};
+use crate::{
+    records::{BatchRef, ChunkRef, Command, LogRecord, TopicId},
+    topic_config::{TimestampType, TopicConfig},
+};
 
 pub const CHECKPOINT_VERSION: u32 = 1;
 /// Upper bound on partitions per topic accepted by the state machine.
@@ -39,13 +42,13 @@ pub struct ProducerEntry {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Partition {
-    pub log_start_offset: i64,
-    pub high_watermark: i64,
-    pub index: Vec<IndexEntry>,
+pub(crate) struct Partition {
+    pub(crate) log_start_offset: i64,
+    pub(crate) high_watermark: i64,
+    pub(crate) index: Vec<IndexEntry>,
     /// Idempotent-producer state: producer id -> recent batches.
     #[serde(default)]
-    pub producers: BTreeMap<i64, ProducerEntry>,
+    pub(crate) producers: BTreeMap<i64, ProducerEntry>,
 }
 
 /// The verdict on one batch of an idempotent chunk.
@@ -71,7 +74,7 @@ pub enum ChunkOutcome {
 
 impl Partition {
     /// Index entries holding `offset` and everything after it.
-    pub fn entries_from(&self, offset: i64) -> &[IndexEntry] {
+    pub(crate) fn entries_from(&self, offset: i64) -> &[IndexEntry] {
         let i = self.index.partition_point(|e| e.end_offset <= offset);
         &self.index[i..]
     }
@@ -79,17 +82,69 @@ impl Partition {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
-    pub name: String,
-    pub id: TopicId,
-    pub config: BTreeMap<String, String>,
-    pub partitions: Vec<Partition>,
+    name: String,
+    id: TopicId,
+    config: TopicConfig,
+    partitions: Vec<Partition>,
+}
+
+impl Topic {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn id(&self) -> TopicId {
+        self.id
+    }
+
+    pub fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    fn partition(&self, partition: i32) -> Option<&Partition> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// A partition's position, copied out of the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionSnapshot {
+    pub topic_id: TopicId,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub timestamp_type: TimestampType,
+    /// Index entries of the partition (records in `[log start, high watermark)`).
+    pub index_entries: usize,
+}
+
+/// Where one run of a partition's records lives: an index entry with the
+/// size of its object, which a ranged read needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub entry: IndexEntry,
+    pub object_size: u64,
+}
+
+/// Which index entry a timestamp query wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampQuery {
+    /// The first entry holding a record at or after this timestamp.
+    AtOrAfter(i64),
+    /// The (first) entry holding the largest timestamp.
+    Max,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectInfo {
-    pub size: u64,
+pub(crate) struct ObjectInfo {
+    pub(crate) size: u64,
     /// Index entries that still point into the object.
-    pub refs: u64,
+    pub(crate) refs: u64,
 }
 
 /// What applying one record decided; the writer reads it back.
@@ -111,13 +166,13 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Revision of the last record applied.
-    pub revision: i64,
-    pub topics: BTreeMap<String, Topic>,
-    pub topic_names: BTreeMap<TopicId, String>,
-    pub objects: BTreeMap<String, ObjectInfo>,
+    revision: i64,
+    topics: BTreeMap<String, Topic>,
+    topic_names: BTreeMap<TopicId, String>,
+    objects: BTreeMap<String, ObjectInfo>,
     /// Objects no index entry references any more, with the revision at
     /// which they became unreferenced (input for object GC).
-    pub unreferenced: BTreeMap<String, i64>,
+    unreferenced: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -126,18 +181,125 @@ struct Checkpoint {
     state: State,
 }
 
+/// Totals over every partition, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub topics: usize,
+    pub partitions: usize,
+    /// Records between log start and high watermark, summed.
+    pub records: i64,
+}
+
 impl State {
+    /// Revision of the last record applied.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.get(name)
+    }
+
     pub fn topic_by_id(&self, id: &TopicId) -> Option<&Topic> {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }
 
-    /// Applies raw record bytes found at `revision`.
-    pub fn apply_bytes(&mut self, revision: i64, bytes: &[u8]) -> Outcome {
+    /// Every topic, by name.
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> {
+        self.topics.values()
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            topics: self.topics.len(),
+            ..Default::default()
+        };
+        for p in self.topics.values().flat_map(|t| t.partitions.iter()) {
+            t.partitions += 1;
+            t.records += p.high_watermark - p.log_start_offset;
+        }
+        t
+    }
+
+    /// A partition's position, or `None` if the topic or partition does
+    /// not exist.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<PartitionSnapshot> {
+        let t = self.topics.get(topic)?;
+        let p = t.partition(partition)?;
+        Some(PartitionSnapshot {
+            topic_id: t.id,
+            log_start_offset: p.log_start_offset,
+            high_watermark: p.high_watermark,
+            timestamp_type: t.config.timestamp_type,
+            index_entries: p.index.len(),
+        })
+    }
+
+    /// Up to `max` index entries of a partition, from the one holding
+    /// `offset` on.
+    pub fn chunks_from(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max: usize,
+    ) -> Vec<ChunkLocation> {
+        let Some(p) = self.topics.get(topic).and_then(|t| t.partition(partition)) else {
+            return Vec::new();
+        };
+        p.entries_from(offset)
+            .iter()
+            .take(max)
+            .map(|e| self.locate(e))
+            .collect()
+    }
+
+    /// The index entry a timestamp query points at, among the partition's
+    /// live entries.
+    pub fn chunk_for_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        query: TimestampQuery,
+    ) -> Option<ChunkLocation> {
+        let p = self.topics.get(topic)?.partition(partition)?;
+        let live = p.entries_from(p.log_start_offset);
+        let found = match query {
+            TimestampQuery::AtOrAfter(ts) => live.iter().find(|e| e.max_timestamp >= ts),
+            TimestampQuery::Max => {
+                let best = live.iter().map(|e| e.max_timestamp).max()?;
+                live.iter().find(|e| e.max_timestamp == best)
+            }
+        }?;
+        Some(self.locate(found))
+    }
+
+    fn locate(&self, e: &IndexEntry) -> ChunkLocation {
+        ChunkLocation {
+            entry: e.clone(),
+            object_size: self.objects.get(&e.object).map_or(0, |o| o.size),
+        }
+    }
+
+    /// Objects no index entry references any more, with the revision at
+    /// which they became unreferenced.
+    pub fn unreferenced(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.unreferenced.iter().map(|(k, r)| (k.as_str(), *r))
+    }
+
+    /// Index entries pointing into `object` (0 if it is not referenced).
+    pub fn object_refs(&self, object: &str) -> u64 {
+        self.objects.get(object).map_or(0, |o| o.refs)
+    }
+
+    /// Applies raw record bytes found at `revision`; returns the outcome
+    /// and the decoded command.
+    pub fn apply_bytes(&mut self, revision: i64, bytes: &[u8]) -> (Outcome, Option<Command>) {
         match LogRecord::decode(bytes) {
-            Ok(r) => self.apply(revision, &r.command),
+            Ok(r) => (self.apply(revision, &r.command), Some(r.command)),
             Err(e) => {
                 self.revision = revision;
-                Outcome::Invalid(e)
+                (Outcome::Invalid(e), None)
             }
         }
     }
@@ -166,7 +328,7 @@ impl State {
                     Topic {
                         name: name.clone(),
                         id: *id,
-                        config: config.clone(),
+                        config: TopicConfig::from_overrides(config.clone()),
                         partitions: vec![Partition::default(); *partitions as usize],
                     },
                 );
@@ -203,7 +365,7 @@ impl State {
                 let Some(t) = self.topics.get_mut(name) else {
                     return Outcome::TopicNotFound;
                 };
-                t.config = config.clone();
+                t.config = TopicConfig::from_overrides(config.clone());
                 Outcome::ConfigSet
             }
             Command::DeleteRecords {

@@ -213,47 +213,11 @@ pub fn set_log_append_time(batch: &mut [u8], t: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
+/// Encodes an uncompressed record batch of `n` records, each with a null
+/// key, `value` and no headers, all at timestamp `ts`; `producer` is the
+/// idempotent producer's (id, epoch, first sequence). Base offset 0.
+pub fn simple_batch(n: i32, ts: i64, value: &[u8], producer: Option<(i64, i16, i32)>) -> Vec<u8> {
     use bytes::BufMut;
-
-    /// Builds a minimal valid uncompressed batch with `n` empty-valued records.
-    pub fn make_batch(n: i32, ts: i64, payload: &[u8]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for i in 0..n {
-            // record: length varint, attributes, ts delta, offset delta, key -1, value, headers 0
-            let mut rec = Vec::new();
-            rec.put_i8(0);
-            put_varint(&mut rec, 0);
-            put_varint(&mut rec, i as i64);
-            put_varint(&mut rec, -1);
-            put_varint(&mut rec, payload.len() as i64);
-            rec.extend_from_slice(payload);
-            put_varint(&mut rec, 0);
-            put_varint(&mut body, rec.len() as i64);
-            body.extend_from_slice(&rec);
-        }
-        let mut after_crc = Vec::new();
-        after_crc.put_i16(0);
-        after_crc.put_i32(n - 1);
-        after_crc.put_i64(ts);
-        after_crc.put_i64(ts);
-        after_crc.put_i64(-1);
-        after_crc.put_i16(-1);
-        after_crc.put_i32(-1);
-        after_crc.put_i32(n);
-        after_crc.extend_from_slice(&body);
-        let mut b = Vec::new();
-        b.put_i64(0);
-        b.put_i32((4 + 1 + 4 + after_crc.len()) as i32);
-        b.put_i32(-1);
-        b.put_i8(2);
-        b.put_u32(crc32c::crc32c(&after_crc));
-        b.extend_from_slice(&after_crc);
-        b
-    }
-
     fn put_varint(buf: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
@@ -264,6 +228,50 @@ pub(crate) mod tests {
             buf.push((z as u8 & 0x7f) | 0x80);
             z >>= 7;
         }
+    }
+    let mut body = Vec::new();
+    for i in 0..n {
+        // record: length, attributes, timestamp delta, offset delta, key
+        // (null), value, header count
+        let mut rec = Vec::new();
+        rec.put_i8(0);
+        put_varint(&mut rec, 0);
+        put_varint(&mut rec, i as i64);
+        put_varint(&mut rec, -1);
+        put_varint(&mut rec, value.len() as i64);
+        rec.extend_from_slice(value);
+        put_varint(&mut rec, 0);
+        put_varint(&mut body, rec.len() as i64);
+        body.extend_from_slice(&rec);
+    }
+    let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+    let mut after_crc = Vec::new();
+    after_crc.put_i16(0);
+    after_crc.put_i32(n - 1);
+    after_crc.put_i64(ts);
+    after_crc.put_i64(ts);
+    after_crc.put_i64(pid);
+    after_crc.put_i16(epoch);
+    after_crc.put_i32(seq);
+    after_crc.put_i32(n);
+    after_crc.extend_from_slice(&body);
+    let mut b = Vec::new();
+    b.put_i64(0);
+    b.put_i32((4 + 1 + 4 + after_crc.len()) as i32);
+    b.put_i32(-1);
+    b.put_i8(2);
+    b.put_u32(crc32c::crc32c(&after_crc));
+    b.extend_from_slice(&after_crc);
+    b
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a minimal valid uncompressed batch with `n` records.
+    pub fn make_batch(n: i32, ts: i64, payload: &[u8]) -> Vec<u8> {
+        simple_batch(n, ts, payload, None)
     }
 
     #[test]

@@ -17,16 +17,26 @@ use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
 /// Default size of one cached block.
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
 
+/// Why a ranged read of an object failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The block could not be fetched (object store or cache failure); a
+    /// later read may succeed.
     #[error("object {path}: {source}")]
-    Store {
+    Unavailable {
         path: String,
         #[source]
-        source: object_store::Error,
+        source: CacheError,
     },
-    #[error("object {path}: cache: {message}")]
-    Cache { path: String, message: String },
+    /// The object is shorter than the index says: damaged metadata or a
+    /// damaged object.
+    #[error("object {path}: block {block} has {got} bytes, expected {expected}")]
+    ShortBlock {
+        path: String,
+        block: u64,
+        got: usize,
+        expected: u64,
+    },
     #[error("object {path}: range {start}..{end} outside object of {size} bytes")]
     Range {
         path: String,
@@ -36,12 +46,18 @@ pub enum ReadError {
     },
 }
 
+/// A block cache could not produce a block: its fetch from object storage
+/// failed, or the cache itself did.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct CacheError(pub String);
+
 pub type Fetch = BoxFuture<'static, Result<Bytes, object_store::Error>>;
 
 /// A cache of object blocks. `get_or_fetch` runs `fetch` on a miss.
 #[async_trait::async_trait]
 pub trait BlockCache: Send + Sync + 'static {
-    async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, String>;
+    async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, CacheError>;
     /// Offers a block that is already in memory (write-through after upload).
     fn insert(&self, key: String, block: Bytes);
     async fn close(&self);
@@ -52,8 +68,8 @@ pub struct NoCache;
 
 #[async_trait::async_trait]
 impl BlockCache for NoCache {
-    async fn get_or_fetch(&self, _key: String, fetch: Fetch) -> Result<Bytes, String> {
-        fetch.await.map_err(|e| e.to_string())
+    async fn get_or_fetch(&self, _key: String, fetch: Fetch) -> Result<Bytes, CacheError> {
+        fetch.await.map_err(|e| CacheError(e.to_string()))
     }
     fn insert(&self, _key: String, _block: Bytes) {}
     async fn close(&self) {}
@@ -65,12 +81,18 @@ pub struct FoyerCache {
 }
 
 impl FoyerCache {
-    pub async fn open(dir: &Path, memory_bytes: usize, disk_bytes: usize) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cache dir {}: {e}", dir.display()))?;
+    pub async fn open(
+        dir: &Path,
+        memory_bytes: usize,
+        disk_bytes: usize,
+    ) -> Result<Self, CacheError> {
+        let err =
+            |e: &dyn std::fmt::Display| CacheError(format!("cache dir {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         let device = FsDeviceBuilder::new(dir)
             .with_capacity(disk_bytes)
             .build()
-            .map_err(|e| format!("cache dir {}: {e}", dir.display()))?;
+            .map_err(|e| err(&e))?;
         let inner = HybridCacheBuilder::new()
             .with_name("silt-blocks")
             .memory(memory_bytes)
@@ -79,19 +101,19 @@ impl FoyerCache {
             .with_engine_config(BlockEngineConfig::new(device))
             .build()
             .await
-            .map_err(|e| format!("cache dir {}: {e}", dir.display()))?;
+            .map_err(|e| err(&e))?;
         Ok(Self { inner })
     }
 }
 
 #[async_trait::async_trait]
 impl BlockCache for FoyerCache {
-    async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, String> {
+    async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, CacheError> {
         let entry = self
             .inner
             .get_or_fetch(&key, move || fetch)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| CacheError(e.to_string()))?;
         Ok(entry.value().clone())
     }
     fn insert(&self, key: String, block: Bytes) {
@@ -187,18 +209,16 @@ impl ObjectReader {
             .cache
             .get_or_fetch(Self::key(path, block), fetch)
             .await
-            .map_err(|message| ReadError::Cache {
+            .map_err(|source| ReadError::Unavailable {
                 path: path.to_string(),
-                message,
+                source,
             })?;
         if bytes.len() as u64 != end - start {
-            return Err(ReadError::Cache {
+            return Err(ReadError::ShortBlock {
                 path: path.to_string(),
-                message: format!(
-                    "block {block} has {} bytes, expected {}",
-                    bytes.len(),
-                    end - start
-                ),
+                block,
+                got: bytes.len(),
+                expected: end - start,
             });
         }
         Ok(bytes)

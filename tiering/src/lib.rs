@@ -6,4 +6,4 @@ pub mod cache;
 pub mod segment;
 pub mod store;
 
-pub use cache::{BlockCache, FoyerCache, NoCache, ObjectReader};
+pub use cache::{BlockCache, CacheError, FoyerCache, NoCache, ObjectReader, ReadError};

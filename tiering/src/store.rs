@@ -1,5 +1,6 @@
-//! Object store wrappers: request counting for metrics, and fault
-//! injection for tests. Both wrap any `Arc<dyn ObjectStore>`.
+//! Object store wrappers, each around any `Arc<dyn ObjectStore>`: retries
+//! of failed requests, request counting for metrics, and fault injection
+//! for tests. The write and read paths never retry or count themselves.
 
 use std::{
     fmt,
@@ -186,6 +187,162 @@ impl ObjectStore for Instrumented {
     }
 }
 
+/// How a [`Retrying`] store retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; each later wait is four times longer.
+    pub backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Retries PUTs and GETs that failed for a reason that may pass (not a
+/// missing key, a failed precondition or a denied request).
+///
+/// A create-only PUT whose first attempt failed may still have written
+/// the object (the answer was lost). Object keys silt writes are unique to
+/// their writer, so when a retry finds the key taken and the object there
+/// has the payload's size, the earlier attempt wrote it: the PUT succeeded.
+#[derive(Debug)]
+pub struct Retrying {
+    inner: Arc<dyn ObjectStore>,
+    config: RetryConfig,
+}
+
+impl Retrying {
+    pub fn new(inner: Arc<dyn ObjectStore>, config: RetryConfig) -> Self {
+        Self { inner, config }
+    }
+
+    fn retriable(e: &object_store::Error) -> bool {
+        !matches!(
+            e,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotModified { .. }
+                | object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::InvalidPath { .. }
+                | object_store::Error::UnknownConfigurationKey { .. }
+        )
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        let wait = self.config.backoff * 4u32.saturating_pow(attempt.saturating_sub(1));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl fmt::Display for Retrying {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Retrying({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Retrying {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let create_only = matches!(opts.mode, object_store::PutMode::Create);
+        let size = payload.content_length() as u64;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .inner
+                .put_opts(location, payload.clone(), opts.clone())
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(object_store::Error::AlreadyExists { path, source })
+                    if create_only && attempt > 1 =>
+                {
+                    let head = self
+                        .inner
+                        .get_opts(
+                            location,
+                            GetOptions {
+                                head: true,
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                    return match head {
+                        Ok(found) if found.meta.size == size => Ok(PutResult {
+                            e_tag: found.meta.e_tag,
+                            version: found.meta.version,
+                            extensions: Default::default(),
+                        }),
+                        _ => Err(object_store::Error::AlreadyExists { path, source }),
+                    };
+                }
+                Err(e) if Self::retriable(&e) && attempt < self.config.attempts => {
+                    tracing::warn!(object = %location, attempt, error = %e, "object-store PUT failed, retrying");
+                    self.backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.inner.get_opts(location, options.clone()).await {
+                Err(e) if Self::retriable(&e) && attempt < self.config.attempts => {
+                    tracing::debug!(object = %location, attempt, error = %e, "object-store GET failed, retrying");
+                    self.backoff(attempt).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
 /// Which requests a [`Faulty`] store disturbs, and how.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultConfig {
@@ -318,7 +475,73 @@ impl ObjectStore for Faulty {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::{memory::InMemory, ObjectStoreExt};
+    use object_store::{memory::InMemory, ObjectStoreExt, PutMode};
+
+    #[tokio::test]
+    async fn retries_and_settles_lost_create_answers() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        // Every PUT fails half the time, half of those after writing.
+        let faulty: Arc<dyn ObjectStore> = Arc::new(Faulty::new(
+            inner.clone(),
+            FaultConfig {
+                put_error_rate: 0.5,
+                seed: 7,
+                ..Default::default()
+            },
+        ));
+        let counted = Arc::new(Instrumented::new(faulty));
+        let counters = counted.counters.clone();
+        let store = Retrying::new(
+            counted,
+            RetryConfig {
+                attempts: 8,
+                backoff: Duration::from_millis(1),
+            },
+        );
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        for i in 0..100 {
+            let path = Path::from(format!("seg/{i}"));
+            let body = PutPayload::from(vec![i as u8; 10 + i]);
+            store
+                .put_opts(&path, body, create())
+                .await
+                .unwrap_or_else(|e| panic!("put {i}: {e}"));
+            let got = inner.get(&path).await.unwrap().bytes().await.unwrap();
+            assert_eq!(got.len(), 10 + i);
+        }
+        assert!(
+            counters.puts.load(Ordering::Relaxed) > 120,
+            "failed attempts were retried"
+        );
+        // A key taken by another object is still an error.
+        inner
+            .put(&Path::from("taken"), PutPayload::from_static(b"other"))
+            .await
+            .unwrap();
+        let mut refused = 0;
+        for _ in 0..20 {
+            let r = store
+                .put_opts(
+                    &Path::from("taken"),
+                    PutPayload::from_static(b"mine, longer"),
+                    create(),
+                )
+                .await;
+            match r {
+                Err(object_store::Error::AlreadyExists { .. }) => refused += 1,
+                Err(e) => panic!("unexpected {e}"),
+                Ok(_) => panic!("a create-only PUT replaced another object"),
+            }
+        }
+        assert_eq!(refused, 20);
+        // Missing keys are not retried.
+        let before = counters.gets.load(Ordering::Relaxed);
+        assert!(store.get(&Path::from("missing")).await.is_err());
+        assert_eq!(counters.gets.load(Ordering::Relaxed), before + 1);
+    }
 
     #[tokio::test]
     async fn counts_and_injects() {

@@ -4,8 +4,6 @@
 //! survive the coordinator moving to another agent; membership does not,
 //! and members simply rejoin.
 
-pub mod offsets;
-
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -16,18 +14,57 @@ use bytes::Bytes;
 use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Kafka's error codes for the group protocol.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
+use crate::error::{Classify, ErrorKind};
+
+/// Why the group protocol refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("this agent is not the group's coordinator")]
+    NotCoordinator,
+    #[error("the group's offsets are unavailable")]
+    CoordinatorUnavailable,
+    #[error("the generation is not the group's current one")]
+    IllegalGeneration,
+    #[error("the member's protocols do not match the group's")]
+    InconsistentGroupProtocol,
+    #[error("unknown member id")]
+    UnknownMemberId,
+    #[error("session timeout outside the allowed range")]
+    InvalidSessionTimeout,
+    #[error("the group is rebalancing")]
+    RebalanceInProgress,
+    #[error("a newer instance with this group.instance.id joined")]
+    FencedInstanceId,
+    #[error("the group does not exist")]
+    GroupIdNotFound,
+    #[error("the group still has members")]
+    NonEmptyGroup,
+    #[error("the group is subscribed to the topic")]
+    SubscribedToTopic,
 }
-use codes::*;
+
+impl Classify for GroupError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GroupError::NotCoordinator => ErrorKind::NotCoordinator,
+            GroupError::CoordinatorUnavailable => ErrorKind::CoordinatorUnavailable,
+            GroupError::IllegalGeneration => ErrorKind::IllegalGeneration,
+            GroupError::InconsistentGroupProtocol => ErrorKind::InconsistentGroupProtocol,
+            GroupError::UnknownMemberId => ErrorKind::UnknownMemberId,
+            GroupError::InvalidSessionTimeout => ErrorKind::InvalidSessionTimeout,
+            GroupError::RebalanceInProgress => ErrorKind::RebalanceInProgress,
+            GroupError::FencedInstanceId => ErrorKind::FencedInstanceId,
+            GroupError::GroupIdNotFound => ErrorKind::GroupIdNotFound,
+            GroupError::NonEmptyGroup => ErrorKind::NonEmptyGroup,
+            GroupError::SubscribedToTopic => ErrorKind::GroupSubscribedToTopic,
+        }
+    }
+}
+
+/// The code of a group operation's result (0 for success).
+pub fn result_code(r: Result<(), GroupError>) -> i16 {
+    r.err().map_or(0, |e| e.code())
+}
 
 /// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
 const MIN_SESSION: Duration = Duration::from_secs(6);
@@ -57,7 +94,7 @@ impl State {
 
 #[derive(Debug, Clone, Default)]
 pub struct JoinResult {
-    pub error: i16,
+    pub error: Option<GroupError>,
     pub generation: i32,
     pub protocol_type: Option<String>,
     pub protocol: Option<String>,
@@ -69,7 +106,7 @@ pub struct JoinResult {
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncResult {
-    pub error: i16,
+    pub error: Option<GroupError>,
     pub protocol_type: Option<String>,
     pub protocol: Option<String>,
     pub assignment: Bytes,
@@ -151,7 +188,7 @@ impl Group {
         for m in self.members.values_mut() {
             if let Some(w) = m.sync_waiter.take() {
                 let _ = w.send(SyncResult {
-                    error: REBALANCE_IN_PROGRESS,
+                    error: Some(GroupError::RebalanceInProgress),
                     ..Default::default()
                 });
             }
@@ -210,7 +247,7 @@ impl Group {
             for (_, m) in std::mem::take(&mut self.members) {
                 if let Some(w) = m.join_waiter {
                     let _ = w.send(JoinResult {
-                        error: INCONSISTENT_GROUP_PROTOCOL,
+                        error: Some(GroupError::InconsistentGroupProtocol),
                         ..Default::default()
                     });
                 }
@@ -239,7 +276,7 @@ impl Group {
             m.last_seen = now;
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult {
-                    error: NONE,
+                    error: None,
                     generation: self.generation,
                     protocol_type: self.protocol_type.clone(),
                     protocol: Some(protocol.clone()),
@@ -257,7 +294,7 @@ impl Group {
 
     fn current(&self, member_id: &str) -> JoinResult {
         JoinResult {
-            error: NONE,
+            error: None,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol: self.protocol.clone(),
@@ -271,7 +308,7 @@ impl Group {
         if let Some(mut m) = self.members.remove(member_id) {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult {
-                    error: UNKNOWN_MEMBER_ID,
+                    error: Some(GroupError::UnknownMemberId),
                     ..Default::default()
                 });
             }
@@ -292,7 +329,12 @@ impl Group {
     }
 
     /// Checks a member and generation for Sync/Heartbeat/OffsetCommit.
-    fn check(&self, member_id: &str, generation: i32, instance_id: Option<&str>) -> i16 {
+    fn check(
+        &self,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
         let Some(m) = self.members.get(member_id) else {
             // A static member replaced by a newer instance is fenced.
             if let Some(i) = instance_id {
@@ -301,18 +343,18 @@ impl Group {
                     .values()
                     .any(|m| m.instance_id.as_deref() == Some(i))
                 {
-                    return FENCED_INSTANCE_ID;
+                    return Err(GroupError::FencedInstanceId);
                 }
             }
-            return UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         };
         if instance_id.is_some() && m.instance_id.as_deref() != instance_id {
-            return FENCED_INSTANCE_ID;
+            return Err(GroupError::FencedInstanceId);
         }
         if generation != self.generation {
-            return ILLEGAL_GENERATION;
+            return Err(GroupError::IllegalGeneration);
         }
-        NONE
+        Ok(())
     }
 }
 
@@ -388,15 +430,15 @@ impl Groups {
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
         let fail = |error| JoinResult {
-            error,
+            error: Some(error),
             member_id: req.member_id.clone(),
             ..Default::default()
         };
         if req.session_timeout < MIN_SESSION || req.session_timeout > MAX_SESSION {
-            return fail(INVALID_SESSION_TIMEOUT);
+            return fail(GroupError::InvalidSessionTimeout);
         }
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
-            return fail(INCONSISTENT_GROUP_PROTOCOL);
+            return fail(GroupError::InconsistentGroupProtocol);
         }
         let group = self.group(group_id);
         let rx = {
@@ -405,7 +447,7 @@ impl Groups {
             if g.state != State::Empty
                 && g.protocol_type.as_deref() != Some(req.protocol_type.as_str())
             {
-                return fail(INCONSISTENT_GROUP_PROTOCOL);
+                return fail(GroupError::InconsistentGroupProtocol);
             }
             if !g.members.is_empty()
                 && !req.protocols.iter().any(|(n, _)| {
@@ -414,7 +456,7 @@ impl Groups {
                         .all(|m| m.protocols.iter().any(|(p, _)| p == n))
                 })
             {
-                return fail(INCONSISTENT_GROUP_PROTOCOL);
+                return fail(GroupError::InconsistentGroupProtocol);
             }
             let mut member_id = req.member_id.clone();
             if member_id.is_empty() {
@@ -435,7 +477,7 @@ impl Groups {
                     let mut old = g.members.remove(&prev).expect("found above");
                     if let Some(w) = old.join_waiter.take() {
                         let _ = w.send(JoinResult {
-                            error: FENCED_INSTANCE_ID,
+                            error: Some(GroupError::FencedInstanceId),
                             ..Default::default()
                         });
                     }
@@ -480,7 +522,7 @@ impl Groups {
                 let leader = g.leader.clone();
                 let state = g.state;
                 let Some(m) = g.members.get_mut(&member_id) else {
-                    return fail(UNKNOWN_MEMBER_ID);
+                    return fail(GroupError::UnknownMemberId);
                 };
                 let same = m.protocols == req.protocols;
                 m.protocols = req.protocols.clone();
@@ -517,7 +559,7 @@ impl Groups {
             if let Some(m) = g.members.get_mut(&member_id) {
                 if let Some(old) = m.join_waiter.replace(tx) {
                     let _ = old.send(JoinResult {
-                        error: UNKNOWN_MEMBER_ID,
+                        error: Some(GroupError::UnknownMemberId),
                         ..Default::default()
                     });
                 }
@@ -528,7 +570,7 @@ impl Groups {
             rx
         };
         rx.await.unwrap_or(JoinResult {
-            error: REBALANCE_IN_PROGRESS,
+            error: Some(GroupError::RebalanceInProgress),
             ..Default::default()
         })
     }
@@ -542,16 +584,15 @@ impl Groups {
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
         let fail = |error| SyncResult {
-            error,
+            error: Some(error),
             ..Default::default()
         };
         let Some(group) = self.existing(group_id) else {
-            return fail(UNKNOWN_MEMBER_ID);
+            return fail(GroupError::UnknownMemberId);
         };
         let rx = {
             let mut g = lock(&group);
-            let err = g.check(member_id, generation, instance_id);
-            if err != NONE {
+            if let Err(err) = g.check(member_id, generation, instance_id) {
                 return fail(err);
             }
             let now = Instant::now();
@@ -559,10 +600,12 @@ impl Groups {
                 m.last_seen = now;
             }
             match g.state {
-                State::Empty | State::PreparingRebalance => return fail(REBALANCE_IN_PROGRESS),
+                State::Empty | State::PreparingRebalance => {
+                    return fail(GroupError::RebalanceInProgress)
+                }
                 State::Stable => {
                     return SyncResult {
-                        error: NONE,
+                        error: None,
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol.clone(),
                         assignment: g.members[member_id].assignment.clone(),
@@ -577,7 +620,7 @@ impl Groups {
                     m.assignment = given.remove(id).unwrap_or_default();
                     if let Some(w) = m.sync_waiter.take() {
                         let _ = w.send(SyncResult {
-                            error: NONE,
+                            error: None,
                             protocol_type: pt.clone(),
                             protocol: p.clone(),
                             assignment: m.assignment.clone(),
@@ -586,7 +629,7 @@ impl Groups {
                 }
                 g.state = State::Stable;
                 return SyncResult {
-                    error: NONE,
+                    error: None,
                     protocol_type: pt,
                     protocol: p,
                     assignment: g.members[member_id].assignment.clone(),
@@ -599,7 +642,7 @@ impl Groups {
             rx
         };
         rx.await.unwrap_or(SyncResult {
-            error: REBALANCE_IN_PROGRESS,
+            error: Some(GroupError::RebalanceInProgress),
             ..Default::default()
         })
     }
@@ -610,30 +653,31 @@ impl Groups {
         member_id: &str,
         generation: i32,
         instance_id: Option<&str>,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let Some(group) = self.existing(group_id) else {
-            return UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         };
         let mut g = lock(&group);
-        let err = g.check(member_id, generation, instance_id);
-        if err != NONE {
-            return err;
-        }
+        g.check(member_id, generation, instance_id)?;
         if let Some(m) = g.members.get_mut(member_id) {
             m.last_seen = Instant::now();
         }
         match g.state {
-            State::PreparingRebalance => REBALANCE_IN_PROGRESS,
-            State::Empty => UNKNOWN_MEMBER_ID,
-            _ => NONE,
+            State::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            State::Empty => Err(GroupError::UnknownMemberId),
+            _ => Ok(()),
         }
     }
 
     /// Removes members (by member id, or by instance id when the member id
-    /// is empty). Returns an error code per member.
-    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<i16> {
+    /// is empty). Returns a result per member.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<Result<(), GroupError>> {
         let Some(group) = self.existing(group_id) else {
-            return vec![UNKNOWN_MEMBER_ID; members.len()];
+            return vec![Err(GroupError::UnknownMemberId); members.len()];
         };
         let mut g = lock(&group);
         let now = Instant::now();
@@ -653,12 +697,12 @@ impl Groups {
                 match id {
                     Some(id) if g.members.contains_key(&id) => {
                         if instance.is_some() && g.members[&id].instance_id != *instance {
-                            return FENCED_INSTANCE_ID;
+                            return Err(GroupError::FencedInstanceId);
                         }
                         g.remove(&id, now);
-                        NONE
+                        Ok(())
                     }
-                    _ => UNKNOWN_MEMBER_ID,
+                    _ => Err(GroupError::UnknownMemberId),
                 }
             })
             .collect()
@@ -673,37 +717,34 @@ impl Groups {
         member_id: &str,
         generation: i32,
         instance_id: Option<&str>,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let Some(group) = self.existing(group_id) else {
             return if generation < 0 {
-                NONE
+                Ok(())
             } else {
-                UNKNOWN_MEMBER_ID
+                Err(GroupError::UnknownMemberId)
             };
         };
         let mut g = lock(&group);
         if generation < 0 && member_id.is_empty() {
             return if g.members.is_empty() {
-                NONE
+                Ok(())
             } else {
-                UNKNOWN_MEMBER_ID
+                Err(GroupError::UnknownMemberId)
             };
         }
-        let err = g.check(member_id, generation, instance_id);
-        if err != NONE {
-            return err;
-        }
+        g.check(member_id, generation, instance_id)?;
         // As Kafka: a member of the current generation may still commit
         // while the group prepares a rebalance (consumers commit what they
         // processed before giving partitions up); only while assignments
         // are being handed out is it told to wait.
         if g.state == State::CompletingRebalance {
-            return REBALANCE_IN_PROGRESS;
+            return Err(GroupError::RebalanceInProgress);
         }
         if let Some(m) = g.members.get_mut(member_id) {
             m.last_seen = Instant::now();
         }
-        NONE
+        Ok(())
     }
 
     pub fn describe(&self, group_id: &str) -> Option<Described> {
@@ -783,13 +824,13 @@ impl Groups {
             for m in g.members.values_mut() {
                 if let Some(w) = m.join_waiter.take() {
                     let _ = w.send(JoinResult {
-                        error: NOT_COORDINATOR,
+                        error: Some(GroupError::NotCoordinator),
                         ..Default::default()
                     });
                 }
                 if let Some(w) = m.sync_waiter.take() {
                     let _ = w.send(SyncResult {
-                        error: NOT_COORDINATOR,
+                        error: Some(GroupError::NotCoordinator),
                         ..Default::default()
                     });
                 }
@@ -824,7 +865,7 @@ mod tests {
         let g2 = groups.clone();
         let b = tokio::spawn(async move { g2.join("g", join_req("", "range")).await });
         let (a, b) = (a.await.unwrap(), b.await.unwrap());
-        assert_eq!((a.error, b.error), (NONE, NONE));
+        assert_eq!((a.error, b.error), (None, None));
         assert_eq!(a.generation, 1);
         assert_eq!(a.leader, b.leader);
         let (leader, follower) = if a.member_id == a.leader {
@@ -848,27 +889,30 @@ mod tests {
             .await;
         assert_eq!(&l.assignment[..], b"L");
         assert_eq!(&f.await.unwrap().assignment[..], b"F");
-        assert_eq!(groups.heartbeat("g", &follower.member_id, 1, None), NONE);
+        assert_eq!(groups.heartbeat("g", &follower.member_id, 1, None), Ok(()));
         assert_eq!(
             groups.heartbeat("g", &follower.member_id, 0, None),
-            ILLEGAL_GENERATION
+            Err(GroupError::IllegalGeneration)
         );
-        assert_eq!(groups.heartbeat("g", "nobody", 1, None), UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            groups.heartbeat("g", "nobody", 1, None),
+            Err(GroupError::UnknownMemberId)
+        );
         // The leader leaves: the follower learns of the rebalance and rejoins alone.
         assert_eq!(
             groups.leave("g", &[(leader.member_id.clone(), None)]),
-            vec![NONE]
+            vec![Ok(())]
         );
         assert_eq!(
             groups.heartbeat("g", &follower.member_id, 1, None),
-            REBALANCE_IN_PROGRESS
+            Err(GroupError::RebalanceInProgress)
         );
         let r = groups
             .join("g", join_req(&follower.member_id, "range"))
             .await;
         assert_eq!(
             (r.error, r.generation, r.leader.clone()),
-            (NONE, 2, follower.member_id.clone())
+            (None, 2, follower.member_id.clone())
         );
         // A silent member is expired after its session timeout.
         tokio::time::sleep(Duration::from_secs(11)).await;
@@ -913,7 +957,7 @@ mod tests {
         let mut again = join_req("", "range");
         again.instance_id = Some(instance.into());
         let r = groups.join("g", again).await;
-        assert_eq!((r.error, r.generation), (NONE, 1), "no rebalance");
+        assert_eq!((r.error, r.generation), (None, 1), "no rebalance");
         let s = groups
             .sync("g", &r.member_id, 1, Some(instance), vec![])
             .await;
@@ -921,7 +965,7 @@ mod tests {
         // The old member id is fenced.
         assert_eq!(
             groups.heartbeat("g", &other.member_id, 1, Some(instance)),
-            FENCED_INSTANCE_ID
+            Err(GroupError::FencedInstanceId)
         );
         timers.abort();
     }

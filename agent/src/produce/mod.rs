@@ -5,6 +5,10 @@
 //!
 //! Uploads run concurrently, but commits happen one at a time in seal
 //! order, so batches sent in order on a connection get increasing offsets.
+//! Retries of failed uploads belong to the object store wrapper
+//! (`silt_tiering::store::Retrying`), not to this pipeline.
+
+mod validate;
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,6 +28,13 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub use validate::{validate, Validated};
+
+use crate::{
+    clock::Clock,
+    error::{Classify, ErrorKind},
+};
+
 /// Batches for one partition of a produce request, already validated.
 pub struct PartitionAppend {
     pub topic: TopicId,
@@ -35,9 +46,23 @@ pub struct PartitionAppend {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AppendError {
-    /// Upload or commit failed; the client should retry.
-    #[error("storage: {0}")]
-    Storage(String),
+    /// The record set does not parse or fails its checksum.
+    #[error("{0}")]
+    Invalid(String),
+    /// Record batches other than magic 2.
+    #[error("{0}")]
+    UnsupportedFormat(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: u32, max: i32 },
+    #[error("transactional batches are not supported")]
+    Transactional,
+    /// The segment upload failed: nothing was committed; retry.
+    #[error("{0}")]
+    Upload(String),
+    /// The commit's outcome is unknown (the metadata store failed or did
+    /// not answer); retry, idempotent producers are deduplicated.
+    #[error("{0}")]
+    Commit(String),
     /// The topic or partition vanished before the commit.
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
@@ -49,6 +74,23 @@ pub enum AppendError {
     InvalidProducerEpoch,
     #[error("agent shutting down")]
     ShuttingDown,
+}
+
+impl Classify for AppendError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AppendError::Invalid(_) => ErrorKind::CorruptRecord,
+            AppendError::UnsupportedFormat(_) => ErrorKind::UnsupportedRecordFormat,
+            AppendError::TooLarge { .. } => ErrorKind::RecordTooLarge,
+            AppendError::Transactional => ErrorKind::TransactionsUnsupported,
+            AppendError::Upload(_) => ErrorKind::StorageUnavailable,
+            AppendError::Commit(_) => ErrorKind::MetadataTimeout,
+            AppendError::UnknownTopicOrPartition => ErrorKind::UnknownTopicOrPartition,
+            AppendError::OutOfOrderSequence => ErrorKind::OutOfOrderSequence,
+            AppendError::InvalidProducerEpoch => ErrorKind::ProducerFenced,
+            AppendError::ShuttingDown => ErrorKind::ShuttingDown,
+        }
+    }
 }
 
 /// The base offset assigned to each partition append, or why it failed.
@@ -75,7 +117,7 @@ struct Sealed {
     append_time: i64,
     chunks: Vec<ChunkMeta>,
     waiters: Vec<Waiter>,
-    upload: Option<JoinHandle<Result<(), String>>>,
+    upload: Option<JoinHandle<Result<(), AppendError>>>,
 }
 
 #[derive(Clone)]
@@ -84,9 +126,16 @@ pub struct ProduceConfig {
     pub flush_bytes: u64,
     pub max_inflight_bytes: u32,
     pub max_concurrent_uploads: usize,
-    /// Test only: fraction of commits answered with an error although they
-    /// succeeded (a lost acknowledgement), with the seed of that sequence.
-    pub commit_ack_loss: (f64, u64),
+}
+
+/// What the pipeline works with.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub store: Arc<dyn ObjectStore>,
+    pub log: Arc<MetaLog>,
+    /// Freshly uploaded segments are offered to the reader's cache.
+    pub reader: ObjectReader,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Cheap handle used by connections to append.
@@ -103,23 +152,21 @@ impl Producer {
     /// await the returned handle to know when.
     pub fn start(
         config: ProduceConfig,
-        store: Arc<dyn ObjectStore>,
-        log: Arc<MetaLog>,
-        reader: ObjectReader,
+        parts: Pipeline,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let (sealed_tx, sealed_rx) = mpsc::channel(config.max_concurrent_uploads);
+        let (sealed_tx, sealed_rx) = mpsc::channel(config.max_concurrent_uploads.max(1));
         let budget = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
+        let log = parts.log.clone();
         let writer = tokio::spawn(segment_writer(
             config.clone(),
             rx,
             sealed_tx,
-            store,
-            reader,
+            parts,
             shutdown,
         ));
-        let committer = tokio::spawn(committer(sealed_rx, log, config.commit_ack_loss));
+        let committer = tokio::spawn(committer(sealed_rx, log));
         let done = tokio::spawn(async move {
             let _ = writer.await;
             let _ = committer.await;
@@ -193,8 +240,7 @@ async fn segment_writer(
     config: ProduceConfig,
     mut rx: mpsc::Receiver<Pending>,
     sealed_tx: mpsc::Sender<Sealed>,
-    store: Arc<dyn ObjectStore>,
-    reader: ObjectReader,
+    parts: Pipeline,
     shutdown: CancellationToken,
 ) {
     let mut builder = SegmentBuilder::new();
@@ -209,7 +255,7 @@ async fn segment_writer(
                 while let Ok(p) = rx.try_recv() {
                     add(&mut builder, &mut waiters, p);
                 }
-                seal(&mut builder, &mut waiters, &sealed_tx, &store, &reader).await;
+                seal(&mut builder, &mut waiters, &sealed_tx, &parts).await;
                 return;
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => true,
@@ -222,14 +268,14 @@ async fn segment_writer(
                     builder.data_len() >= config.flush_bytes
                 }
                 None => {
-                    seal(&mut builder, &mut waiters, &sealed_tx, &store, &reader).await;
+                    seal(&mut builder, &mut waiters, &sealed_tx, &parts).await;
                     return;
                 }
             },
         };
         if seal_now {
             deadline = None;
-            seal(&mut builder, &mut waiters, &sealed_tx, &store, &reader).await;
+            seal(&mut builder, &mut waiters, &sealed_tx, &parts).await;
         }
     }
 }
@@ -256,8 +302,7 @@ async fn seal(
     builder: &mut SegmentBuilder,
     waiters: &mut Vec<Waiter>,
     sealed_tx: &mpsc::Sender<Sealed>,
-    store: &Arc<dyn ObjectStore>,
-    reader: &ObjectReader,
+    parts: &Pipeline,
 ) {
     if builder.is_empty() {
         return;
@@ -265,10 +310,13 @@ async fn seal(
     let (bytes, chunks) = std::mem::take(builder).finish();
     let key = segment_key(ulid::Ulid::new());
     let size = bytes.len() as u64;
-    let upload = tokio::spawn(upload(store.clone(), reader.clone(), key.clone(), bytes));
-    let append_time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let upload = tokio::spawn(upload(
+        parts.store.clone(),
+        parts.reader.clone(),
+        key.clone(),
+        bytes,
+    ));
+    let append_time = parts.clock.now_ms();
     let sealed = Sealed {
         key,
         size,
@@ -290,65 +338,41 @@ async fn seal(
     }
 }
 
+/// One create-only PUT under a key unique to this segment.
 async fn upload(
     store: Arc<dyn ObjectStore>,
     reader: ObjectReader,
     key: String,
     bytes: Bytes,
-) -> Result<(), String> {
-    let path = ObjectPath::from(key.as_str());
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store
-            .put_opts(&path, PutPayload::from(bytes.clone()), opts)
-            .await
-        {
-            Ok(_) => break,
-            // The key is unique to this upload: if it exists, an earlier
-            // attempt whose answer was lost wrote it.
-            Err(object_store::Error::AlreadyExists { .. }) if attempt > 1 => break,
-            Err(e) if attempt < 3 => {
-                tracing::warn!(object = %key, attempt, error = %e, "segment upload failed, retrying");
-                tokio::time::sleep(Duration::from_millis(100 * 4u64.pow(attempt - 1))).await;
-            }
-            Err(e) => return Err(format!("segment {key}: upload failed: {e}")),
-        }
-    }
+) -> Result<(), AppendError> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    store
+        .put_opts(
+            &ObjectPath::from(key.as_str()),
+            PutPayload::from(bytes.clone()),
+            opts,
+        )
+        .await
+        .map_err(|e| AppendError::Upload(format!("segment {key}: upload failed: {e}")))?;
     reader.warm(&key, &bytes);
     Ok(())
 }
 
-async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>, ack_loss: (f64, u64)) {
-    let (loss_rate, mut rng) = (ack_loss.0, ack_loss.1 | 1);
+async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
     while let Some(mut s) = rx.recv().await {
         let started = Instant::now();
         let upload = s.upload.take().expect("sealed segments carry their upload");
-        let mut result = match upload.await {
+        let result = match upload.await {
             Ok(Ok(())) => commit(&log, &s).await,
-            Ok(Err(e)) => Err(AppendError::Storage(e)),
-            Err(e) => Err(AppendError::Storage(format!(
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(AppendError::Upload(format!(
                 "segment {}: upload task: {e}",
                 s.key
             ))),
         };
-        if loss_rate > 0.0 && result.is_ok() {
-            // xorshift64: a reproducible sequence for the seed.
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let roll = (rng >> 11) as f64 / (1u64 << 53) as f64;
-            if roll < loss_rate {
-                result = Err(AppendError::Storage(format!(
-                    "segment {}: injected loss of the commit acknowledgement",
-                    s.key
-                )));
-            }
-        }
         match &result {
             Ok(_) => {
                 tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), ms = started.elapsed().as_millis() as u64, "segment committed")
@@ -448,11 +472,11 @@ async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendEr
     };
     match log.propose(command).await {
         Ok(Outcome::Committed(bases)) => Ok(bases),
-        Ok(other) => Err(AppendError::Storage(format!(
+        Ok(other) => Err(AppendError::Commit(format!(
             "segment {}: unexpected commit outcome {other:?}",
             s.key
         ))),
-        Err(e) => Err(AppendError::Storage(format!(
+        Err(e) => Err(AppendError::Commit(format!(
             "segment {}: commit failed: {e}",
             s.key
         ))),
@@ -460,7 +484,10 @@ async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendEr
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod key_tests {
     use super::*;
 
     #[test]

@@ -1,7 +1,5 @@
 //! Admin APIs: partitions, configs, cluster, records, producer ids.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::{
     messages::{
         alter_configs_response::AlterConfigsResourceResponse,
@@ -19,12 +17,14 @@ use kafka_protocol::{
         OffsetForLeaderEpochResponse, ProducerId,
     },
     protocol::StrBytes,
-    ResponseError,
 };
-use silt_coordinator::{Command, Outcome};
+use silt_coordinator::topic_config::{self, ConfigError};
 
-use super::code;
-use crate::{broker::Broker, topic_config};
+use crate::{
+    broker::Broker,
+    error::{Classify, ErrorKind},
+    topics::TopicError,
+};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -39,59 +39,19 @@ pub async fn create_partitions(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::new();
     for t in req.topics {
-        let name = t.name.0.to_string();
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let current = broker
-            .log
-            .state()
-            .topics
-            .get(&name)
-            .map(|t| t.partitions.len() as i32);
-        let fail = |e: ResponseError, m: String| {
-            r.clone()
-                .with_error_code(code(e))
-                .with_error_message(Some(s(m)))
-        };
-        results.push(match current {
-            None => fail(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic {name} does not exist"),
-            ),
-            Some(n) if t.count <= n => fail(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "topic {name} has {n} partitions; the new count {} must be larger",
-                    t.count
-                ),
-            ),
-            Some(_) if t.count as u32 > silt_coordinator::state::MAX_PARTITIONS => fail(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "at most {} partitions per topic",
-                    silt_coordinator::state::MAX_PARTITIONS
-                ),
-            ),
-            Some(_) if req.validate_only => r,
-            Some(_) => match broker
-                .log
-                .propose(Command::CreatePartitions {
-                    name: name.clone(),
-                    partitions: t.count as u32,
-                })
+        results.push(
+            match broker
+                .topics
+                .create_partitions(t.name.0.as_str(), t.count, req.validate_only)
                 .await
             {
-                Ok(Outcome::PartitionsCreated) => {
-                    tracing::info!(topic = %name, partitions = t.count, "partitions added");
-                    r
-                }
-                Ok(Outcome::Invalid(m)) => fail(ResponseError::InvalidPartitions, m),
-                Ok(_) => fail(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("topic {name} does not exist"),
-                ),
-                Err(e) => fail(ResponseError::RequestTimedOut, e.to_string()),
+                Ok(()) => r,
+                Err(e) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(s(e.to_string()))),
             },
-        });
+        );
     }
     CreatePartitionsResponse::default().with_results(results)
 }
@@ -111,32 +71,22 @@ pub async fn describe_configs(
             .map(|k| k.iter().map(|k| k.to_string()).collect());
         match r.resource_type {
             TOPIC => {
-                let overrides = broker
-                    .log
-                    .state()
-                    .topics
-                    .get(r.resource_name.as_str())
-                    .map(|t| t.config.clone());
-                let Some(overrides) = overrides else {
+                let Some(config) = broker.topics.config(r.resource_name.as_str()) else {
+                    let e = TopicError::NotFound(r.resource_name.to_string());
                     results.push(
-                        out.with_error_code(code(ResponseError::UnknownTopicOrPartition))
-                            .with_error_message(Some(s(format!(
-                                "topic {} does not exist",
-                                r.resource_name
-                            )))),
+                        out.with_error_code(e.code())
+                            .with_error_message(Some(s(e.to_string()))),
                     );
                     continue;
                 };
-                let configs = topic_config::DEFAULTS
-                    .iter()
-                    .filter(|(k, _)| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == k)))
-                    .map(|(k, default)| {
-                        let (value, source) = match overrides.get(*k) {
-                            Some(v) => (v.clone(), 1),        // DYNAMIC_TOPIC_CONFIG
-                            None => (default.to_string(), 5), // DEFAULT_CONFIG
-                        };
+                let configs = config
+                    .describe()
+                    .filter(|(k, _, _)| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == k)))
+                    .map(|(k, value, is_override)| {
+                        // DYNAMIC_TOPIC_CONFIG or DEFAULT_CONFIG
+                        let source = if is_override { 1 } else { 5 };
                         let mut c = DescribeConfigsResourceResult::default()
-                            .with_name(s(*k))
+                            .with_name(s(k))
                             .with_value(Some(s(value)))
                             .with_read_only(false);
                         if version >= 1 {
@@ -149,7 +99,7 @@ pub async fn describe_configs(
             }
             BROKER => results.push(out),
             other => results.push(
-                out.with_error_code(code(ResponseError::InvalidRequest))
+                out.with_error_code(ErrorKind::InvalidRequest.code())
                     .with_error_message(Some(s(format!("resource type {other} is not supported")))),
             ),
         }
@@ -157,45 +107,9 @@ pub async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Applies a new override set to a topic after validating it.
-async fn set_topic_config(
-    broker: &Broker,
-    name: &str,
-    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>,
-    validate_only: bool,
-) -> Result<(), (ResponseError, String)> {
-    let current = broker
-        .log
-        .state()
-        .topics
-        .get(name)
-        .map(|t| t.config.clone());
-    let mut config = current.ok_or((
-        ResponseError::UnknownTopicOrPartition,
-        format!("topic {name} does not exist"),
-    ))?;
-    edit(&mut config).map_err(|m| (ResponseError::InvalidConfig, m))?;
-    for (k, v) in &config {
-        topic_config::validate(k, v).map_err(|m| (ResponseError::InvalidConfig, m))?;
-    }
-    if validate_only {
-        return Ok(());
-    }
-    match broker
-        .log
-        .propose(Command::SetTopicConfig {
-            name: name.to_string(),
-            config,
-        })
-        .await
-    {
-        Ok(Outcome::ConfigSet) => Ok(()),
-        Ok(_) => Err((
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic {name} does not exist"),
-        )),
-        Err(e) => Err((ResponseError::RequestTimedOut, e.to_string())),
-    }
+/// Only topic configs can be altered.
+fn not_a_topic() -> TopicError {
+    TopicError::Unsupported("only topic configs can be altered".to_string())
 }
 
 pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -205,36 +119,36 @@ pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterCo
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let result = if r.resource_type != TOPIC {
-            Err((
-                ResponseError::InvalidRequest,
-                "only topic configs can be altered".to_string(),
-            ))
+            Err(not_a_topic())
         } else {
             let new: Vec<(String, Option<String>)> = r
                 .configs
                 .iter()
                 .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                 .collect();
-            set_topic_config(
-                broker,
-                r.resource_name.as_str(),
-                |config| {
-                    // AlterConfigs replaces the whole override set.
-                    config.clear();
-                    for (k, v) in new {
-                        if let Some(v) = v {
-                            config.insert(k, v);
+            broker
+                .topics
+                .alter_config(
+                    r.resource_name.as_str(),
+                    |config| {
+                        // AlterConfigs replaces the whole override set.
+                        config.clear();
+                        for (k, v) in new {
+                            if let Some(v) = v {
+                                config.insert(k, v);
+                            }
                         }
-                    }
-                    Ok(())
-                },
-                req.validate_only,
-            )
-            .await
+                        Ok(())
+                    },
+                    req.validate_only,
+                )
+                .await
         };
         out.push(match result {
             Ok(()) => resp,
-            Err((e, m)) => resp.with_error_code(code(e)).with_error_message(Some(s(m))),
+            Err(e) => resp
+                .with_error_code(e.code())
+                .with_error_message(Some(s(e.to_string()))),
         });
     }
     AlterConfigsResponse::default().with_responses(out)
@@ -249,57 +163,66 @@ pub async fn incremental_alter_configs(
         let resp = IncrementalResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        let result = if r.resource_type != TOPIC {
-            Err((
-                ResponseError::InvalidRequest,
-                "only topic configs can be altered".to_string(),
-            ))
-        } else {
-            let ops: Vec<(String, i8, Option<String>)> = r
-                .configs
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.to_string(),
-                        c.config_operation,
-                        c.value.as_ref().map(|v| v.to_string()),
-                    )
-                })
-                .collect();
-            set_topic_config(
-                broker,
-                r.resource_name.as_str(),
-                |config| {
-                    for (k, op, v) in ops {
-                        if !topic_config::is_known(&k) {
-                            return Err(topic_config::validate(&k, "").unwrap_err());
-                        }
-                        match (op, v) {
-                            (0, Some(v)) => {
-                                config.insert(k, v);
-                            }
-                            (1, _) => {
-                                config.remove(&k);
-                            }
-                            (2 | 3, _) => {
-                                return Err(format!(
-                                    "{k}: APPEND and SUBTRACT apply to list configs only"
+        let result =
+            if r.resource_type != TOPIC {
+                Err(not_a_topic())
+            } else {
+                let ops: Vec<(String, i8, Option<String>)> = r
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.to_string(),
+                            c.config_operation,
+                            c.value.as_ref().map(|v| v.to_string()),
+                        )
+                    })
+                    .collect();
+                broker
+                    .topics
+                    .alter_config(
+                        r.resource_name.as_str(),
+                        |config| {
+                            let invalid = |name: &str, message: String| ConfigError {
+                                name: name.to_string(),
+                                message,
+                            };
+                            for (k, op, v) in ops {
+                                if !topic_config::is_known(&k) {
+                                    topic_config::validate(&k, "")?;
+                                }
+                                match (op, v) {
+                                    (0, Some(v)) => {
+                                        config.insert(k, v);
+                                    }
+                                    (1, _) => {
+                                        config.remove(&k);
+                                    }
+                                    (2 | 3, _) => {
+                                        return Err(invalid(
+                                    &k,
+                                    format!("{k}: APPEND and SUBTRACT apply to list configs only"),
                                 ));
+                                    }
+                                    (op, _) => {
+                                        return Err(invalid(
+                                            &k,
+                                            format!("{k}: invalid operation {op} or missing value"),
+                                        ))
+                                    }
+                                }
                             }
-                            (op, _) => {
-                                return Err(format!("{k}: invalid operation {op} or missing value"))
-                            }
-                        }
-                    }
-                    Ok(())
-                },
-                req.validate_only,
-            )
-            .await
-        };
+                            Ok(())
+                        },
+                        req.validate_only,
+                    )
+                    .await
+            };
         out.push(match result {
             Ok(()) => resp,
-            Err((e, m)) => resp.with_error_code(code(e)).with_error_message(Some(s(m))),
+            Err(e) => resp
+                .with_error_code(e.code())
+                .with_error_message(Some(s(e.to_string()))),
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(out)
@@ -332,57 +255,17 @@ pub async fn describe_cluster(
 pub async fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::new();
     for t in req.topics {
-        let name = t.name.0.to_string();
         let mut parts = Vec::new();
         for p in t.partitions {
             let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            let hwm = broker
-                .log
-                .state()
-                .topics
-                .get(&name)
-                .and_then(|t| {
-                    usize::try_from(p.partition_index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                })
-                .map(|p| p.high_watermark);
-            let Some(hwm) = hwm else {
-                parts.push(
-                    r.with_low_watermark(-1)
-                        .with_error_code(code(ResponseError::UnknownTopicOrPartition)),
-                );
-                continue;
-            };
-            // -1 means "up to the high watermark".
-            let offset = if p.offset == -1 { hwm } else { p.offset };
-            if offset < 0 || offset > hwm {
-                parts.push(
-                    r.with_low_watermark(-1)
-                        .with_error_code(code(ResponseError::OffsetOutOfRange)),
-                );
-                continue;
-            }
             parts.push(
                 match broker
-                    .log
-                    .propose(Command::DeleteRecords {
-                        name: name.clone(),
-                        partition: p.partition_index,
-                        offset,
-                    })
+                    .topics
+                    .delete_records(t.name.0.as_str(), p.partition_index, p.offset)
                     .await
                 {
-                    Ok(Outcome::RecordsDeleted(low)) => r.with_low_watermark(low),
-                    Ok(Outcome::Invalid(_)) => r
-                        .with_low_watermark(-1)
-                        .with_error_code(code(ResponseError::OffsetOutOfRange)),
-                    Ok(_) => r
-                        .with_low_watermark(-1)
-                        .with_error_code(code(ResponseError::UnknownTopicOrPartition)),
-                    Err(_) => r
-                        .with_low_watermark(-1)
-                        .with_error_code(code(ResponseError::RequestTimedOut)),
+                    Ok(low) => r.with_low_watermark(low),
+                    Err(e) => r.with_low_watermark(-1).with_error_code(e.code()),
                 },
             );
         }
@@ -402,37 +285,27 @@ pub async fn offset_for_leader_epoch(
     broker: &Broker,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let state = broker.log.state();
     OffsetForLeaderEpochResponse::default().with_topics(
         req.topics
             .into_iter()
             .map(|t| {
-                let topic = state.topics.get(t.topic.0.as_str());
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let r = EpochEndOffset::default().with_partition(p.partition);
+                        match broker.read.position(t.topic.0.as_str(), p.partition) {
+                            Ok(part) => r.with_leader_epoch(0).with_end_offset(part.high_watermark),
+                            Err(e) => r
+                                .with_error_code(e.code())
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1),
+                        }
+                    })
+                    .collect();
                 OffsetForLeaderTopicResult::default()
                     .with_topic(t.topic.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                let r = EpochEndOffset::default().with_partition(p.partition);
-                                match topic.and_then(|t| {
-                                    usize::try_from(p.partition)
-                                        .ok()
-                                        .and_then(|i| t.partitions.get(i))
-                                }) {
-                                    Some(part) => {
-                                        r.with_leader_epoch(0).with_end_offset(part.high_watermark)
-                                    }
-                                    None => r
-                                        .with_error_code(code(
-                                            ResponseError::UnknownTopicOrPartition,
-                                        ))
-                                        .with_leader_epoch(-1)
-                                        .with_end_offset(-1),
-                                }
-                            })
-                            .collect(),
-                    )
+                    .with_partitions(partitions)
             })
             .collect(),
     )
@@ -444,7 +317,7 @@ pub async fn init_producer_id(
 ) -> InitProducerIdResponse {
     if req.transactional_id.is_some() {
         return InitProducerIdResponse::default()
-            .with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed))
+            .with_error_code(ErrorKind::TransactionsUnsupported.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
@@ -460,8 +333,9 @@ pub async fn init_producer_id(
             .with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "allocating a producer id failed");
+            // The producer retries FindCoordinator and InitProducerId.
             InitProducerIdResponse::default()
-                .with_error_code(code(ResponseError::CoordinatorNotAvailable))
+                .with_error_code(ErrorKind::CoordinatorUnavailable.code())
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         }

@@ -59,8 +59,6 @@ pub fn handle() -> ApiVersionsResponse {
 /// client can retry with a version both sides speak.
 pub fn unsupported_version_response() -> ApiVersionsResponse {
     ApiVersionsResponse::default()
-        .with_error_code(super::code(
-            kafka_protocol::ResponseError::UnsupportedVersion,
-        ))
+        .with_error_code(kafka_protocol::ResponseError::UnsupportedVersion.code())
         .with_api_keys(api_keys())
 }

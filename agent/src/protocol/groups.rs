@@ -24,21 +24,33 @@ use kafka_protocol::{
         OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
     },
     protocol::StrBytes,
-    ResponseError,
 };
+use silt_coordinator::Committed;
 
-use super::code;
 use crate::{
     broker::Broker,
-    group::{codes, offsets::Committed, JoinRequest},
+    error::{Classify, ErrorKind},
+    group::{result_code, GroupError, JoinRequest},
 };
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-fn group_err(broker: &Broker, group: &str) -> Option<i16> {
-    (!broker.is_group_coordinator(group)).then_some(codes::NOT_COORDINATOR)
+/// NOT_COORDINATOR unless this agent coordinates the group.
+fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
+    if broker.is_group_coordinator(group) {
+        Ok(())
+    } else {
+        Err(GroupError::NotCoordinator)
+    }
+}
+
+fn known_partition(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker
+        .topics
+        .get(topic)
+        .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions)
 }
 
 pub async fn find_coordinator(
@@ -60,7 +72,7 @@ pub async fn find_coordinator(
                 // at once instead of retrying until its timeout.
                 return c
                     .with_node_id(BrokerId(-1))
-                    .with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed))
+                    .with_error_code(ErrorKind::TransactionsUnsupported.code())
                     .with_error_message(Some(s("transactions are not supported by silt yet")));
             }
             let a = broker.group_coordinator(&key);
@@ -89,9 +101,9 @@ pub async fn join(
     host: &str,
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
-    if let Some(e) = group_err(broker, &group) {
+    if let Err(e) = coordinating(broker, &group) {
         return JoinGroupResponse::default()
-            .with_error_code(e)
+            .with_error_code(e.code())
             .with_member_id(req.member_id);
     }
     let rebalance = if version >= 1 {
@@ -120,8 +132,8 @@ pub async fn join(
         )
         .await;
     let mut resp = JoinGroupResponse::default()
-        .with_error_code(r.error)
-        .with_generation_id(if r.error == 0 { r.generation } else { -1 })
+        .with_error_code(r.error.map_or(0, |e| e.code()))
+        .with_generation_id(if r.error.is_none() { r.generation } else { -1 })
         .with_protocol_name(r.protocol.map(s))
         .with_leader(s(r.leader))
         .with_member_id(s(r.member_id))
@@ -144,8 +156,8 @@ pub async fn join(
 
 pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
-    if let Some(e) = group_err(broker, &group) {
-        return SyncGroupResponse::default().with_error_code(e);
+    if let Err(e) = coordinating(broker, &group) {
+        return SyncGroupResponse::default().with_error_code(e.code());
     }
     let r = broker
         .groups
@@ -161,7 +173,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncG
         )
         .await;
     let mut resp = SyncGroupResponse::default()
-        .with_error_code(r.error)
+        .with_error_code(r.error.map_or(0, |e| e.code()))
         .with_assignment(r.assignment);
     if version >= 5 {
         resp = resp
@@ -173,7 +185,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncG
 
 pub async fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
-    let e = group_err(broker, &group).unwrap_or_else(|| {
+    let r = coordinating(broker, &group).and_then(|()| {
         broker.groups.heartbeat(
             &group,
             &req.member_id,
@@ -181,19 +193,19 @@ pub async fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatRespo
             req.group_instance_id.as_deref(),
         )
     });
-    HeartbeatResponse::default().with_error_code(e)
+    HeartbeatResponse::default().with_error_code(result_code(r))
 }
 
 pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
-    if let Some(e) = group_err(broker, &group) {
-        return LeaveGroupResponse::default().with_error_code(e);
+    if let Err(e) = coordinating(broker, &group) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
     }
     if version < 3 {
-        let e = broker
+        let r = broker
             .groups
             .leave(&group, &[(req.member_id.to_string(), None)])[0];
-        return LeaveGroupResponse::default().with_error_code(e);
+        return LeaveGroupResponse::default().with_error_code(result_code(r));
     }
     let members: Vec<(String, Option<String>)> = req
         .members
@@ -214,7 +226,7 @@ pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
                 MemberResponse::default()
                     .with_member_id(m.member_id)
                     .with_group_instance_id(m.group_instance_id)
-                    .with_error_code(e)
+                    .with_error_code(result_code(e))
             })
             .collect(),
     )
@@ -222,7 +234,7 @@ pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
 
 pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let mut err = group_err(broker, &group).unwrap_or_else(|| {
+    let mut checked = coordinating(broker, &group).and_then(|()| {
         broker.groups.check_commit(
             &group,
             &req.member_id,
@@ -230,63 +242,58 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             req.group_instance_id.as_deref(),
         )
     });
-    let mut offsets = Vec::new();
-    if err == 0 {
-        let state = broker.log.state();
-        for t in &req.topics {
-            for p in &t.partitions {
-                let exists = state.topics.get(t.name.0.as_str()).is_some_and(|topic| {
-                    p.partition_index >= 0 && (p.partition_index as usize) < topic.partitions.len()
-                });
-                if exists {
-                    offsets.push((
-                        t.name.0.to_string(),
-                        p.partition_index,
-                        Committed {
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                        },
-                    ));
-                }
-            }
-        }
-    }
-    if err == 0 {
+    if checked.is_ok() {
+        let offsets: Vec<_> = req
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .filter(|(t, p)| known_partition(broker, t.name.0.as_str(), p.partition_index))
+            .map(|(t, p)| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    },
+                )
+            })
+            .collect();
         if let Err(e) = broker.offsets.commit(&group, &offsets).await {
             tracing::warn!(group = %group, error = %e, "committing offsets failed");
-            err = code(ResponseError::CoordinatorNotAvailable);
+            checked = Err(GroupError::CoordinatorUnavailable);
         }
     }
-    let state = broker.log.state();
     OffsetCommitResponse::default().with_topics(
         req.topics
             .into_iter()
             .map(|t| {
-                let topic = state.topics.get(t.name.0.as_str());
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let code = match checked {
+                            Err(e) => e.code(),
+                            Ok(())
+                                if known_partition(
+                                    broker,
+                                    t.name.0.as_str(),
+                                    p.partition_index,
+                                ) =>
+                            {
+                                0
+                            }
+                            Ok(()) => ErrorKind::UnknownTopicOrPartition.code(),
+                        };
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
                 OffsetCommitResponseTopic::default()
                     .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                let known = topic.is_some_and(|topic| {
-                                    p.partition_index >= 0
-                                        && (p.partition_index as usize) < topic.partitions.len()
-                                });
-                                let e = if err != 0 {
-                                    err
-                                } else if known {
-                                    0
-                                } else {
-                                    code(ResponseError::UnknownTopicOrPartition)
-                                };
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(e)
-                            })
-                            .collect(),
-                    )
+                    .with_partitions(partitions)
             })
             .collect(),
     )
@@ -299,15 +306,13 @@ async fn fetch_group(
     broker: &Broker,
     group: &str,
     wanted: Wanted,
-) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, i16> {
-    if let Some(e) = group_err(broker, group) {
-        return Err(e);
-    }
+) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, GroupError> {
+    coordinating(broker, group)?;
     let committed = broker
         .offsets
         .fetch(group)
         .await
-        .map_err(|_| code(ResponseError::CoordinatorNotAvailable))?;
+        .map_err(|_| GroupError::CoordinatorUnavailable)?;
     let answer = |c: Option<&Committed>, p: i32| match c {
         Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone()),
         None => (p, -1, -1, None),
@@ -350,7 +355,7 @@ pub async fn offset_fetch(
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             groups.push(
                 match fetch_group(broker, g.group_id.0.as_str(), wanted).await {
-                    Err(e) => group.with_error_code(e),
+                    Err(e) => group.with_error_code(e.code()),
                     Ok(topics) => group.with_topics(
                         topics
                             .into_iter()
@@ -383,7 +388,9 @@ pub async fn offset_fetch(
             .collect()
     });
     match fetch_group(broker, req.group_id.0.as_str(), wanted).await {
-        Err(e) => OffsetFetchResponse::default().with_error_code(if version >= 2 { e } else { 0 }),
+        Err(e) => {
+            OffsetFetchResponse::default().with_error_code(if version >= 2 { e.code() } else { 0 })
+        }
         Ok(topics) => OffsetFetchResponse::default().with_topics(
             topics
                 .into_iter()
@@ -451,8 +458,8 @@ pub async fn describe_groups(
     for g in req.groups {
         let id = g.0.to_string();
         let d = DescribedGroup::default().with_group_id(g);
-        if let Some(e) = group_err(broker, &id) {
-            out.push(d.with_error_code(e));
+        if let Err(e) = coordinating(broker, &id) {
+            out.push(d.with_error_code(e.code()));
             continue;
         }
         let described = broker.groups.describe(&id);
@@ -504,10 +511,10 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
     for g in req.groups_names {
         let id = g.0.to_string();
         let r = DeletableGroupResult::default().with_group_id(g);
-        let e = if let Some(e) = group_err(broker, &id) {
-            e
+        let r2 = if let Err(e) = coordinating(broker, &id) {
+            Err(e)
         } else if broker.groups.has_members(&id) {
-            code(ResponseError::NonEmptyGroup)
+            Err(GroupError::NonEmptyGroup)
         } else {
             let exists = broker.groups.describe(&id).is_some()
                 || broker
@@ -517,26 +524,26 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
                     .map(|o| !o.is_empty())
                     .unwrap_or(false);
             if !exists {
-                code(ResponseError::GroupIdNotFound)
+                Err(GroupError::GroupIdNotFound)
             } else {
                 match broker.offsets.delete_group(&id).await {
                     Ok(()) => {
                         broker.groups.forget(&id);
-                        0
+                        Ok(())
                     }
-                    Err(_) => code(ResponseError::CoordinatorNotAvailable),
+                    Err(_) => Err(GroupError::CoordinatorUnavailable),
                 }
             }
         };
-        results.push(r.with_error_code(e));
+        results.push(r.with_error_code(result_code(r2)));
     }
     DeleteGroupsResponse::default().with_results(results)
 }
 
 pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
-    if let Some(e) = group_err(broker, &group) {
-        return OffsetDeleteResponse::default().with_error_code(e);
+    if let Err(e) = coordinating(broker, &group) {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     // Offsets of a group with live members may still be in use.
     let busy = broker.groups.has_members(&group);
@@ -550,11 +557,11 @@ pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetD
         if let Err(e) = broker.offsets.delete(&group, &targets).await {
             tracing::warn!(group = %group, error = %e, "deleting offsets failed");
             return OffsetDeleteResponse::default()
-                .with_error_code(code(ResponseError::CoordinatorNotAvailable));
+                .with_error_code(GroupError::CoordinatorUnavailable.code());
         }
     }
     let pe = if busy {
-        code(ResponseError::GroupSubscribedToTopic)
+        GroupError::SubscribedToTopic.code()
     } else {
         0
     };

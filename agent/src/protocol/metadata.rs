@@ -6,14 +6,17 @@ use kafka_protocol::{
         BrokerId, MetadataRequest, MetadataResponse, TopicName,
     },
     protocol::StrBytes,
-    ResponseError,
+};
+use silt_coordinator::{
+    membership::{client_zone, rendezvous},
+    AgentInfo,
 };
 use uuid::Uuid;
 
-use super::code;
 use crate::{
-    broker::{validate_topic_name, Broker},
-    membership::{rendezvous, AgentInfo},
+    broker::Broker,
+    error::{Classify, ErrorKind},
+    topics::validate_topic_name,
 };
 
 /// Partitions with their "leader": any agent accepts any write, so the
@@ -47,7 +50,7 @@ pub async fn handle(
     client_id: Option<&str>,
 ) -> MetadataResponse {
     let agents = broker.membership.live();
-    let zone = crate::membership::client_zone(client_id);
+    let zone = client_zone(client_id);
     let brokers = agents
         .iter()
         .map(|a| {
@@ -70,33 +73,31 @@ pub async fn handle(
     };
     let allow_create = version < 4 || req.allow_auto_topic_creation;
     let topics = match requested {
-        None => {
-            let state = broker.log.state();
-            state
-                .topics
-                .values()
-                .map(|t| {
-                    MetadataResponseTopic::default()
-                        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
-                        .with_topic_id(Uuid::from_bytes(t.id.0))
-                        .with_partitions(partitions(&agents, zone, &t.id, t.partitions.len()))
-                })
-                .collect()
-        }
+        None => broker
+            .topics
+            .list()
+            .into_iter()
+            .map(|(name, t)| {
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name))))
+                    .with_topic_id(Uuid::from_bytes(t.id.0))
+                    .with_partitions(partitions(&agents, zone, &t.id, t.partitions))
+            })
+            .collect(),
         Some(names) => {
             let mut out = Vec::with_capacity(names.len());
             for name in names {
                 let topic = MetadataResponseTopic::default()
                     .with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-                if validate_topic_name(&name).is_err() {
-                    out.push(topic.with_error_code(code(ResponseError::InvalidTopicException)));
+                if let Err(e) = validate_topic_name(&name) {
+                    out.push(topic.with_error_code(e.code()));
                     continue;
                 }
-                out.push(match broker.resolve_topic(&name, allow_create).await {
-                    Some((id, n)) => topic
-                        .with_topic_id(Uuid::from_bytes(id.0))
-                        .with_partitions(partitions(&agents, zone, &id, n)),
-                    None => topic.with_error_code(code(ResponseError::UnknownTopicOrPartition)),
+                out.push(match broker.topics.resolve(&name, allow_create).await {
+                    Some(t) => topic
+                        .with_topic_id(Uuid::from_bytes(t.id.0))
+                        .with_partitions(partitions(&agents, zone, &t.id, t.partitions)),
+                    None => topic.with_error_code(ErrorKind::UnknownTopicOrPartition.code()),
                 });
             }
             out

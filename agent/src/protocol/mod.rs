@@ -125,8 +125,3 @@ async fn handle(
         }
     })
 }
-
-/// Error code helper.
-pub(crate) fn code(e: kafka_protocol::ResponseError) -> i16 {
-    e.code()
-}

@@ -4,12 +4,12 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use crate::{
+    keys::Layout,
+    metastore::{KeyRange, MetaError, MetaStore, Txn, TxnOp},
+};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use silt_coordinator::{
-    metastore::{KeyRange, MetaError, Txn, TxnOp},
-    MetaStore,
-};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
@@ -24,40 +24,23 @@ const OPS_PER_TXN: usize = 100;
 
 pub struct OffsetStore {
     store: Arc<dyn MetaStore>,
-    root: String,
-}
-
-/// Group ids are arbitrary strings: escape the characters that structure keys.
-fn escape(group: &str) -> String {
-    let mut out = String::with_capacity(group.len());
-    for c in group.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '/' => out.push_str("%2F"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("%2F", "/").replace("%25", "%")
+    layout: Layout,
 }
 
 impl OffsetStore {
     pub fn new(store: Arc<dyn MetaStore>, cluster: &str) -> Self {
         Self {
             store,
-            root: format!("/silt/{cluster}/groups/"),
+            layout: Layout::new(cluster),
         }
     }
 
     fn prefix(&self, group: &str) -> String {
-        format!("{}{}/offsets/", self.root, escape(group))
+        self.layout.group_offsets(group)
     }
 
     fn key(&self, group: &str, topic: &str, partition: i32) -> String {
-        format!("{}{topic}/{partition:010}", self.prefix(group))
+        self.layout.group_offset(group, topic, partition)
     }
 
     /// Applies `ops` in transactions of at most [`OPS_PER_TXN`] operations.
@@ -138,12 +121,12 @@ impl OffsetStore {
     pub async fn groups(&self) -> Result<Vec<String>, MetaError> {
         let kvs = self
             .store
-            .range(KeyRange::Prefix(self.root.clone()))
+            .range(KeyRange::Prefix(self.layout.groups()))
             .await?
             .kvs;
         let mut groups: Vec<String> = kvs
             .iter()
-            .filter_map(|kv| kv.key[self.root.len()..].split('/').next().map(unescape))
+            .filter_map(|kv| self.layout.group_of(&kv.key))
             .collect();
         groups.dedup();
         Ok(groups)
@@ -153,7 +136,7 @@ impl OffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use silt_coordinator::EmbeddedStore;
+    use crate::EmbeddedStore;
 
     #[tokio::test]
     async fn commit_fetch_delete() {

@@ -13,11 +13,12 @@ use std::{
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use silt_coordinator::{
-    metastore::{Compare, CompareOp, KeyRange, LeaseId, MetaError, Txn, TxnOp},
-    MetaStore,
-};
 use tokio_util::sync::CancellationToken;
+
+use crate::{
+    keys::Layout,
+    metastore::{Compare, CompareOp, KeyRange, LeaseId, MetaError, MetaStore, Txn, TxnOp},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -86,6 +87,7 @@ pub fn client_zone(client_id: Option<&str>) -> Option<&str> {
 pub struct Membership {
     store: Arc<dyn MetaStore>,
     prefix: String,
+    key: String,
     me: AgentInfo,
     ttl: Duration,
     live: RwLock<Vec<AgentInfo>>,
@@ -111,9 +113,11 @@ impl Membership {
         ttl: Duration,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, MembershipError> {
+        let layout = Layout::new(cluster);
         let m = Arc::new(Self {
             store,
-            prefix: format!("/silt/{cluster}/agents/"),
+            prefix: layout.agents(),
+            key: layout.agent(&me.agent_id),
             me,
             ttl,
             live: RwLock::new(Vec::new()),
@@ -137,7 +141,7 @@ impl Membership {
     }
 
     fn key(&self) -> String {
-        format!("{}{}", self.prefix, self.me.agent_id)
+        self.key.clone()
     }
 
     /// Puts our key under a fresh lease. On first start, refuses to take
@@ -189,7 +193,7 @@ impl Membership {
         let beat = (self.ttl / 3).max(Duration::from_millis(200));
         let mut keepalive = tokio::time::interval(beat);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
-        let mut last_ok = tokio::time::Instant::now();
+        let mut last_ok = crate::clock::monotonic_now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -200,7 +204,7 @@ impl Membership {
                 _ = keepalive.tick() => {
                     let lost = match self.store.lease_keep_alive(lease).await {
                         Ok(()) => {
-                            last_ok = tokio::time::Instant::now();
+                            last_ok = crate::clock::monotonic_now();
                             false
                         }
                         Err(MetaError::LeaseNotFound(_)) => true,
@@ -215,7 +219,7 @@ impl Membership {
                         match self.register(false).await {
                             Ok(l) => {
                                 lease = l;
-                                last_ok = tokio::time::Instant::now();
+                                last_ok = crate::clock::monotonic_now();
                             }
                             Err(e) => tracing::warn!(error = %e, "re-registering failed"),
                         }

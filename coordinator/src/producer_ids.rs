@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use silt_coordinator::{
-    metastore::{Compare, CompareOp, MetaError, Txn, TxnOp},
-    MetaStore,
-};
 use tokio::sync::Mutex;
+
+use crate::{
+    keys::Layout,
+    metastore::{Compare, CompareOp, MetaError, MetaStore, Txn, TxnOp},
+};
 
 const BLOCK: i64 = 1000;
 
@@ -23,7 +24,7 @@ impl ProducerIds {
     pub fn new(store: Arc<dyn MetaStore>, cluster: &str) -> Self {
         Self {
             store,
-            key: format!("/silt/{cluster}/producer_ids"),
+            key: Layout::new(cluster).producer_ids(),
             range: Mutex::new((0, 0)),
         }
     }
@@ -74,7 +75,7 @@ impl ProducerIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use silt_coordinator::EmbeddedStore;
+    use crate::EmbeddedStore;
 
     #[tokio::test]
     async fn agents_get_disjoint_ids() {

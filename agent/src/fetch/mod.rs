@@ -1,0 +1,329 @@
+//! The read path: "read partition P from offset O within these limits".
+//!
+//! The index (in the replicated state) says which object ranges hold the
+//! records; the bytes come through the block cache (a miss is one ranged
+//! GET); each batch's base offset (and, for LogAppendTime topics, its
+//! timestamps) is rewritten on the way out, never decompressed. Readers
+//! at the end of a partition wait on that partition alone ([`Waiter`]).
+//! Fetch and ListOffsets use it, and so will every other reader.
+
+use std::{pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use silt_coordinator::{
+    ChunkLocation, MetaLog, PartitionSnapshot, TimestampQuery, TimestampType, TopicId,
+};
+use silt_tiering::{
+    batch::{self, BatchError},
+    ObjectReader, ReadError,
+};
+use tokio::sync::{futures::Notified, Notify};
+
+use crate::error::{Classify, ErrorKind};
+
+/// Index entries looked at by one read of one partition. Each is one
+/// producer flush's worth of the partition; with the byte limits this
+/// bounds the work of a read.
+pub const MAX_CHUNKS_PER_READ: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{topic}-{partition} does not exist")]
+    UnknownTopicOrPartition { topic: String, partition: i32 },
+    #[error("offset {offset} is outside {log_start}..={high_watermark}")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    #[error("timestamp {0} is not a timestamp or a ListOffsets special value")]
+    InvalidTimestamp(i64),
+    #[error(transparent)]
+    Storage(#[from] ReadError),
+    #[error("object {object}: stored records are damaged: {source}")]
+    Corrupt {
+        object: String,
+        #[source]
+        source: BatchError,
+    },
+}
+
+impl Classify for FetchError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FetchError::UnknownTopicOrPartition { .. } => ErrorKind::UnknownTopicOrPartition,
+            FetchError::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
+            FetchError::InvalidTimestamp(_) => ErrorKind::InvalidRequest,
+            FetchError::Storage(e) => e.kind(),
+            FetchError::Corrupt { .. } => ErrorKind::CorruptRecord,
+        }
+    }
+}
+
+/// How much one read may return.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Record bytes at most (whole batches).
+    pub max_bytes: usize,
+    /// Return the first batch even if it alone exceeds `max_bytes`, so a
+    /// consumer can always make progress (Kafka's rule for the first
+    /// partition with data in a response).
+    pub min_one: bool,
+}
+
+/// Records read from a partition, with its position at the time.
+#[derive(Debug, Clone)]
+pub struct Records {
+    /// Whole record batches with their committed offsets.
+    pub bytes: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// What ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Latest,
+    Earliest,
+    MaxTimestamp,
+    /// The first record with a timestamp at or after this one.
+    Timestamp(i64),
+}
+
+impl OffsetQuery {
+    /// Kafka's encoding: -1 latest, -2 earliest, -3 max timestamp, else a
+    /// timestamp.
+    pub fn from_kafka(ts: i64) -> Result<Self, FetchError> {
+        match ts {
+            -1 => Ok(Self::Latest),
+            -2 => Ok(Self::Earliest),
+            -3 => Ok(Self::MaxTimestamp),
+            t if t >= 0 => Ok(Self::Timestamp(t)),
+            t => Err(FetchError::InvalidTimestamp(t)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ReadPath {
+    log: Arc<MetaLog>,
+    reader: ObjectReader,
+}
+
+impl ReadPath {
+    pub fn new(log: Arc<MetaLog>, reader: ObjectReader) -> Self {
+        Self { log, reader }
+    }
+
+    /// The partition's position now.
+    pub fn position(&self, topic: &str, partition: i32) -> Result<PartitionSnapshot, FetchError> {
+        self.log.state().partition(topic, partition).ok_or_else(|| {
+            FetchError::UnknownTopicOrPartition {
+                topic: topic.to_string(),
+                partition,
+            }
+        })
+    }
+
+    /// Reads whole batches from `offset` on within `limits`. A read that
+    /// fails after some batches were read returns those batches; the
+    /// client asks again from where they end.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: Limits,
+    ) -> Result<Records, FetchError> {
+        let (snap, chunks) = {
+            let state = self.log.state();
+            let snap = state.partition(topic, partition).ok_or_else(|| {
+                FetchError::UnknownTopicOrPartition {
+                    topic: topic.to_string(),
+                    partition,
+                }
+            })?;
+            if offset < snap.log_start_offset || offset > snap.high_watermark {
+                return Err(FetchError::OffsetOutOfRange {
+                    offset,
+                    log_start: snap.log_start_offset,
+                    high_watermark: snap.high_watermark,
+                });
+            }
+            let chunks = state.chunks_from(topic, partition, offset, MAX_CHUNKS_PER_READ);
+            (snap, chunks)
+        };
+        let mut out = Vec::new();
+        let mut failure = None;
+        for c in &chunks {
+            if out.len() >= limits.max_bytes && !(out.is_empty() && limits.min_one) {
+                break;
+            }
+            let room = limits.max_bytes.saturating_sub(out.len());
+            let min_one = out.is_empty() && limits.min_one;
+            match self
+                .read_chunk(c, offset, room, min_one, snap.timestamp_type)
+                .await
+            {
+                Ok((bytes, cut)) => {
+                    out.extend_from_slice(&bytes);
+                    if cut {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(topic, partition, object = %c.entry.object, error = %e, "read failed");
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(Records {
+                bytes: Bytes::from(out),
+                high_watermark: snap.high_watermark,
+                log_start_offset: snap.log_start_offset,
+            }),
+        }
+    }
+
+    /// One index entry's batches from `from` on, rewritten; and whether
+    /// the byte limit cut them.
+    async fn read_chunk(
+        &self,
+        c: &ChunkLocation,
+        from: i64,
+        room: usize,
+        min_one: bool,
+        timestamps: TimestampType,
+    ) -> Result<(Vec<u8>, bool), FetchError> {
+        let e = &c.entry;
+        let bytes = self
+            .reader
+            .read(&e.object, c.object_size, e.position..e.position + e.length)
+            .await?;
+        let append_time = (timestamps == TimestampType::LogAppendTime).then_some(e.append_time);
+        let (out, _next, cut) =
+            batch::rewrite_chunk(&bytes, e.base_offset, from, room, min_one, append_time).map_err(
+                |source| FetchError::Corrupt {
+                    object: e.object.clone(),
+                    source,
+                },
+            )?;
+        Ok((out, cut))
+    }
+
+    /// ListOffsets: `(timestamp, offset)` for the query, or `None` when no
+    /// record is at or after the timestamp. Timestamps answer at record
+    /// batch granularity (records are never decompressed).
+    pub async fn offset_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        query: OffsetQuery,
+    ) -> Result<Option<(i64, i64)>, FetchError> {
+        let snap = self.position(topic, partition)?;
+        let wanted = match query {
+            OffsetQuery::Latest => return Ok(Some((-1, snap.high_watermark))),
+            OffsetQuery::Earliest => return Ok(Some((-1, snap.log_start_offset))),
+            OffsetQuery::MaxTimestamp => TimestampQuery::Max,
+            OffsetQuery::Timestamp(t) => TimestampQuery::AtOrAfter(t),
+        };
+        let Some(c) = self
+            .log
+            .state()
+            .chunk_for_timestamp(topic, partition, wanted)
+        else {
+            return Ok(None);
+        };
+        let e = &c.entry;
+        let bytes = self
+            .reader
+            .read(&e.object, c.object_size, e.position..e.position + e.length)
+            .await?;
+        let corrupt = |source| FetchError::Corrupt {
+            object: e.object.clone(),
+            source,
+        };
+        // The first batch whose max timestamp reaches the target holds the
+        // answer; for the max timestamp, the batch holding it.
+        let mut at = 0usize;
+        let mut offset = e.base_offset;
+        let mut best: Option<(i64, i64)> = None;
+        while at < bytes.len() {
+            let h = batch::parse_one(&bytes, at).map_err(corrupt)?;
+            let last = offset + h.last_offset_delta as i64;
+            if last >= snap.log_start_offset {
+                match query {
+                    OffsetQuery::MaxTimestamp
+                        if best.is_none_or(|(bt, _)| h.max_timestamp > bt) =>
+                    {
+                        best = Some((h.max_timestamp, last));
+                    }
+                    OffsetQuery::Timestamp(t) if h.max_timestamp >= t => {
+                        return Ok(Some((h.max_timestamp, offset.max(snap.log_start_offset))));
+                    }
+                    _ => {}
+                }
+            }
+            offset = last + 1;
+            at += h.size as usize;
+        }
+        Ok(best)
+    }
+
+    /// A waiter for changes to these partitions (long polls).
+    pub fn waiter(&self, partitions: impl IntoIterator<Item = (TopicId, i32)>) -> Waiter {
+        Waiter {
+            notifies: partitions
+                .into_iter()
+                .map(|(t, p)| self.log.partition_changes(t, p))
+                .collect(),
+        }
+    }
+
+    /// The topic id of a topic, for [`ReadPath::waiter`].
+    pub fn topic_id(&self, topic: &str) -> Option<TopicId> {
+        self.log.state().topic(topic).map(|t| t.id())
+    }
+}
+
+/// Waits for any of a set of partitions to change.
+pub struct Waiter {
+    notifies: Vec<Arc<Notify>>,
+}
+
+/// Interest registered before a read: a change after [`Waiter::arm`] is
+/// never missed.
+pub struct Armed<'a> {
+    waits: Vec<Pin<Box<Notified<'a>>>>,
+}
+
+impl Waiter {
+    /// Registers interest now; await [`Armed::changed`] after reading.
+    pub fn arm(&self) -> Armed<'_> {
+        let mut waits: Vec<_> = self
+            .notifies
+            .iter()
+            .map(|n| Box::pin(n.notified()))
+            .collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        Armed { waits }
+    }
+}
+
+impl Armed<'_> {
+    /// Resolves once any of the partitions changed since `arm`.
+    pub async fn changed(self) {
+        if self.waits.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        futures::future::select_all(self.waits).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! The read path on in-memory parts: offsets rewritten, byte limits,
+//! LogAppendTime, errors, timestamp lookups and long polls woken per
+//! partition.
+
+use std::time::Duration;
+
+use object_store::{memory::InMemory, ObjectStore};
+use silt_coordinator::EmbeddedStore;
+use silt_tiering::{batch::simple_batch, NoCache};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::{
+    clock::ManualClock,
+    produce::{validate, PartitionAppend, Pipeline, ProduceConfig, Producer},
+    topics::Topics,
+};
+
+struct Rig {
+    read: ReadPath,
+    producer: Producer,
+    topics: Topics,
+    clock: ManualClock,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+async fn rig() -> Rig {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = MetaLog::open(
+        Arc::new(EmbeddedStore::in_memory()),
+        store.clone(),
+        "c",
+        "w",
+    )
+    .await
+    .unwrap();
+    let reader = ObjectReader::new(store.clone(), Arc::new(NoCache), 4096);
+    let clock = ManualClock::new(1_000);
+    let shutdown = CancellationToken::new();
+    let (producer, _done) = Producer::start(
+        ProduceConfig {
+            flush_interval: Duration::from_millis(5),
+            flush_bytes: 1 << 30,
+            max_inflight_bytes: 1 << 24,
+            max_concurrent_uploads: 2,
+        },
+        Pipeline {
+            store,
+            log: log.clone(),
+            reader: reader.clone(),
+            clock: Arc::new(clock.clone()),
+        },
+        shutdown.clone(),
+    );
+    Rig {
+        read: ReadPath::new(log.clone(), reader),
+        producer,
+        topics: Topics::new(log, false, 1),
+        clock,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+impl Rig {
+    async fn topic(&self, name: &str, log_append_time: bool) -> TopicId {
+        let mut config = std::collections::BTreeMap::new();
+        if log_append_time {
+            config.insert("message.timestamp.type".into(), "LogAppendTime".into());
+        }
+        self.topics.create(name, 2, config, false).await.unwrap().id
+    }
+
+    /// Produces one append of `batches` batches of `records` records at
+    /// timestamp `ts`; returns its base offset.
+    async fn produce(
+        &self,
+        topic: TopicId,
+        partition: i32,
+        batches: usize,
+        records: i32,
+        ts: i64,
+    ) -> i64 {
+        let mut data = Vec::new();
+        for _ in 0..batches {
+            data.extend(simple_batch(records, ts, &[7u8; 100], None));
+        }
+        let v = validate(Bytes::from(data), &Default::default()).unwrap();
+        let got = self
+            .producer
+            .submit(vec![PartitionAppend {
+                topic,
+                partition,
+                data: v.data,
+                batches: v.batches,
+                min_timestamp: v.min_timestamp,
+            }])
+            .await
+            .await;
+        got[0].clone().unwrap()
+    }
+}
+
+/// (base offset, record count, max timestamp, attributes) of each batch.
+fn batches(bytes: &[u8]) -> Vec<(i64, u32, i64, i16)> {
+    batch::parse_all(bytes)
+        .unwrap()
+        .into_iter()
+        .scan(0usize, |at, h| {
+            let base = i64::from_be_bytes(bytes[*at..*at + 8].try_into().unwrap());
+            *at += h.size as usize;
+            Some((base, h.record_count(), h.max_timestamp, h.attributes))
+        })
+        .collect()
+}
+
+const ALL: Limits = Limits {
+    max_bytes: usize::MAX,
+    min_one: true,
+};
+
+#[tokio::test]
+async fn reads_rewrite_offsets_and_respect_limits() {
+    let r = rig().await;
+    let t = r.topic("t", false).await;
+    assert_eq!(r.produce(t, 0, 2, 3, 10).await, 0);
+    assert_eq!(r.produce(t, 0, 1, 4, 20).await, 6);
+    assert_eq!(r.produce(t, 1, 1, 1, 30).await, 0);
+
+    let all = r.read.read("t", 0, 0, ALL).await.unwrap();
+    assert_eq!((all.high_watermark, all.log_start_offset), (10, 0));
+    assert_eq!(
+        batches(&all.bytes)
+            .iter()
+            .map(|b| (b.0, b.1))
+            .collect::<Vec<_>>(),
+        vec![(0, 3), (3, 3), (6, 4)]
+    );
+    // The CRC still holds after the rewrite (it does not cover the offset).
+    batch::parse_all(&all.bytes).unwrap();
+
+    // From the middle of a batch: that whole batch and what follows.
+    let mid = r.read.read("t", 0, 4, ALL).await.unwrap();
+    assert_eq!(batches(&mid.bytes)[0].0, 3);
+
+    // A limit below one batch: one batch when it is the first data of the
+    // response, nothing otherwise.
+    let tiny = Limits {
+        max_bytes: 1,
+        min_one: true,
+    };
+    assert_eq!(
+        batches(&r.read.read("t", 0, 0, tiny).await.unwrap().bytes).len(),
+        1
+    );
+    let none = Limits {
+        max_bytes: 0,
+        min_one: false,
+    };
+    assert!(r.read.read("t", 0, 0, none).await.unwrap().bytes.is_empty());
+    // A limit of two batches' bytes.
+    let one_batch = batches(&r.read.read("t", 0, 0, tiny).await.unwrap().bytes);
+    assert_eq!(one_batch.len(), 1);
+    let two = r.read.read("t", 0, 0, tiny).await.unwrap().bytes.len() * 2;
+    let got = r
+        .read
+        .read(
+            "t",
+            0,
+            0,
+            Limits {
+                max_bytes: two,
+                min_one: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(batches(&got.bytes).len(), 2);
+
+    // At the high watermark: nothing, no error.
+    assert!(r.read.read("t", 0, 10, ALL).await.unwrap().bytes.is_empty());
+    // Beyond it, or unknown: errors with their Kafka codes.
+    let e = r.read.read("t", 0, 11, ALL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OffsetOutOfRange);
+    let e = r.read.read("t", 5, 0, ALL).await.unwrap_err();
+    assert_eq!(e.code(), 3);
+    let e = r.read.read("nope", 0, 0, ALL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownTopicOrPartition);
+}
+
+#[tokio::test]
+async fn log_append_time_topics_carry_the_seal_time() {
+    let r = rig().await;
+    let t = r.topic("la", true).await;
+    r.clock.set(1_700_000_000_123);
+    r.produce(t, 0, 1, 2, 5).await;
+    let got = r.read.read("la", 0, 0, ALL).await.unwrap();
+    let b = batches(&got.bytes);
+    assert_eq!(b[0].2, 1_700_000_000_123);
+    assert_ne!(b[0].3 & 0x08, 0, "timestamp type bit set");
+    // CreateTime topics keep the producer's timestamps.
+    let c = r.topic("ct", false).await;
+    r.produce(c, 0, 1, 2, 5).await;
+    let got = r.read.read("ct", 0, 0, ALL).await.unwrap();
+    assert_eq!(batches(&got.bytes)[0].2, 5);
+}
+
+#[tokio::test]
+async fn offsets_for_timestamps() {
+    let r = rig().await;
+    let t = r.topic("ts", false).await;
+    r.produce(t, 0, 1, 2, 100).await; // offsets 0-1
+    r.produce(t, 0, 1, 2, 300).await; // 2-3
+    r.produce(t, 0, 1, 2, 200).await; // 4-5
+    let q = |ts| OffsetQuery::from_kafka(ts).unwrap();
+    let at = |ts| r.read.offset_for("ts", 0, q(ts));
+    assert_eq!(at(-1).await.unwrap(), Some((-1, 6)));
+    assert_eq!(at(-2).await.unwrap(), Some((-1, 0)));
+    assert_eq!(at(150).await.unwrap(), Some((300, 2)));
+    assert_eq!(at(50).await.unwrap(), Some((100, 0)));
+    assert_eq!(at(-3).await.unwrap(), Some((300, 3)));
+    assert_eq!(at(999).await.unwrap(), None);
+    assert_eq!(
+        OffsetQuery::from_kafka(-7).unwrap_err().kind(),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        r.read.offset_for("ts", 9, q(-1)).await.unwrap_err().kind(),
+        ErrorKind::UnknownTopicOrPartition
+    );
+}
+
+#[tokio::test]
+async fn long_polls_wake_for_their_partition_only() {
+    let r = Arc::new(rig().await);
+    let t = r.topic("lp", false).await;
+    let p0 = r.read.waiter([(t, 0)]);
+    let p1 = r.read.waiter([(t, 1)]);
+    let armed0 = p0.arm();
+    let armed1 = p1.arm();
+    // A change before anyone awaits is not missed.
+    r.produce(t, 0, 1, 1, 1).await;
+    tokio::time::timeout(Duration::from_secs(5), armed0.changed())
+        .await
+        .expect("partition 0 changed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), armed1.changed())
+            .await
+            .is_err(),
+        "partition 1 did not change"
+    );
+    // A waiter armed before a later append wakes for it.
+    let armed1 = p1.arm();
+    let r2 = r.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r2.produce(t, 1, 1, 1, 1).await
+    });
+    tokio::time::timeout(Duration::from_secs(5), armed1.changed())
+        .await
+        .expect("partition 1 changed");
+    assert_eq!(writer.await.unwrap(), 0);
+    // Deleting the topic wakes every waiter.
+    let armed0 = p0.arm();
+    r.topics.delete("lp").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), armed0.changed())
+        .await
+        .expect("topic deletion wakes readers");
+}
