@@ -1,4 +1,7 @@
-//! A metadata store that loses answers: test configuration only.
+//! Metadata stores that misbehave on purpose: test configuration only.
+//!
+//! [`Pausable`] holds back watch events while paused, as a watch that lags
+//! far behind the store does.
 //!
 //! [`LosesAnswers`] wraps any [`MetaStore`] and, for a seeded fraction of
 //! the transactions that write under a key prefix, performs the write and
@@ -86,6 +89,73 @@ impl MetaStore for LosesAnswers {
     }
     async fn watch(&self, range: KeyRange, start: Revision) -> Result<WatchStream> {
         self.inner.watch(range, start).await
+    }
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.inner.compact(revision).await
+    }
+}
+
+/// Delivers watch events only while not paused; everything else passes
+/// straight through.
+pub struct Pausable {
+    inner: std::sync::Arc<dyn MetaStore>,
+    paused: tokio::sync::watch::Sender<bool>,
+}
+
+impl Pausable {
+    pub fn new(inner: std::sync::Arc<dyn MetaStore>) -> Self {
+        Self {
+            inner,
+            paused: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Holds back watch events from now on (events already delivered stay).
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+}
+
+#[async_trait]
+impl MetaStore for Pausable {
+    async fn range(&self, range: KeyRange) -> Result<RangeResponse> {
+        self.inner.range(range).await
+    }
+    async fn put(&self, key: &str, value: Bytes, lease: Option<LeaseId>) -> Result<Revision> {
+        self.inner.put(key, value, lease).await
+    }
+    async fn delete(&self, range: KeyRange) -> Result<(u64, Revision)> {
+        self.inner.delete(range).await
+    }
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        self.inner.txn(txn).await
+    }
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId> {
+        self.inner.lease_grant(ttl).await
+    }
+    async fn lease_keep_alive(&self, lease: LeaseId) -> Result<()> {
+        self.inner.lease_keep_alive(lease).await
+    }
+    async fn lease_revoke(&self, lease: LeaseId) -> Result<()> {
+        self.inner.lease_revoke(lease).await
+    }
+    async fn watch(&self, range: KeyRange, start: Revision) -> Result<WatchStream> {
+        use futures::StreamExt;
+        let inner = self.inner.watch(range, start).await?;
+        let paused = self.paused.subscribe();
+        Ok(inner
+            .then(move |item| {
+                let mut paused = paused.clone();
+                async move {
+                    let _ = paused.wait_for(|p| !*p).await;
+                    item
+                }
+            })
+            .boxed())
     }
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.inner.compact(revision).await

@@ -44,6 +44,8 @@ pub enum LogError {
 
 /// How long a writer waits to see its own record applied.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lease of the checkpoint lock; kept alive while a checkpoint runs.
+const CHECKPOINT_LOCK_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct CheckpointPointer {
@@ -111,11 +113,41 @@ impl Wakers {
     }
 }
 
+/// Registers a proposal while its proposer waits; removes it on drop.
+struct Pending<'a> {
+    shared: &'a Shared,
+    seq: u64,
+}
+
+impl<'a> Pending<'a> {
+    fn register(shared: &'a Shared, seq: u64) -> Self {
+        shared
+            .proposals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, None);
+        Self { shared, seq }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .proposals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.seq);
+    }
+}
+
 struct Shared {
     state: RwLock<State>,
     /// Revision the state reflects (every record at or below it is applied).
     applied: watch::Sender<Revision>,
-    outcomes: Mutex<BTreeMap<Revision, Outcome>>,
+    /// This writer's proposals in flight, by sequence number, with the
+    /// revision and outcome of their record once applied. An entry exists
+    /// only while its proposer waits, so nothing accumulates.
+    proposals: Mutex<BTreeMap<u64, Option<(Revision, Outcome)>>>,
     writer_prefix: String,
     wakers: Wakers,
 }
@@ -145,7 +177,7 @@ impl MetaLog {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             applied: tx,
-            outcomes: Mutex::new(BTreeMap::new()),
+            proposals: Mutex::new(BTreeMap::new()),
             writer_prefix: Layout::new(cluster).log_writer(writer),
             wakers: Wakers::default(),
         });
@@ -187,9 +219,10 @@ impl MetaLog {
     pub async fn propose(&self, command: Command) -> Result<Outcome, LogError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}{seq:020}", self.shared.writer_prefix);
+        let _pending = Pending::register(&self.shared, seq);
         let mut rx = self.shared.applied.subscribe();
         let rev = self
-            .append(&key, Bytes::from(LogRecord::new(command).encode()))
+            .append(seq, &key, Bytes::from(LogRecord::new(command).encode()))
             .await?;
         // The record is durable; if the watch cannot deliver it in time
         // (metadata store unreachable) the caller gets a retriable error.
@@ -198,26 +231,33 @@ impl MetaLog {
             Ok(Err(_)) => return Err(LogError::Closed),
             Err(_) => return Err(LogError::ApplyTimeout(rev)),
         }
-        let outcome = self
-            .shared
-            .outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&rev);
         // The outcome is missing only if the record was applied from a
         // checkpoint after a reload; its effect is in the state either way.
-        Ok(outcome.unwrap_or(Outcome::Invalid(format!(
-            "record at revision {rev} applied through a checkpoint reload"
-        ))))
+        Ok(self.shared.applied_outcome(seq).map_or_else(
+            || {
+                Outcome::Invalid(format!(
+                    "record at revision {rev} applied through a checkpoint reload"
+                ))
+            },
+            |(_, o)| o,
+        ))
     }
 
-    /// Writes a log record exactly once: the put only creates the key, so a
-    /// retry after an answer was lost finds the first write and returns
-    /// its revision instead of writing a second record.
-    async fn append(&self, key: &str, value: Bytes) -> Result<Revision, LogError> {
+    /// Writes a log record exactly once. The put only creates the key, so a
+    /// retry after an answer was lost finds the first write. A checkpoint
+    /// may have deleted that first write meanwhile, so before each retry
+    /// the writer also looks for its record among those already applied;
+    /// and should a record still land twice, the state machine refuses a
+    /// second commit of the same segment object.
+    async fn append(&self, seq: u64, key: &str, value: Bytes) -> Result<Revision, LogError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if attempt > 1 {
+                if let Some((rev, _)) = self.shared.applied_outcome(seq) {
+                    return Ok(rev);
+                }
+            }
             let result = self
                 .store
                 .txn(Txn {
@@ -233,8 +273,7 @@ impl MetaLog {
             match result {
                 Ok(r) if r.succeeded => return Ok(r.revision),
                 Ok(r) => {
-                    // Written by an earlier attempt (or already checkpointed
-                    // and deleted, in which case it is applied everywhere).
+                    // Written by an earlier attempt.
                     let existing = r.responses.into_iter().find_map(|op| match op {
                         TxnOpResponse::Range(kvs) => kvs.into_iter().next(),
                         _ => None,
@@ -252,9 +291,10 @@ impl MetaLog {
 
     /// Writes the state to object storage, points the metadata store at it,
     /// and deletes the log records it covers. Returns the checkpoint revision,
-    /// or `None` if another writer holds the checkpoint lock.
+    /// or `None` if another writer holds the checkpoint lock or this state is
+    /// not newer than the current checkpoint (the pointer only moves forward).
     pub async fn checkpoint(&self) -> Result<Option<Revision>, LogError> {
-        let lease = self.store.lease_grant(Duration::from_secs(60)).await?;
+        let lease = self.store.lease_grant(CHECKPOINT_LOCK_TTL).await?;
         let lock = self
             .store
             .txn(Txn {
@@ -275,12 +315,25 @@ impl MetaLog {
             let _ = self.store.lease_revoke(lease).await;
             return Ok(None);
         }
+        // Keep the lock while the checkpoint runs, however long it takes.
+        let keepalive = {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(CHECKPOINT_LOCK_TTL / 3).await;
+                    if store.lease_keep_alive(lease).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
         let result = self.checkpoint_locked().await;
+        keepalive.abort();
         let _ = self.store.lease_revoke(lease).await;
-        result.map(Some)
+        result
     }
 
-    async fn checkpoint_locked(&self) -> Result<Revision, LogError> {
+    async fn checkpoint_locked(&self) -> Result<Option<Revision>, LogError> {
         let (bytes, revision) = {
             let state = self.state();
             (state.to_checkpoint(), *self.shared.applied.borrow())
@@ -290,16 +343,40 @@ impl MetaLog {
             key: object.clone(),
             message,
         };
+        // The pointer only moves forward: an agent behind the current
+        // checkpoint (its watch lags) has nothing to add.
+        let old = self.store.get(&self.keys.checkpoint).await?;
+        let old_pointer = match &old {
+            Some(kv) => Some(
+                serde_json::from_slice::<CheckpointPointer>(&kv.value).map_err(|e| {
+                    LogError::Checkpoint {
+                        key: self.keys.checkpoint.clone(),
+                        message: format!("bad pointer: {e}"),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        if let Some(p) = &old_pointer {
+            if p.revision >= revision {
+                tracing::debug!(
+                    applied = revision,
+                    checkpoint = p.revision,
+                    "state is not newer than the current checkpoint; not checkpointing"
+                );
+                return Ok(None);
+            }
+        }
         self.objects
             .put(&ObjectPath::from(object.as_str()), PutPayload::from(bytes))
             .await
             .map_err(|e| ckpt_err(e.to_string()))?;
-        let old = self.store.get(&self.keys.checkpoint).await?;
         let pointer = serde_json::to_vec(&CheckpointPointer {
             revision,
             object: object.clone(),
         })
         .expect("pointer serializes");
+        // The compare makes the check above and the swap one step.
         let compare = match &old {
             Some(kv) => {
                 Compare::mod_revision(&self.keys.checkpoint, CompareOp::Equal, kv.mod_revision)
@@ -319,6 +396,10 @@ impl MetaLog {
             })
             .await?;
         if !swapped.succeeded {
+            let _ = self
+                .objects
+                .delete(&ObjectPath::from(object.as_str()))
+                .await;
             return Err(ckpt_err("checkpoint pointer changed concurrently".into()));
         }
         // Delete the records the checkpoint covers, a bounded batch per txn.
@@ -343,9 +424,7 @@ impl MetaLog {
                 })
                 .await?;
         }
-        if let Some(old) =
-            old.and_then(|kv| serde_json::from_slice::<CheckpointPointer>(&kv.value).ok())
-        {
+        if let Some(old) = old_pointer {
             if old.object != object {
                 let _ = self
                     .objects
@@ -357,7 +436,7 @@ impl MetaLog {
         // behind it reloads from the checkpoint.
         self.store.compact(revision).await?;
         tracing::info!(revision, object = %object, records = covered.len(), "checkpoint written");
-        Ok(revision)
+        Ok(Some(revision))
     }
 
     pub fn close(&self) {
@@ -477,6 +556,18 @@ async fn tail(
     }
 }
 
+impl Shared {
+    /// Revision and outcome of this writer's record `seq`, once applied.
+    fn applied_outcome(&self, seq: u64) -> Option<(Revision, Outcome)> {
+        self.proposals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&seq)
+            .cloned()
+            .flatten()
+    }
+}
+
 fn apply_events(shared: &Shared, events: Vec<Event>) {
     let mut last = None;
     let mut mine = Vec::new();
@@ -505,17 +596,23 @@ fn apply_events(shared: &Shared, events: Vec<Event>) {
                 (Some(_), _) => wake_all = true,
                 (None, _) => {}
             }
-            if e.kv.key.starts_with(&shared.writer_prefix) {
-                mine.push((e.kv.mod_revision, outcome));
+            if let Some(seq) =
+                e.kv.key
+                    .strip_prefix(&shared.writer_prefix)
+                    .and_then(|s| s.parse::<u64>().ok())
+            {
+                mine.push((seq, e.kv.mod_revision, outcome));
             }
         }
     }
     if !mine.is_empty() {
-        shared
-            .outcomes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(mine);
+        let mut proposals = shared.proposals.lock().unwrap_or_else(|p| p.into_inner());
+        for (seq, rev, outcome) in mine {
+            // Only proposals someone waits for; the first application wins.
+            if let Some(slot @ None) = proposals.get_mut(&seq) {
+                *slot = Some((rev, outcome));
+            }
+        }
     }
     if let Some(rev) = last {
         shared.applied.send_if_modified(|a| {
@@ -635,5 +732,173 @@ mod tests {
         assert_eq!(*c.state(), *a.state());
         assert_eq!(*b.state(), *a.state());
         assert_eq!(c.state().partition("t", 0).unwrap().high_watermark, 15);
+    }
+
+    fn topic(id: u8) -> Command {
+        Command::CreateTopic {
+            name: format!("t{id}"),
+            id: TopicId([id; 16]),
+            partitions: 1,
+            config: Default::default(),
+        }
+    }
+
+    fn commit(topic: u8, n: u32) -> Command {
+        Command::Commit {
+            object: format!("o-{topic}-{n}"),
+            size: 100,
+            chunks: vec![crate::records::ChunkRef {
+                topic: TopicId([topic; 16]),
+                partition: 0,
+                position: 8,
+                length: 10,
+                records: 5,
+                max_timestamp: 0,
+                append_time: 0,
+                batches: vec![],
+            }],
+        }
+    }
+
+    /// Defect: an agent whose watch lags took the checkpoint lock after a
+    /// newer checkpoint, swapped the pointer back to its older state and
+    /// deleted the newer checkpoint; the records between were lost.
+    #[tokio::test]
+    async fn a_lagging_checkpoint_never_replaces_a_newer_one() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a")
+            .await
+            .unwrap();
+        let lag = Arc::new(crate::faulty::Pausable::new(meta.clone()));
+        let b = MetaLog::open(lag.clone(), objects.clone(), "c", "b")
+            .await
+            .unwrap();
+        a.propose(topic(1)).await.unwrap();
+        b.subscribe().wait_for(|r| *r >= a.applied()).await.unwrap();
+        lag.pause();
+        for n in 0..5 {
+            a.propose(commit(1, n)).await.unwrap();
+        }
+        let ra = a.checkpoint().await.unwrap().expect("lock was free");
+        assert!(b.applied() < ra, "b is behind");
+        // b checkpoints what it has: it must not move the pointer back.
+        let _ = b.checkpoint().await;
+        let c = MetaLog::open(meta.clone(), objects.clone(), "c", "c")
+            .await
+            .unwrap();
+        assert_eq!(*c.state(), *a.state());
+        assert_eq!(c.state().partition("t1", 0).unwrap().high_watermark, 25);
+        // And the newer checkpoint object is still there.
+        let pointer = meta.get("/silt/c/checkpoint").await.unwrap().unwrap();
+        let p: CheckpointPointer = serde_json::from_slice(&pointer.value).unwrap();
+        assert_eq!(p.revision, ra);
+        objects
+            .get(&ObjectPath::from(p.object.as_str()))
+            .await
+            .unwrap();
+    }
+
+    /// Lets a writer's first log append land, runs a checkpoint that
+    /// covers (and deletes) it, and reports the store unavailable: the
+    /// writer's retry must not write the record a second time.
+    struct LandsThenForgets {
+        inner: Arc<dyn MetaStore>,
+        checkpointer: Arc<MetaLog>,
+        tripped: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl MetaStore for LandsThenForgets {
+        async fn range(&self, range: KeyRange) -> crate::metastore::Result<RangeResponse> {
+            self.inner.range(range).await
+        }
+        async fn put(
+            &self,
+            key: &str,
+            value: Bytes,
+            lease: Option<LeaseId>,
+        ) -> crate::metastore::Result<Revision> {
+            self.inner.put(key, value, lease).await
+        }
+        async fn delete(&self, range: KeyRange) -> crate::metastore::Result<(u64, Revision)> {
+            self.inner.delete(range).await
+        }
+        async fn txn(&self, txn: Txn) -> crate::metastore::Result<TxnResponse> {
+            let key = txn.success.iter().find_map(|op| match op {
+                TxnOp::Put { key, .. } if key.starts_with("/silt/c/log/w/") => Some(key.clone()),
+                _ => None,
+            });
+            let r = self.inner.txn(txn).await?;
+            if let Some(key) = key {
+                if !self.tripped.swap(true, Ordering::SeqCst) {
+                    // Let the record be applied by the watchers first.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.checkpointer
+                        .subscribe()
+                        .wait_for(|a| *a >= r.revision)
+                        .await
+                        .unwrap();
+                    let covered = self.checkpointer.checkpoint().await.unwrap();
+                    assert!(covered.is_some_and(|c| c >= r.revision));
+                    assert!(self.inner.get(&key).await?.is_none(), "deleted");
+                    return Err(MetaError::Unavailable("connection reset".into()));
+                }
+            }
+            Ok(r)
+        }
+        async fn lease_grant(&self, ttl: Duration) -> crate::metastore::Result<LeaseId> {
+            self.inner.lease_grant(ttl).await
+        }
+        async fn lease_keep_alive(&self, lease: LeaseId) -> crate::metastore::Result<()> {
+            self.inner.lease_keep_alive(lease).await
+        }
+        async fn lease_revoke(&self, lease: LeaseId) -> crate::metastore::Result<()> {
+            self.inner.lease_revoke(lease).await
+        }
+        async fn watch(
+            &self,
+            range: KeyRange,
+            start: Revision,
+        ) -> crate::metastore::Result<WatchStream> {
+            self.inner.watch(range, start).await
+        }
+        async fn compact(&self, revision: Revision) -> crate::metastore::Result<()> {
+            self.inner.compact(revision).await
+        }
+    }
+
+    /// Defect: a retry after `Unavailable` found the key gone (a checkpoint
+    /// had deleted it) and wrote the commit again: every batch got a second
+    /// offset range.
+    #[tokio::test]
+    async fn a_retried_append_never_commits_twice() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let admin = MetaLog::open(meta.clone(), objects.clone(), "c", "admin")
+            .await
+            .unwrap();
+        admin.propose(topic(1)).await.unwrap();
+        let flaky: Arc<dyn MetaStore> = Arc::new(LandsThenForgets {
+            inner: meta.clone(),
+            checkpointer: admin.clone(),
+            tripped: Default::default(),
+        });
+        let w = MetaLog::open(flaky, objects.clone(), "c", "w")
+            .await
+            .unwrap();
+        let outcome = w.propose(commit(1, 0)).await.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Committed(vec![crate::state::ChunkOutcome::Appended { base: 0 }])
+        );
+        let next = w.propose(commit(1, 1)).await.unwrap();
+        assert_eq!(
+            next,
+            Outcome::Committed(vec![crate::state::ChunkOutcome::Appended { base: 5 }])
+        );
+        let fresh = MetaLog::open(meta, objects, "c", "r").await.unwrap();
+        assert_eq!(fresh.state().partition("t1", 0).unwrap().high_watermark, 10);
+        assert_eq!(*fresh.state(), *w.state());
     }
 }

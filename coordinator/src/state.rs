@@ -160,6 +160,9 @@ pub enum Outcome {
     ConfigSet,
     /// The partition's new log start offset.
     RecordsDeleted(i64),
+    /// A commit of a segment object the index already knows: a repeated
+    /// record, refused so that no retry can duplicate data.
+    DuplicateObject,
     Invalid(String),
 }
 
@@ -400,6 +403,9 @@ impl State {
                 size,
                 chunks,
             } => {
+                if self.objects.contains_key(object) || self.unreferenced.contains_key(object) {
+                    return Outcome::DuplicateObject;
+                }
                 let mut out = Vec::with_capacity(chunks.len());
                 let mut refs = 0;
                 for c in chunks {
@@ -733,6 +739,25 @@ mod tests {
                 (8, 12, 38, 10)
             ]
         );
+    }
+
+    #[test]
+    fn a_segment_object_is_committed_once() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        s.apply(2, &commit("o1", &[(1, 0, 5)]));
+        assert_eq!(
+            s.apply(3, &commit("o1", &[(1, 0, 5)])),
+            Outcome::DuplicateObject
+        );
+        // Also once nothing references it any more.
+        s.apply(4, &commit("o2", &[(9, 0, 5)]));
+        assert_eq!(
+            s.apply(5, &commit("o2", &[(1, 0, 5)])),
+            Outcome::DuplicateObject
+        );
+        assert_eq!(s.partition("a", 0).unwrap().high_watermark, 5);
+        assert_eq!(s.revision(), 5);
     }
 
     #[test]
