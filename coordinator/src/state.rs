@@ -515,7 +515,7 @@ fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome,
                         e.epoch = b.epoch;
                         e.recent.clear();
                     }
-                    let last = b.sequence.wrapping_add(b.records as i32 - 1);
+                    let last = increment_sequence(b.sequence, b.records as i32 - 1);
                     e.recent.push_back((b.sequence, last, base));
                     while e.recent.len() > PRODUCER_BATCHES_KEPT {
                         e.recent.pop_front();
@@ -546,6 +546,16 @@ fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome,
     (ChunkOutcome::PerBatch(outcomes), entries)
 }
 
+/// `sequence + increment`, wrapping past i32::MAX to 0 (Kafka's
+/// `DefaultRecordBatch.incrementSequence`).
+fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
 /// Kafka's idempotence rules, per partition and producer id.
 fn check_sequence(p: &Partition, b: &BatchRef) -> Result<(), BatchOutcome> {
     if b.producer_id < 0 || b.sequence < 0 {
@@ -564,7 +574,7 @@ fn check_sequence(p: &Partition, b: &BatchRef) -> Result<(), BatchOutcome> {
             Err(BatchOutcome::OutOfOrder)
         };
     }
-    let last = b.sequence.wrapping_add(b.records as i32 - 1);
+    let last = increment_sequence(b.sequence, b.records as i32 - 1);
     if let Some((_, _, base)) = e
         .recent
         .iter()
@@ -573,12 +583,7 @@ fn check_sequence(p: &Partition, b: &BatchRef) -> Result<(), BatchOutcome> {
         return Err(BatchOutcome::Duplicate(*base));
     }
     match e.recent.back() {
-        Some((_, prev_last, _))
-            if b.sequence == prev_last.wrapping_add(1)
-                || (*prev_last == i32::MAX && b.sequence == 0) =>
-        {
-            Ok(())
-        }
+        Some((_, prev_last, _)) if b.sequence == increment_sequence(*prev_last, 1) => Ok(()),
         None => Ok(()),
         _ => Err(BatchOutcome::OutOfOrder),
     }
@@ -739,6 +744,43 @@ mod tests {
                 (8, 12, 38, 10)
             ]
         );
+    }
+
+    /// A batch whose sequences run past i32::MAX wraps to 0, as Kafka's
+    /// `incrementSequence` does; the next batch continues from there.
+    #[test]
+    fn idempotent_sequences_wrap_at_i32_max() {
+        use BatchOutcome::*;
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        let per = |o: Outcome| match o {
+            Outcome::Committed(mut v) => match v.remove(0) {
+                ChunkOutcome::PerBatch(b) => b,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let max = i32::MAX;
+        assert_eq!(
+            per(s.apply(2, &idem("o1", &[(7, 0, max - 5, 5)]))),
+            vec![Appended(0)]
+        );
+        // max, 0, 1
+        assert_eq!(
+            per(s.apply(3, &idem("o2", &[(7, 0, max, 3)]))),
+            vec![Appended(5)]
+        );
+        assert_eq!(
+            per(s.apply(4, &idem("o3", &[(7, 0, 2, 1), (7, 0, max, 3)]))),
+            vec![Appended(8), Duplicate(5)]
+        );
+        assert_eq!(
+            per(s.apply(5, &idem("o4", &[(7, 0, 4, 1)]))),
+            vec![OutOfOrder]
+        );
+        assert_eq!(increment_sequence(max, 1), 0);
+        assert_eq!(increment_sequence(max - 1, 3), 1);
+        assert_eq!(increment_sequence(5, 3), 8);
     }
 
     #[test]
