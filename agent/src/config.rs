@@ -66,7 +66,7 @@ impl Default for Settings {
             advertise: None,
             data_dir: PathBuf::from("./silt-data"),
             cluster: "dev".into(),
-            agent_id: "agent-0".into(),
+            agent_id: String::new(),
             flush_interval: Duration::from_millis(250),
             flush_bytes: ByteSize::mib(8),
             max_inflight_bytes: ByteSize::mib(64),
@@ -216,8 +216,8 @@ impl Settings {
         if self.cluster.is_empty() || self.cluster.contains('/') {
             return bad("cluster", "must be non-empty and contain no '/'");
         }
-        if self.agent_id.is_empty() || self.agent_id.contains('/') {
-            return bad("agent_id", "must be non-empty and contain no '/'");
+        if self.agent_id.contains('/') {
+            return bad("agent_id", "must contain no '/'");
         }
         if self.log_format != "text" && self.log_format != "json" {
             return bad("log_format", "must be \"text\" or \"json\"");
@@ -281,10 +281,43 @@ impl Settings {
             .collect()
     }
 
+    /// This agent's id: the one set, else `<host name>-<listen port>`,
+    /// which is stable across restarts and unique among the agents of a
+    /// machine (two cannot listen on one port), so agents started without
+    /// an id do not collide.
+    pub fn agent_id(&self) -> String {
+        if !self.agent_id.is_empty() {
+            return self.agent_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let host = if host.is_empty() {
+            "agent".into()
+        } else {
+            host
+        };
+        format!("{host}-{}", self.listen.port())
+    }
+
+    /// The block cache directory: the one set, else one per agent under
+    /// the data directory (agents sharing a data directory never share a
+    /// cache).
     pub fn cache_dir(&self) -> PathBuf {
         self.cache_dir
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("cache"))
+            .unwrap_or_else(|| self.data_dir.join("cache").join(self.agent_id()))
     }
 
     /// Host and port given to clients.
@@ -369,6 +402,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("advertise"), "{e}");
+    }
+
+    #[test]
+    fn agents_without_an_id_get_distinct_stable_ones() {
+        let at = |port: &str| {
+            Settings::load(None, std::iter::empty(), &[("listen", port.into())]).unwrap()
+        };
+        let (a, b) = (at("127.0.0.1:9092"), at("127.0.0.1:9093"));
+        assert_ne!(a.agent_id(), b.agent_id());
+        assert_eq!(a.agent_id(), at("127.0.0.1:9092").agent_id());
+        assert!(a.agent_id().ends_with("-9092"), "{}", a.agent_id());
+        assert_ne!(a.cache_dir(), b.cache_dir());
+        let named = Settings::load(None, std::iter::empty(), &[("agent_id", "x1".into())]).unwrap();
+        assert_eq!(named.agent_id(), "x1");
     }
 
     #[test]

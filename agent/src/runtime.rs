@@ -90,7 +90,8 @@ pub async fn serve(
         cache.clone(),
         settings.cache_block.as_u64(),
     );
-    let writer = format!("{}-{}", settings.agent_id, ulid::Ulid::new());
+    let agent_id = settings.agent_id();
+    let writer = format!("{agent_id}-{}", ulid::Ulid::new());
     let log = MetaLog::open(meta.clone(), objects.clone(), &settings.cluster, &writer)
         .await
         .context("loading metadata")?;
@@ -106,8 +107,8 @@ pub async fn serve(
         _ => settings.advertised(),
     };
     let me = AgentInfo {
-        agent_id: settings.agent_id.clone(),
-        node_id: node_id_for(&settings.agent_id),
+        agent_id: agent_id.clone(),
+        node_id: node_id_for(&agent_id),
         host,
         port,
         zone: settings.zone.clone(),
@@ -190,7 +191,7 @@ pub async fn serve(
     ));
     tracing::info!(
         listen = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()),
-        agent = %settings.agent_id,
+        agent = %agent_id,
         node_id = broker.node_id,
         cluster = %settings.cluster,
         "serving Kafka"

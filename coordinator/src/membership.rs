@@ -145,7 +145,10 @@ impl Membership {
     }
 
     /// Puts our key under a fresh lease. On first start, refuses to take
-    /// over a key another live process holds for the same id.
+    /// over a key another live process holds for the same id; a key that
+    /// names our own address is this agent's previous run (restarted
+    /// within the lease TTL, two processes cannot listen on one address),
+    /// and is taken over.
     async fn register(&self, first: bool) -> Result<LeaseId, MembershipError> {
         let lease = self.store.lease_grant(self.ttl).await?;
         let value = Bytes::from(serde_json::to_vec(&self.me).expect("agent info serializes"));
@@ -155,8 +158,22 @@ impl Membership {
             lease: Some(lease),
         };
         let txn = if first {
+            let existing = self.store.get(&self.key()).await?;
+            let ours = existing.as_ref().and_then(|kv| {
+                serde_json::from_slice::<AgentInfo>(&kv.value)
+                    .ok()
+                    .filter(|a| a.host == self.me.host && a.port == self.me.port)
+                    .map(|_| kv.mod_revision)
+            });
+            let compare = match ours {
+                Some(rev) => {
+                    tracing::info!(agent = %self.me.agent_id, "taking over this agent's registration from its previous run");
+                    Compare::mod_revision(self.key(), CompareOp::Equal, rev)
+                }
+                None => Compare::version(self.key(), CompareOp::Equal, 0),
+            };
             Txn {
-                compares: vec![Compare::version(self.key(), CompareOp::Equal, 0)],
+                compares: vec![compare],
                 success: vec![put],
                 failure: vec![],
             }
@@ -297,6 +314,43 @@ mod tests {
             );
         }
         assert!(counts.values().all(|c| *c > 60), "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn a_restart_within_the_lease_takes_over_its_registration() {
+        use crate::EmbeddedStore;
+        let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let me = agent("a1", None);
+        // A previous run's registration, still under a live lease.
+        let lease = store.lease_grant(Duration::from_secs(60)).await.unwrap();
+        store
+            .put(
+                "/silt/c/agents/a1",
+                Bytes::from(serde_json::to_vec(&me).unwrap()),
+                Some(lease),
+            )
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let m = Membership::join(
+            store.clone(),
+            "c",
+            me.clone(),
+            Duration::from_secs(10),
+            stop.clone(),
+        )
+        .await
+        .expect("the agent's own registration is taken over");
+        assert_eq!(m.live(), vec![me.clone()]);
+        // Another process with the same id elsewhere is refused.
+        let mut elsewhere = me.clone();
+        elsewhere.host = "other".into();
+        let e = Membership::join(store, "c", elsewhere, Duration::from_secs(10), stop.clone())
+            .await
+            .err()
+            .expect("duplicate id refused");
+        assert!(matches!(e, MembershipError::DuplicateId(_)), "{e}");
+        stop.cancel();
     }
 
     #[test]

@@ -148,8 +148,11 @@ impl ObjectReader {
         }
     }
 
-    fn key(path: &str, block: u64) -> String {
-        format!("{path}#{block}")
+    /// The block's cache key. It names the block size, so a cache kept
+    /// across a change of `cache_block` never serves a block of the old
+    /// size as one of the new.
+    fn key(&self, path: &str, block: u64) -> String {
+        format!("{path}#{}#{block}", self.block_size)
     }
 
     /// Puts a freshly written object's blocks into the cache.
@@ -160,7 +163,7 @@ impl ObjectReader {
             let start = block * self.block_size;
             let end = (start + self.block_size).min(size);
             self.cache.insert(
-                Self::key(path, block),
+                self.key(path, block),
                 object.slice(start as usize..end as usize),
             );
             block += 1;
@@ -207,7 +210,7 @@ impl ObjectReader {
         let fetch: Fetch = Box::pin(async move { store.get_range(&location, start..end).await });
         let bytes = self
             .cache
-            .get_or_fetch(Self::key(path, block), fetch)
+            .get_or_fetch(self.key(path, block), fetch)
             .await
             .map_err(|source| ReadError::Unavailable {
                 path: path.to_string(),
@@ -260,6 +263,10 @@ mod tests {
         let got = reader.read("o", 20_000, 10..5000).await.unwrap();
         assert_eq!(&got[..], &data[10..5000]);
         assert!(reader.read("o", 20_000, 10..30_000).await.is_err());
+        // Another block size over the same cache never sees the old blocks
+        // (the object is gone, so a read must miss and fail).
+        let other = ObjectReader::new(store.clone(), cache.clone(), 8192);
+        assert!(other.read("o", 20_000, 10..5000).await.is_err());
         cache.close().await;
     }
 }
