@@ -42,6 +42,18 @@ pub struct Settings {
     /// Upper bound on a fetch's long poll.
     #[serde(with = "humantime_serde")]
     pub max_fetch_wait: Duration,
+    /// Record bytes in one Fetch response at most (Kafka's
+    /// `fetch.max.bytes`), whatever the request asks.
+    pub fetch_max_bytes: ByteSize,
+    /// Response bytes a connection may hold before they are written; a
+    /// client that does not read its responses stops being served.
+    pub connection_response_bytes: ByteSize,
+    /// Open client connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    #[serde(with = "humantime_serde")]
+    pub connections_max_idle: Duration,
     /// `text` or `json`.
     pub log_format: String,
     /// etcd endpoints, comma-separated (`silt agent`).
@@ -79,6 +91,10 @@ impl Default for Settings {
             cache_block: ByteSize::mib(1),
             checkpoint_every: 1000,
             max_fetch_wait: Duration::from_secs(30),
+            fetch_max_bytes: ByteSize::b(57_671_680),
+            connection_response_bytes: ByteSize::mib(128),
+            max_connections: 10_000,
+            connections_max_idle: Duration::from_secs(600),
             log_format: "text".into(),
             etcd: String::new(),
             bucket: None,
@@ -117,6 +133,10 @@ pub const KEYS: &[&str] = &[
     "cache_block",
     "checkpoint_every",
     "max_fetch_wait",
+    "fetch_max_bytes",
+    "connection_response_bytes",
+    "max_connections",
+    "connections_max_idle",
     "log_format",
     "etcd",
     "bucket",
@@ -234,6 +254,20 @@ impl Settings {
         }
         if self.lease_ttl < Duration::from_secs(1) {
             return bad("lease_ttl", "must be at least 1s");
+        }
+        if self.fetch_max_bytes.as_u64() == 0 || self.fetch_max_bytes.as_u64() > u32::MAX as u64 {
+            return bad("fetch_max_bytes", "must be between 1B and 4GiB");
+        }
+        if self.connection_response_bytes.as_u64() < 1024
+            || self.connection_response_bytes.as_u64() > u32::MAX as u64
+        {
+            return bad("connection_response_bytes", "must be between 1KiB and 4GiB");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if self.connections_max_idle < Duration::from_millis(100) {
+            return bad("connections_max_idle", "must be at least 100ms");
         }
         Ok(())
     }

@@ -262,17 +262,18 @@ mod tests {
 
     use super::*;
 
-    async fn call<Req: Encodable, Resp: Decodable>(
+    async fn send<Req: Encodable>(
         conn: &mut TcpStream,
         key: ApiKey,
         version: i16,
+        correlation: i32,
         req: &Req,
-    ) -> Resp {
+    ) {
         let mut body = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
-            .with_correlation_id(7)
+            .with_correlation_id(correlation)
             .with_client_id(Some(StrBytes::from_static_str("test")))
             .encode(&mut body, key.request_header_version(version))
             .unwrap();
@@ -281,16 +282,226 @@ mod tests {
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
         conn.write_all(&frame).await.unwrap();
+    }
+
+    async fn recv<Resp: Decodable>(conn: &mut TcpStream, key: ApiKey, version: i16) -> (i32, Resp) {
         let len = conn.read_i32().await.unwrap();
         let mut buf = vec![0u8; len as usize];
         conn.read_exact(&mut buf).await.unwrap();
         let mut buf = bytes::Bytes::from(buf);
         let header =
             ResponseHeader::decode(&mut buf, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, 7);
         let resp = Resp::decode(&mut buf, version).unwrap();
         assert!(!buf.has_remaining(), "whole response decoded");
+        (header.correlation_id, resp)
+    }
+
+    async fn call<Req: Encodable, Resp: Decodable>(
+        conn: &mut TcpStream,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        send(conn, key, version, 7, req).await;
+        let (correlation, resp) = recv(conn, key, version).await;
+        assert_eq!(correlation, 7);
         resp
+    }
+
+    struct Running {
+        addr: std::net::SocketAddr,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    }
+
+    impl Running {
+        async fn start(settings: Settings) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(serve(
+                settings,
+                Components::in_memory(),
+                Some(listener),
+                shutdown.clone(),
+            ));
+            Self {
+                addr,
+                shutdown,
+                task,
+            }
+        }
+
+        async fn connect(&self) -> TcpStream {
+            TcpStream::connect(self.addr).await.unwrap()
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.unwrap().unwrap();
+        }
+    }
+
+    fn quick() -> Settings {
+        Settings {
+            flush_interval: Duration::from_millis(10),
+            ..Settings::default()
+        }
+    }
+
+    fn produce_request(topic: &'static str, partition: i32, records: &[u8]) -> ProduceRequest {
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(bytes::Bytes::copy_from_slice(records)))])])
+    }
+
+    /// Defect: a 4 KB Fetch (no byte limit, the same partition listed many
+    /// times) built a response of every listing's records.
+    #[tokio::test]
+    async fn a_hostile_fetch_is_bounded_by_fetch_max_bytes() {
+        let agent = Running::start(Settings {
+            fetch_max_bytes: bytesize::ByteSize::kib(64),
+            ..quick()
+        })
+        .await;
+        let mut conn = agent.connect().await;
+        let batch = simple_batch(10, 1_000, &[1u8; 1000], None);
+        for _ in 0..20 {
+            let r: ProduceResponse = call(
+                &mut conn,
+                ApiKey::Produce,
+                9,
+                &produce_request("big", 0, &batch),
+            )
+            .await;
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+        let listing = FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(i32::MAX);
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("big")))
+                .with_partitions(vec![listing; 50])]);
+        let r: FetchResponse = call(&mut conn, ApiKey::Fetch, 12, &fetch).await;
+        let total: usize = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+            .sum();
+        assert!(total > 0);
+        assert!(
+            total <= 64 * 1024 + batch.len(),
+            "response of {total} bytes exceeds fetch_max_bytes"
+        );
+        agent.stop().await;
+    }
+
+    /// Defect: pipelined requests that change state ran concurrently, so an
+    /// older offset commit could overwrite a newer one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn pipelined_offset_commits_take_effect_in_order() {
+        use kafka_protocol::messages::{
+            offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+            offset_fetch_request::OffsetFetchRequestTopic,
+            GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+            OffsetFetchResponse,
+        };
+        let agent = Running::start(quick()).await;
+        let mut conn = agent.connect().await;
+        let r: ProduceResponse = call(
+            &mut conn,
+            ApiKey::Produce,
+            9,
+            &produce_request("oc", 0, &simple_batch(1, 1, b"x", None)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        let commit = |offset: i64| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("oc")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)])])
+        };
+        for round in 0..5 {
+            let n = 200;
+            for i in 1..=n {
+                send(
+                    &mut conn,
+                    ApiKey::OffsetCommit,
+                    7,
+                    i,
+                    &commit(round * 1000 + i as i64),
+                )
+                .await;
+            }
+            for i in 1..=n {
+                let (c, r): (i32, OffsetCommitResponse) =
+                    recv(&mut conn, ApiKey::OffsetCommit, 7).await;
+                assert_eq!(c, i, "responses in request order");
+                assert_eq!(r.topics[0].partitions[0].error_code, 0);
+            }
+            let fetch = OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("oc")))
+                    .with_partition_indexes(vec![0])]));
+            let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 7, &fetch).await;
+            assert_eq!(
+                r.topics[0].partitions[0].committed_offset,
+                round * 1000 + n as i64,
+                "the last commit sent is the one that holds"
+            );
+        }
+        agent.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connections_are_limited_and_idle_ones_closed() {
+        let agent = Running::start(Settings {
+            max_connections: 2,
+            connections_max_idle: Duration::from_millis(300),
+            ..quick()
+        })
+        .await;
+        let closed = |mut c: TcpStream| async move {
+            let mut b = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), c.read(&mut b)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        };
+        let a = agent.connect().await;
+        let b = agent.connect().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let third = agent.connect().await;
+        assert!(closed(third).await, "a third connection is closed at once");
+        // Idle connections are closed after connections_max_idle.
+        let started = tokio::time::Instant::now();
+        assert!(closed(a).await && closed(b).await);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Their slots are free again.
+        let mut again = agent.connect().await;
+        let r: ProduceResponse = call(
+            &mut again,
+            ApiKey::Produce,
+            9,
+            &produce_request("idle", 0, &simple_batch(1, 1, b"x", None)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        agent.stop().await;
     }
 
     #[tokio::test]

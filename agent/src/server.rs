@@ -11,12 +11,18 @@ use kafka_protocol::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::mpsc,
+    sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{broker::Broker, protocol};
+use crate::{
+    broker::Broker,
+    protocol::{self, Conn},
+};
+
+/// An encoded response, with the budget it holds until written.
+type Frame = (Bytes, Option<OwnedSemaphorePermit>);
 
 /// Requests a connection may have in flight before reading pauses.
 /// Produce responses wait for a flush (250 ms by default) and librdkafka
@@ -29,11 +35,22 @@ const PIPELINE_DEPTH: usize = 4096;
 /// connection to finish its in-flight requests.
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(broker.settings.max_connections));
+    let mut refused = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        // Closing at once tells the client to try another agent.
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(%peer, max_connections = broker.settings.max_connections, refused, "connection refused: max_connections reached");
+                        }
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
@@ -41,6 +58,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
                         if let Err(reason) = connection(stream, broker, shutdown).await {
                             tracing::debug!(%peer, %reason, "connection closed");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -101,12 +119,20 @@ async fn connection(
         .peer_addr()
         .map(|a| format!("/{}", a.ip()))
         .unwrap_or_default();
+    let budget = (broker.settings.connection_response_bytes.as_u64() as usize)
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let conn = Conn {
+        peer,
+        responses: Arc::new(Semaphore::new(budget)),
+        response_budget: budget,
+    };
+    let idle = broker.settings.connections_max_idle;
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<Bytes>>>(PIPELINE_DEPTH);
+    let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<Frame>>>(PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
         while let Some(handle) = rx.recv().await {
             match handle.await {
-                Ok(Some(frame)) => {
+                Ok(Some((frame, _budget))) => {
                     if wr.write_all(&frame).await.is_err() {
                         return;
                     }
@@ -124,7 +150,10 @@ async fn connection(
     let result = loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            f = read_frame(&mut rd, max) => f,
+            f = tokio::time::timeout(idle, read_frame(&mut rd, max)) => match f {
+                Ok(f) => f,
+                Err(_) => break Err(format!("idle for {idle:?} (connections_max_idle)")),
+            },
         };
         let buf = match frame {
             Ok(Next::Frame(b)) => b.freeze(),
@@ -136,10 +165,11 @@ async fn connection(
                 let (header, request) = *boxed;
                 let key = ApiKey::try_from(header.request_api_key).ok();
                 let (version, correlation_id) = (header.request_api_version, header.correlation_id);
-                let reply = protocol::dispatch(broker.clone(), header, request, peer.clone()).await;
+                let reply = protocol::dispatch(broker.clone(), header, request, &conn).await;
                 let handle = tokio::spawn(async move {
                     let response = reply.await?;
-                    encode(key?, version, correlation_id, &response)
+                    let frame = encode(key?, version, correlation_id, &response.kind)?;
+                    Some((frame, response.budget))
                 });
                 if tx.send(handle).await.is_err() {
                     break Err("writer closed".into());
@@ -147,7 +177,7 @@ async fn connection(
             }
             Ok(Decoded::Immediate(frame)) => {
                 if tx
-                    .send(tokio::spawn(async move { Some(frame) }))
+                    .send(tokio::spawn(async move { Some((frame, None)) }))
                     .await
                     .is_err()
                 {

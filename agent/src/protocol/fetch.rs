@@ -5,25 +5,57 @@ use std::time::Duration;
 
 use kafka_protocol::messages::{
     fetch_response::{FetchableTopicResponse, PartitionData},
-    FetchRequest, FetchResponse,
+    FetchRequest, FetchResponse, ResponseKind,
 };
 
+use super::{Conn, Response};
 use crate::{
     broker::Broker,
     error::Classify,
     fetch::{FetchError, Limits},
 };
 
-pub async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse {
+/// Answers a fetch within `fetch_max_bytes` and the connection's response
+/// budget, whose share it holds until the response is written.
+pub async fn handle(broker: &Broker, req: FetchRequest, conn: &Conn) -> Response {
+    let cap = (broker.settings.fetch_max_bytes.as_u64() as usize)
+        .min(conn.response_budget)
+        .max(1);
+    let max_bytes = if req.max_bytes <= 0 {
+        cap
+    } else {
+        (req.max_bytes as usize).min(cap)
+    };
+    let mut budget = conn
+        .responses
+        .clone()
+        .acquire_many_owned(max_bytes as u32)
+        .await
+        .ok();
+    let resp = fetch(broker, &req, max_bytes).await;
+    // Keep the share the response needs (a first batch may exceed the
+    // limit; the rest of the budget is returned now).
+    if let Some(b) = budget.as_mut() {
+        let used: usize = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        let kept = b.split(used.min(max_bytes));
+        budget = kept;
+    }
+    Response {
+        kind: ResponseKind::Fetch(resp),
+        budget,
+    }
+}
+
+async fn fetch(broker: &Broker, req: &FetchRequest, max_bytes: usize) -> FetchResponse {
     let max_wait =
         Duration::from_millis(req.max_wait_ms.max(0) as u64).min(broker.settings.max_fetch_wait);
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        req.max_bytes as usize
-    };
     let waiter = broker.read.waiter(req.topics.iter().flat_map(|t| {
         let id = broker.read.topic_id(t.topic.0.as_str());
         t.partitions
@@ -32,7 +64,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse {
     }));
     loop {
         let armed = waiter.arm();
-        let (resp, total, error) = fetch_once(broker, &req, max_bytes).await;
+        let (resp, total, error) = fetch_once(broker, req, max_bytes).await;
         if total >= min_bytes.max(1) || error || tokio::time::Instant::now() >= deadline {
             return resp;
         }
@@ -43,7 +75,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest) -> FetchResponse {
                 if total >= min_bytes {
                     return resp;
                 }
-                return fetch_once(broker, &req, max_bytes).await.0;
+                return fetch_once(broker, req, max_bytes).await.0;
             }
         }
     }

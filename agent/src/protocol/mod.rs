@@ -13,32 +13,96 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::Broker;
 
 pub use api_versions::{supported, unsupported_version_response};
 
-/// The response to a request, once it is known.
-pub type Reply = BoxFuture<'static, Option<ResponseKind>>;
+/// A response, with the share of its connection's response budget it
+/// holds until it is written.
+pub struct Response {
+    pub kind: ResponseKind,
+    pub budget: Option<OwnedSemaphorePermit>,
+}
 
-/// Takes one decoded request. Work whose order matters (queueing produced
-/// batches) happens before this returns, so a connection calls it for its
-/// requests one at a time; the returned future finishes the request and
-/// may run concurrently with later ones. `None` from the future means no
+impl From<ResponseKind> for Response {
+    fn from(kind: ResponseKind) -> Self {
+        Self { kind, budget: None }
+    }
+}
+
+/// The response to a request, once it is known.
+pub type Reply = BoxFuture<'static, Option<Response>>;
+
+/// What a handler knows of the connection a request came on.
+#[derive(Clone)]
+pub struct Conn {
+    /// The client's address, as Kafka reports a member's host ("/ip").
+    pub peer: String,
+    /// Bytes of responses the connection may hold before they are written
+    /// (`connection_response_bytes`). Fetch takes its share before reading.
+    pub responses: Arc<Semaphore>,
+    pub response_budget: usize,
+}
+
+/// Whether a request changes state (its effect must follow the requests
+/// sent before it on the connection). Produce is queued in order by its
+/// own handler; JoinGroup and SyncGroup wait for the whole group and run
+/// alongside later requests, as a client never pipelines two of them.
+fn changes_state(r: &RequestKind) -> bool {
+    matches!(
+        r,
+        RequestKind::CreateTopics(_)
+            | RequestKind::DeleteTopics(_)
+            | RequestKind::CreatePartitions(_)
+            | RequestKind::AlterConfigs(_)
+            | RequestKind::IncrementalAlterConfigs(_)
+            | RequestKind::DeleteRecords(_)
+            | RequestKind::OffsetCommit(_)
+            | RequestKind::OffsetDelete(_)
+            | RequestKind::DeleteGroups(_)
+            | RequestKind::Heartbeat(_)
+            | RequestKind::LeaveGroup(_)
+            | RequestKind::InitProducerId(_)
+    )
+}
+
+/// Takes one decoded request. Work whose order matters happens before
+/// this returns: produced batches are queued, and requests that change
+/// state are carried out; a connection calls it for its requests one at a
+/// time, so they take effect in the order sent. The returned future
+/// finishes the request and may run concurrently with later ones (reads,
+/// produce acknowledgements, group joins). `None` from the future means no
 /// response is sent (Produce with acks=0).
 pub async fn dispatch(
     broker: Arc<Broker>,
     header: RequestHeader,
     request: RequestKind,
-    peer: String,
+    conn: &Conn,
 ) -> Reply {
     let version = header.request_api_version;
     match request {
         RequestKind::Produce(r) => {
             let pending = produce::handle(broker, r).await;
-            Box::pin(async move { pending.await.map(ResponseKind::Produce) })
+            Box::pin(async move { pending.await.map(|r| ResponseKind::Produce(r).into()) })
         }
-        other => Box::pin(async move { handle(&broker, &header, version, other, &peer).await }),
+        RequestKind::Fetch(r) => {
+            let conn = conn.clone();
+            Box::pin(async move { Some(fetch::handle(&broker, r, &conn).await) })
+        }
+        other if changes_state(&other) => {
+            let done = handle(&broker, &header, version, other, &conn.peer).await;
+            Box::pin(async move { done.map(Response::from) })
+        }
+        other => {
+            let peer = conn.peer.clone();
+            Box::pin(async move {
+                handle(&broker, &header, version, other, &peer)
+                    .await
+                    .map(Response::from)
+            })
+        }
     }
 }
 
@@ -59,7 +123,6 @@ async fn handle(
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(topics::delete(broker, r, version).await)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await)
         }
