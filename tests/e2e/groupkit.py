@@ -11,7 +11,7 @@ that all follow the same discipline:
 * commit the offsets of the processed records synchronously, and mark
   them in the ledger as committed or not (commit failed).
 
-`account()` then compares what was processed with what was produced.
+verify.account() then compares what was processed with what was produced.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import roundtrip as rt
 
@@ -63,53 +62,10 @@ class Ledger:
         with self.lock:
             return sum(1 for e in self.events if consumer is None or e.consumer == consumer)
 
-
-@dataclass
-class Accounting:
-    processed: int  # processing events
-    unique: int
-    lost: list[bytes]  # produced, never processed
-    unexpected: list[bytes]  # processed, never produced
-    duplicates: int  # extra processing events
-    uncommitted: int  # processing events whose commit failed
-    unexplained: dict[bytes, list[Event]]  # duplicates not covered by a failed commit
-    per_consumer: dict[str, int] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        return (f"{self.processed} processed ({self.unique} unique) by {self.per_consumer}; "
-                f"{len(self.lost)} lost, {len(self.unexpected)} unexpected, {self.duplicates} "
-                f"duplicates, {self.uncommitted} processed but not committed, "
-                f"{len(self.unexplained)} duplicates without a failed commit")
-
-
-def account(ledger: Ledger, expected: set[bytes]) -> Accounting:
-    """A record processed n > 1 times is explained only if at least n - 1 of
-    its processings were followed by a failed commit (the consumer lost the
-    partition before it could record its progress)."""
-    with ledger.lock:
-        events = list(ledger.events)
-    seen: dict[bytes, list[Event]] = defaultdict(list)
-    for e in events:
-        seen[e.rid].append(e)
-    unexplained = {}
-    for rid, evs in seen.items():
-        if len(evs) > 1 and sum(1 for e in evs if not e.committed) < len(evs) - 1:
-            unexplained[rid] = evs
-    return Accounting(
-        processed=len(events),
-        unique=len(seen),
-        lost=sorted(expected - seen.keys()),
-        unexpected=sorted(seen.keys() - expected),
-        duplicates=len(events) - len(seen),
-        uncommitted=sum(1 for e in events if not e.committed),
-        unexplained=unexplained,
-        per_consumer=dict(Counter(e.consumer for e in events)),
-    )
-
-
-def describe_events(evs: list[Event]) -> str:
-    return "; ".join(f"{e.consumer} p{e.partition}@{e.offset} committed={e.committed}"
-                     for e in evs)
+    def snapshot(self) -> list[Event]:
+        """Every processing event so far (for verify.account)."""
+        with self.lock:
+            return list(self.events)
 
 
 def wait_until(pred, timeout: float, what, interval: float = 0.1) -> None:
@@ -222,14 +178,28 @@ def snapshot_owned(consumers: list) -> dict[str, set[int]]:
         return {w.name: set(w.owned) for w in consumers if not w.closed.is_set()}
 
 
+def next_offsets(batch: list[tuple[int, int, bytes]]) -> dict[int, int]:
+    """The offsets to commit after processing `batch`: per partition, one
+    past the last (partition, offset, id) processed."""
+    nxt: dict[int, int] = {}
+    for p, o, _ in batch:
+        nxt[p] = max(nxt.get(p, -1), o + 1)
+    return nxt
+
+
 class _Worker(threading.Thread):
-    """Common state: owned partitions, stop flag, errors."""
+    """One group consumer in its own thread: the poll - drop - process -
+    commit loop (module doc) and its state (owned partitions, stop flag,
+    errors). A subclass adds one client library: _open() (a subscribed
+    consumer), _poll() (the next (partition, offset, value)s), _commit() and
+    _close()."""
 
     lib = "?"
 
-    def __init__(self, name: str, ledger: Ledger):
+    def __init__(self, name: str, ledger: Ledger, topic: str):
         super().__init__(name=name, daemon=True)
         self.ledger = ledger
+        self.topic = topic
         self.owned: set[int] = set()
         # One lock for every consumer, so that a snapshot of who owns what
         # (snapshot_owned) is consistent across consumers.
@@ -273,13 +243,42 @@ class _Worker(threading.Thread):
         assert self.error is None, f"consumer {self.name} ({self.lib}): {self.error}"
 
 
+    def run(self) -> None:
+        self.started_at = time.monotonic()
+        c = None
+        try:
+            c = self._open()
+            while not self.stop_flag.is_set():
+                msgs = self._poll(c)
+                owned = self.owned_now()  # after the callbacks that ran inside the poll
+                batch: list[tuple[int, int, bytes]] = []
+                for p, o, v in msgs:
+                    if p not in owned:
+                        self.stale_dropped += 1
+                        continue
+                    batch.append((p, o, v))
+                if not batch:
+                    continue
+                self.batches += 1
+                ok, err = self._commit(c, next_offsets(batch))
+                self.ledger.add(self.name, batch, ok, err)
+        except Exception as e:
+            self.error = repr(e)
+        finally:
+            if c is not None:
+                try:
+                    self._close(c)
+                except Exception as e:
+                    self.error = self.error or f"close: {e!r}"
+            self.closed.set()
+
+
 class ConfluentWorker(_Worker):
     lib = "confluent-kafka"
 
     def __init__(self, name: str, ledger: Ledger, bootstrap: str, topic: str, group: str,
                  config: dict | None = None):
-        super().__init__(name, ledger)
-        self.topic = topic
+        super().__init__(name, ledger, topic)
         self.conf = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
@@ -293,62 +292,51 @@ class ConfluentWorker(_Worker):
             **(config or {}),
         }
 
-    def run(self) -> None:
-        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+    def _open(self):
+        from confluent_kafka import Consumer
 
-        self.started_at = time.monotonic()
-        c = None
-        try:
-            c = Consumer(self.conf)
-            c.subscribe(
-                [self.topic],
-                on_assign=lambda _c, ps: self._assigned(tp.partition for tp in ps),
-                on_revoke=lambda _c, ps: self._revoked(tp.partition for tp in ps),
-                on_lost=lambda _c, ps: self._lost(tp.partition for tp in ps),
-            )
-            while not self.stop_flag.is_set():
-                msgs = c.consume(num_messages=POLL_BATCH, timeout=0.2)
-                owned = self.owned_now()  # after the callbacks run inside consume()
-                batch: list[tuple[int, int, bytes]] = []
-                for m in msgs:
-                    if m.error() is not None:
-                        if m.error().code() == KafkaError._PARTITION_EOF:
-                            continue
-                        if m.error().fatal():
-                            raise KafkaException(m.error())
-                        self.client_errors.append(str(m.error()))
-                        continue
-                    if m.partition() not in owned:
-                        self.stale_dropped += 1
-                        continue
-                    batch.append((m.partition(), m.offset(), m.value()))
-                if not batch:
+        c = Consumer(self.conf)
+        c.subscribe(
+            [self.topic],
+            on_assign=lambda _c, ps: self._assigned(tp.partition for tp in ps),
+            on_revoke=lambda _c, ps: self._revoked(tp.partition for tp in ps),
+            on_lost=lambda _c, ps: self._lost(tp.partition for tp in ps),
+        )
+        return c
+
+    def _poll(self, c) -> list[tuple[int, int, bytes]]:
+        from confluent_kafka import KafkaError, KafkaException
+
+        out = []
+        for m in c.consume(num_messages=POLL_BATCH, timeout=0.2):
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
                     continue
-                self.batches += 1
-                nxt: dict[int, int] = {}
-                for p, o, _ in batch:
-                    nxt[p] = max(nxt.get(p, -1), o + 1)
-                ok: dict[int, bool] = {}
-                err = None
-                try:
-                    res = c.commit(offsets=[TopicPartition(self.topic, p, o)
-                                            for p, o in nxt.items()], asynchronous=False)
-                    for tp in res or []:
-                        ok[tp.partition] = tp.error is None
-                        if tp.error is not None:
-                            err = str(tp.error)
-                except KafkaException as e:
-                    err = str(e)
-                self.ledger.add(self.name, batch, ok, err)
-        except Exception as e:
-            self.error = repr(e)
-        finally:
-            if c is not None:
-                try:
-                    c.close()  # revokes (callback) and leaves the group
-                except Exception as e:
-                    self.error = self.error or f"close: {e!r}"
-            self.closed.set()
+                if m.error().fatal():
+                    raise KafkaException(m.error())
+                self.client_errors.append(str(m.error()))
+                continue
+            out.append((m.partition(), m.offset(), m.value()))
+        return out
+
+    def _commit(self, c, nxt: dict[int, int]) -> tuple[dict[int, bool], str | None]:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        ok: dict[int, bool] = {}
+        err = None
+        try:
+            res = c.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in nxt.items()],
+                           asynchronous=False)
+            for tp in res or []:
+                ok[tp.partition] = tp.error is None
+                if tp.error is not None:
+                    err = str(tp.error)
+        except KafkaException as e:
+            err = str(e)
+        return ok, err
+
+    def _close(self, c) -> None:
+        c.close()  # revokes (callback) and leaves the group
 
     def _lost(self, parts) -> None:
         parts = list(parts)
@@ -361,8 +349,7 @@ class KafkaPythonWorker(_Worker):
 
     def __init__(self, name: str, ledger: Ledger, bootstrap: str, topic: str, group: str,
                  config: dict | None = None):
-        super().__init__(name, ledger)
-        self.topic = topic
+        super().__init__(name, ledger, topic)
         from kafka.coordinator.assignors.range import RangePartitionAssignor
 
         self.conf = dict(
@@ -378,11 +365,9 @@ class KafkaPythonWorker(_Worker):
         )
         self.conf.update(config or {})
 
-    def run(self) -> None:
+    def _open(self):
         from kafka import KafkaConsumer
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
-        from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata, TopicPartition
 
         worker = self
 
@@ -393,44 +378,27 @@ class KafkaPythonWorker(_Worker):
             def on_partitions_assigned(self, assigned):
                 worker._assigned(tp.partition for tp in assigned)
 
-        self.started_at = time.monotonic()
-        c = None
+        c = KafkaConsumer(**self.conf)
+        c.subscribe([self.topic], listener=Listener())
+        return c
+
+    def _poll(self, c) -> list[tuple[int, int, bytes]]:
+        return [(tp.partition, r.offset, r.value)
+                for tp, rs in c.poll(timeout_ms=200, max_records=POLL_BATCH).items() for r in rs]
+
+    def _commit(self, c, nxt: dict[int, int]) -> tuple[dict[int, bool], str | None]:
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
         try:
-            c = KafkaConsumer(**self.conf)
-            c.subscribe([self.topic], listener=Listener())
-            while not self.stop_flag.is_set():
-                recs = c.poll(timeout_ms=200, max_records=POLL_BATCH)
-                owned = self.owned_now()
-                batch = []
-                for tp, rs in recs.items():
-                    for r in rs:
-                        if tp.partition not in owned:
-                            self.stale_dropped += 1
-                            continue
-                        batch.append((tp.partition, r.offset, r.value))
-                if not batch:
-                    continue
-                self.batches += 1
-                nxt: dict[int, int] = {}
-                for p, o, _ in batch:
-                    nxt[p] = max(nxt.get(p, -1), o + 1)
-                err = None
-                try:
-                    c.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
-                              for p, o in nxt.items()})
-                    ok = {p: True for p in nxt}
-                except KafkaError as e:
-                    ok, err = {}, repr(e)
-                self.ledger.add(self.name, batch, ok, err)
-        except Exception as e:
-            self.error = repr(e)
-        finally:
-            if c is not None:
-                try:
-                    c.close(autocommit=False)
-                except Exception as e:
-                    self.error = self.error or f"close: {e!r}"
-            self.closed.set()
+            c.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+                      for p, o in nxt.items()})
+            return {p: True for p in nxt}, None
+        except KafkaError as e:
+            return {}, repr(e)
+
+    def _close(self, c) -> None:
+        c.close(autocommit=False)
 
 
 def group_worker(lib: str, name: str, ledger: Ledger, bootstrap: str, topic: str, group: str,
@@ -478,9 +446,7 @@ async def aiokafka_group(bootstrap: str, topic: str, group: str, ledger: Ledger,
                          for r in rs if tp.partition in owned[name]]
                 if not batch:
                     continue
-                nxt: dict[int, int] = {}
-                for p, o, _ in batch:
-                    nxt[p] = max(nxt.get(p, -1), o + 1)
+                nxt = next_offsets(batch)
                 err = None
                 try:
                     await c.commit({TopicPartition(topic, p): o for p, o in nxt.items()})

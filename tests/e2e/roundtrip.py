@@ -3,7 +3,8 @@
 For a client kind (`kcat`, `confluent`, `kafka-python`) this module produces a
 deterministic set of records to a topic with P partitions, using one producer
 per compression codec (none, gzip, snappy, lz4, zstd; N/5 records each), then
-reads every partition back from offset 0 and verifies the result:
+reads every partition back from offset 0 and verifies the result (the
+checks are in verify.py):
 
 * every acknowledged record is read back exactly once, byte for byte (key,
   value, headers), at exactly the partition/offset its delivery report gave;
@@ -33,6 +34,9 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+
+import verify as vf
+from verify import Consumed
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 CLIENTS = ("kcat", "confluent", "kafka-python")
@@ -173,6 +177,11 @@ def by_codec(records: list[Rec]) -> dict[str, list[Rec]]:
     return groups
 
 
+def producer_of(r: Rec) -> str:
+    """Records are sent by one producer per codec (for vf.check_send_order)."""
+    return f"the {r.codec} producer"
+
+
 def unique_topic(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -228,159 +237,6 @@ def wait_for_topic(bootstrap: str, topic: str, partitions: int, timeout: float =
 
 
 # --------------------------------------------------------------------------
-# Verification
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Consumed:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]]
-
-
-def _short(b: bytes | None, limit: int = 48) -> str:
-    if b is None:
-        return "None"
-    if len(b) <= limit:
-        return repr(b)
-    return f"{b[:limit]!r}... ({len(b)} bytes)"
-
-
-def _record_id(headers: list[tuple[str, bytes | None]]) -> bytes | None:
-    for k, v in headers:
-        if k == "id":
-            return v
-    return None
-
-
-def check_acks(records: list[Rec], acks: dict[int, tuple[int, int]]) -> None:
-    """Every record acknowledged, in the partition it was sent to, with
-    distinct offsets."""
-    missing = [r.idx for r in records if r.idx not in acks]
-    if missing:
-        raise AssertionError(
-            f"{len(missing)} of {len(records)} records were not acknowledged "
-            f"(first idx: {missing[:10]})"
-        )
-    owner: dict[tuple[int, int], int] = {}
-    for r in records:
-        p, off = acks[r.idx]
-        if p != r.partition:
-            raise AssertionError(
-                f"record {r.rid.decode()} sent to partition {r.partition} "
-                f"but acknowledged in partition {p} at offset {off}"
-            )
-        if off < 0:
-            raise AssertionError(
-                f"record {r.rid.decode()} acknowledged with invalid offset {off} "
-                f"in partition {p}"
-            )
-        prev = owner.setdefault((p, off), r.idx)
-        if prev != r.idx:
-            raise AssertionError(
-                f"partition {p} offset {off} acknowledged for two records: "
-                f"idx {prev} and idx {r.idx}"
-            )
-
-
-def check_producer_order(records: list[Rec], acks: dict[int, tuple[int, int]]) -> None:
-    """Records sent by one producer (one codec) to one partition must be
-    appended in the order they were sent. The producers here run without
-    retries, so Kafka's ordering guarantee holds even with several requests
-    in flight on the connection."""
-    last: dict[tuple[str, int], Rec] = {}
-    for r in sorted(records, key=lambda r: r.idx):
-        k = (r.codec, r.partition)
-        prev = last.get(k)
-        if prev is not None and acks[r.idx][1] <= acks[prev.idx][1]:
-            raise AssertionError(
-                f"partition {r.partition}: the {r.codec} producer sent {prev.rid.decode()} "
-                f"before {r.rid.decode()}, but they were appended at offsets "
-                f"{acks[prev.idx][1]} and {acks[r.idx][1]} (order of one producer's "
-                f"records in a partition not preserved)"
-            )
-        last[k] = r
-
-
-def verify(
-    records: list[Rec],
-    acks: dict[int, tuple[int, int]],
-    consumed: dict[int, list[Consumed]],
-    partitions: int,
-    high_watermarks: dict[int, int] | None = None,
-) -> None:
-    """Check a consume pass against acknowledged records (see module doc)."""
-    check_acks(records, acks)
-    by_rid = {r.rid: r for r in records}
-    seen: set[int] = set()
-    for p in range(partitions):
-        msgs = consumed.get(p, [])
-        for pos, m in enumerate(msgs):
-            where = f"partition {p} offset {m.offset}"
-            if m.partition != p:
-                raise AssertionError(f"{where}: message reports partition {m.partition}")
-            if m.offset != pos:
-                prev = msgs[pos - 1].offset if pos else None
-                raise AssertionError(
-                    f"partition {p}: offsets not dense from 0: message #{pos} has offset "
-                    f"{m.offset} (previous offset {prev})"
-                )
-            rid = _record_id(m.headers)
-            if rid is None:
-                raise AssertionError(
-                    f"{where}: unexpected record without 'id' header: key={_short(m.key)} "
-                    f"value={_short(m.value)} headers={m.headers!r}"
-                )
-            rec = by_rid.get(rid)
-            if rec is None:
-                raise AssertionError(f"{where}: unexpected record id {rid!r}")
-            if rec.idx in seen:
-                raise AssertionError(f"{where}: record {rid.decode()} read more than once")
-            seen.add(rec.idx)
-            ap, aoff = acks[rec.idx]
-            if (ap, aoff) != (p, m.offset):
-                raise AssertionError(
-                    f"{where}: record {rid.decode()} was acknowledged at partition {ap} "
-                    f"offset {aoff}"
-                )
-            if m.key != rec.key:
-                raise AssertionError(
-                    f"{where} ({rid.decode()}, codec {rec.codec}): key differs: "
-                    f"got {_short(m.key)}, sent {_short(rec.key)}"
-                )
-            if m.value != rec.value:
-                diff_at = next(
-                    (i for i, (a, b) in enumerate(zip(m.value or b"", rec.value or b"")) if a != b),
-                    None,
-                )
-                raise AssertionError(
-                    f"{where} ({rid.decode()}, codec {rec.codec}): value differs "
-                    f"(first differing byte {diff_at}): got {_short(m.value)}, "
-                    f"sent {_short(rec.value)}"
-                )
-            if list(m.headers) != list(rec.headers):
-                raise AssertionError(
-                    f"{where} ({rid.decode()}, codec {rec.codec}): headers differ: "
-                    f"got {m.headers!r}, sent {rec.headers!r}"
-                )
-        if high_watermarks is not None and len(msgs) != high_watermarks.get(p):
-            raise AssertionError(
-                f"partition {p}: read {len(msgs)} records but high watermark is "
-                f"{high_watermarks.get(p)}"
-            )
-    not_read = [r for r in records if r.idx not in seen]
-    if not_read:
-        r = not_read[0]
-        raise AssertionError(
-            f"{len(not_read)} acknowledged records were never read back; first: "
-            f"{r.rid.decode()} acknowledged at partition/offset {acks[r.idx]}"
-        )
-
-
-# --------------------------------------------------------------------------
 # confluent-kafka
 # --------------------------------------------------------------------------
 
@@ -397,7 +253,7 @@ def confluent_producer_config(bootstrap: str, codec: str) -> dict:
         "queue.buffering.max.kbytes": 1024 * 1024,
         "message.timeout.ms": int(PRODUCE_TIMEOUT_S * 1000),
         # No retries: then every producer's records must land in send order
-        # (see check_producer_order), even with many requests in flight.
+        # (see vf.check_send_order), even with many requests in flight.
         "retries": 0,
     }
 
@@ -409,23 +265,16 @@ def produce_confluent(
     Returns idx -> (partition, offset) from the delivery reports."""
     from confluent_kafka import Producer
 
-    acks: dict[int, tuple[int, int]] = {}
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def run(codec: str, recs: list[Rec]) -> None:
-        if not recs:
-            return
+    def run(codec: str, recs: list[Rec], ack, error) -> None:
         conf = confluent_producer_config(bootstrap, codec)
         conf.update(extra_config or {})
         producer = Producer(conf)
 
         def on_delivery(idx: int, err, msg) -> None:
-            with lock:
-                if err is not None:
-                    errors.append(f"codec {codec} record idx {idx}: delivery failed: {err}")
-                else:
-                    acks[idx] = (msg.partition(), msg.offset())
+            if err is not None:
+                error(f"codec {codec} record idx {idx}: delivery failed: {err}")
+            else:
+                ack(idx, msg.partition(), msg.offset())
 
         for r in recs:
             while True:
@@ -444,20 +293,38 @@ def produce_confluent(
             producer.poll(0)
         remaining = producer.flush(PRODUCE_TIMEOUT_S)
         if remaining:
-            with lock:
-                errors.append(f"codec {codec}: {remaining} messages still undelivered after flush")
+            error(f"codec {codec}: {remaining} messages still undelivered after flush")
+
+    return _per_codec("confluent-kafka", topic, records, run)
+
+
+def _per_codec(client: str, topic: str, records: list[Rec], run) -> dict[int, tuple[int, int]]:
+    """run(codec, records of that codec, ack, error) for every codec at once
+    (one producer each): ack(idx, partition, offset) records a delivery
+    report, error(text) a failure. Fails if any producer reported an error;
+    returns idx -> (partition, offset)."""
+    acks: dict[int, tuple[int, int]] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def ack(idx: int, partition: int, offset: int) -> None:
+        with lock:
+            acks[idx] = (partition, offset)
+
+    def error(text: str) -> None:
+        with lock:
+            errors.append(text)
 
     t0 = time.monotonic()
-    groups = by_codec(records)
     with concurrent.futures.ThreadPoolExecutor(len(CODECS)) as ex:
-        for f in [ex.submit(run, c, recs) for c, recs in groups.items()]:
+        for f in [ex.submit(run, c, recs, ack, error)
+                  for c, recs in by_codec(records).items() if recs]:
             f.result()
     if errors:
         raise AssertionError(
-            f"confluent-kafka produce to {topic}: {len(errors)} errors; first: "
-            + "; ".join(errors[:5])
+            f"{client} produce to {topic}: {len(errors)} errors; first: " + "; ".join(errors[:5])
         )
-    log(f"confluent-kafka produced {len(records)} records to {topic} in {time.monotonic() - t0:.1f}s")
+    log(f"{client} produced {len(records)} records to {topic} in {time.monotonic() - t0:.1f}s")
     return acks
 
 
@@ -506,21 +373,11 @@ def consume_confluent(
             if lo != 0:
                 raise AssertionError(f"partition {p}: low watermark {lo}, expected 0")
             high[p] = hi
-        out: dict[int, list[Consumed]] = {p: [] for p in range(partitions)}
-        pending = {p for p in range(partitions) if high[p] > 0}
         c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        deadline = time.monotonic() + CONSUME_TIMEOUT_S
-        last_progress = time.monotonic()
-        while pending:
-            now = time.monotonic()
-            if now - last_progress > CONSUME_STALL_TIMEOUT_S or now > deadline:
-                state = {p: (len(out[p]), high[p]) for p in sorted(pending)}
-                raise AssertionError(
-                    f"confluent-kafka consumer stalled on {topic}: partitions "
-                    f"(read, high watermark) = {state}"
-                )
-            msgs = c.consume(num_messages=5000, timeout=0.5)
-            for m in msgs:
+
+        def poll() -> list[Consumed]:
+            got = []
+            for m in c.consume(num_messages=5000, timeout=0.5):
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
@@ -529,21 +386,44 @@ def consume_confluent(
                         f"confluent-kafka consumer error on {topic} "
                         f"partition {m.partition()}: {err}"
                     )
-                p = m.partition()
                 hdrs = m.headers() or []
-                out[p].append(
-                    Consumed(p, m.offset(), m.key(), m.value(), [(k, v) for k, v in hdrs])
+                got.append(
+                    Consumed(m.partition(), m.offset(), m.key(), m.value(), [(k, v) for k, v in hdrs])
                 )
-                last_progress = time.monotonic()
-                if m.offset() >= high[p] - 1:
-                    pending.discard(p)
-        log(
-            f"confluent-kafka consumed {sum(len(v) for v in out.values())} records from "
-            f"{topic} in {time.monotonic() - t0:.1f}s"
-        )
-        return out, high
+            return got
+
+        return read_to_high_watermarks("confluent-kafka", topic, high, poll, t0), high
     finally:
         c.close()
+
+
+def read_to_high_watermarks(client: str, topic: str, high: dict[int, int], poll,
+                            t0: float) -> dict[int, list[Consumed]]:
+    """Call poll() (the next messages, in offset order per partition) until
+    every partition is read up to its high watermark. Fails when nothing
+    arrives for CONSUME_STALL_TIMEOUT_S, or after CONSUME_TIMEOUT_S."""
+    out: dict[int, list[Consumed]] = {p: [] for p in high}
+    pending = {p for p, hi in high.items() if hi > 0}
+    deadline = time.monotonic() + CONSUME_TIMEOUT_S
+    last_progress = time.monotonic()
+    while pending:
+        now = time.monotonic()
+        if now - last_progress > CONSUME_STALL_TIMEOUT_S or now > deadline:
+            state = {p: (len(out[p]), high[p]) for p in sorted(pending)}
+            raise AssertionError(
+                f"{client} consumer stalled on {topic}: partitions "
+                f"(read, high watermark) = {state}"
+            )
+        for m in poll():
+            out[m.partition].append(m)
+            last_progress = time.monotonic()
+            if m.offset >= high[m.partition] - 1:
+                pending.discard(m.partition)
+    log(
+        f"{client} consumed {sum(len(v) for v in out.values())} records from "
+        f"{topic} in {time.monotonic() - t0:.1f}s"
+    )
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -555,13 +435,7 @@ def produce_kafka_python(bootstrap: str, topic: str, records: list[Rec]) -> dict
     """Produce with one kafka-python KafkaProducer per codec (concurrently)."""
     from kafka import KafkaProducer
 
-    acks: dict[int, tuple[int, int]] = {}
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def run(codec: str, recs: list[Rec]) -> None:
-        if not recs:
-            return
+    def run(codec: str, recs: list[Rec], ack, error) -> None:
         producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -572,16 +446,14 @@ def produce_kafka_python(bootstrap: str, topic: str, records: list[Rec]) -> dict
             max_request_size=MAX_MESSAGE_BYTES,
             request_timeout_ms=60_000,
             delivery_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000),
-            retries=0,  # see check_producer_order
+            retries=0,  # see vf.check_send_order
         )
 
         def ok(idx: int, md) -> None:
-            with lock:
-                acks[idx] = (md.partition, md.offset)
+            ack(idx, md.partition, md.offset)
 
         def fail(idx: int, exc) -> None:
-            with lock:
-                errors.append(f"codec {codec} record idx {idx}: {exc!r}")
+            error(f"codec {codec} record idx {idx}: {exc!r}")
 
         try:
             for r in recs:
@@ -594,17 +466,7 @@ def produce_kafka_python(bootstrap: str, topic: str, records: list[Rec]) -> dict
         finally:
             producer.close(timeout=30)
 
-    t0 = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(len(CODECS)) as ex:
-        for f in [ex.submit(run, c, recs) for c, recs in by_codec(records).items()]:
-            f.result()
-    if errors:
-        raise AssertionError(
-            f"kafka-python produce to {topic}: {len(errors)} errors; first: "
-            + "; ".join(errors[:5])
-        )
-    log(f"kafka-python produced {len(records)} records to {topic} in {time.monotonic() - t0:.1f}s")
-    return acks
+    return _per_codec("kafka-python", topic, records, run)
 
 
 def consume_kafka_python(
@@ -629,33 +491,14 @@ def consume_kafka_python(
             if lo != 0:
                 raise AssertionError(f"partition {tp.partition}: beginning offset {lo}, expected 0")
         high = {tp.partition: off for tp, off in c.end_offsets(tps).items()}
-        out: dict[int, list[Consumed]] = {p: [] for p in range(partitions)}
-        pending = {p for p in range(partitions) if high[p] > 0}
-        deadline = time.monotonic() + CONSUME_TIMEOUT_S
-        last_progress = time.monotonic()
-        while pending:
-            now = time.monotonic()
-            if now - last_progress > CONSUME_STALL_TIMEOUT_S or now > deadline:
-                state = {p: (len(out[p]), high[p]) for p in sorted(pending)}
-                raise AssertionError(
-                    f"kafka-python consumer stalled on {topic}: partitions "
-                    f"(read, high watermark) = {state}"
-                )
-            batch = c.poll(timeout_ms=500, max_records=10_000)
-            for tp, msgs in batch.items():
-                p = tp.partition
-                for m in msgs:
-                    out[p].append(
-                        Consumed(p, m.offset, m.key, m.value, [(k, v) for k, v in (m.headers or [])])
-                    )
-                    last_progress = time.monotonic()
-                if msgs and msgs[-1].offset >= high[p] - 1:
-                    pending.discard(p)
-        log(
-            f"kafka-python consumed {sum(len(v) for v in out.values())} records from "
-            f"{topic} in {time.monotonic() - t0:.1f}s"
-        )
-        return out, high
+
+        def poll() -> list[Consumed]:
+            return [Consumed(tp.partition, m.offset, m.key, m.value,
+                             [(k, v) for k, v in (m.headers or [])])
+                    for tp, msgs in c.poll(timeout_ms=500, max_records=10_000).items()
+                    for m in msgs]
+
+        return read_to_high_watermarks("kafka-python", topic, high, poll, t0), high
     finally:
         c.close()
 
@@ -745,75 +588,6 @@ def consume_kcat(bootstrap: str, topic: str, partition: int) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _enc(s: bytes | None) -> str | None:
-    return None if s is None else s.decode("ascii")
-
-
-def verify_kcat_partition(p: int, expected: list[Rec], got: list[dict]) -> None:
-    """Partition p holds exactly `expected`, intact, at offsets 0..n-1, in the
-    order sent. Content is checked before order, so that a reordering is
-    reported as such rather than as a key/value mismatch."""
-    # 1. dense offsets from 0
-    for pos, m in enumerate(got):
-        if m.get("partition") != p:
-            raise AssertionError(
-                f"kcat partition {p} message #{pos}: reports partition {m.get('partition')}"
-            )
-        if m.get("offset") != pos:
-            prev = got[pos - 1].get("offset") if pos else None
-            raise AssertionError(
-                f"partition {p}: offsets not dense from 0: message #{pos} has offset "
-                f"{m.get('offset')} (previous {prev})"
-            )
-
-    # 2. the same records, each exactly once, byte for byte
-    def sent(r: Rec) -> tuple:
-        return (_enc(r.key), _enc(r.value), ("codec", r.codec))
-
-    def read(m: dict) -> tuple:
-        h = m.get("headers") or []
-        return (m.get("key"), m.get("payload"), tuple(h))
-
-    want = Counter(sent(r) for r in expected)
-    have = Counter(read(m) for m in got)
-    if want != have:
-        missing = want - have
-        extra = have - want
-        first_extra = next(
-            (pos for pos, m in enumerate(got) if read(m) in extra), None
-        )
-        detail = ""
-        if first_extra is not None:
-            m = got[first_extra]
-            detail = (
-                f"; first unexpected record at offset {first_extra}: key={m.get('key')!r:.60} "
-                f"payload={m.get('payload')!r:.80} headers={m.get('headers')!r}"
-            )
-        if missing:
-            k, v, h = next(iter(missing))
-            detail += f"; first missing: key={k!r:.60} payload={v!r:.80} headers={list(h)!r}"
-        raise AssertionError(
-            f"kcat partition {p}: read {len(got)} records, sent {len(expected)}; "
-            f"{sum(missing.values())} sent records not read back, "
-            f"{sum(extra.values())} read records not sent (or altered){detail}"
-        )
-
-    # 3. in the order sent
-    sent_pos: dict[tuple, list[int]] = defaultdict(list)
-    for pos, r in enumerate(expected):
-        sent_pos[sent(r)].append(pos)
-    for pos, (m, r) in enumerate(zip(got, expected)):
-        if read(m) != sent(r):
-            other = sent_pos[read(m)]
-            m_id = (m.get("payload") or "").split(":", 1)[0] or "(null payload)"
-            raise AssertionError(
-                f"partition {p}: order not preserved: offset {pos} holds {m_id} "
-                f"(sent as message #{other[0]} of this partition), but message #{pos} sent "
-                f"was {r.rid.decode()} (codec {r.codec}); each (partition, codec) chunk was "
-                f"produced by one kcat process without retries"
-            )
-
-
 def kcat_roundtrip(bootstrap: str, topic: str, records: list[Rec], partitions: int) -> None:
     md = kcat_metadata(bootstrap)
     topics = {t["topic"]: t for t in md.get("topics", [])}
@@ -834,7 +608,7 @@ def kcat_roundtrip(bootstrap: str, topic: str, records: list[Rec], partitions: i
     with concurrent.futures.ThreadPoolExecutor(min(partitions, 4)) as ex:
         results = dict(zip(range(partitions), ex.map(lambda p: consume_kcat(bootstrap, topic, p), range(partitions))))
     for p in range(partitions):
-        verify_kcat_partition(p, expected[p], results[p])
+        vf.check_kcat_partition(p, expected[p], results[p])
     log(f"kcat consumed and verified {sum(len(v) for v in results.values())} records in {time.monotonic() - t0:.1f}s")
 
 
@@ -887,9 +661,9 @@ def roundtrip(
         counts = Counter(r.partition for r in records)
         return RoundtripResult(topic, records, {}, {p: counts[p] for p in range(partitions)})
     acks = PRODUCERS[client](bootstrap, topic, records)
-    check_acks(records, acks)
+    vf.check_acks(records, acks)
     consumed, high = CONSUMERS[client](bootstrap, topic, partitions)
-    verify(records, acks, consumed, partitions, high)
-    check_producer_order(records, acks)
+    vf.check_exactly_once(records, acks, consumed, partitions, high)
+    vf.check_send_order(records, acks, producer_of)
     log(f"{client}: verified {n} records in {partitions} partitions of {topic}")
     return RoundtripResult(topic, records, acks, high)

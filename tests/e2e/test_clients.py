@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 import roundtrip as rt
+import verify as vf
 
 PARTITIONS = 8
 
@@ -28,7 +29,7 @@ def test_restart_keeps_offsets(silt, n_records):
     first = rt.generate_records(n_records, PARTITIONS, seed=7, tag="before")
     acks = rt.produce_confluent(silt.bootstrap, topic, first)
     consumed, high = rt.consume_confluent(silt.bootstrap, topic, PARTITIONS)
-    rt.verify(first, acks, consumed, PARTITIONS, high)
+    vf.check_exactly_once(first, acks, consumed, PARTITIONS, high)
     counts = Counter(r.partition for r in first)
     assert high == {p: counts[p] for p in range(PARTITIONS)}, (
         f"high watermarks {high} do not match records produced per partition {dict(counts)}"
@@ -40,28 +41,19 @@ def test_restart_keeps_offsets(silt, n_records):
     rt.wait_for_topic(silt.bootstrap, topic, PARTITIONS)
     consumed, high_after = rt.consume_confluent(silt.bootstrap, topic, PARTITIONS)
     assert high_after == high, f"high watermarks changed across restart: {high} -> {high_after}"
-    rt.verify(first, acks, consumed, PARTITIONS, high_after)
+    vf.check_exactly_once(first, acks, consumed, PARTITIONS, high_after)
 
     # New records continue densely after the old high watermarks.
     n2 = max(n_records // 5, len(rt.CODECS))
     second = rt.generate_records(n2, PARTITIONS, seed=8, tag="after", first_idx=len(first))
     acks2 = rt.produce_confluent(silt.bootstrap, topic, second)
-    rt.check_acks(second, acks2)
-    per_part: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
-    for r in second:
-        per_part[r.partition].append(acks2[r.idx][1])
-    for p, offs in per_part.items():
-        offs.sort()
-        expected = list(range(high[p], high[p] + len(offs)))
-        assert offs == expected, (
-            f"partition {p}: offsets acknowledged after restart {offs[:5]}... are not dense "
-            f"after the old high watermark {high[p]} (expected {expected[:5]}...)"
-        )
+    vf.check_acks(second, acks2)
+    vf.check_dense_acks(acks2.values(), start=high)
 
     consumed, high_final = rt.consume_confluent(silt.bootstrap, topic, PARTITIONS)
-    rt.verify(first + second, {**acks, **acks2}, consumed, PARTITIONS, high_final)
+    vf.check_exactly_once(first + second, {**acks, **acks2}, consumed, PARTITIONS, high_final)
 
     # Each producer's records kept their send order (checked last, so that a
     # reordering does not hide the restart checks above).
-    rt.check_producer_order(first, acks)
-    rt.check_producer_order(second, acks2)
+    vf.check_send_order(first, acks, rt.producer_of)
+    vf.check_send_order(second, acks2, rt.producer_of)

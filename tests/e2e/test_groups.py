@@ -61,6 +61,7 @@ import pytest
 
 import groupkit as gk
 import roundtrip as rt
+import verify as vf
 
 RECORDS = int(os.environ.get("SILT_E2E_GROUP_RECORDS", "30000"))
 TEST_TIMEOUT_S = int(os.environ.get("SILT_E2E_GROUP_TIMEOUT", "150"))
@@ -108,20 +109,22 @@ def group_name(prefix: str) -> str:
     return rt.unique_topic(f"grp-{prefix}")
 
 
-def check_exact(ledger: gk.Ledger, expected: set[bytes], what: str) -> gk.Accounting:
+def topic_with_records(bootstrap: str, prefix: str, partitions: int, n: int,
+                       tag: str) -> tuple[str, str, set[bytes]]:
+    """A new topic `grp-<prefix>-…` holding n records `<tag>-i`, and a new
+    group name; returns (topic, group, record ids)."""
+    topic = rt.unique_topic(f"grp-{prefix}")
+    group = group_name(prefix)
+    rt.create_topic(bootstrap, topic, partitions)
+    return topic, group, gk.produce_ids(bootstrap, topic, partitions, n, tag=tag)
+
+
+def check_exact(ledger: gk.Ledger, expected: set[bytes], what: str) -> vf.Accounting:
     """No loss, nothing unknown, and every duplicate explained by a failed
     commit. Returns the accounting (duplicates are counted there)."""
-    acc = gk.account(ledger, expected)
+    acc = vf.account(ledger.snapshot(), expected)
     rt.log(f"{what}: {acc.summary()}")
-    assert not acc.lost, (f"{what}: {len(acc.lost)} produced records were never processed, "
-                          f"e.g. {acc.lost[:5]}; {acc.summary()}")
-    assert not acc.unexpected, f"{what}: unknown records processed: {acc.unexpected[:5]}"
-    if acc.unexplained:
-        rid, evs = next(iter(acc.unexplained.items()))
-        raise AssertionError(
-            f"{what}: {len(acc.unexplained)} records processed more than once although the "
-            f"commit after processing them succeeded; e.g. {rid!r}: {gk.describe_events(evs)}; "
-            f"{acc.summary()}")
+    vf.check_processed(acc, what)
     return acc
 
 
@@ -222,7 +225,7 @@ def test_membership_changes_under_load(silt, workers, assignor):
     all_consumers += [c2, c3]
     mon.wait_balanced([c1, c2, c3], partitions)
     gk.wait_until(lambda: ledger.count("c2") > 0 and ledger.count("c3") > 0, 20,
-                  lambda: f"c2/c3 processed nothing: {gk.account(ledger, set()).per_consumer}")
+                  lambda: f"c2/c3 processed nothing: {vf.account(ledger.snapshot(), set()).per_consumer}")
     step("c1, c2, c3 balanced")
     time.sleep(STEP_PAUSE_S)
 
@@ -381,10 +384,8 @@ def test_committed_offsets_survive_restart(silt):
     from confluent_kafka import Consumer, TopicPartition
 
     partitions = 4
-    topic = rt.unique_topic("grp-restart")
-    group = group_name("restart")
-    rt.create_topic(silt.bootstrap, topic, partitions)
-    gk.produce_ids(silt.bootstrap, topic, partitions, 400, tag="r")  # 100 per partition
+    # 100 records per partition
+    topic, group, _ = topic_with_records(silt.bootstrap, "restart", partitions, 400, "r")
     want = {p: 10 + 17 * p for p in range(partitions)}  # committed offsets
 
     conf = {"bootstrap.servers": silt.bootstrap, "group.id": group,
@@ -460,10 +461,7 @@ def test_coordinator_kill9(tmp_path, workers, request):
     c.start()
     try:
         partitions = 6
-        topic = rt.unique_topic("grp-kill")
-        group = group_name("kill")
-        rt.create_topic(c.bootstrap, topic, partitions)
-        ids1 = gk.produce_ids(c.bootstrap, topic, partitions, 600, tag="k1")
+        topic, group, ids1 = topic_with_records(c.bootstrap, "kill", partitions, 600, "k1")
         ledger = gk.Ledger()
         c1 = start(workers, gk.ConfluentWorker("c1", ledger, c.bootstrap, topic, group))
         gk.wait_until(lambda: ids1 <= ledger.processed_ids(), 40,
@@ -549,10 +547,7 @@ def two_member_group(silt, workers, libs: tuple[str, str], prefix: str, conf=Non
     their poll calls, after the synchronous commit of their last batch: no
     commit may fail and nothing may be read twice."""
     partitions = 6
-    topic = rt.unique_topic(f"grp-{prefix}")
-    group = group_name(prefix)
-    rt.create_topic(silt.bootstrap, topic, partitions)
-    ids = gk.produce_ids(silt.bootstrap, topic, partitions, 3000, tag=prefix)
+    topic, group, ids = topic_with_records(silt.bootstrap, prefix, partitions, 3000, prefix)
     ledger = gk.Ledger()
     ws = [start(workers, gk.group_worker(lib, f"{lib}-{i + 1}", ledger, silt.bootstrap, topic,
                                          group, (conf or {}).get(lib)))
@@ -591,10 +586,7 @@ def test_mixed_confluent_and_kafka_python_group(silt, workers):
 
 def test_aiokafka_group(silt):
     partitions = 6
-    topic = rt.unique_topic("grp-aio")
-    group = group_name("aio")
-    rt.create_topic(silt.bootstrap, topic, partitions)
-    ids = gk.produce_ids(silt.bootstrap, topic, partitions, 3000, tag="aio")
+    topic, group, ids = topic_with_records(silt.bootstrap, "aio", partitions, 3000, "aio")
     ledger = gk.Ledger()
     final = asyncio.run(gk.aiokafka_group(silt.bootstrap, topic, group, ledger, len(ids),
                                           members=2, timeout=60))
@@ -620,25 +612,22 @@ def kcat_group(bootstrap: str, group: str, topic: str, *extra: str) -> tuple[lis
 
 def test_kcat_balanced_consumer(silt):
     partitions = 4
-    topic = rt.unique_topic("grp-kcat")
-    group = group_name("kcat")
-    rt.create_topic(silt.bootstrap, topic, partitions)
-    ids = gk.produce_ids(silt.bootstrap, topic, partitions, 1000, tag="kc")
-    lines, err = kcat_group(silt.bootstrap, group, topic, "-o", "beginning")
-    got = Counter(line.split(" ", 2)[2].encode() for line in lines)
-    assert set(got) == ids and sum(got.values()) == len(ids), (
-        f"kcat -G read {sum(got.values())} records ({len(set(got))} distinct) of "
-        f"{len(ids)}; stderr: {err[-1500:]}")
-    # kcat commits (auto-commit) on exit.
-    check_committed_at_end(silt.bootstrap, group, topic, partitions)
+    topic, group, ids = topic_with_records(silt.bootstrap, "kcat", partitions, 1000, "kc")
+
+    def read_once(offset: str, want: set[bytes], what: str) -> None:
+        """One kcat -G run reads exactly `want`, each record once; kcat
+        commits (auto-commit) on exit."""
+        lines, err = kcat_group(silt.bootstrap, group, topic, "-o", offset)
+        got = Counter(line.split(" ", 2)[2].encode() for line in lines)
+        assert set(got) == want and sum(got.values()) == len(want), (
+            f"{what} read {sum(got.values())} records ({len(set(got))} distinct, "
+            f"{len(set(got) & want)} of the {len(want)} expected); stderr: {err[-1500:]}")
+        check_committed_at_end(silt.bootstrap, group, topic, partitions)
+
+    read_once("beginning", ids, "kcat -G")
     # A second run with the stored offsets reads only the new records.
     more = gk.produce_ids(silt.bootstrap, topic, partitions, 200, tag="kc2")
-    lines, err = kcat_group(silt.bootstrap, group, topic, "-o", "stored")
-    got = Counter(line.split(" ", 2)[2].encode() for line in lines)
-    assert set(got) == more and sum(got.values()) == len(more), (
-        f"second kcat -G run (stored offsets) read {sum(got.values())} records, "
-        f"{len(set(got) & more)} of the {len(more)} new ones; stderr: {err[-1500:]}")
-    check_committed_at_end(silt.bootstrap, group, topic, partitions)
+    read_once("stored", more, "second kcat -G run (stored offsets)")
 
 
 # --------------------------------------------------------------------------
@@ -646,18 +635,23 @@ def test_kcat_balanced_consumer(silt):
 # --------------------------------------------------------------------------
 
 
+def group_with_one_member(silt, workers, lib: str, prefix: str, tag: str):
+    """A topic of 3 partitions with 300 records and a group whose one member
+    (`tag`1, client library `lib`) has processed them all, committing after
+    each batch. Returns (topic, group, member)."""
+    topic, group, ids = topic_with_records(silt.bootstrap, prefix, 3, 300, tag)
+    ledger = gk.Ledger()
+    w = start(workers, gk.group_worker(lib, f"{tag}1", ledger, silt.bootstrap, topic, group))
+    gk.wait_until(lambda: ids <= ledger.processed_ids(), 30, lambda: f"{ledger.count()}/300")
+    return topic, group, w
+
+
 def test_group_admin_confluent(silt, workers):
     from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
     partitions = 3
-    topic = rt.unique_topic("grp-admin")
-    group = group_name("admin")
-    rt.create_topic(silt.bootstrap, topic, partitions)
-    ids = gk.produce_ids(silt.bootstrap, topic, partitions, 300, tag="adm")
-    ledger = gk.Ledger()
-    w = start(workers, gk.ConfluentWorker("adm1", ledger, silt.bootstrap, topic, group))
-    gk.wait_until(lambda: ids <= ledger.processed_ids(), 30, lambda: f"{ledger.count()}/300")
+    topic, group, w = group_with_one_member(silt, workers, "confluent", "admin", "adm")
     admin = AdminClient({"bootstrap.servers": silt.bootstrap})
     T = 20
 
@@ -703,13 +697,7 @@ def test_group_admin_kafka_python(silt, workers):
     from kafka.structs import TopicPartition
 
     partitions = 3
-    topic = rt.unique_topic("grp-kadmin")
-    group = group_name("kadmin")
-    rt.create_topic(silt.bootstrap, topic, partitions)
-    ids = gk.produce_ids(silt.bootstrap, topic, partitions, 300, tag="kadm")
-    ledger = gk.Ledger()
-    w = start(workers, gk.KafkaPythonWorker("kadm1", ledger, silt.bootstrap, topic, group))
-    gk.wait_until(lambda: ids <= ledger.processed_ids(), 30, lambda: f"{ledger.count()}/300")
+    topic, group, w = group_with_one_member(silt, workers, "kafka-python", "kadmin", "kadm")
     admin = KafkaAdminClient(bootstrap_servers=silt.bootstrap, request_timeout_ms=20_000)
     try:
         groups = admin.list_groups()

@@ -1,0 +1,132 @@
+"""Hand-rolled Kafka requests, for checks that must see exactly what one
+broker answers to one request with a chosen client.id (no client library in
+between): ApiVersions v0 (the API versions it advertises) and Metadata v1
+(brokers with their racks, partition leaders).
+
+    rawkafka.api_versions("127.0.0.1:9092")       # [(key, name, min, max), ...]
+    rawkafka.metadata("127.0.0.1:9092", ["t"], client_id="x,silt_az=z1")
+
+A broker that does not answer raises one of NO_ANSWER.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+# A broker that is down, closed the connection or answered garbage.
+NO_ANSWER = (OSError, struct.error)
+
+API_NAMES = {
+    0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit", 9: "OffsetFetch",
+    10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat", 13: "LeaveGroup", 14: "SyncGroup",
+    15: "DescribeGroups", 16: "ListGroups", 18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics",
+    21: "DeleteRecords", 22: "InitProducerId", 23: "OffsetForLeaderEpoch", 32: "DescribeConfigs",
+    33: "AlterConfigs", 37: "CreatePartitions", 42: "DeleteGroups", 44: "IncrementalAlterConfigs",
+    47: "OffsetDelete", 60: "DescribeCluster",
+}
+CORRELATION_ID = 7
+
+
+class _Reader:
+    def __init__(self, buf: bytes):
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt: str):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0]
+
+    def string(self) -> str | None:
+        n = self.take(">h")
+        if n < 0:
+            return None
+        s = self.buf[self.pos : self.pos + n].decode()
+        self.pos += n
+        return s
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("connection closed by the broker")
+        out += chunk
+    return out
+
+
+def _kstr(s: str | None) -> bytes:
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def request(addr: str, api_key: int, version: int, body: bytes, client_id: str,
+            timeout: float = 5.0) -> _Reader:
+    """One request (header v1) on a new connection to `addr` (HOST:PORT);
+    returns a reader positioned after the response's correlation id."""
+    host, port = addr.rsplit(":", 1)
+    req = struct.pack(">hhi", api_key, version, CORRELATION_ID) + _kstr(client_id) + body
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(req)) + req)
+        size = struct.unpack(">i", _recv_exact(s, 4))[0]
+        r = _Reader(_recv_exact(s, size))
+    if r.take(">i") != CORRELATION_ID:
+        raise AssertionError(f"{addr}: {API_NAMES.get(api_key, api_key)} response with the "
+                             f"wrong correlation id")
+    return r
+
+
+def api_versions(addr: str, client_id: str = "silt-compat") -> list[tuple[int, str, int, int]]:
+    """ApiVersions v0: sorted (api key, name, min version, max version)."""
+    r = request(addr, 18, 0, b"", client_id, timeout=10.0)
+    err = r.take(">h")
+    assert err == 0, err
+    out = []
+    for _ in range(r.take(">i")):
+        key, lo, hi = r.take(">h"), r.take(">h"), r.take(">h")
+        out.append((key, API_NAMES.get(key, f"api {key}"), lo, hi))
+    return sorted(out)
+
+
+@dataclass
+class MetadataView:
+    brokers: dict[int, tuple[str, int, str | None]]  # node id -> (host, port, rack)
+    leaders: dict[str, dict[int, int]]  # topic -> partition -> leader node id
+    topic_errors: dict[str, int]
+
+
+def metadata(addr: str, topics: list[str] | None = None, client_id: str = "silt-e2e",
+             timeout: float = 5.0) -> MetadataView:
+    """Metadata v1 for `topics` (None: all) from the broker at `addr`."""
+    body = struct.pack(">i", -1) if topics is None else (
+        struct.pack(">i", len(topics)) + b"".join(_kstr(t) for t in topics)
+    )
+    r = request(addr, 3, 1, body, client_id, timeout)
+    brokers = {}
+    for _ in range(r.take(">i")):
+        node = r.take(">i")
+        bhost = r.string()
+        bport = r.take(">i")
+        brokers[node] = (bhost, bport, r.string())
+    r.take(">i")  # controller id
+    leaders: dict[str, dict[int, int]] = {}
+    errors: dict[str, int] = {}
+    for _ in range(r.take(">i")):
+        err = r.take(">h")
+        name = r.string()
+        r.take(">b")  # is_internal
+        errors[name] = err
+        parts = leaders.setdefault(name, {})
+        for _ in range(r.take(">i")):
+            r.take(">h")
+            index = r.take(">i")
+            parts[index] = r.take(">i")
+            for _ in range(2):  # replicas, isr
+                for _ in range(r.take(">i")):
+                    r.take(">i")
+    return MetadataView(brokers, leaders, errors)
