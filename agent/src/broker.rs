@@ -7,7 +7,10 @@ use silt_coordinator::{
 };
 use silt_tiering::store::StoreCounters;
 
-use crate::{config::Settings, fetch::ReadPath, group::Groups, produce::Producer, topics::Topics};
+use crate::{
+    clock::Clock, config::Settings, fetch::ReadPath, group::Groups, produce::Producer,
+    topics::Topics,
+};
 
 pub struct Broker {
     pub settings: Settings,
@@ -24,6 +27,7 @@ pub struct Broker {
     pub groups: Arc<Groups>,
     pub offsets: OffsetStore,
     pub producer_ids: ProducerIds,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Broker {
@@ -38,5 +42,34 @@ impl Broker {
 
     pub fn is_group_coordinator(&self, group: &str) -> bool {
         self.group_coordinator(group).node_id == self.node_id
+    }
+
+    /// Deletes committed offsets older than `offsets_retention` of the
+    /// groups this agent coordinates that have no members; returns how
+    /// many were deleted.
+    pub async fn expire_offsets(&self) -> usize {
+        let cutoff = self.clock.now_ms() - self.settings.offsets_retention.as_millis() as i64;
+        let groups = match self.offsets.groups().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing groups for offset expiry failed");
+                return 0;
+            }
+        };
+        let mut expired = 0;
+        for g in groups {
+            if !self.is_group_coordinator(&g) || self.groups.has_members(&g) {
+                continue;
+            }
+            match self.offsets.expire(&g, cutoff).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(group = %g, offsets = n, "expired committed offsets");
+                    expired += n;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(group = %g, error = %e, "expiring offsets failed"),
+            }
+        }
+        expired
     }
 }

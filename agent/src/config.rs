@@ -28,6 +28,9 @@ pub struct Settings {
     pub max_inflight_bytes: ByteSize,
     /// Segments uploading at once.
     pub max_concurrent_uploads: usize,
+    /// A segment is sealed before its commit record could exceed this
+    /// (etcd refuses requests above 1.5 MiB by default).
+    pub max_commit_record_bytes: ByteSize,
     /// Frames larger than this close the connection.
     pub max_request_bytes: ByteSize,
     /// Create unknown topics on Metadata and Produce.
@@ -50,6 +53,17 @@ pub struct Settings {
     pub connection_response_bytes: ByteSize,
     /// Open client connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Longest metadata string an offset commit may carry (Kafka's
+    /// `offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
+    /// Committed offsets of a group without members expire this long after
+    /// they were committed (Kafka's `offsets.retention.minutes`).
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention: Duration,
+    /// How often expired offsets are looked for (Kafka's
+    /// `offsets.retention.check.interval.ms`).
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention_check_interval: Duration,
     /// A connection that sends nothing for this long is closed (Kafka's
     /// `connections.max.idle.ms`).
     #[serde(with = "humantime_serde")]
@@ -83,6 +97,7 @@ impl Default for Settings {
             flush_bytes: ByteSize::mib(8),
             max_inflight_bytes: ByteSize::mib(64),
             max_concurrent_uploads: 4,
+            max_commit_record_bytes: ByteSize::kib(512),
             max_request_bytes: ByteSize::mib(100),
             auto_create_topics: true,
             default_partitions: 1,
@@ -94,6 +109,9 @@ impl Default for Settings {
             fetch_max_bytes: ByteSize::b(57_671_680),
             connection_response_bytes: ByteSize::mib(128),
             max_connections: 10_000,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
             connections_max_idle: Duration::from_secs(600),
             log_format: "text".into(),
             etcd: String::new(),
@@ -125,6 +143,7 @@ pub const KEYS: &[&str] = &[
     "flush_bytes",
     "max_inflight_bytes",
     "max_concurrent_uploads",
+    "max_commit_record_bytes",
     "max_request_bytes",
     "auto_create_topics",
     "default_partitions",
@@ -136,6 +155,9 @@ pub const KEYS: &[&str] = &[
     "fetch_max_bytes",
     "connection_response_bytes",
     "max_connections",
+    "offset_metadata_max_bytes",
+    "offsets_retention",
+    "offsets_retention_check_interval",
     "connections_max_idle",
     "log_format",
     "etcd",
@@ -262,6 +284,9 @@ impl Settings {
             || self.connection_response_bytes.as_u64() > u32::MAX as u64
         {
             return bad("connection_response_bytes", "must be between 1KiB and 4GiB");
+        }
+        if self.max_commit_record_bytes.as_u64() < 4096 {
+            return bad("max_commit_record_bytes", "must be at least 4KiB");
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use object_store::{local::LocalFileSystem, ObjectStore};
+use object_store::ObjectStore;
 use silt_coordinator::{EmbeddedStore, MetaStore};
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +25,7 @@ pub async fn run(
     std::fs::create_dir_all(&bucket)
         .with_context(|| format!("creating bucket directory {}", bucket.display()))?;
     let objects: Arc<dyn ObjectStore> = Arc::new(
-        LocalFileSystem::new_with_prefix(&bucket)
+        crate::cluster::local_bucket(&bucket)
             .with_context(|| format!("opening bucket directory {}", bucket.display()))?,
     );
     let meta: Arc<dyn MetaStore> = Arc::new(

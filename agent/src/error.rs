@@ -17,6 +17,8 @@ pub enum ErrorKind {
     InvalidRequest,
     InvalidRequiredAcks,
     CorruptRecord,
+    /// A record batch that contradicts itself (Kafka's INVALID_RECORD).
+    InvalidRecord,
     UnsupportedRecordFormat,
     RecordTooLarge,
     InvalidTopic,
@@ -50,6 +52,7 @@ pub enum ErrorKind {
     GroupIdNotFound,
     NonEmptyGroup,
     GroupSubscribedToTopic,
+    OffsetMetadataTooLarge,
     /// A bug or damaged data the client cannot fix.
     Internal,
 }
@@ -66,6 +69,7 @@ impl ErrorKind {
             InvalidRequest => R::InvalidRequest,
             InvalidRequiredAcks => R::InvalidRequiredAcks,
             CorruptRecord => R::CorruptMessage,
+            InvalidRecord => R::InvalidRecord,
             UnsupportedRecordFormat => R::UnsupportedForMessageFormat,
             RecordTooLarge => R::MessageTooLarge,
             InvalidTopic => R::InvalidTopicException,
@@ -90,6 +94,7 @@ impl ErrorKind {
             GroupIdNotFound => R::GroupIdNotFound,
             NonEmptyGroup => R::NonEmptyGroup,
             GroupSubscribedToTopic => R::GroupSubscribedToTopic,
+            OffsetMetadataTooLarge => R::OffsetMetadataTooLarge,
             Internal => R::UnknownServerError,
         }
     }
@@ -172,6 +177,7 @@ mod tests {
             (InvalidRequest, 42),
             (InvalidRequiredAcks, 21),
             (CorruptRecord, 2),
+            (InvalidRecord, 87),
             (UnsupportedRecordFormat, 43),
             (RecordTooLarge, 10),
             (InvalidTopic, 17),
@@ -196,6 +202,7 @@ mod tests {
             (GroupIdNotFound, 69),
             (NonEmptyGroup, 68),
             (GroupSubscribedToTopic, 86),
+            (OffsetMetadataTooLarge, 12),
             (Internal, -1),
         ];
         for (kind, code) in table {

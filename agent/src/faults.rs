@@ -9,7 +9,7 @@
 //! | `put_error_rate` | fraction of object-store PUTs that fail (half of them after writing) |
 //! | `get_error_rate` | fraction of object-store GETs that fail |
 //! | `latency` | added to every object-store request |
-//! | `commit_ack_loss_rate` | fraction of commit-log writes whose answer is lost after the write |
+//! | `commit_ack_loss_rate` | fraction of segment commits whose answer is lost after the write |
 //! | `seed` | seed of the fault sequences, so a failing run can be repeated |
 //!
 //! Each fault is a wrapper around a store the agent is given; nothing in
@@ -94,12 +94,15 @@ impl TestFaults {
             rate = self.commit_ack_loss_rate,
             "commit acknowledgement loss is ON (test configuration)"
         );
-        Arc::new(LosesAnswers::new(
-            meta,
-            Layout::new(cluster).log(),
-            self.commit_ack_loss_rate,
-            self.store.seed,
-        ))
+        Arc::new(
+            LosesAnswers::new(
+                meta,
+                Layout::new(cluster).log(),
+                self.commit_ack_loss_rate,
+                self.store.seed,
+            )
+            .commits_only(),
+        )
     }
 }
 

@@ -131,12 +131,13 @@ pub async fn serve(
             flush_bytes: settings.flush_bytes.as_u64(),
             max_inflight_bytes: settings.max_inflight_bytes.as_u64() as u32,
             max_concurrent_uploads: settings.max_concurrent_uploads,
+            max_commit_record_bytes: settings.max_commit_record_bytes.as_u64() as usize,
         },
         Pipeline {
             store: objects.clone(),
             log: log.clone(),
             reader: reader.clone(),
-            clock,
+            clock: clock.clone(),
         },
         producer_shutdown.clone(),
     );
@@ -159,18 +160,25 @@ pub async fn serve(
         groups,
         offsets: OffsetStore::new(meta.clone(), &settings.cluster),
         producer_ids: ProducerIds::new(meta.clone(), &settings.cluster),
+        clock,
     });
     // Groups whose coordinator moved to another agent are dropped here;
-    // their members find the new coordinator and rejoin.
+    // their members find the new coordinator and rejoin. Offsets of empty
+    // groups expire here too.
     let handoff = {
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut expiry =
+                tokio::time::interval(broker.settings.offsets_retention_check_interval);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => broker.groups.retain(|g| broker.is_group_coordinator(g)),
+                    _ = expiry.tick() => {
+                        broker.expire_offsets().await;
+                    }
                 }
             }
         })
@@ -464,6 +472,84 @@ mod tests {
                 "the last commit sent is the one that holds"
             );
         }
+        agent.stop().await;
+    }
+
+    /// Defect: offset commits could fill the metadata store: metadata of
+    /// any size, and offsets of empty groups kept forever.
+    #[tokio::test]
+    async fn offset_metadata_is_bounded_and_old_offsets_expire() {
+        use kafka_protocol::messages::{
+            offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+            offset_fetch_request::OffsetFetchRequestTopic,
+            GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+            OffsetFetchResponse,
+        };
+        let agent = Running::start(Settings {
+            offset_metadata_max_bytes: 10,
+            offsets_retention: Duration::from_millis(500),
+            offsets_retention_check_interval: Duration::from_millis(100),
+            ..quick()
+        })
+        .await;
+        let mut conn = agent.connect().await;
+        let r: ProduceResponse = call(
+            &mut conn,
+            ApiKey::Produce,
+            9,
+            &produce_request("om", 0, &simple_batch(1, 1, b"x", None)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        let commit = |metadata: &'static str| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("om")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)
+                        .with_committed_metadata(Some(StrBytes::from_static_str(
+                            metadata,
+                        )))])])
+        };
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("om")))
+                .with_partition_indexes(vec![0])]));
+        let r: OffsetCommitResponse = call(
+            &mut conn,
+            ApiKey::OffsetCommit,
+            7,
+            &commit("far too long metadata"),
+        )
+        .await;
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 12,
+            "OFFSET_METADATA_TOO_LARGE"
+        );
+        let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 7, &fetch).await;
+        assert_eq!(
+            r.topics[0].partitions[0].committed_offset, -1,
+            "nothing stored"
+        );
+        let r: OffsetCommitResponse = call(&mut conn, ApiKey::OffsetCommit, 7, &commit("ok")).await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 7, &fetch).await;
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 1);
+        // The group has no members: its offset expires after the retention.
+        let mut expired = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 7, &fetch).await;
+            if r.topics[0].partitions[0].committed_offset == -1 {
+                expired = true;
+                break;
+            }
+        }
+        assert!(expired, "the offset of an empty group expired");
         agent.stop().await;
     }
 

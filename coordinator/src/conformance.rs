@@ -15,6 +15,32 @@ pub async fn run_all(store: &dyn MetaStore, prefix: &str) {
     txn_compares(store, &format!("{prefix}/txn/")).await;
     watch_from_revision(store, &format!("{prefix}/watch/")).await;
     leases_expire(store, &format!("{prefix}/lease/")).await;
+    latest_mod_revision(store, &format!("{prefix}/latest/")).await;
+}
+
+pub async fn latest_mod_revision(store: &dyn MetaStore, p: &str) {
+    assert_eq!(store.latest_mod_revision(p).await.unwrap(), None);
+    let r1 = store
+        .put(&format!("{p}b"), Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
+    let r2 = store
+        .put(&format!("{p}a"), Bytes::from_static(b"2"), None)
+        .await
+        .unwrap();
+    // Outside the prefix: not counted.
+    let outside = format!("{}zz", p.trim_end_matches('/'));
+    store
+        .put(&outside, Bytes::from_static(b"4"), None)
+        .await
+        .unwrap();
+    assert!(r2 > r1);
+    assert_eq!(store.latest_mod_revision(p).await.unwrap(), Some(r2));
+    let r4 = store
+        .put(&format!("{p}b"), Bytes::from_static(b"5"), None)
+        .await
+        .unwrap();
+    assert_eq!(store.latest_mod_revision(p).await.unwrap(), Some(r4));
 }
 
 pub async fn put_get_range_delete(store: &dyn MetaStore, p: &str) {

@@ -165,6 +165,17 @@ impl MetaStore for EtcdStore {
         })
     }
 
+    async fn latest_mod_revision(&self, prefix: &str) -> Result<Option<Revision>> {
+        let o = etcd::GetOptions::new()
+            .with_prefix()
+            .with_sort(etcd::SortTarget::Mod, etcd::SortOrder::Descend)
+            .with_limit(1)
+            .with_keys_only();
+        let resp = retry_unsent!(self.kv.clone().get(prefix, Some(o.clone())).await)
+            .map_err(unavailable)?;
+        Ok(resp.kvs().first().map(|kv| kv.mod_revision()))
+    }
+
     async fn put(&self, key: &str, value: Bytes, lease: Option<LeaseId>) -> Result<Revision> {
         let options = lease
             .filter(|l| *l != 0)

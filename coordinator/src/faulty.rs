@@ -22,6 +22,8 @@ pub struct LosesAnswers {
     prefix: String,
     rate: f64,
     rng: Mutex<u64>,
+    /// Only writes of segment commit records (not topic changes).
+    commits_only: bool,
 }
 
 impl LosesAnswers {
@@ -38,6 +40,27 @@ impl LosesAnswers {
             prefix: prefix.into(),
             rate,
             rng: Mutex::new(seed | 1),
+            commits_only: false,
+        }
+    }
+
+    /// Loses answers to segment commits only: other log records (topic
+    /// changes) are answered truly.
+    pub fn commits_only(mut self) -> Self {
+        self.commits_only = true;
+        self
+    }
+
+    fn targets(&self, op: &TxnOp) -> bool {
+        match op {
+            TxnOp::Put { key, value, .. } if key.starts_with(&self.prefix) => {
+                !self.commits_only
+                    || matches!(
+                        crate::records::LogRecord::decode(value),
+                        Ok(r) if matches!(r.command, crate::records::Command::Commit { .. })
+                    )
+            }
+            _ => false,
         }
     }
 
@@ -63,10 +86,7 @@ impl MetaStore for LosesAnswers {
         self.inner.delete(range).await
     }
     async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        let targeted = txn
-            .success
-            .iter()
-            .any(|op| matches!(op, TxnOp::Put { key, .. } if key.starts_with(&self.prefix)));
+        let targeted = txn.success.iter().any(|op| self.targets(op));
         let r = self.inner.txn(txn).await?;
         if targeted && r.succeeded && self.roll() < self.rate {
             // Not `Unavailable`: a client resending the request would find

@@ -194,6 +194,11 @@ impl MetaLog {
         Ok(log)
     }
 
+    /// The metadata store this log is on.
+    pub fn store(&self) -> Arc<dyn MetaStore> {
+        self.store.clone()
+    }
+
     pub fn state(&self) -> RwLockReadGuard<'_, State> {
         self.shared.state.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -213,6 +218,32 @@ impl MetaLog {
 
     pub fn applied(&self) -> Revision {
         *self.shared.applied.borrow()
+    }
+
+    /// Waits, up to `timeout`, until this log has applied every record the
+    /// metadata store holds now (its newest log record, or the checkpoint
+    /// when a checkpoint deleted them). Returns whether it is current: an
+    /// agent whose watch lags must not answer as if it were.
+    pub async fn catch_up(&self, timeout: Duration) -> bool {
+        let current = async {
+            let target = async {
+                let latest = self.store.latest_mod_revision(&self.keys.log).await?;
+                let checkpoint = self
+                    .store
+                    .get(&self.keys.checkpoint)
+                    .await?
+                    .and_then(|kv| serde_json::from_slice::<CheckpointPointer>(&kv.value).ok())
+                    .map(|p| p.revision);
+                Ok::<_, MetaError>(latest.max(checkpoint).unwrap_or(0))
+            };
+            let target = target.await.ok()?;
+            let mut rx = self.subscribe();
+            rx.wait_for(|applied| *applied >= target)
+                .await
+                .ok()
+                .map(|_| ())
+        };
+        matches!(tokio::time::timeout(timeout, current).await, Ok(Some(())))
     }
 
     /// Appends a record and waits until it is applied; returns its outcome.

@@ -178,6 +178,19 @@ pub trait MetaStore: Send + Sync + 'static {
     /// [`MetaError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<()>;
 
+    /// The highest mod revision among the keys under `prefix` (`None` when
+    /// there are none). Implementations should ask for that one key only
+    /// (etcd: sorted by mod revision, descending, limit 1, keys only).
+    async fn latest_mod_revision(&self, prefix: &str) -> Result<Option<Revision>> {
+        Ok(self
+            .range(KeyRange::Prefix(prefix.to_string()))
+            .await?
+            .kvs
+            .iter()
+            .map(|kv| kv.mod_revision)
+            .max())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         Ok(self
             .range(KeyRange::Key(key.to_string()))

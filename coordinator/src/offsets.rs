@@ -17,6 +17,10 @@ pub struct Committed {
     pub leader_epoch: i32,
     #[serde(default)]
     pub metadata: Option<String>,
+    /// When it was committed (ms since the epoch, the coordinator's clock);
+    /// 0 when unknown. Offsets expire by it.
+    #[serde(default)]
+    pub commit_time: i64,
 }
 
 /// etcd allows 128 operations per transaction by default.
@@ -109,6 +113,24 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// Deletes the group's offsets committed before `cutoff` (ms since the
+    /// epoch); returns how many.
+    pub async fn expire(&self, group: &str, cutoff: i64) -> Result<usize, MetaError> {
+        let old: Vec<(String, i32)> = self
+            .fetch(group)
+            .await?
+            .into_iter()
+            .flat_map(|(t, parts)| {
+                parts
+                    .into_iter()
+                    .filter(|(_, c)| c.commit_time > 0 && c.commit_time < cutoff)
+                    .map(move |(p, _)| (t.clone(), p))
+            })
+            .collect();
+        self.delete(group, &old).await?;
+        Ok(old.len())
+    }
+
     pub async fn delete(&self, group: &str, partitions: &[(String, i32)]) -> Result<(), MetaError> {
         let ops = partitions
             .iter()
@@ -145,6 +167,7 @@ mod tests {
             offset: o,
             leader_epoch: -1,
             metadata: None,
+            commit_time: 1000 + o,
         };
         s.commit(
             "g/1",
@@ -178,5 +201,12 @@ mod tests {
         let gone: Vec<_> = (0..240).map(|p| ("big".to_string(), p)).collect();
         s.delete("g3", &gone).await.unwrap();
         assert_eq!(s.fetch("g3").await.unwrap()["big"].len(), 10);
+        // Offsets committed before the cutoff expire; later ones stay.
+        assert_eq!(s.expire("g3", 1000 + 245).await.unwrap(), 5);
+        let left: Vec<i32> = s.fetch("g3").await.unwrap()["big"]
+            .keys()
+            .copied()
+            .collect();
+        assert_eq!(left, (245..250).collect::<Vec<_>>());
     }
 }

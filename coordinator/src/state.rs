@@ -34,11 +34,19 @@ pub struct IndexEntry {
 /// (Kafka keeps five: the most a producer has in flight).
 pub const PRODUCER_BATCHES_KEPT: usize = 5;
 
+/// A producer that has not written a partition for this long (in log
+/// time: the append times carried by commit records) is forgotten there,
+/// as Kafka forgets it after `producer.id.expiration.ms` (one day).
+pub const PRODUCER_EXPIRATION_MS: i64 = 86_400_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerEntry {
     pub epoch: i16,
     /// (first sequence, last sequence, base offset) of recent batches.
     pub recent: VecDeque<(i32, i32, i64)>,
+    /// Append time of its last batch in the partition.
+    #[serde(default)]
+    pub last_time: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,6 +497,9 @@ fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome,
         max_timestamp: c.max_timestamp,
         append_time: c.append_time,
     };
+    // Forget producers idle past the expiration, by the log's own clock.
+    p.producers
+        .retain(|_, e| e.last_time.saturating_add(PRODUCER_EXPIRATION_MS) >= c.append_time);
     let batch_total: u64 = c.batches.iter().map(|b| b.size as u64).sum();
     if c.batches.is_empty() || batch_total != c.length {
         let base = p.high_watermark;
@@ -516,6 +527,7 @@ fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome,
                         e.recent.clear();
                     }
                     let last = increment_sequence(b.sequence, b.records as i32 - 1);
+                    e.last_time = e.last_time.max(c.append_time);
                     e.recent.push_back((b.sequence, last, base));
                     while e.recent.len() > PRODUCER_BATCHES_KEPT {
                         e.recent.pop_front();
@@ -781,6 +793,39 @@ mod tests {
         assert_eq!(increment_sequence(max, 1), 0);
         assert_eq!(increment_sequence(max - 1, 3), 1);
         assert_eq!(increment_sequence(5, 3), 8);
+    }
+
+    /// Producer state is forgotten after a day without writes, measured by
+    /// the append times in the log, so it cannot grow forever.
+    #[test]
+    fn idle_producers_expire_by_log_time() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        let at = |object: &str, pid: i64, seq: i32, time: i64| {
+            let mut c = idem(object, &[(pid, 0, seq, 1)]);
+            if let Command::Commit { chunks, .. } = &mut c {
+                chunks[0].append_time = time;
+            }
+            c
+        };
+        let day = PRODUCER_EXPIRATION_MS;
+        s.apply(2, &at("o1", 1, 0, 1_000));
+        s.apply(3, &at("o2", 2, 0, 1_000 + day / 2));
+        let producers = |s: &State| {
+            s.topics["a"].partitions[0]
+                .producers
+                .keys()
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(producers(&s), vec![1, 2]);
+        // A day after producer 1's last write, it is forgotten; producer 2
+        // wrote within the day and stays.
+        s.apply(4, &at("o3", 3, 0, 1_000 + day + 1));
+        assert_eq!(producers(&s), vec![2, 3]);
+        // The same records give the same state whatever the replay.
+        let replayed = State::from_checkpoint(&s.to_checkpoint()).unwrap();
+        assert_eq!(replayed, s);
     }
 
     #[test]

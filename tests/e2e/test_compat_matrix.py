@@ -95,9 +95,13 @@ def confluent_probe(b, feature):
     codecs = CODECS if feature == "compression" else ["none"]
     for z in codecs:
         p = Producer({**conf, "compression.type": z})
+        reports = []
         for i in range(10):
-            p.produce(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers={"h": b"x"})
+            p.produce(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers={"h": b"x"},
+                      on_delivery=lambda err, msg: reports.append((err, msg.offset())))
         assert p.flush(30) == 0
+        # Every record delivered, with an offset.
+        assert len(reports) == 10 and all(e is None and o >= 0 for e, o in reports), reports
     if feature in ("produce", "idempotence"):
         return
     if feature in ("fetch", "compression"):
@@ -147,9 +151,11 @@ def kafka_python_probe(b, feature):
     codecs = CODECS if feature == "compression" else [None]
     for z in codecs:
         p = KafkaProducer(bootstrap_servers=b, acks="all", compression_type=z, enable_idempotence=(feature == "idempotence"))
-        for i in range(10):
-            p.send(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers=[("h", b"x")])
+        sent = [p.send(t, f"v{i}".encode(), key=b"k", partition=i % 2, headers=[("h", b"x")])
+                for i in range(10)]
         p.flush(30)
+        # Every record delivered, with an offset (get() raises on a failed send).
+        assert all(f.get(timeout=30).offset >= 0 for f in sent)
         p.close()
     if feature in ("produce", "idempotence"):
         return

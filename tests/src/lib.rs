@@ -186,9 +186,20 @@ impl Client {
     }
 
     /// True once the server has closed this connection (EOF or reset).
+    /// Whether the server closed the connection: end of stream or a reset.
+    /// A read that times out (the server kept the connection open without
+    /// answering) is not a close.
     pub fn closed_by_server(&mut self) -> bool {
+        use std::io::ErrorKind;
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ),
+        }
     }
 }
 

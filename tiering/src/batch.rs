@@ -31,6 +31,11 @@ impl BatchHeader {
     pub fn record_count(&self) -> u32 {
         (self.last_offset_delta as u32).wrapping_add(1)
     }
+
+    /// Bytes of the batch after its header: where its records are.
+    pub fn compression_free_room(&self) -> u64 {
+        (self.size as u64).saturating_sub(HEADER_LEN as u64)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

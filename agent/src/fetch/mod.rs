@@ -26,6 +26,10 @@ use crate::error::{Classify, ErrorKind};
 /// bounds the work of a read.
 pub const MAX_CHUNKS_PER_READ: usize = 64;
 
+/// How long a read beyond this agent's high watermark waits for the agent
+/// to catch up with the metadata store before answering empty.
+pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{topic}-{partition} does not exist")]
@@ -115,6 +119,13 @@ impl ReadPath {
         Self { log, reader }
     }
 
+    /// Waits (up to [`CATCH_UP_WAIT`]) until this agent has applied what
+    /// the metadata store holds now; whether it has. Offset answers should
+    /// follow it: a lagging agent would give an old end of the log.
+    pub async fn catch_up(&self) -> bool {
+        self.log.catch_up(CATCH_UP_WAIT).await
+    }
+
     /// The partition's position now.
     pub fn position(&self, topic: &str, partition: i32) -> Result<PartitionSnapshot, FetchError> {
         self.log.state().partition(topic, partition).ok_or_else(|| {
@@ -135,24 +146,57 @@ impl ReadPath {
         offset: i64,
         limits: Limits,
     ) -> Result<Records, FetchError> {
-        let (snap, chunks) = {
-            let state = self.log.state();
-            let snap = state.partition(topic, partition).ok_or_else(|| {
-                FetchError::UnknownTopicOrPartition {
-                    topic: topic.to_string(),
-                    partition,
-                }
-            })?;
-            if offset < snap.log_start_offset || offset > snap.high_watermark {
+        let mut caught_up = false;
+        let (snap, chunks) = loop {
+            // Decided under the state lock; the lock is never held across
+            // an await.
+            let found = {
+                let state = self.log.state();
+                let snap = state.partition(topic, partition).ok_or_else(|| {
+                    FetchError::UnknownTopicOrPartition {
+                        topic: topic.to_string(),
+                        partition,
+                    }
+                })?;
+                (offset <= snap.high_watermark)
+                    .then(|| {
+                        (
+                            snap,
+                            state.chunks_from(topic, partition, offset, MAX_CHUNKS_PER_READ),
+                        )
+                    })
+                    .ok_or(snap)
+            };
+            let snap = match found {
+                Ok(read) => break read,
+                Err(snap) => snap,
+            };
+            // Beyond this agent's high watermark. The offset may come from
+            // an agent ahead of this one: only an agent that has caught up
+            // may call it out of range.
+            if caught_up {
                 return Err(FetchError::OffsetOutOfRange {
                     offset,
                     log_start: snap.log_start_offset,
                     high_watermark: snap.high_watermark,
                 });
             }
-            let chunks = state.chunks_from(topic, partition, offset, MAX_CHUNKS_PER_READ);
-            (snap, chunks)
+            if !self.log.catch_up(CATCH_UP_WAIT).await {
+                return Ok(Records {
+                    bytes: Bytes::new(),
+                    high_watermark: snap.high_watermark,
+                    log_start_offset: snap.log_start_offset,
+                });
+            }
+            caught_up = true;
         };
+        if offset < snap.log_start_offset {
+            return Err(FetchError::OffsetOutOfRange {
+                offset,
+                log_start: snap.log_start_offset,
+                high_watermark: snap.high_watermark,
+            });
+        }
         let mut out = Vec::new();
         let mut failure = None;
         for c in &chunks {

@@ -43,6 +43,7 @@ async fn rig() -> Rig {
             flush_bytes: 1 << 30,
             max_inflight_bytes: 1 << 24,
             max_concurrent_uploads: 2,
+            max_commit_record_bytes: 512 * 1024,
         },
         Pipeline {
             store,
@@ -265,4 +266,45 @@ async fn long_polls_wake_for_their_partition_only() {
     tokio::time::timeout(Duration::from_secs(5), armed0.changed())
         .await
         .expect("topic deletion wakes readers");
+}
+
+/// Defect: an agent whose watch lags answered OFFSET_OUT_OF_RANGE for an
+/// offset a faster agent had already handed out.
+#[tokio::test]
+async fn a_lagging_agent_catches_up_before_calling_an_offset_out_of_range() {
+    use silt_coordinator::{faulty::Pausable, MetaStore};
+    let r = rig().await;
+    let t = r.topic("lag", false).await;
+    // A second agent's view of the same metadata store and bucket.
+    let meta = r.read.log.store();
+    let lagging_store = Arc::new(Pausable::new(meta));
+    let lagging_log = MetaLog::open(
+        lagging_store.clone() as Arc<dyn MetaStore>,
+        Arc::new(InMemory::new()),
+        "c",
+        "lagging",
+    )
+    .await
+    .unwrap();
+    let lagging = ReadPath::new(lagging_log.clone(), r.read.reader.clone());
+    assert!(lagging.position("lag", 0).is_ok());
+    lagging_store.pause();
+    r.produce(t, 0, 1, 3, 1).await;
+    r.produce(t, 0, 1, 3, 1).await;
+    assert_eq!(lagging.position("lag", 0).unwrap().high_watermark, 0);
+    // Still paused: it cannot catch up, so it answers empty, not an error.
+    let got = lagging.read("lag", 0, 3, ALL).await.unwrap();
+    assert!(got.bytes.is_empty());
+    // Its watch resumes while it waits: it catches up and serves offset 3.
+    let resume = lagging_store.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        resume.resume();
+    });
+    let got = lagging.read("lag", 0, 3, ALL).await.unwrap();
+    assert_eq!(batches(&got.bytes)[0].0, 3);
+    assert_eq!(got.high_watermark, 6);
+    // Once current, an offset beyond the end is out of range.
+    let e = lagging.read("lag", 0, 7, ALL).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OffsetOutOfRange);
 }

@@ -49,6 +49,9 @@ pub enum AppendError {
     /// The record set does not parse or fails its checksum.
     #[error("{0}")]
     Invalid(String),
+    /// A batch whose header contradicts itself (Kafka's INVALID_RECORD).
+    #[error("{0}")]
+    InvalidRecord(String),
     /// Record batches other than magic 2.
     #[error("{0}")]
     UnsupportedFormat(String),
@@ -80,6 +83,7 @@ impl Classify for AppendError {
     fn kind(&self) -> ErrorKind {
         match self {
             AppendError::Invalid(_) => ErrorKind::CorruptRecord,
+            AppendError::InvalidRecord(_) => ErrorKind::InvalidRecord,
             AppendError::UnsupportedFormat(_) => ErrorKind::UnsupportedRecordFormat,
             AppendError::TooLarge { .. } => ErrorKind::RecordTooLarge,
             AppendError::Transactional => ErrorKind::TransactionsUnsupported,
@@ -126,6 +130,24 @@ pub struct ProduceConfig {
     pub flush_bytes: u64,
     pub max_inflight_bytes: u32,
     pub max_concurrent_uploads: usize,
+    /// A segment is sealed before its commit record could grow past this
+    /// (etcd refuses requests above 1.5 MiB by default).
+    pub max_commit_record_bytes: usize,
+}
+
+/// Upper bounds of a commit record's size: per chunk (partition) and per
+/// record batch listed, in its JSON encoding, plus the record's envelope.
+const COMMIT_BYTES_PER_CHUNK: usize = 256;
+const COMMIT_BYTES_PER_BATCH: usize = 128;
+const COMMIT_BYTES_BASE: usize = 256;
+
+/// Commit-record bytes `parts` can add to a segment, counting each as a new
+/// chunk.
+fn commit_bytes(parts: &[PartitionAppend]) -> usize {
+    parts
+        .iter()
+        .map(|p| COMMIT_BYTES_PER_CHUNK + p.batches.len() * COMMIT_BYTES_PER_BATCH)
+        .sum()
 }
 
 /// What the pipeline works with.
@@ -144,6 +166,7 @@ pub struct Producer {
     tx: mpsc::Sender<Pending>,
     budget: Arc<Semaphore>,
     max_inflight: u32,
+    max_commit_bytes: usize,
 }
 
 impl Producer {
@@ -176,6 +199,7 @@ impl Producer {
                 tx,
                 budget,
                 max_inflight: config.max_inflight_bytes,
+                max_commit_bytes: config.max_commit_record_bytes,
             },
             done,
         )
@@ -187,35 +211,56 @@ impl Producer {
     ///
     /// Callers queue a connection's requests one after another, so batches
     /// sent in order on a connection are appended in that order.
+    ///
+    /// A request whose commit record would be large (many partitions or
+    /// many idempotent batches) is queued in groups of at most half a
+    /// commit record each, so that no segment's commit can grow past
+    /// `max_commit_record_bytes`.
     pub async fn submit(
         &self,
         parts: Vec<PartitionAppend>,
     ) -> impl std::future::Future<Output = AppendResult> + Send + 'static {
-        let n = parts.len();
-        let fail = move |e: AppendError| vec![Err(e); n];
-        let bytes: u64 = parts.iter().map(|p| p.data.len() as u64).sum();
-        // A request larger than the whole budget takes all of it.
-        let permits = bytes.clamp(1, self.max_inflight as u64) as u32;
-        let queued = match self.budget.clone().acquire_many_owned(permits).await {
-            Ok(permit) => {
-                let (reply, rx) = oneshot::channel();
-                let pending = Pending {
-                    parts,
-                    reply,
-                    permit,
-                };
-                match self.tx.send(pending).await {
-                    Ok(()) => Some(rx),
-                    Err(_) => None,
+        let mut groups: Vec<Vec<PartitionAppend>> = Vec::new();
+        let mut size = 0;
+        for p in parts {
+            let add = commit_bytes(std::slice::from_ref(&p));
+            if groups.is_empty() || size + add > self.max_commit_bytes / 2 {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            size += add;
+            groups.last_mut().expect("pushed above").push(p);
+        }
+        let mut queued = Vec::with_capacity(groups.len());
+        for parts in groups {
+            let n = parts.len();
+            let bytes: u64 = parts.iter().map(|p| p.data.len() as u64).sum();
+            // A request larger than the whole budget takes all of it.
+            let permits = bytes.clamp(1, self.max_inflight as u64) as u32;
+            let rx = match self.budget.clone().acquire_many_owned(permits).await {
+                Ok(permit) => {
+                    let (reply, rx) = oneshot::channel();
+                    let pending = Pending {
+                        parts,
+                        reply,
+                        permit,
+                    };
+                    self.tx.send(pending).await.ok().map(|()| rx)
                 }
-            }
-            Err(_) => None,
-        };
+                Err(_) => None,
+            };
+            queued.push((n, rx));
+        }
         async move {
-            match queued {
-                Some(rx) => rx.await.unwrap_or_else(|_| fail(AppendError::ShuttingDown)),
-                None => fail(AppendError::ShuttingDown),
+            let mut out = Vec::new();
+            for (n, rx) in queued {
+                let fail = || vec![Err(AppendError::ShuttingDown); n];
+                out.extend(match rx {
+                    Some(rx) => rx.await.unwrap_or_else(|_| fail()),
+                    None => fail(),
+                });
             }
+            out
         }
     }
 }
@@ -236,6 +281,77 @@ fn segment_key(ulid: ulid::Ulid) -> String {
     format!("segments/{y:04}/{m:02}/{d:02}/{ulid}.silt")
 }
 
+/// The segment being filled, and what its commit record will hold.
+#[derive(Default)]
+struct Open {
+    builder: SegmentBuilder,
+    waiters: Vec<Waiter>,
+    /// Records per partition (chunk) so far.
+    partitions: std::collections::BTreeMap<(TopicId, i32), u64>,
+    /// Upper bound of the commit record's size.
+    commit_bytes: usize,
+}
+
+/// Records in one chunk at most: the state machine refuses a chunk of
+/// i32::MAX records or more, and a request brings at most
+/// `validate::MAX_RECORDS_PER_PARTITION`.
+const MAX_CHUNK_RECORDS: u64 = 1 << 30;
+
+impl Open {
+    /// Commit-record bytes adding `p` would cost.
+    fn cost(&self, p: &Pending) -> usize {
+        p.parts
+            .iter()
+            .map(|a| {
+                let chunk = if self.partitions.contains_key(&(a.topic, a.partition)) {
+                    0
+                } else {
+                    COMMIT_BYTES_PER_CHUNK
+                };
+                chunk + a.batches.len() * COMMIT_BYTES_PER_BATCH
+            })
+            .sum()
+    }
+
+    /// Whether `p` fits in this segment: its commit record stays within
+    /// `room` and no chunk grows past [`MAX_CHUNK_RECORDS`].
+    fn fits(&self, p: &Pending, room: usize) -> bool {
+        self.builder.is_empty()
+            || (self.commit_bytes + self.cost(p) <= room
+                && p.parts.iter().all(|a| {
+                    let records: u64 = a.batches.iter().map(|b| b.records as u64).sum();
+                    self.partitions
+                        .get(&(a.topic, a.partition))
+                        .copied()
+                        .unwrap_or(0)
+                        + records
+                        <= MAX_CHUNK_RECORDS
+                }))
+    }
+
+    fn add(&mut self, p: Pending) {
+        self.commit_bytes += self.cost(&p);
+        let slots = p
+            .parts
+            .into_iter()
+            .map(|a| {
+                let records: u64 = a.batches.iter().map(|b| b.records as u64).sum();
+                *self.partitions.entry((a.topic, a.partition)).or_default() += records;
+                let n = a.batches.len();
+                let (chunk, before) =
+                    self.builder
+                        .append(a.topic.0, a.partition, a.data, a.batches, a.min_timestamp);
+                (chunk, before, n)
+            })
+            .collect();
+        self.waiters.push(Waiter {
+            slots,
+            reply: p.reply,
+            _permit: p.permit,
+        });
+    }
+}
+
 async fn segment_writer(
     config: ProduceConfig,
     mut rx: mpsc::Receiver<Pending>,
@@ -243,9 +359,11 @@ async fn segment_writer(
     parts: Pipeline,
     shutdown: CancellationToken,
 ) {
-    let mut builder = SegmentBuilder::new();
-    let mut waiters: Vec<Waiter> = Vec::new();
+    let mut open = Open::default();
     let mut deadline: Option<Instant> = None;
+    let room = config
+        .max_commit_record_bytes
+        .saturating_sub(COMMIT_BYTES_BASE);
     loop {
         let seal_now = tokio::select! {
             biased;
@@ -253,61 +371,49 @@ async fn segment_writer(
                 // Take what is already queued, then seal and stop.
                 rx.close();
                 while let Ok(p) = rx.try_recv() {
-                    add(&mut builder, &mut waiters, p);
+                    if !open.fits(&p, room) {
+                        seal(&mut open, &sealed_tx, &parts).await;
+                    }
+                    open.add(p);
                 }
-                seal(&mut builder, &mut waiters, &sealed_tx, &parts).await;
+                seal(&mut open, &sealed_tx, &parts).await;
                 return;
             }
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => true,
             p = rx.recv() => match p {
                 Some(p) => {
-                    if deadline.is_none() {
+                    if !open.fits(&p, room) {
+                        // Its commit record or a chunk would grow too large:
+                        // seal first.
+                        seal(&mut open, &sealed_tx, &parts).await;
+                    }
+                    if deadline.is_none() || open.builder.is_empty() {
                         deadline = Some(Instant::now() + config.flush_interval);
                     }
-                    add(&mut builder, &mut waiters, p);
-                    builder.data_len() >= config.flush_bytes
+                    open.add(p);
+                    open.builder.data_len() >= config.flush_bytes
                 }
                 None => {
-                    seal(&mut builder, &mut waiters, &sealed_tx, &parts).await;
+                    seal(&mut open, &sealed_tx, &parts).await;
                     return;
                 }
             },
         };
         if seal_now {
             deadline = None;
-            seal(&mut builder, &mut waiters, &sealed_tx, &parts).await;
+            seal(&mut open, &sealed_tx, &parts).await;
         }
     }
 }
 
-fn add(builder: &mut SegmentBuilder, waiters: &mut Vec<Waiter>, p: Pending) {
-    let slots = p
-        .parts
-        .into_iter()
-        .map(|a| {
-            let n = a.batches.len();
-            let (chunk, before) =
-                builder.append(a.topic.0, a.partition, a.data, a.batches, a.min_timestamp);
-            (chunk, before, n)
-        })
-        .collect();
-    waiters.push(Waiter {
-        slots,
-        reply: p.reply,
-        _permit: p.permit,
-    });
-}
-
-async fn seal(
-    builder: &mut SegmentBuilder,
-    waiters: &mut Vec<Waiter>,
-    sealed_tx: &mpsc::Sender<Sealed>,
-    parts: &Pipeline,
-) {
-    if builder.is_empty() {
+async fn seal(open: &mut Open, sealed_tx: &mpsc::Sender<Sealed>, parts: &Pipeline) {
+    if open.builder.is_empty() {
         return;
     }
-    let (bytes, chunks) = std::mem::take(builder).finish();
+    let Open {
+        builder, waiters, ..
+    } = std::mem::take(open);
+    let (bytes, chunks) = builder.finish();
     let key = segment_key(ulid::Ulid::new());
     let size = bytes.len() as u64;
     let upload = tokio::spawn(upload(
@@ -322,7 +428,7 @@ async fn seal(
         size,
         append_time,
         chunks,
-        waiters: std::mem::take(waiters),
+        waiters,
         upload: Some(upload),
     };
     // Waits while `max_concurrent_uploads` segments are ahead of this one.

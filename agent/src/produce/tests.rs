@@ -37,6 +37,7 @@ fn config(flush_interval: Duration, flush_bytes: u64, inflight: u32) -> ProduceC
         flush_bytes,
         max_inflight_bytes: inflight,
         max_concurrent_uploads: 4,
+        max_commit_record_bytes: 512 * 1024,
     }
 }
 
@@ -52,7 +53,7 @@ async fn rig_on(
         .await
         .unwrap();
     let topic = Topics::new(admin, false, 1)
-        .create(TOPIC, 4, Default::default(), false)
+        .create(TOPIC, 300, Default::default(), false)
         .await
         .unwrap()
         .id;
@@ -384,4 +385,100 @@ async fn a_full_byte_budget_holds_producers_back() {
 /// Sizes do not depend on the topic id.
 fn r_topic_placeholder() -> TopicId {
     TopicId([0; 16])
+}
+
+/// Defect: thousands of partitions (or of idempotent batches) in one flush
+/// made a commit record above etcd's request limit, and the commit failed
+/// for every producer in it, forever.
+#[tokio::test]
+async fn commit_records_stay_under_their_bound() {
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+    let bound = 16 * 1024;
+    let r = rig_on(
+        ProduceConfig {
+            max_commit_record_bytes: bound,
+            ..config(Duration::from_millis(20), 1 << 30, 1 << 24)
+        },
+        Arc::new(InMemory::new()),
+        meta.clone(),
+        meta.clone(),
+    )
+    .await;
+    // One request with 300 partitions, and idempotent producers with many
+    // batches each, all within one flush interval.
+    let wide: Vec<_> = (0..300).map(|p| append(r.topic, p, 1, 1)).collect();
+    let wide = r.producer.submit(wide).await;
+    let mut idem = Vec::new();
+    for pid in 0..20 {
+        idem.push(
+            r.producer
+                .submit(vec![append_as(
+                    r.topic,
+                    pid,
+                    30,
+                    1,
+                    Some((pid as i64, 0, 0)),
+                )])
+                .await,
+        );
+    }
+    assert!(wide.await.iter().all(|r| *r == Ok(0)));
+    for (pid, i) in idem.into_iter().enumerate() {
+        assert_eq!(i.await, vec![Ok(1)], "producer {pid}");
+    }
+    let log = meta
+        .range(silt_coordinator::metastore::KeyRange::Prefix(
+            Layout::new("c").log(),
+        ))
+        .await
+        .unwrap();
+    let commits: Vec<_> = log
+        .kvs
+        .iter()
+        .filter(|kv| kv.value.starts_with(b"{\"v\":1,\"op\":\"commit\""))
+        .collect();
+    assert!(
+        commits.len() > 2,
+        "the flush was split into several segments"
+    );
+    for kv in commits {
+        assert!(
+            kv.value.len() <= bound,
+            "commit record of {} bytes exceeds {bound}",
+            kv.value.len()
+        );
+    }
+    r.shutdown.cancel();
+    r.done.await.unwrap();
+}
+
+/// A batch whose header claims `records` records, with a valid CRC.
+fn claiming(records: i32) -> Bytes {
+    let mut b = simple_batch(1, 1_000, b"v", None);
+    b[23..27].copy_from_slice(&(records - 1).to_be_bytes()); // lastOffsetDelta
+    b[57..61].copy_from_slice(&records.to_be_bytes()); // record count
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// Defect: one batch claiming two billion records (a hostile
+/// lastOffsetDelta) made the whole chunk unacceptable, failing every other
+/// producer's batches for that partition in the same flush.
+#[tokio::test]
+async fn a_hostile_record_count_fails_only_its_own_request() {
+    let e = validate::validate(claiming(i32::MAX), &Default::default()).unwrap_err();
+    assert!(matches!(e, AppendError::InvalidRecord(_)), "{e:?}");
+    assert_eq!(e.code(), 87);
+    // lastOffsetDelta and the record count must agree.
+    let mut b = simple_batch(2, 1_000, b"v", None);
+    b[23..27].copy_from_slice(&5i32.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        validate::validate(Bytes::from(b), &Default::default()),
+        Err(AppendError::InvalidRecord(_))
+    ));
+    // A plausible count passes.
+    validate::validate(claiming(1), &Default::default()).unwrap();
 }

@@ -19,6 +19,15 @@ pub struct Validated {
 
 /// The transactional bit of a batch's attributes.
 const TRANSACTIONAL: i16 = 0x10;
+/// The compression bits of a batch's attributes.
+const COMPRESSION: i16 = 0x07;
+/// The smallest encoding of a record (length, attributes, timestamp delta,
+/// offset delta, key length, value length, header count: one byte each).
+const MIN_RECORD_BYTES: u64 = 7;
+/// Records in one partition's part of a request at most. A chunk of the
+/// state machine holds fewer than i32::MAX records; this leaves room for
+/// many requests in one segment.
+pub const MAX_RECORDS_PER_PARTITION: u64 = 1 << 28;
 
 pub fn validate(records: Bytes, config: &TopicConfig) -> Result<Validated, AppendError> {
     let headers = batch::parse_all(&records).map_err(|e| match e {
@@ -27,7 +36,26 @@ pub fn validate(records: Bytes, config: &TopicConfig) -> Result<Validated, Appen
     })?;
     let mut min_timestamp = i64::MAX;
     let mut batches = Vec::with_capacity(headers.len());
+    let mut total = 0u64;
     for h in headers {
+        // Kafka's rule: the offsets a batch spans match its record count;
+        // and an uncompressed batch must have room for that many records.
+        // Neither needs decompressing.
+        let plausible = h.compression_free_room();
+        if h.last_offset_delta as i64 + 1 != h.records as i64
+            || (h.attributes & COMPRESSION == 0 && h.records as u64 * MIN_RECORD_BYTES > plausible)
+        {
+            return Err(AppendError::InvalidRecord(format!(
+                "record batch claims {} records (lastOffsetDelta {}) in {} bytes",
+                h.records, h.last_offset_delta, h.size
+            )));
+        }
+        total += h.records as u64;
+        if total > MAX_RECORDS_PER_PARTITION {
+            return Err(AppendError::InvalidRecord(format!(
+                "more than {MAX_RECORDS_PER_PARTITION} records for one partition in one request"
+            )));
+        }
         if h.size as i64 > config.max_message_bytes as i64 {
             return Err(AppendError::TooLarge {
                 size: h.size,

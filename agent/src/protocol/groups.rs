@@ -53,6 +53,20 @@ fn known_partition(broker: &Broker, topic: &str, partition: i32) -> bool {
         .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions)
 }
 
+/// Why one partition of an offset commit is refused, if it is.
+fn refused_commit(
+    broker: &Broker,
+    topic: &str,
+    p: &kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition,
+) -> Option<ErrorKind> {
+    if !known_partition(broker, topic, p.partition_index) {
+        return Some(ErrorKind::UnknownTopicOrPartition);
+    }
+    let metadata = p.committed_metadata.as_ref().map_or(0, |m| m.len());
+    (metadata > broker.settings.offset_metadata_max_bytes)
+        .then_some(ErrorKind::OffsetMetadataTooLarge)
+}
+
 pub async fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
@@ -243,11 +257,12 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
         )
     });
     if checked.is_ok() {
+        let now = broker.clock.now_ms();
         let offsets: Vec<_> = req
             .topics
             .iter()
             .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
-            .filter(|(t, p)| known_partition(broker, t.name.0.as_str(), p.partition_index))
+            .filter(|(t, p)| refused_commit(broker, t.name.0.as_str(), p).is_none())
             .map(|(t, p)| {
                 (
                     t.name.0.to_string(),
@@ -256,6 +271,7 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
                         offset: p.committed_offset,
                         leader_epoch: p.committed_leader_epoch,
                         metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        commit_time: now,
                     },
                 )
             })
@@ -269,28 +285,20 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
         req.topics
             .into_iter()
             .map(|t| {
-                let partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let code = match checked {
-                            Err(e) => e.code(),
-                            Ok(())
-                                if known_partition(
-                                    broker,
-                                    t.name.0.as_str(),
-                                    p.partition_index,
-                                ) =>
-                            {
-                                0
-                            }
-                            Ok(()) => ErrorKind::UnknownTopicOrPartition.code(),
-                        };
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code)
-                    })
-                    .collect();
+                let partitions =
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let code = match checked {
+                                Err(e) => e.code(),
+                                Ok(()) => refused_commit(broker, t.name.0.as_str(), p)
+                                    .map_or(0, |k| k.code()),
+                            };
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect();
                 OffsetCommitResponseTopic::default()
                     .with_name(t.name.clone())
                     .with_partitions(partitions)

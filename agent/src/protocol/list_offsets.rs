@@ -8,6 +8,8 @@ use kafka_protocol::messages::{
 use crate::{broker::Broker, error::Classify, fetch::OffsetQuery};
 
 pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Answer from a state as current as the metadata store's.
+    broker.read.catch_up().await;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut parts = Vec::with_capacity(t.partitions.len());
