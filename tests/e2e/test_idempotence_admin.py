@@ -65,7 +65,7 @@ def test_idempotent_producer_commits_each_batch_once_under_failures(silt):
     # The faults really forced producer retries: some segments were never committed.
     log = silt.log_path.read_text()
     assert "not committed" in log, "no segment failed; the test did not exercise retries"
-    assert "injected loss of the commit acknowledgement" in log, "no commit acknowledgement was lost"
+    assert "injected loss of the answer" in log, "no commit acknowledgement was lost"
 
 
 def test_transactional_producer_fails_fast(silt):
