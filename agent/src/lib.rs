@@ -21,4 +21,6 @@ pub mod produce;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+#[cfg(test)]
+mod sim;
 pub mod topics;

@@ -24,6 +24,9 @@ pub struct LosesAnswers {
     rng: Mutex<u64>,
     /// Only writes of segment commit records (not topic changes).
     commits_only: bool,
+    /// Report the loss as the store being unavailable (the writer may then
+    /// resend) instead of a plain failure.
+    unavailable: bool,
 }
 
 impl LosesAnswers {
@@ -41,7 +44,15 @@ impl LosesAnswers {
             rate,
             rng: Mutex::new(seed | 1),
             commits_only: false,
+            unavailable: false,
         }
+    }
+
+    /// Reports lost answers as `Unavailable`: the commit log resends, and
+    /// must then find its own record rather than write it twice.
+    pub fn as_unavailable(mut self) -> Self {
+        self.unavailable = true;
+        self
     }
 
     /// Loses answers to segment commits only: other log records (topic
@@ -91,10 +102,15 @@ impl MetaStore for LosesAnswers {
         if targeted && r.succeeded && self.roll() < self.rate {
             // Not `Unavailable`: a client resending the request would find
             // its own write and heal the loss before anyone saw it.
-            return Err(MetaError::Other(format!(
+            let message = format!(
                 "injected loss of the answer to a write at revision {}",
                 r.revision
-            )));
+            );
+            return Err(if self.unavailable {
+                MetaError::Unavailable(message)
+            } else {
+                MetaError::Other(message)
+            });
         }
         Ok(r)
     }

@@ -1,0 +1,519 @@
+//! Deterministic simulation of the coordination layer and the write path.
+//!
+//! Several logical agents (each with its own commit log, state machine,
+//! segment writer and read path) run over one in-memory metadata store and
+//! one in-memory bucket, on tokio's paused clock, driven by one seed. Faults
+//! come from seeded wrappers, never from code in the write path: object-store
+//! PUTs that fail (before or after writing), commit answers lost after the
+//! write (reported as a failure or as the store being unavailable), watches
+//! that lag, checkpoints at any moment by any agent, agents restarted, and
+//! idempotent producers retrying. After each run the checker asserts:
+//!
+//! - every acknowledged append is in every agent's state exactly once, at
+//!   the offset it was acknowledged with (read back through the read path);
+//! - offsets are dense from the log start;
+//! - all agents' states are equal once they have applied the same records,
+//!   and equal to a fresh agent's loaded from checkpoint and log;
+//! - the checkpoint pointer never moved backwards;
+//! - every object the index references can still be read.
+//!
+//! `SILT_SIM_SEEDS` sets how many seeds run (default 2000), `SILT_SIM_SEED`
+//! replays one; a failure prints the command that replays its seed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use object_store::{memory::InMemory, ObjectStore};
+use silt_coordinator::{
+    faulty::{LosesAnswers, Pausable},
+    keys::Layout,
+    EmbeddedStore, MetaLog, MetaStore, TopicId,
+};
+use silt_tiering::{
+    batch::{self, simple_batch},
+    store::{FaultConfig, Faulty, RetryConfig, Retrying},
+    NoCache, ObjectReader,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    clock::ManualClock,
+    fetch::{Limits, ReadPath},
+    produce::{validate, PartitionAppend, Pipeline, ProduceConfig, Producer},
+    topics::Topics,
+};
+
+const CLUSTER: &str = "sim";
+const TOPIC: &str = "t";
+
+/// xorshift64*: every choice of a run comes from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// One logical agent.
+struct Agent {
+    log: Arc<MetaLog>,
+    producer: Producer,
+    done: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+    read: ReadPath,
+    watch: Arc<Pausable>,
+}
+
+struct World {
+    seed: u64,
+    meta: Arc<dyn MetaStore>,
+    bucket: Arc<InMemory>,
+    topic: TopicId,
+    partitions: i32,
+    incarnation: u64,
+}
+
+impl World {
+    async fn start_agent(&mut self, i: usize, rng: &mut Rng) -> Agent {
+        self.incarnation += 1;
+        let watch = Arc::new(Pausable::new(self.meta.clone()));
+        // Commit answers lost after the write, reported either way.
+        let lossy = LosesAnswers::new(
+            watch.clone() as Arc<dyn MetaStore>,
+            Layout::new(CLUSTER).log(),
+            [0.0, 0.05, 0.2][rng.below(3) as usize],
+            rng.next(),
+        );
+        let lossy = if rng.chance(0.5) {
+            lossy.as_unavailable()
+        } else {
+            lossy
+        };
+        let meta: Arc<dyn MetaStore> = Arc::new(lossy);
+        let faulty: Arc<dyn ObjectStore> = Arc::new(Faulty::new(
+            self.bucket.clone(),
+            FaultConfig {
+                put_error_rate: [0.0, 0.1, 0.4][rng.below(3) as usize],
+                seed: rng.next(),
+                ..Default::default()
+            },
+        ));
+        let objects: Arc<dyn ObjectStore> = Arc::new(Retrying::new(
+            faulty,
+            RetryConfig {
+                attempts: 3,
+                backoff: Duration::from_millis(20),
+            },
+        ));
+        let writer = format!("a{i}-{}", self.incarnation);
+        let log = MetaLog::open(meta, objects.clone(), CLUSTER, &writer)
+            .await
+            .unwrap_or_else(|e| panic!("seed {}: agent {i} cannot load: {e}", self.seed));
+        let reader = ObjectReader::new(objects.clone(), Arc::new(NoCache), 4096);
+        let shutdown = CancellationToken::new();
+        let (producer, done) = Producer::start(
+            ProduceConfig {
+                flush_interval: Duration::from_millis(5 + rng.below(40)),
+                flush_bytes: 1 << 20,
+                max_inflight_bytes: 1 << 24,
+                max_concurrent_uploads: 1 + rng.below(3) as usize,
+                max_commit_record_bytes: 64 * 1024,
+            },
+            Pipeline {
+                store: objects,
+                log: log.clone(),
+                reader: reader.clone(),
+                clock: Arc::new(ManualClock::new(1_000)),
+            },
+            shutdown.clone(),
+        );
+        Agent {
+            read: ReadPath::new(log.clone(), reader),
+            log,
+            producer,
+            done,
+            shutdown,
+            watch,
+        }
+    }
+}
+
+/// What producers were told.
+#[derive(Default)]
+struct Acks {
+    /// id -> (partition, base offset, records) of acknowledged appends.
+    acked: BTreeMap<u64, (i32, i64, u32)>,
+    /// ids whose final answer was an error (they may or may not be there).
+    failed: BTreeSet<u64>,
+    /// Records of every id sent.
+    sent: BTreeMap<u64, u32>,
+}
+
+/// Record values of the simple batches the simulation writes: 8-byte ids.
+fn values(batch_bytes: &[u8]) -> Vec<(i64, u64)> {
+    fn varint(b: &[u8], at: &mut usize) -> i64 {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        ((v >> 1) as i64) ^ -((v & 1) as i64)
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < batch_bytes.len() {
+        let h = batch::parse_one(batch_bytes, at).expect("stored batches parse");
+        let base = i64::from_be_bytes(batch_bytes[at..at + 8].try_into().unwrap());
+        let mut r = at + batch::HEADER_LEN;
+        for _ in 0..h.records {
+            let _len = varint(batch_bytes, &mut r);
+            r += 1; // attributes
+            let _ts = varint(batch_bytes, &mut r);
+            let delta = varint(batch_bytes, &mut r);
+            let key = varint(batch_bytes, &mut r);
+            if key > 0 {
+                r += key as usize;
+            }
+            let vlen = varint(batch_bytes, &mut r) as usize;
+            let id = u64::from_be_bytes(batch_bytes[r..r + 8].try_into().unwrap());
+            r += vlen;
+            let _headers = varint(batch_bytes, &mut r);
+            out.push((base + delta, id));
+        }
+        at += h.size as usize;
+    }
+    out
+}
+
+/// Every record of a partition, offset -> id, read through `read`.
+async fn read_all(read: &ReadPath, partition: i32, seed: u64) -> (i64, BTreeMap<i64, u64>) {
+    let pos = read.position(TOPIC, partition).unwrap();
+    let mut out = BTreeMap::new();
+    let mut next = pos.log_start_offset;
+    while next < pos.high_watermark {
+        let r = read
+            .read(
+                TOPIC,
+                partition,
+                next,
+                Limits {
+                    max_bytes: 1 << 20,
+                    min_one: true,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: reading p{partition} at {next}: {e}"));
+        assert!(
+            !r.bytes.is_empty(),
+            "seed {seed}: p{partition}: nothing at {next}"
+        );
+        for (offset, id) in values(&r.bytes) {
+            if offset >= next {
+                assert!(
+                    out.insert(offset, id).is_none(),
+                    "seed {seed}: p{partition}: offset {offset} read twice"
+                );
+            }
+        }
+        next = *out.keys().last().unwrap() + 1;
+    }
+    (pos.high_watermark, out)
+}
+
+/// What a run did, for the totals.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    acked: usize,
+    failed: usize,
+    checkpoints: usize,
+    restarts: usize,
+    pauses: usize,
+}
+
+async fn run(seed: u64) -> Stats {
+    let mut stats = Stats::default();
+    let mut rng = Rng::new(seed);
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+    let bucket = Arc::new(InMemory::new());
+    let partitions = 1 + rng.below(3) as i32;
+    let admin = MetaLog::open(meta.clone(), bucket.clone(), CLUSTER, "admin")
+        .await
+        .unwrap();
+    let topic = Topics::new(admin.clone(), false, 1)
+        .create(TOPIC, partitions, Default::default(), false)
+        .await
+        .unwrap()
+        .id;
+    let mut world = World {
+        seed,
+        meta: meta.clone(),
+        bucket,
+        topic,
+        partitions,
+        incarnation: 0,
+    };
+    let n_agents = 2 + rng.below(2) as usize;
+    let mut agents = Vec::new();
+    for i in 0..n_agents {
+        agents.push(world.start_agent(i, &mut rng).await);
+    }
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let mut pending = Vec::new();
+    let mut next_id = 0u64;
+    // Idempotent producers: (producer id, next sequence per partition).
+    let mut idem: Vec<(i64, BTreeMap<i32, i32>)> =
+        (0..2).map(|p| (100 + p, BTreeMap::new())).collect();
+    let mut pointer = 0i64;
+    let steps = 40 + rng.below(60);
+    for _ in 0..steps {
+        let a = rng.below(agents.len() as u64) as usize;
+        match rng.below(100) {
+            0..=59 => {
+                let partition = rng.below(world.partitions as u64) as i32;
+                let records = 1 + rng.below(3) as i32;
+                let id = next_id;
+                next_id += 1;
+                let producer_state = if rng.chance(0.5) {
+                    let p = rng.below(idem.len() as u64) as usize;
+                    let seq = idem[p].1.entry(partition).or_insert(0);
+                    let s = *seq;
+                    *seq = s.wrapping_add(records);
+                    Some((idem[p].0, 0i16, s))
+                } else {
+                    None
+                };
+                let data = simple_batch(records, 1, &id.to_be_bytes(), producer_state);
+                let v = validate(Bytes::from(data), &Default::default()).unwrap();
+                let append = move || PartitionAppend {
+                    topic: world.topic,
+                    partition,
+                    data: v.data.clone(),
+                    batches: v.batches.clone(),
+                    min_timestamp: v.min_timestamp,
+                };
+                // Idempotent producers retry a failed batch (same sequence)
+                // through any agent; others report the failure.
+                let tries = if producer_state.is_some() { 4 } else { 1 };
+                let producers: Vec<Producer> = (0..tries)
+                    .map(|t| agents[(a + t) % agents.len()].producer.clone())
+                    .collect();
+                let acks = acks.clone();
+                acks.lock().unwrap().sent.insert(id, records as u32);
+                pending.push(tokio::spawn(async move {
+                    for p in producers {
+                        let got = p.submit(vec![append()]).await.await;
+                        if let Ok(base) = got[0] {
+                            acks.lock()
+                                .unwrap()
+                                .acked
+                                .insert(id, (partition, base, records as u32));
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    acks.lock().unwrap().failed.insert(id);
+                }));
+            }
+            60..=69 => {
+                let w = &agents[a].watch;
+                if rng.chance(0.5) {
+                    w.pause();
+                    stats.pauses += 1;
+                } else {
+                    w.resume();
+                }
+            }
+            70..=79 => {
+                if let Ok(Some(_)) = agents[a].log.checkpoint().await {
+                    stats.checkpoints += 1;
+                }
+                if let Some(p) = current_pointer(&*meta).await {
+                    assert!(
+                        p >= pointer,
+                        "seed {seed}: checkpoint pointer moved back from {pointer} to {p}"
+                    );
+                    pointer = p;
+                }
+            }
+            80..=84 => {
+                // Restart: flush, stop, load again from checkpoint and log.
+                stats.restarts += 1;
+                let old = std::mem::replace(&mut agents[a], world.start_agent(a, &mut rng).await);
+                old.watch.resume();
+                old.shutdown.cancel();
+                let _ = old.done.await;
+                old.log.close();
+            }
+            _ => {
+                tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
+            }
+        }
+    }
+    // Heal, let every producer finish, and let every agent catch up.
+    for a in &agents {
+        a.watch.resume();
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let _ = agents[0].log.checkpoint().await;
+    if let Some(p) = current_pointer(&*meta).await {
+        assert!(p >= pointer, "seed {seed}: checkpoint pointer moved back");
+    }
+    for a in &agents {
+        assert!(
+            a.log.catch_up(Duration::from_secs(60)).await,
+            "seed {seed}: an agent never caught up"
+        );
+    }
+    // Every producer task has finished: the answers are final.
+    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    stats.acked = acks.acked.len();
+    stats.failed = acks.failed.len();
+    check(seed, &world, &agents, &acks).await;
+    for a in agents {
+        a.shutdown.cancel();
+        let _ = a.done.await;
+        a.log.close();
+    }
+    admin.close();
+    stats
+}
+
+async fn current_pointer(meta: &dyn MetaStore) -> Option<i64> {
+    let kv = meta.get(&Layout::new(CLUSTER).checkpoint()).await.ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&kv.value).ok()?;
+    v["revision"].as_i64()
+}
+
+async fn check(seed: u64, world: &World, agents: &[Agent], acks: &Acks) {
+    // A fresh agent, loaded from the checkpoint and the log.
+    let fresh_log = MetaLog::open(world.meta.clone(), world.bucket.clone(), CLUSTER, "checker")
+        .await
+        .unwrap();
+    let fresh = ReadPath::new(
+        fresh_log.clone(),
+        ObjectReader::new(world.bucket.clone(), Arc::new(NoCache), 4096),
+    );
+    let mut views = Vec::new();
+    for p in 0..world.partitions {
+        views.push(read_all(&fresh, p, seed).await);
+    }
+    for (i, a) in agents.iter().enumerate() {
+        assert_eq!(
+            *a.log.state(),
+            *fresh_log.state(),
+            "seed {seed}: agent {i}'s state differs from a fresh load"
+        );
+        for p in 0..world.partitions {
+            assert_eq!(
+                read_all(&a.read, p, seed).await,
+                views[p as usize],
+                "seed {seed}: agent {i} reads p{p} differently"
+            );
+        }
+    }
+    for (p, (hwm, records)) in views.iter().enumerate() {
+        // Dense from the log start (0: nothing is deleted here).
+        let offsets: Vec<i64> = records.keys().copied().collect();
+        assert_eq!(
+            offsets,
+            (0..*hwm).collect::<Vec<_>>(),
+            "seed {seed}: p{p} offsets not dense"
+        );
+        // No id twice in a partition.
+        let mut seen = BTreeMap::new();
+        for (offset, id) in records {
+            let first = *seen.entry(*id).or_insert(*offset);
+            let n = acks.sent.get(id).copied().unwrap_or(1);
+            assert!(
+                *offset < first + n as i64,
+                "seed {seed}: p{p}: record {id} at {first} and again at {offset}"
+            );
+        }
+    }
+    for (id, (p, base, n)) in &acks.acked {
+        let (_, records) = &views[*p as usize];
+        for o in *base..*base + *n as i64 {
+            assert_eq!(
+                records.get(&o),
+                Some(id),
+                "seed {seed}: acknowledged record {id} is not at p{p} offset {o}"
+            );
+        }
+    }
+    fresh_log.close();
+}
+
+fn replay_hint(seed: u64) -> String {
+    format!("SILT_SIM_SEED={seed} cargo test -p silt-agent --lib sim::")
+}
+
+#[test]
+fn many_seeded_runs_keep_every_acknowledged_write() {
+    let seeds: Vec<u64> = match std::env::var("SILT_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SILT_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 = std::env::var("SILT_SIM_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(2000);
+            (1..=n).collect()
+        }
+    };
+    let mut total = Stats::default();
+    for seed in seeds {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(run(seed))));
+        match result {
+            Ok(s) => {
+                total.acked += s.acked;
+                total.failed += s.failed;
+                total.checkpoints += s.checkpoints;
+                total.restarts += s.restarts;
+                total.pauses += s.pauses;
+            }
+            Err(e) => {
+                eprintln!("simulation failed; replay with: {}", replay_hint(seed));
+                std::panic::resume_unwind(e);
+            }
+        }
+    }
+    eprintln!("simulation totals: {total:?}");
+    // A run that acknowledged nothing or injected nothing proves nothing.
+    assert!(total.acked > 0, "{total:?}");
+    if std::env::var("SILT_SIM_SEED").is_err() {
+        assert!(
+            total.failed > 0 && total.checkpoints > 0 && total.restarts > 0,
+            "{total:?}"
+        );
+    }
+}
