@@ -265,24 +265,37 @@ impl State {
             .collect()
     }
 
-    /// The index entry a timestamp query points at, among the partition's
-    /// live entries.
-    pub fn chunk_for_timestamp(
+    /// Up to `max` index entries a timestamp query must look into, among the
+    /// partition's live entries, in offset order: those whose max timestamp
+    /// reaches the target, or those holding the largest timestamp. An
+    /// entry's max timestamp is its chunk's, so a chunk split by a rejected
+    /// batch yields entries that claim more than they hold: the caller reads
+    /// them in turn until a record matches.
+    pub fn chunks_for_timestamp(
         &self,
         topic: &str,
         partition: i32,
         query: TimestampQuery,
-    ) -> Option<ChunkLocation> {
-        let p = self.topics.get(topic)?.partition(partition)?;
+        max: usize,
+    ) -> Vec<ChunkLocation> {
+        let Some(p) = self.topics.get(topic).and_then(|t| t.partition(partition)) else {
+            return Vec::new();
+        };
         let live = p.entries_from(p.log_start_offset);
-        let found = match query {
-            TimestampQuery::AtOrAfter(ts) => live.iter().find(|e| e.max_timestamp >= ts),
+        let wanted: Box<dyn Fn(&IndexEntry) -> bool> = match query {
+            TimestampQuery::AtOrAfter(ts) => Box::new(move |e| e.max_timestamp >= ts),
             TimestampQuery::Max => {
-                let best = live.iter().map(|e| e.max_timestamp).max()?;
-                live.iter().find(|e| e.max_timestamp == best)
+                let Some(best) = live.iter().map(|e| e.max_timestamp).max() else {
+                    return Vec::new();
+                };
+                Box::new(move |e| e.max_timestamp == best)
             }
-        }?;
-        Some(self.locate(found))
+        };
+        live.iter()
+            .filter(|e| wanted(e))
+            .take(max)
+            .map(|e| self.locate(e))
+            .collect()
     }
 
     fn locate(&self, e: &IndexEntry) -> ChunkLocation {

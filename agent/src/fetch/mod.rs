@@ -10,6 +10,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use silt_coordinator::{
     ChunkLocation, MetaLog, PartitionSnapshot, TimestampQuery, TimestampType, TopicId,
 };
@@ -50,6 +51,8 @@ pub enum FetchError {
         #[source]
         source: BatchError,
     },
+    #[error("object {object}: records cannot be decoded: {message}")]
+    Undecodable { object: String, message: String },
 }
 
 impl Classify for FetchError {
@@ -59,7 +62,7 @@ impl Classify for FetchError {
             FetchError::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             FetchError::InvalidTimestamp(_) => ErrorKind::InvalidRequest,
             FetchError::Storage(e) => e.kind(),
-            FetchError::Corrupt { .. } => ErrorKind::CorruptRecord,
+            FetchError::Corrupt { .. } | FetchError::Undecodable { .. } => ErrorKind::CorruptRecord,
         }
     }
 }
@@ -259,8 +262,11 @@ impl ReadPath {
     }
 
     /// ListOffsets: `(timestamp, offset)` for the query, or `None` when no
-    /// record is at or after the timestamp. Timestamps answer at record
-    /// batch granularity (records are never decompressed).
+    /// record is at or after the timestamp. The answer is the first
+    /// *record* whose timestamp reaches the target (or the first holding the
+    /// largest timestamp), as Kafka answers: the candidate batches are
+    /// decompressed to find it. Topics stamped with LogAppendTime share one
+    /// time per batch, so their answer is the batch's first record.
     pub async fn offset_for(
         &self,
         topic: &str,
@@ -274,47 +280,67 @@ impl ReadPath {
             OffsetQuery::MaxTimestamp => TimestampQuery::Max,
             OffsetQuery::Timestamp(t) => TimestampQuery::AtOrAfter(t),
         };
-        let Some(c) = self
-            .log
-            .state()
-            .chunk_for_timestamp(topic, partition, wanted)
-        else {
-            return Ok(None);
-        };
-        let e = &c.entry;
-        let bytes = self
-            .reader
-            .read(&e.object, c.object_size, e.position..e.position + e.length)
-            .await?;
-        let corrupt = |source| FetchError::Corrupt {
-            object: e.object.clone(),
-            source,
-        };
-        // The first batch whose max timestamp reaches the target holds the
-        // answer; for the max timestamp, the batch holding it.
-        let mut at = 0usize;
-        let mut offset = e.base_offset;
-        let mut best: Option<(i64, i64)> = None;
-        while at < bytes.len() {
-            let h = batch::parse_one(&bytes, at).map_err(corrupt)?;
-            let last = offset + h.last_offset_delta as i64;
-            if last >= snap.log_start_offset {
-                match query {
-                    OffsetQuery::MaxTimestamp
-                        if best.is_none_or(|(bt, _)| h.max_timestamp > bt) =>
-                    {
-                        best = Some((h.max_timestamp, last));
+        let candidates =
+            self.log
+                .state()
+                .chunks_for_timestamp(topic, partition, wanted, MAX_CHUNKS_PER_READ);
+        let append_time = snap.timestamp_type == TimestampType::LogAppendTime;
+        for c in candidates {
+            let e = &c.entry;
+            let bytes = self
+                .reader
+                .read(&e.object, c.object_size, e.position..e.position + e.length)
+                .await?;
+            let corrupt = |source| FetchError::Corrupt {
+                object: e.object.clone(),
+                source,
+            };
+            // Batches from the log start on, with their committed offsets.
+            let (batches, _, _) = batch::rewrite_chunk(
+                &bytes,
+                e.base_offset,
+                snap.log_start_offset,
+                usize::MAX,
+                true,
+                append_time.then_some(e.append_time),
+            )
+            .map_err(corrupt)?;
+            let mut at = 0usize;
+            while at < batches.len() {
+                let h = batch::parse_one(&batches, at).map_err(corrupt)?;
+                let one = &batches[at..at + h.size as usize];
+                at += h.size as usize;
+                let target = match wanted {
+                    TimestampQuery::AtOrAfter(t) if h.max_timestamp >= t => t,
+                    TimestampQuery::Max if c.entry.max_timestamp == h.max_timestamp => {
+                        h.max_timestamp
                     }
-                    OffsetQuery::Timestamp(t) if h.max_timestamp >= t => {
-                        return Ok(Some((h.max_timestamp, offset.max(snap.log_start_offset))));
-                    }
-                    _ => {}
+                    _ => continue,
+                };
+                let first = i64::from_be_bytes(one[0..8].try_into().expect("8 bytes"));
+                if append_time {
+                    return Ok(Some((h.max_timestamp, first.max(snap.log_start_offset))));
+                }
+                let mut buf = Bytes::copy_from_slice(one);
+                let records = RecordBatchDecoder::decode(&mut buf)
+                    .map_err(|err| FetchError::Undecodable {
+                        object: e.object.clone(),
+                        message: err.to_string(),
+                    })?
+                    .records;
+                let found = records.iter().find(|r| {
+                    r.offset >= snap.log_start_offset
+                        && match wanted {
+                            TimestampQuery::AtOrAfter(_) => r.timestamp >= target,
+                            TimestampQuery::Max => r.timestamp == target,
+                        }
+                });
+                if let Some(r) = found {
+                    return Ok(Some((r.timestamp, r.offset)));
                 }
             }
-            offset = last + 1;
-            at += h.size as usize;
         }
-        Ok(best)
+        Ok(None)
     }
 
     /// A waiter for changes to these partitions (long polls).

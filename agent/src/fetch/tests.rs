@@ -218,7 +218,8 @@ async fn offsets_for_timestamps() {
     assert_eq!(at(-2).await.unwrap(), Some((-1, 0)));
     assert_eq!(at(150).await.unwrap(), Some((300, 2)));
     assert_eq!(at(50).await.unwrap(), Some((100, 0)));
-    assert_eq!(at(-3).await.unwrap(), Some((300, 3)));
+    // The first record holding the largest timestamp.
+    assert_eq!(at(-3).await.unwrap(), Some((300, 2)));
     assert_eq!(at(999).await.unwrap(), None);
     assert_eq!(
         OffsetQuery::from_kafka(-7).unwrap_err().kind(),
@@ -307,4 +308,129 @@ async fn a_lagging_agent_catches_up_before_calling_an_offset_out_of_range() {
     // Once current, an offset beyond the end is out of range.
     let e = lagging.read("lag", 0, 7, ALL).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OffsetOutOfRange);
+}
+
+/// A batch of one record per timestamp, compressed with `compression`,
+/// optionally from an idempotent producer (id, first sequence).
+fn timed_batch(
+    timestamps: &[i64],
+    compression: kafka_protocol::records::Compression,
+    producer: Option<(i64, i32)>,
+) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.map_or(-1, |p| p.0),
+            producer_epoch: if producer.is_some() { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: producer.map_or(-1, |p| p.1 + i as i32),
+            timestamp: *ts,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+impl Rig {
+    async fn produce_bytes(
+        &self,
+        topic: TopicId,
+        partition: i32,
+        data: Bytes,
+    ) -> Vec<Result<i64, crate::produce::AppendError>> {
+        let v = validate(data, &Default::default()).unwrap();
+        self.producer
+            .submit(vec![PartitionAppend {
+                topic,
+                partition,
+                data: v.data,
+                batches: v.batches,
+                min_timestamp: v.min_timestamp,
+            }])
+            .await
+            .await
+    }
+}
+
+/// Defect: ListOffsets by timestamp answered a whole batch's first offset;
+/// Kafka answers the first *record* at or after the timestamp, compressed
+/// or not.
+#[tokio::test]
+async fn offsets_for_times_are_record_accurate() {
+    use kafka_protocol::records::Compression;
+    let r = rig().await;
+    let t = r.topic("rec", false).await;
+    for (p, codec) in [(0, Compression::None), (1, Compression::Gzip)] {
+        assert_eq!(
+            r.produce_bytes(t, p, timed_batch(&[10, 30, 20, 40], codec, None))
+                .await,
+            vec![Ok(0)]
+        );
+        let at = |ts| r.read.offset_for("rec", p, OffsetQuery::Timestamp(ts));
+        assert_eq!(at(15).await.unwrap(), Some((30, 1)), "{codec:?}");
+        assert_eq!(at(31).await.unwrap(), Some((40, 3)), "{codec:?}");
+        assert_eq!(at(5).await.unwrap(), Some((10, 0)), "{codec:?}");
+        assert_eq!(at(41).await.unwrap(), None, "{codec:?}");
+        assert_eq!(
+            r.read
+                .offset_for("rec", p, OffsetQuery::MaxTimestamp)
+                .await
+                .unwrap(),
+            Some((40, 3)),
+            "{codec:?}"
+        );
+    }
+}
+
+/// Defect: a duplicate idempotent batch in the middle of a chunk splits it
+/// into index entries that all carry the chunk's max timestamp; the lookup
+/// took the first and answered -1.
+#[tokio::test]
+async fn offsets_for_times_look_past_entries_of_a_split_chunk() {
+    use kafka_protocol::records::Compression;
+    let r = rig().await;
+    let t = r.topic("split", false).await;
+    let x = timed_batch(&[10], Compression::None, Some((7, 0)));
+    assert_eq!(r.produce_bytes(t, 0, x.clone()).await, vec![Ok(0)]);
+    // One chunk: another producer's early batch, the retried duplicate of
+    // x, then x's successor with a late timestamp.
+    let mut chunk = Vec::new();
+    chunk.extend_from_slice(&timed_batch(&[11], Compression::None, Some((8, 0))));
+    chunk.extend_from_slice(&x);
+    chunk.extend_from_slice(&timed_batch(&[100], Compression::None, Some((7, 1))));
+    r.produce_bytes(t, 0, Bytes::from(chunk)).await;
+    assert_eq!(r.read.position("split", 0).unwrap().high_watermark, 3);
+    assert_eq!(
+        r.read
+            .offset_for("split", 0, OffsetQuery::Timestamp(50))
+            .await
+            .unwrap(),
+        Some((100, 2))
+    );
+    assert_eq!(
+        r.read
+            .offset_for("split", 0, OffsetQuery::MaxTimestamp)
+            .await
+            .unwrap(),
+        Some((100, 2))
+    );
 }
