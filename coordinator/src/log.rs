@@ -932,4 +932,26 @@ mod tests {
         assert_eq!(fresh.state().partition("t1", 0).unwrap().high_watermark, 10);
         assert_eq!(*fresh.state(), *w.state());
     }
+
+    /// Defect: a proposal that timed out waiting for its record left its
+    /// outcome behind when the record was applied later.
+    #[tokio::test(start_paused = true)]
+    async fn timed_out_proposals_leave_nothing_behind() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let lag = Arc::new(crate::faulty::Pausable::new(meta.clone()));
+        let w = MetaLog::open(lag.clone(), objects, "c", "w").await.unwrap();
+        lag.pause();
+        let e = w.propose(topic(1)).await.unwrap_err();
+        assert!(matches!(e, LogError::ApplyTimeout(_)), "{e}");
+        lag.resume();
+        w.subscribe()
+            .wait_for(|_| w.state().topic("t1").is_some())
+            .await
+            .unwrap();
+        assert!(
+            w.shared.proposals.lock().unwrap().is_empty(),
+            "no outcome kept for a proposal nobody waits for"
+        );
+    }
 }
