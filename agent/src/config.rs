@@ -53,6 +53,8 @@ pub struct Settings {
     pub connection_response_bytes: ByteSize,
     /// Open client connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Members of one consumer group at most (Kafka's `group.max.size`).
+    pub group_max_size: usize,
     /// Longest metadata string an offset commit may carry (Kafka's
     /// `offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
@@ -109,6 +111,7 @@ impl Default for Settings {
             fetch_max_bytes: ByteSize::b(57_671_680),
             connection_response_bytes: ByteSize::mib(128),
             max_connections: 10_000,
+            group_max_size: 1000,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
@@ -155,6 +158,7 @@ pub const KEYS: &[&str] = &[
     "fetch_max_bytes",
     "connection_response_bytes",
     "max_connections",
+    "group_max_size",
     "offset_metadata_max_bytes",
     "offsets_retention",
     "offsets_retention_check_interval",

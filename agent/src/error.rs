@@ -53,6 +53,9 @@ pub enum ErrorKind {
     NonEmptyGroup,
     GroupSubscribedToTopic,
     OffsetMetadataTooLarge,
+    InvalidGroupId,
+    MemberIdRequired,
+    GroupMaxSizeReached,
     /// A bug or damaged data the client cannot fix.
     Internal,
 }
@@ -95,6 +98,9 @@ impl ErrorKind {
             NonEmptyGroup => R::NonEmptyGroup,
             GroupSubscribedToTopic => R::GroupSubscribedToTopic,
             OffsetMetadataTooLarge => R::OffsetMetadataTooLarge,
+            InvalidGroupId => R::InvalidGroupId,
+            MemberIdRequired => R::MemberIdRequired,
+            GroupMaxSizeReached => R::GroupMaxSizeReached,
             Internal => R::UnknownServerError,
         }
     }
@@ -203,6 +209,9 @@ mod tests {
             (NonEmptyGroup, 68),
             (GroupSubscribedToTopic, 86),
             (OffsetMetadataTooLarge, 12),
+            (InvalidGroupId, 24),
+            (MemberIdRequired, 79),
+            (GroupMaxSizeReached, 81),
             (Internal, -1),
         ];
         for (kind, code) in table {

@@ -141,7 +141,7 @@ pub async fn serve(
         },
         producer_shutdown.clone(),
     );
-    let groups = Arc::new(Groups::new());
+    let groups = Arc::new(Groups::new(settings.group_max_size));
     let group_timers = tokio::spawn(groups.clone().run_timers(shutdown.clone()));
     let broker = Arc::new(Broker {
         node_id: membership.me().node_id,
@@ -550,6 +550,94 @@ mod tests {
             }
         }
         assert!(expired, "the offset of an empty group expired");
+        agent.stop().await;
+    }
+
+    /// Kafka's rules at the protocol edge, where clients hide them.
+    #[tokio::test]
+    async fn group_and_producer_rules_at_the_protocol_edge() {
+        use kafka_protocol::messages::{
+            join_group_request::JoinGroupRequestProtocol,
+            offset_fetch_request::OffsetFetchRequestTopic, GroupId, InitProducerIdRequest,
+            InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, OffsetFetchRequest,
+            OffsetFetchResponse, ProducerId,
+        };
+        let agent = Running::start(quick()).await;
+        let mut conn = agent.connect().await;
+        // OffsetFetch v1 has no top-level error: it is on every partition.
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_indexes(vec![0, 1])]));
+        let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 1, &fetch).await;
+        let parts = &r.topics[0].partitions;
+        assert_eq!(parts.len(), 2);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.error_code == 24 && p.committed_offset == -1),
+            "{parts:?}"
+        );
+        // JoinGroup v4+ with no member id: MEMBER_ID_REQUIRED and an id.
+        let join = |member: StrBytes| {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("jg")))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_member_id(member)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"m"))])
+        };
+        let r: JoinGroupResponse =
+            call(&mut conn, ApiKey::JoinGroup, 5, &join(StrBytes::default())).await;
+        assert_eq!(r.error_code, 79);
+        assert!(!r.member_id.is_empty());
+        let r: JoinGroupResponse = call(&mut conn, ApiKey::JoinGroup, 5, &join(r.member_id)).await;
+        assert_eq!((r.error_code, r.generation_id), (0, 1));
+        // JoinGroup v3 and older: no member id round trip.
+        let r: JoinGroupResponse =
+            call(&mut conn, ApiKey::JoinGroup, 3, &join(StrBytes::default())).await;
+        assert_eq!(r.error_code, 0, "v3 joins at once");
+        // InitProducerId without a transactional id: always a new id.
+        let first: InitProducerIdResponse = call(
+            &mut conn,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+        let again: InitProducerIdResponse = call(
+            &mut conn,
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(first.producer_id)
+                .with_producer_epoch(first.producer_epoch),
+        )
+        .await;
+        assert_eq!(again.error_code, 0);
+        assert_ne!(again.producer_id, first.producer_id);
+        assert_eq!(again.producer_epoch, 0);
+        // A batch with a producer id and no sequence is INVALID_RECORD.
+        let r: ProduceResponse = call(
+            &mut conn,
+            ApiKey::Produce,
+            9,
+            &produce_request(
+                "seq",
+                0,
+                &simple_batch(1, 1, b"x", Some((first.producer_id.0, 0, -1))),
+            ),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 87);
         agent.stop().await;
     }
 

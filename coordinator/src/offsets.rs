@@ -49,16 +49,26 @@ impl OffsetStore {
 
     /// Applies `ops` in transactions of at most [`OPS_PER_TXN`] operations.
     async fn apply(&self, ops: Vec<TxnOp>) -> Result<(), MetaError> {
+        self.apply_counted(ops).await.map_err(|(_, e)| e)
+    }
+
+    /// Like `apply`; on failure, also says how many of the operations (a
+    /// prefix) were applied before it.
+    async fn apply_counted(&self, ops: Vec<TxnOp>) -> Result<(), (usize, MetaError)> {
+        let mut done = 0;
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
             let success: Vec<TxnOp> = ops.by_ref().take(OPS_PER_TXN).collect();
+            let n = success.len();
             self.store
                 .txn(Txn {
                     compares: vec![],
                     success,
                     failure: vec![],
                 })
-                .await?;
+                .await
+                .map_err(|e| (done, e))?;
+            done += n;
         }
         Ok(())
     }
@@ -67,7 +77,10 @@ impl OffsetStore {
         &self,
         group: &str,
         offsets: &[(String, i32, Committed)],
-    ) -> Result<(), MetaError> {
+    ) -> Result<(), (usize, MetaError)> {
+        // More offsets than one metadata transaction holds are written in
+        // several; on a failure the caller learns which ones were written
+        // (a prefix) and answers each partition truthfully.
         let ops = offsets
             .iter()
             .map(|(t, p, c)| TxnOp::Put {
@@ -76,7 +89,7 @@ impl OffsetStore {
                 lease: None,
             })
             .collect();
-        self.apply(ops).await
+        self.apply_counted(ops).await
     }
 
     /// Every committed offset of the group: topic -> partition -> offset.

@@ -41,6 +41,12 @@ pub enum GroupError {
     NonEmptyGroup,
     #[error("the group is subscribed to the topic")]
     SubscribedToTopic,
+    #[error("the group id is empty")]
+    InvalidGroupId,
+    #[error("a member id is required: join again with the one given")]
+    MemberIdRequired,
+    #[error("the group has as many members as it may")]
+    GroupMaxSizeReached,
 }
 
 impl Classify for GroupError {
@@ -57,6 +63,9 @@ impl Classify for GroupError {
             GroupError::GroupIdNotFound => ErrorKind::GroupIdNotFound,
             GroupError::NonEmptyGroup => ErrorKind::NonEmptyGroup,
             GroupError::SubscribedToTopic => ErrorKind::GroupSubscribedToTopic,
+            GroupError::InvalidGroupId => ErrorKind::InvalidGroupId,
+            GroupError::MemberIdRequired => ErrorKind::MemberIdRequired,
+            GroupError::GroupMaxSizeReached => ErrorKind::GroupMaxSizeReached,
         }
     }
 }
@@ -115,6 +124,9 @@ pub struct SyncResult {
 pub struct JoinRequest {
     pub member_id: String,
     pub instance_id: Option<String>,
+    /// JoinGroup v4+ (KIP-394): a new member without a group instance id
+    /// first gets MEMBER_ID_REQUIRED with its id, and joins with it.
+    pub require_known_member_id: bool,
     pub client_id: String,
     pub client_host: String,
     pub session_timeout: Duration,
@@ -147,6 +159,9 @@ pub struct Group {
     /// During the first rebalance of an empty group, wait for the deadline
     /// even when everyone known has joined: more members are likely coming.
     initial: bool,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or
+    /// their session timeout passes (KIP-394).
+    pending: BTreeMap<String, Instant>,
 }
 
 /// A snapshot for DescribeGroups.
@@ -177,6 +192,7 @@ impl Group {
             members: BTreeMap::new(),
             rebalance_deadline: None,
             initial: false,
+            pending: BTreeMap::new(),
         }
     }
 
@@ -233,16 +249,7 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         let leader = self.leader.clone().unwrap_or_default();
-        // The first of the leader's protocols that every member supports.
-        let protocol = self.members[&leader]
-            .protocols
-            .iter()
-            .map(|(n, _)| n.clone())
-            .find(|n| {
-                self.members
-                    .values()
-                    .all(|m| m.protocols.iter().any(|(p, _)| p == n))
-            });
+        let protocol = vote(self.members.values().map(|m| &m.protocols));
         let Some(protocol) = protocol else {
             for (_, m) in std::mem::take(&mut self.members) {
                 if let Some(w) = m.join_waiter {
@@ -358,15 +365,38 @@ impl Group {
     }
 }
 
+/// Kafka's protocol selection: among the protocols every member supports,
+/// each member votes for the first of its own preference order; the most
+/// votes win (ties go to the candidate named first by the first member).
+fn vote<'a>(members: impl Iterator<Item = &'a Vec<(String, Bytes)>> + Clone) -> Option<String> {
+    let first = members.clone().next()?;
+    let candidates: Vec<&String> = first
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| members.clone().all(|m| m.iter().any(|(p, _)| p == *n)))
+        .collect();
+    let mut votes = vec![0usize; candidates.len()];
+    for m in members {
+        if let Some(i) = m
+            .iter()
+            .find_map(|(p, _)| candidates.iter().position(|c| *c == p))
+        {
+            votes[i] += 1;
+        }
+    }
+    let best = votes.iter().copied().max()?;
+    candidates
+        .into_iter()
+        .zip(votes)
+        .find(|(_, v)| *v == best)
+        .map(|(c, _)| c.clone())
+}
+
 /// All groups this agent coordinates.
 pub struct Groups {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
-}
-
-impl Default for Groups {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Members (and members asked for their id) per group at most.
+    max_members: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -374,10 +404,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Groups {
-    pub fn new() -> Self {
+    pub fn new(max_members: usize) -> Self {
         Self {
             groups: Mutex::new(HashMap::new()),
+            max_members: max_members.max(1),
         }
+    }
+
+    /// Groups held in memory.
+    pub fn len(&self) -> usize {
+        lock(&self.groups).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn group(&self, id: &str) -> Arc<Mutex<Group>> {
@@ -406,6 +446,7 @@ impl Groups {
         let groups: Vec<_> = lock(&self.groups).values().cloned().collect();
         for g in groups {
             let mut g = lock(&g);
+            g.pending.retain(|_, deadline| *deadline > now);
             let expired: Vec<String> = g
                 .members
                 .iter()
@@ -426,6 +467,14 @@ impl Groups {
                 g.complete_join();
             }
         }
+        // Empty groups leave memory (their committed offsets stay in the
+        // metadata store until they expire).
+        lock(&self.groups).retain(|_, g| {
+            Arc::strong_count(g) > 1 || {
+                let g = lock(g);
+                !(g.state == State::Empty && g.members.is_empty() && g.pending.is_empty())
+            }
+        });
     }
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
@@ -459,18 +508,46 @@ impl Groups {
                 return fail(GroupError::InconsistentGroupProtocol);
             }
             let mut member_id = req.member_id.clone();
-            if member_id.is_empty() {
+            // A member id handed out with MEMBER_ID_REQUIRED joins as new.
+            let pending = !member_id.is_empty() && g.pending.remove(&member_id).is_some();
+            if !member_id.is_empty() && !pending && !g.members.contains_key(&member_id) {
+                // A static member replaced by a newer instance is fenced.
+                if let Some(i) = &req.instance_id {
+                    if g.members
+                        .values()
+                        .any(|m| m.instance_id.as_ref() == Some(i))
+                    {
+                        return fail(GroupError::FencedInstanceId);
+                    }
+                }
+                return fail(GroupError::UnknownMemberId);
+            }
+            if member_id.is_empty() || pending {
                 let static_prev = req.instance_id.as_ref().and_then(|i| {
                     g.members
                         .iter()
                         .find(|(_, m)| m.instance_id.as_ref() == Some(i))
                         .map(|(id, _)| id.clone())
                 });
-                let prefix = req
-                    .instance_id
-                    .clone()
-                    .unwrap_or_else(|| req.client_id.clone());
-                member_id = format!("{prefix}-{}", ulid::Ulid::new());
+                if static_prev.is_none() && g.members.len() + g.pending.len() >= self.max_members {
+                    return fail(GroupError::GroupMaxSizeReached);
+                }
+                if member_id.is_empty() {
+                    let prefix = req
+                        .instance_id
+                        .clone()
+                        .unwrap_or_else(|| req.client_id.clone());
+                    member_id = format!("{prefix}-{}", ulid::Ulid::new());
+                    if req.require_known_member_id && req.instance_id.is_none() {
+                        g.pending
+                            .insert(member_id.clone(), now + req.session_timeout);
+                        return JoinResult {
+                            error: Some(GroupError::MemberIdRequired),
+                            member_id,
+                            ..Default::default()
+                        };
+                    }
+                }
                 if let Some(prev) = static_prev {
                     // A static member restarting takes its old place: same
                     // assignment, no rebalance unless its protocols changed.
@@ -486,7 +563,12 @@ impl Groups {
                     old.session_timeout = req.session_timeout;
                     old.rebalance_timeout = req.rebalance_timeout;
                     old.last_seen = now;
-                    old.sync_waiter = None;
+                    if let Some(w) = old.sync_waiter.take() {
+                        let _ = w.send(SyncResult {
+                            error: Some(GroupError::FencedInstanceId),
+                            ..Default::default()
+                        });
+                    }
                     g.members.insert(member_id.clone(), old);
                     if g.leader.as_deref() == Some(prev.as_str()) {
                         g.leader = Some(member_id.clone());
@@ -702,6 +784,15 @@ impl Groups {
                         g.remove(&id, now);
                         Ok(())
                     }
+                    // A replaced static member leaving is fenced, not unknown.
+                    _ if instance.as_ref().is_some_and(|i| {
+                        g.members
+                            .values()
+                            .any(|m| m.instance_id.as_ref() == Some(i))
+                    }) =>
+                    {
+                        Err(GroupError::FencedInstanceId)
+                    }
                     _ => Err(GroupError::UnknownMemberId),
                 }
             })
@@ -718,15 +809,30 @@ impl Groups {
         generation: i32,
         instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
+        // A "simple" commit (generation -1) names no member.
+        if generation < 0 && !member_id.is_empty() {
+            return Err(GroupError::UnknownMemberId);
+        }
         let Some(group) = self.existing(group_id) else {
+            // No group here: only simple commits are allowed.
             return if generation < 0 {
                 Ok(())
             } else {
-                Err(GroupError::UnknownMemberId)
+                Err(GroupError::IllegalGeneration)
             };
         };
         let mut g = lock(&group);
-        if generation < 0 && member_id.is_empty() {
+        if generation < 0 {
+            // Allowed while the group has no members, unless it claims the
+            // instance id of a member (a replaced static member).
+            if let Some(i) = instance_id {
+                if g.members
+                    .values()
+                    .any(|m| m.instance_id.as_deref() == Some(i))
+                {
+                    return Err(GroupError::FencedInstanceId);
+                }
+            }
             return if g.members.is_empty() {
                 Ok(())
             } else {
@@ -847,6 +953,7 @@ mod tests {
         JoinRequest {
             member_id: member.into(),
             instance_id: None,
+            require_known_member_id: false,
             client_id: "c".into(),
             client_host: "/127.0.0.1".into(),
             session_timeout: Duration::from_secs(10),
@@ -858,7 +965,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn two_members_join_sync_and_rebalance_on_leave() {
-        let groups = Arc::new(Groups::new());
+        let groups = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
         let g1 = groups.clone();
         let a = tokio::spawn(async move { g1.join("g", join_req("", "range")).await });
@@ -914,15 +1021,17 @@ mod tests {
             (r.error, r.generation, r.leader.clone()),
             (None, 2, follower.member_id.clone())
         );
-        // A silent member is expired after its session timeout.
+        // A silent member is expired after its session timeout; the group,
+        // empty, leaves memory.
+        assert_eq!(groups.describe("g").unwrap().members.len(), 1);
         tokio::time::sleep(Duration::from_secs(11)).await;
-        assert_eq!(groups.describe("g").unwrap().state, "Empty");
+        assert!(groups.describe("g").is_none());
         timers.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn static_member_rejoin_keeps_assignment_without_rebalance() {
-        let groups = Arc::new(Groups::new());
+        let groups = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
         let mut req = join_req("", "range");
         req.instance_id = Some("i-1".into());
@@ -967,6 +1076,163 @@ mod tests {
             groups.heartbeat("g", &other.member_id, 1, Some(instance)),
             Err(GroupError::FencedInstanceId)
         );
+        timers.abort();
+    }
+
+    /// KIP-394: a new member without an instance id first gets
+    /// MEMBER_ID_REQUIRED and its id; only a join with that id makes it a
+    /// member, so abandoned first joins leave no phantom members.
+    #[tokio::test(start_paused = true)]
+    async fn new_members_first_get_their_id() {
+        let groups = Arc::new(Groups::new(1000));
+        let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
+        let mut req = join_req("", "range");
+        req.require_known_member_id = true;
+        let first = groups.join("g", req).await;
+        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
+        assert!(!first.member_id.is_empty());
+        assert!(
+            groups.describe("g").unwrap().members.is_empty(),
+            "not a member yet"
+        );
+        let mut again = join_req(&first.member_id, "range");
+        again.require_known_member_id = true;
+        let joined = groups.join("g", again).await;
+        assert_eq!((joined.error, joined.generation), (None, 1));
+        assert_eq!(joined.member_id, first.member_id);
+        // An id never handed out is unknown.
+        let r = groups.join("g", join_req("made-up", "range")).await;
+        assert_eq!(r.error, Some(GroupError::UnknownMemberId));
+        // A handed-out id not used within the session timeout expires.
+        let mut req = join_req("", "range");
+        req.require_known_member_id = true;
+        let abandoned = groups.join("g", req).await;
+        assert_eq!(abandoned.error, Some(GroupError::MemberIdRequired));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let late = groups
+            .join("g", join_req(&abandoned.member_id, "range"))
+            .await;
+        assert_eq!(late.error, Some(GroupError::UnknownMemberId));
+        timers.abort();
+    }
+
+    /// KIP-345: a static member replaced by a newer instance is fenced in
+    /// every request it still makes.
+    #[tokio::test(start_paused = true)]
+    async fn a_replaced_static_member_is_fenced_everywhere() {
+        let groups = Arc::new(Groups::new(1000));
+        let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
+        let mut a = join_req("", "range");
+        a.instance_id = Some("i1".into());
+        let mut b = join_req("", "range");
+        b.instance_id = Some("i2".into());
+        let g1 = groups.clone();
+        let ja = tokio::spawn(async move { g1.join("g", a).await });
+        let jb = groups.join("g", b).await;
+        let ja = ja.await.unwrap();
+        let (leader, follower) = if ja.member_id == ja.leader {
+            (ja, jb)
+        } else {
+            (jb, ja)
+        };
+        // The follower parks in SyncGroup, waiting for the leader.
+        let g2 = groups.clone();
+        let fid = follower.member_id.clone();
+        let finst = if fid.starts_with("i1-") { "i1" } else { "i2" };
+        let parked = tokio::spawn(async move { g2.sync("g", &fid, 1, Some(finst), vec![]).await });
+        tokio::task::yield_now().await;
+        // A new instance with the follower's instance id replaces it.
+        let mut newer = join_req("", "range");
+        newer.instance_id = Some(finst.into());
+        let replaced = groups.join("g", newer).await;
+        assert_eq!(replaced.error, None);
+        assert_eq!(
+            parked.await.unwrap().error,
+            Some(GroupError::FencedInstanceId)
+        );
+        let mut stale = join_req(&follower.member_id, "range");
+        stale.instance_id = Some(finst.into());
+        assert_eq!(
+            groups.join("g", stale).await.error,
+            Some(GroupError::FencedInstanceId)
+        );
+        assert_eq!(
+            groups.leave("g", &[(follower.member_id.clone(), Some(finst.into()))]),
+            vec![Err(GroupError::FencedInstanceId)]
+        );
+        assert_eq!(
+            groups.check_commit("g", "", -1, Some(finst)),
+            Err(GroupError::FencedInstanceId)
+        );
+        let _ = leader;
+        timers.abort();
+    }
+
+    #[test]
+    fn the_protocol_is_chosen_by_votes() {
+        let p = |names: &[&str]| -> Vec<(String, Bytes)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), Bytes::new()))
+                .collect()
+        };
+        let members = [
+            p(&["range", "roundrobin"]),
+            p(&["roundrobin", "range"]),
+            p(&["roundrobin", "range", "sticky"]),
+        ];
+        assert_eq!(vote(members.iter()).as_deref(), Some("roundrobin"));
+        // Only protocols every member supports are candidates.
+        let members = [p(&["sticky", "range"]), p(&["range"])];
+        assert_eq!(vote(members.iter()).as_deref(), Some("range"));
+        let members = [p(&["a"]), p(&["b"])];
+        assert_eq!(vote(members.iter()), None);
+    }
+
+    #[tokio::test]
+    async fn commit_checks_follow_kafka() {
+        let groups = Groups::new(10);
+        // Generation -1 names no member.
+        assert_eq!(
+            groups.check_commit("g", "someone", -1, None),
+            Err(GroupError::UnknownMemberId)
+        );
+        // A generation for a group this coordinator does not know.
+        assert_eq!(
+            groups.check_commit("g", "someone", 3, None),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(groups.check_commit("g", "", -1, None), Ok(()));
+    }
+
+    /// Console-consumer style: many short-lived groups leave memory once
+    /// empty.
+    #[tokio::test(start_paused = true)]
+    async fn empty_groups_leave_memory() {
+        let groups = Arc::new(Groups::new(10));
+        let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
+        let n = 50_000;
+        let mut joins = Vec::with_capacity(n);
+        for i in 0..n {
+            let g = groups.clone();
+            joins.push(tokio::spawn(async move {
+                let r = g.join(&format!("console-{i}"), join_req("", "range")).await;
+                (i, r.member_id)
+            }));
+        }
+        let mut members = Vec::with_capacity(n);
+        for j in joins {
+            members.push(j.await.unwrap());
+        }
+        assert_eq!(groups.len(), n);
+        for (i, m) in members {
+            assert_eq!(
+                groups.leave(&format!("console-{i}"), &[(m, None)]),
+                vec![Ok(())]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(groups.len(), 0, "empty groups are forgotten");
         timers.abort();
     }
 }

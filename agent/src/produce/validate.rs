@@ -50,6 +50,12 @@ pub fn validate(records: Bytes, config: &TopicConfig) -> Result<Validated, Appen
                 h.records, h.last_offset_delta, h.size
             )));
         }
+        if h.producer_id >= 0 && h.base_sequence < 0 {
+            return Err(AppendError::InvalidRecord(format!(
+                "record batch of producer {} has no sequence number ({})",
+                h.producer_id, h.base_sequence
+            )));
+        }
         total += h.records as u64;
         if total > MAX_RECORDS_PER_PARTITION {
             return Err(AppendError::InvalidRecord(format!(

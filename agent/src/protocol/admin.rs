@@ -321,12 +321,9 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
-    // An existing producer bumping its epoch (KIP-360) keeps its id.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        return InitProducerIdResponse::default()
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1);
-    }
+    // Without a transactional id Kafka hands out a new producer id every
+    // time, also to a producer naming its old one (KIP-360): the new id
+    // starts a new sequence, and nothing of the old id is trusted.
     match broker.producer_ids.next().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))

@@ -37,9 +37,12 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// NOT_COORDINATOR unless this agent coordinates the group.
+/// NOT_COORDINATOR unless this agent coordinates the group; an empty group
+/// id is INVALID_GROUP_ID.
 fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
-    if broker.is_group_coordinator(group) {
+    if group.is_empty() {
+        Err(GroupError::InvalidGroupId)
+    } else if broker.is_group_coordinator(group) {
         Ok(())
     } else {
         Err(GroupError::NotCoordinator)
@@ -132,6 +135,7 @@ pub async fn join(
             JoinRequest {
                 member_id: req.member_id.to_string(),
                 instance_id: req.group_instance_id.map(|i| i.to_string()),
+                require_known_member_id: version >= 4,
                 client_id: client_id.to_string(),
                 client_host: host.to_string(),
                 session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
@@ -248,7 +252,7 @@ pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
 
 pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let mut checked = coordinating(broker, &group).and_then(|()| {
+    let checked = coordinating(broker, &group).and_then(|()| {
         broker.groups.check_commit(
             &group,
             &req.member_id,
@@ -256,6 +260,8 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             req.group_instance_id.as_deref(),
         )
     });
+    // Partitions whose offsets were not written (the store failed partway).
+    let mut unwritten = std::collections::BTreeSet::new();
     if checked.is_ok() {
         let now = broker.clock.now_ms();
         let offsets: Vec<_> = req
@@ -276,9 +282,9 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
                 )
             })
             .collect();
-        if let Err(e) = broker.offsets.commit(&group, &offsets).await {
-            tracing::warn!(group = %group, error = %e, "committing offsets failed");
-            checked = Err(GroupError::CoordinatorUnavailable);
+        if let Err((written, e)) = broker.offsets.commit(&group, &offsets).await {
+            tracing::warn!(group = %group, error = %e, written, "committing offsets failed");
+            unwritten.extend(offsets[written..].iter().map(|(t, p, _)| (t.clone(), *p)));
         }
     }
     OffsetCommitResponse::default().with_topics(
@@ -291,6 +297,12 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
                         .map(|p| {
                             let code = match checked {
                                 Err(e) => e.code(),
+                                Ok(())
+                                    if unwritten
+                                        .contains(&(t.name.0.to_string(), p.partition_index)) =>
+                                {
+                                    GroupError::CoordinatorUnavailable.code()
+                                }
                                 Ok(()) => refused_commit(broker, t.name.0.as_str(), p)
                                     .map_or(0, |k| k.code()),
                             };
@@ -390,15 +402,36 @@ pub async fn offset_fetch(
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted: Wanted = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    match fetch_group(broker, req.group_id.0.as_str(), wanted).await {
-        Err(e) => {
-            OffsetFetchResponse::default().with_error_code(if version >= 2 { e.code() } else { 0 })
-        }
+    match fetch_group(broker, req.group_id.0.as_str(), wanted.clone()).await {
+        // v0-1 have no top-level error: Kafka puts it on every partition
+        // asked for (an empty answer would read as "nothing committed").
+        Err(e) if version < 2 => OffsetFetchResponse::default().with_topics(
+            wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(e.code())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+        Err(e) => OffsetFetchResponse::default().with_error_code(e.code()),
         Ok(topics) => OffsetFetchResponse::default().with_topics(
             topics
                 .into_iter()
