@@ -130,3 +130,44 @@ def metadata(addr: str, topics: list[str] | None = None, client_id: str = "silt-
                 for _ in range(r.take(">i")):
                     r.take(">i")
     return MetadataView(brokers, leaders, errors)
+
+
+def find_coordinator(addr: str, group: str, client_id: str = "silt-e2e") -> tuple[int, int]:
+    """FindCoordinator v0: (error code, coordinator node id)."""
+    r = request(addr, 10, 0, _kstr(group), client_id)
+    err, node = r.take(">h"), r.take(">i")
+    return err, node
+
+
+def offset_commit(addr: str, group: str, topic: str, offsets: dict[int, int],
+                  client_id: str = "silt-e2e") -> dict[int, int]:
+    """A simple commit (OffsetCommit v2, generation -1, no member) of
+    partition -> offset; returns partition -> error code."""
+    body = _kstr(group) + struct.pack(">i", -1) + _kstr("") + struct.pack(">q", -1)
+    body += struct.pack(">i", 1) + _kstr(topic) + struct.pack(">i", len(offsets))
+    for p, o in offsets.items():
+        body += struct.pack(">iq", p, o) + _kstr(None)
+    r = request(addr, 8, 2, body, client_id)
+    out = {}
+    for _ in range(r.take(">i")):
+        r.string()
+        for _ in range(r.take(">i")):
+            p = r.take(">i")
+            out[p] = r.take(">h")
+    return out
+
+
+def offset_fetch(addr: str, group: str, topic: str, partitions: list[int],
+                 client_id: str = "silt-e2e") -> dict[int, tuple[int, int]]:
+    """OffsetFetch v1: partition -> (committed offset, error code)."""
+    body = _kstr(group) + struct.pack(">i", 1) + _kstr(topic) + struct.pack(">i", len(partitions))
+    body += b"".join(struct.pack(">i", p) for p in partitions)
+    r = request(addr, 9, 1, body, client_id)
+    out = {}
+    for _ in range(r.take(">i")):
+        r.string()
+        for _ in range(r.take(">i")):
+            p, o = r.take(">i"), r.take(">q")
+            r.string()
+            out[p] = (o, r.take(">h"))
+    return out

@@ -8,7 +8,11 @@ use silt_coordinator::{
 use silt_tiering::store::StoreCounters;
 
 use crate::{
-    clock::Clock, config::Settings, fetch::ReadPath, group::Groups, produce::Producer,
+    clock::Clock,
+    config::Settings,
+    fetch::ReadPath,
+    group::{GroupError, Groups},
+    produce::Producer,
     topics::Topics,
 };
 
@@ -28,20 +32,80 @@ pub struct Broker {
     pub offsets: OffsetStore,
     pub producer_ids: ProducerIds,
     pub clock: Arc<dyn Clock>,
+    /// This process's token as a group coordinator (agent id and
+    /// incarnation): offset writes are conditioned on the group's
+    /// coordinator key holding it.
+    pub token: String,
+    /// Groups this agent has claimed, with the lease of the claim.
+    pub claims:
+        std::sync::Mutex<std::collections::HashMap<String, silt_coordinator::metastore::LeaseId>>,
 }
 
 impl Broker {
-    /// The live agent coordinating `group`.
-    pub fn group_coordinator(&self, group: &str) -> AgentInfo {
+    /// The live agent coordinating `group`, if any agent is live.
+    pub fn group_coordinator(&self, group: &str) -> Option<AgentInfo> {
         let live = self.membership.live();
         let key = format!("group:{group}");
-        rendezvous(&live, key.as_bytes(), None)
-            .cloned()
-            .unwrap_or_else(|| self.membership.me().clone())
+        rendezvous(&live, key.as_bytes(), None).cloned()
     }
 
+    /// Whether this agent coordinates `group`: it is registered (its lease
+    /// surely valid) and the group's choice among the live agents.
     pub fn is_group_coordinator(&self, group: &str) -> bool {
-        self.group_coordinator(group).node_id == self.node_id
+        self.membership.registered()
+            && self
+                .group_coordinator(group)
+                .is_some_and(|a| a.node_id == self.node_id)
+    }
+
+    /// Makes this agent the group's coordinator of record (once per lease),
+    /// so that its offset writes pass the fence and a stale coordinator's
+    /// fail.
+    pub async fn claim_group(&self, group: &str) -> Result<(), GroupError> {
+        let lease = self.membership.lease().ok_or(GroupError::NotCoordinator)?;
+        let claimed = self
+            .claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group)
+            == Some(&lease);
+        if claimed {
+            return Ok(());
+        }
+        self.offsets
+            .claim(group, &self.token, lease)
+            .await
+            .map_err(|e| {
+                tracing::warn!(group, error = %e, "claiming the group failed");
+                GroupError::CoordinatorUnavailable
+            })?;
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group.to_string(), lease);
+        Ok(())
+    }
+
+    /// Steps down as the group's coordinator (another agent holds it).
+    pub fn lose_group(&self, group: &str) {
+        tracing::warn!(
+            group,
+            "another agent coordinates the group now; stepping down"
+        );
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(group);
+        self.groups.forget(group);
+    }
+
+    /// Drops groups (and claims) this agent no longer coordinates.
+    pub fn drop_moved_groups(&self) {
+        self.groups.retain(|g| self.is_group_coordinator(g));
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|g, _| self.is_group_coordinator(g));
     }
 
     /// Deletes committed offsets older than `offsets_retention` of the

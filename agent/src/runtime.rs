@@ -161,6 +161,8 @@ pub async fn serve(
         offsets: OffsetStore::new(meta.clone(), &settings.cluster),
         producer_ids: ProducerIds::new(meta.clone(), &settings.cluster),
         clock,
+        token: writer.clone(),
+        claims: Default::default(),
     });
     // Groups whose coordinator moved to another agent are dropped here;
     // their members find the new coordinator and rejoin. Offsets of empty
@@ -175,7 +177,7 @@ pub async fn serve(
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => broker.groups.retain(|g| broker.is_group_coordinator(g)),
+                    _ = tick.tick() => broker.drop_moved_groups(),
                     _ = expiry.tick() => {
                         broker.expire_offsets().await;
                     }

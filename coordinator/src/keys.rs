@@ -8,6 +8,8 @@
 //! /silt/<cluster>/agents/<agent-id>                  live agents (under leases)
 //! /silt/<cluster>/producer_ids                       next unclaimed producer-id block
 //! /silt/<cluster>/groups/<group>/offsets/<topic>/<partition>   committed offsets
+//! /silt/<cluster>/groups/<group>/coordinator         the group's coordinator (under its lease)
+//! /silt/<cluster>/groups/<group>/state               the group's members and generation
 //! ```
 
 /// The keys of one cluster.
@@ -62,6 +64,17 @@ impl Layout {
     /// Prefix of one group's committed offsets.
     pub fn group_offsets(&self, group: &str) -> String {
         format!("{}groups/{}/offsets/", self.root, escape(group))
+    }
+
+    /// The key naming the agent that coordinates the group (under that
+    /// agent's lease); offset and group-state writes compare it.
+    pub fn group_coordinator(&self, group: &str) -> String {
+        format!("{}groups/{}/coordinator", self.root, escape(group))
+    }
+
+    /// The group's persisted state (generation, members, assignments).
+    pub fn group_state(&self, group: &str) -> String {
+        format!("{}groups/{}/state", self.root, escape(group))
     }
 
     pub fn group_offset(&self, group: &str, topic: &str, partition: i32) -> String {

@@ -91,6 +91,11 @@ pub struct Membership {
     me: AgentInfo,
     ttl: Duration,
     live: RwLock<Vec<AgentInfo>>,
+    /// The lease this agent is registered under, and until when it is
+    /// surely valid (its last successful keep-alive plus the TTL); `None`
+    /// while unregistered. An agent past that instant (paused, starved,
+    /// cut off) steps down at once, before the store has even told it.
+    lease: std::sync::Mutex<Option<(LeaseId, tokio::time::Instant)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,7 @@ impl Membership {
             me,
             ttl,
             live: RwLock::new(Vec::new()),
+            lease: std::sync::Mutex::new(None),
         });
         let existing = m.store.range(KeyRange::Prefix(m.prefix.clone())).await?.kvs;
         for kv in &existing {
@@ -135,8 +141,12 @@ impl Membership {
             }
         }
         let lease = m.register(true).await?;
+        m.set_lease(Some(lease));
         m.refresh().await?;
-        tokio::spawn(m.clone().run(lease, shutdown));
+        // Keep-alives run on a task of their own, so that a slow refresh
+        // of the live set can never delay them.
+        tokio::spawn(m.clone().keep_alive(lease, shutdown.clone()));
+        tokio::spawn(m.clone().poll_live(shutdown));
         Ok(m)
     }
 
@@ -206,42 +216,83 @@ impl Membership {
         Ok(())
     }
 
-    async fn run(self: Arc<Self>, mut lease: LeaseId, shutdown: CancellationToken) {
+    fn set_lease(&self, lease: Option<LeaseId>) {
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner()) =
+            lease.map(|l| (l, crate::clock::monotonic_now() + self.ttl));
+    }
+
+    /// The lease this agent is registered under, while surely valid.
+    pub fn lease(&self) -> Option<LeaseId> {
+        let now = crate::clock::monotonic_now();
+        self.lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .filter(|(_, until)| now < *until)
+            .map(|(l, _)| l)
+    }
+
+    /// Whether this agent is registered (its lease surely valid).
+    pub fn registered(&self) -> bool {
+        self.lease().is_some()
+    }
+
+    /// Leaves the cluster now (revokes the registration), ahead of a
+    /// shutdown: other agents take over at their next refresh.
+    pub async fn leave(&self) {
+        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((l, _)) = lease {
+            let _ = self.store.lease_revoke(l).await;
+        }
+    }
+
+    async fn keep_alive(self: Arc<Self>, mut lease: LeaseId, shutdown: CancellationToken) {
         let beat = (self.ttl / 3).max(Duration::from_millis(200));
         let mut keepalive = tokio::time::interval(beat);
-        let mut poll = tokio::time::interval(Duration::from_secs(1));
-        let mut last_ok = crate::clock::monotonic_now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     // Leave at once rather than after the TTL.
-                    let _ = self.store.lease_revoke(lease).await;
+                    self.leave().await;
                     return;
                 }
-                _ = keepalive.tick() => {
-                    let lost = match self.store.lease_keep_alive(lease).await {
-                        Ok(()) => {
-                            last_ok = crate::clock::monotonic_now();
-                            false
-                        }
-                        Err(MetaError::LeaseNotFound(_)) => true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "membership keep-alive failed");
-                            // Past the TTL the lease has expired on the server.
-                            last_ok.elapsed() > self.ttl
-                        }
-                    };
-                    if lost {
-                        tracing::warn!(agent = %self.me.agent_id, "membership lease lost; registering again");
-                        match self.register(false).await {
-                            Ok(l) => {
-                                lease = l;
-                                last_ok = crate::clock::monotonic_now();
-                            }
-                            Err(e) => tracing::warn!(error = %e, "re-registering failed"),
-                        }
+                _ = keepalive.tick() => {}
+            }
+            let sent = crate::clock::monotonic_now();
+            let lost = match self.store.lease_keep_alive(lease).await {
+                Ok(()) => {
+                    // Valid for a TTL from when the keep-alive was sent.
+                    let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.is_some() {
+                        *l = Some((lease, sent + self.ttl));
                     }
+                    false
                 }
+                Err(MetaError::LeaseNotFound(_)) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "membership keep-alive failed");
+                    // Past the TTL the lease has expired on the server.
+                    !self.registered()
+                }
+            };
+            if lost {
+                tracing::warn!(agent = %self.me.agent_id, "membership lease lost; stepping down and registering again");
+                self.set_lease(None);
+                match self.register(false).await {
+                    Ok(l) => {
+                        lease = l;
+                        self.set_lease(Some(l));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "re-registering failed"),
+                }
+            }
+        }
+    }
+
+    async fn poll_live(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
                 _ = poll.tick() => {
                     if let Err(e) = self.refresh().await {
                         tracing::debug!(error = %e, "refreshing live agents failed");
@@ -255,10 +306,13 @@ impl Membership {
         &self.me
     }
 
-    /// Live agents, by node id. Always contains this agent.
+    /// Live agents, by node id. Contains this agent exactly while it is
+    /// registered: an agent whose lease is gone is not live, even to itself.
     pub fn live(&self) -> Vec<AgentInfo> {
         let mut live = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if !live.iter().any(|a| a.agent_id == self.me.agent_id) {
+        let registered = self.registered();
+        live.retain(|a| registered || a.agent_id != self.me.agent_id);
+        if registered && !live.iter().any(|a| a.agent_id == self.me.agent_id) {
             live.push(self.me.clone());
             live.sort_by_key(|a| a.node_id);
         }

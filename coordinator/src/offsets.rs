@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
     keys::Layout,
-    metastore::{KeyRange, MetaError, MetaStore, Txn, TxnOp},
+    metastore::{Compare, CompareOp, KeyRange, LeaseId, MetaError, MetaStore, Txn, TxnOp},
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,16 @@ pub struct Committed {
     /// 0 when unknown. Offsets expire by it.
     #[serde(default)]
     pub commit_time: i64,
+}
+
+/// Why offsets were not (all) written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsetError {
+    /// Another agent coordinates the group now: this one must step down.
+    #[error("another agent coordinates the group")]
+    Fenced,
+    #[error(transparent)]
+    Store(#[from] MetaError),
 }
 
 /// etcd allows 128 operations per transaction by default.
@@ -49,35 +59,76 @@ impl OffsetStore {
 
     /// Applies `ops` in transactions of at most [`OPS_PER_TXN`] operations.
     async fn apply(&self, ops: Vec<TxnOp>) -> Result<(), MetaError> {
-        self.apply_counted(ops).await.map_err(|(_, e)| e)
+        self.apply_counted(None, ops)
+            .await
+            .map_err(|(_, e)| match e {
+                OffsetError::Store(e) => e,
+                OffsetError::Fenced => MetaError::Other("fenced".into()),
+            })
     }
 
-    /// Like `apply`; on failure, also says how many of the operations (a
-    /// prefix) were applied before it.
-    async fn apply_counted(&self, ops: Vec<TxnOp>) -> Result<(), (usize, MetaError)> {
+    /// Like `apply`, each transaction conditioned on `fence` (the group's
+    /// coordinator key holding this agent's token); on failure, also says
+    /// how many of the operations (a prefix) were applied before it.
+    async fn apply_counted(
+        &self,
+        fence: Option<(&str, &str)>,
+        ops: Vec<TxnOp>,
+    ) -> Result<(), (usize, OffsetError)> {
+        let compares: Vec<Compare> = fence
+            .map(|(group, token)| {
+                Compare::value(
+                    self.layout.group_coordinator(group),
+                    CompareOp::Equal,
+                    Bytes::from(token.to_string()),
+                )
+            })
+            .into_iter()
+            .collect();
         let mut done = 0;
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
             let success: Vec<TxnOp> = ops.by_ref().take(OPS_PER_TXN).collect();
             let n = success.len();
-            self.store
+            let r = self
+                .store
                 .txn(Txn {
-                    compares: vec![],
+                    compares: compares.clone(),
                     success,
                     failure: vec![],
                 })
                 .await
-                .map_err(|e| (done, e))?;
+                .map_err(|e| (done, OffsetError::Store(e)))?;
+            if !r.succeeded {
+                return Err((done, OffsetError::Fenced));
+            }
             done += n;
         }
         Ok(())
     }
 
+    /// Makes this agent (`token`, unique to the process) the group's
+    /// coordinator of record, under its membership `lease`: the key goes
+    /// away with the lease, and every later write of another token fails.
+    pub async fn claim(&self, group: &str, token: &str, lease: LeaseId) -> Result<(), MetaError> {
+        self.store
+            .put(
+                &self.layout.group_coordinator(group),
+                Bytes::from(token.to_string()),
+                Some(lease),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes offsets, each transaction conditioned on the group's
+    /// coordinator key holding `token` (when given).
     pub async fn commit(
         &self,
         group: &str,
+        token: Option<&str>,
         offsets: &[(String, i32, Committed)],
-    ) -> Result<(), (usize, MetaError)> {
+    ) -> Result<(), (usize, OffsetError)> {
         // More offsets than one metadata transaction holds are written in
         // several; on a failure the caller learns which ones were written
         // (a prefix) and answers each partition truthfully.
@@ -89,7 +140,7 @@ impl OffsetStore {
                 lease: None,
             })
             .collect();
-        self.apply_counted(ops).await
+        self.apply_counted(token.map(|t| (group, t)), ops).await
     }
 
     /// Every committed offset of the group: topic -> partition -> offset.
@@ -172,6 +223,7 @@ impl OffsetStore {
 mod tests {
     use super::*;
     use crate::EmbeddedStore;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn commit_fetch_delete() {
@@ -184,6 +236,7 @@ mod tests {
         };
         s.commit(
             "g/1",
+            None,
             &[
                 ("t".into(), 0, c(5)),
                 ("t".into(), 1, c(7)),
@@ -192,7 +245,9 @@ mod tests {
         )
         .await
         .unwrap();
-        s.commit("g2", &[("t".into(), 0, c(9))]).await.unwrap();
+        s.commit("g2", None, &[("t".into(), 0, c(9))])
+            .await
+            .unwrap();
         let got = s.fetch("g/1").await.unwrap();
         assert_eq!(got["t"][&1].offset, 7);
         assert_eq!(got["u"][&0].offset, 1);
@@ -209,7 +264,7 @@ mod tests {
         let many: Vec<_> = (0..250)
             .map(|p| ("big".to_string(), p, c(p as i64)))
             .collect();
-        s.commit("g3", &many).await.unwrap();
+        s.commit("g3", None, &many).await.unwrap();
         assert_eq!(s.fetch("g3").await.unwrap()["big"].len(), 250);
         let gone: Vec<_> = (0..240).map(|p| ("big".to_string(), p)).collect();
         s.delete("g3", &gone).await.unwrap();
@@ -221,5 +276,48 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(left, (245..250).collect::<Vec<_>>());
+    }
+
+    /// A coordinator that lost the group (another agent claimed it, or its
+    /// own lease expired) can no longer write the group's offsets.
+    #[tokio::test]
+    async fn commits_are_fenced_by_the_coordinator_claim() {
+        let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let s = OffsetStore::new(store.clone(), "c");
+        let c = |o| Committed {
+            offset: o,
+            leader_epoch: -1,
+            metadata: None,
+            commit_time: 1,
+        };
+        let la = store.lease_grant(Duration::from_secs(60)).await.unwrap();
+        let lb = store.lease_grant(Duration::from_secs(60)).await.unwrap();
+        // Nobody claimed the group: a fenced commit fails.
+        assert_eq!(
+            s.commit("g", Some("a/1"), &[("t".into(), 0, c(1))]).await,
+            Err((0, OffsetError::Fenced))
+        );
+        s.claim("g", "a/1", la).await.unwrap();
+        s.commit("g", Some("a/1"), &[("t".into(), 0, c(100))])
+            .await
+            .unwrap();
+        // B takes the group over; A's commit is refused.
+        s.claim("g", "b/1", lb).await.unwrap();
+        s.commit("g", Some("b/1"), &[("t".into(), 0, c(5000))])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.commit("g", Some("a/1"), &[("t".into(), 0, c(100))]).await,
+            Err((0, OffsetError::Fenced))
+        );
+        assert_eq!(s.fetch("g").await.unwrap()["t"][&0].offset, 5000);
+        // B's lease ends: its claim goes with it.
+        store.lease_revoke(lb).await.unwrap();
+        assert_eq!(
+            s.commit("g", Some("b/1"), &[("t".into(), 0, c(6000))])
+                .await,
+            Err((0, OffsetError::Fenced))
+        );
+        assert_eq!(s.fetch("g").await.unwrap()["t"][&0].offset, 5000);
     }
 }

@@ -25,7 +25,7 @@ use kafka_protocol::{
     },
     protocol::StrBytes,
 };
-use silt_coordinator::Committed;
+use silt_coordinator::{offsets::OffsetError, Committed};
 
 use crate::{
     broker::Broker,
@@ -37,13 +37,13 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// NOT_COORDINATOR unless this agent coordinates the group; an empty group
-/// id is INVALID_GROUP_ID.
-fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
+/// NOT_COORDINATOR unless this agent coordinates the group (and holds its
+/// claim); an empty group id is INVALID_GROUP_ID.
+async fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
     if group.is_empty() {
         Err(GroupError::InvalidGroupId)
     } else if broker.is_group_coordinator(group) {
-        Ok(())
+        broker.claim_group(group).await
     } else {
         Err(GroupError::NotCoordinator)
     }
@@ -92,10 +92,15 @@ pub async fn find_coordinator(
                     .with_error_code(ErrorKind::TransactionsUnsupported.code())
                     .with_error_message(Some(s("transactions are not supported by silt yet")));
             }
-            let a = broker.group_coordinator(&key);
-            c.with_node_id(BrokerId(a.node_id))
-                .with_host(s(a.host))
-                .with_port(a.port)
+            match broker.group_coordinator(&key) {
+                Some(a) => c
+                    .with_node_id(BrokerId(a.node_id))
+                    .with_host(s(a.host))
+                    .with_port(a.port),
+                None => c
+                    .with_node_id(BrokerId(-1))
+                    .with_error_code(ErrorKind::CoordinatorUnavailable.code()),
+            }
         })
         .collect();
     if version >= 4 {
@@ -118,7 +123,7 @@ pub async fn join(
     host: &str,
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
-    if let Err(e) = coordinating(broker, &group) {
+    if let Err(e) = coordinating(broker, &group).await {
         return JoinGroupResponse::default()
             .with_error_code(e.code())
             .with_member_id(req.member_id);
@@ -174,7 +179,7 @@ pub async fn join(
 
 pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
-    if let Err(e) = coordinating(broker, &group) {
+    if let Err(e) = coordinating(broker, &group).await {
         return SyncGroupResponse::default().with_error_code(e.code());
     }
     let r = broker
@@ -203,7 +208,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncG
 
 pub async fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
-    let r = coordinating(broker, &group).and_then(|()| {
+    let r = coordinating(broker, &group).await.and_then(|()| {
         broker.groups.heartbeat(
             &group,
             &req.member_id,
@@ -216,7 +221,7 @@ pub async fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatRespo
 
 pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
-    if let Err(e) = coordinating(broker, &group) {
+    if let Err(e) = coordinating(broker, &group).await {
         return LeaveGroupResponse::default().with_error_code(e.code());
     }
     if version < 3 {
@@ -252,7 +257,7 @@ pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
 
 pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let checked = coordinating(broker, &group).and_then(|()| {
+    let checked = coordinating(broker, &group).await.and_then(|()| {
         broker.groups.check_commit(
             &group,
             &req.member_id,
@@ -260,8 +265,10 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             req.group_instance_id.as_deref(),
         )
     });
-    // Partitions whose offsets were not written (the store failed partway).
+    // Partitions whose offsets were not written (the store failed partway,
+    // or another agent coordinates the group now).
     let mut unwritten = std::collections::BTreeSet::new();
+    let mut fenced = false;
     if checked.is_ok() {
         let now = broker.clock.now_ms();
         let offsets: Vec<_> = req
@@ -282,9 +289,21 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
                 )
             })
             .collect();
-        if let Err((written, e)) = broker.offsets.commit(&group, &offsets).await {
-            tracing::warn!(group = %group, error = %e, written, "committing offsets failed");
-            unwritten.extend(offsets[written..].iter().map(|(t, p, _)| (t.clone(), *p)));
+        match broker
+            .offsets
+            .commit(&group, Some(&broker.token), &offsets)
+            .await
+        {
+            Ok(()) => {}
+            Err((written, OffsetError::Fenced)) => {
+                broker.lose_group(&group);
+                fenced = true;
+                unwritten.extend(offsets[written..].iter().map(|(t, p, _)| (t.clone(), *p)));
+            }
+            Err((written, e)) => {
+                tracing::warn!(group = %group, error = %e, written, "committing offsets failed");
+                unwritten.extend(offsets[written..].iter().map(|(t, p, _)| (t.clone(), *p)));
+            }
         }
     }
     OffsetCommitResponse::default().with_topics(
@@ -301,7 +320,11 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
                                     if unwritten
                                         .contains(&(t.name.0.to_string(), p.partition_index)) =>
                                 {
-                                    GroupError::CoordinatorUnavailable.code()
+                                    if fenced {
+                                        GroupError::NotCoordinator.code()
+                                    } else {
+                                        GroupError::CoordinatorUnavailable.code()
+                                    }
                                 }
                                 Ok(()) => refused_commit(broker, t.name.0.as_str(), p)
                                     .map_or(0, |k| k.code()),
@@ -327,7 +350,7 @@ async fn fetch_group(
     group: &str,
     wanted: Wanted,
 ) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, GroupError> {
-    coordinating(broker, group)?;
+    coordinating(broker, group).await?;
     let committed = broker
         .offsets
         .fetch(group)
@@ -499,7 +522,7 @@ pub async fn describe_groups(
     for g in req.groups {
         let id = g.0.to_string();
         let d = DescribedGroup::default().with_group_id(g);
-        if let Err(e) = coordinating(broker, &id) {
+        if let Err(e) = coordinating(broker, &id).await {
             out.push(d.with_error_code(e.code()));
             continue;
         }
@@ -552,7 +575,7 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
     for g in req.groups_names {
         let id = g.0.to_string();
         let r = DeletableGroupResult::default().with_group_id(g);
-        let r2 = if let Err(e) = coordinating(broker, &id) {
+        let r2 = if let Err(e) = coordinating(broker, &id).await {
             Err(e)
         } else if broker.groups.has_members(&id) {
             Err(GroupError::NonEmptyGroup)
@@ -583,7 +606,7 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
 
 pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
-    if let Err(e) = coordinating(broker, &group) {
+    if let Err(e) = coordinating(broker, &group).await {
         return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     // Offsets of a group with live members may still be in use.
