@@ -96,7 +96,8 @@ impl Broker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(group);
-        self.groups.forget(group);
+        // Parked joins and syncs of the group get NOT_COORDINATOR.
+        self.groups.retain(|g| g != group);
     }
 
     /// Drops groups (and claims) this agent no longer coordinates.

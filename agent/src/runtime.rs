@@ -207,13 +207,19 @@ pub async fn serve(
         "serving Kafka"
     );
 
-    let serving = tokio::spawn(server::run(listener, broker, shutdown.clone()));
+    let serving = tokio::spawn(server::run(listener, broker.clone(), shutdown.clone()));
     shutdown.cancelled().await;
-    tracing::info!("shutting down: flushing the open segment");
+    // Give up the groups first: leave the cluster (other agents take over
+    // at their next refresh, about a second) and answer parked JoinGroup
+    // and SyncGroup requests with NOT_COORDINATOR, so a rolling restart
+    // does not wait for this agent's lease to run out.
+    membership_stop.cancel();
+    membership.leave().await;
+    broker.groups.retain(|_| false);
+    tracing::info!("shutting down: left the cluster; flushing the open segment");
     producer_shutdown.cancel();
     let _ = producer_done.await;
     let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
-    membership_stop.cancel();
     let _ = checkpoints.await;
     let _ = group_timers.await;
     let _ = handoff.await;
@@ -641,6 +647,109 @@ mod tests {
         .await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 87);
         agent.stop().await;
+    }
+
+    /// On shutdown an agent gives its groups up first: parked joins get
+    /// NOT_COORDINATOR at once and another agent coordinates the group
+    /// within about a second, not after the lease runs out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_agent_hands_its_groups_over_at_once() {
+        use kafka_protocol::messages::{
+            join_group_request::JoinGroupRequestProtocol, FindCoordinatorRequest,
+            FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+        };
+        let shared = Components::in_memory();
+        let start = |id: &'static str| {
+            let parts = shared.clone();
+            async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let shutdown = CancellationToken::new();
+                let settings = Settings {
+                    agent_id: id.into(),
+                    lease_ttl: Duration::from_secs(30),
+                    ..quick()
+                };
+                let task = tokio::spawn(serve(settings, parts, Some(listener), shutdown.clone()));
+                Running {
+                    addr,
+                    shutdown,
+                    task,
+                }
+            }
+        };
+        let a = start("a").await;
+        let b = start("b").await;
+        let node_a = silt_coordinator::membership::node_id_for("a");
+        let node_b = silt_coordinator::membership::node_id_for("b");
+        let find = |group: String| {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_string(group))
+        };
+        // Both agents see each other; pick a group coordinated by A.
+        let mut conn_b = b.connect().await;
+        let mut group = None;
+        for attempt in 0..200 {
+            let g = format!("g{}", attempt % 50);
+            let r: FindCoordinatorResponse =
+                call(&mut conn_b, ApiKey::FindCoordinator, 1, &find(g.clone())).await;
+            if r.node_id.0 == node_a {
+                group = Some(g);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let group = group.expect("some group is coordinated by A");
+        let join = || {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_session_timeout_ms(30_000)
+                .with_rebalance_timeout_ms(60_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"m"))])
+        };
+        let mut first = a.connect().await;
+        let r: JoinGroupResponse = call(&mut first, ApiKey::JoinGroup, 3, &join()).await;
+        assert_eq!(r.error_code, 0);
+        // A second member's join parks: the first must rejoin first.
+        let mut second = a.connect().await;
+        send(&mut second, ApiKey::JoinGroup, 3, 9, &join()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stopped = tokio::time::Instant::now();
+        a.shutdown.cancel();
+        let (_, parked): (i32, JoinGroupResponse) = tokio::time::timeout(
+            Duration::from_secs(5),
+            recv(&mut second, ApiKey::JoinGroup, 3),
+        )
+        .await
+        .expect("the parked join is answered at once");
+        assert_eq!(parked.error_code, 16, "NOT_COORDINATOR");
+        // B coordinates the group within about a second.
+        loop {
+            let r: FindCoordinatorResponse = call(
+                &mut conn_b,
+                ApiKey::FindCoordinator,
+                1,
+                &find(group.clone()),
+            )
+            .await;
+            if r.error_code == 0 && r.node_id.0 == node_b {
+                break;
+            }
+            assert!(
+                stopped.elapsed() < Duration::from_secs(5),
+                "B did not take the group over"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let handover = stopped.elapsed();
+        assert!(
+            handover < Duration::from_secs(3),
+            "handover took {handover:?}"
+        );
+        a.task.await.unwrap().unwrap();
+        b.stop().await;
     }
 
     #[tokio::test]
