@@ -86,6 +86,41 @@ impl Broker {
         Ok(())
     }
 
+    /// Resumes the group from its persisted state if it is not here yet
+    /// (the coordinator moved to this agent).
+    pub async fn load_group(&self, group: &str) {
+        if self.groups.contains(group) {
+            return;
+        }
+        match self.offsets.group_state(group).await {
+            Ok(Some(b)) => match crate::group::persist::GroupSnapshot::decode(&b) {
+                Some(snap) => self.groups.restore(group, &snap),
+                None => tracing::warn!(
+                    group,
+                    "persisted group state is unreadable; starting afresh"
+                ),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(group, error = %e, "reading persisted group state failed"),
+        }
+    }
+
+    /// Writes the state of every group that changed (fenced: a stale
+    /// coordinator's writes fail and it steps down).
+    pub async fn persist_groups(&self) {
+        for (group, snap) in self.groups.take_dirty() {
+            let r = self
+                .offsets
+                .put_group_state(&group, &self.token, snap.map(|s| s.encode()))
+                .await;
+            match r {
+                Ok(()) => {}
+                Err(silt_coordinator::offsets::OffsetError::Fenced) => self.lose_group(&group),
+                Err(e) => tracing::warn!(group, error = %e, "persisting group state failed"),
+            }
+        }
+    }
+
     /// Steps down as the group's coordinator (another agent holds it).
     pub fn lose_group(&self, group: &str) {
         tracing::warn!(

@@ -174,10 +174,12 @@ pub async fn serve(
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut expiry =
                 tokio::time::interval(broker.settings.offsets_retention_check_interval);
+            let mut persist = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => broker.drop_moved_groups(),
+                    _ = persist.tick() => broker.persist_groups().await,
                     _ = expiry.tick() => {
                         broker.expire_offsets().await;
                     }
@@ -213,6 +215,7 @@ pub async fn serve(
     // at their next refresh, about a second) and answer parked JoinGroup
     // and SyncGroup requests with NOT_COORDINATOR, so a rolling restart
     // does not wait for this agent's lease to run out.
+    broker.persist_groups().await;
     membership_stop.cancel();
     membership.leave().await;
     broker.groups.retain(|_| false);
@@ -649,15 +652,10 @@ mod tests {
         agent.stop().await;
     }
 
-    /// On shutdown an agent gives its groups up first: parked joins get
-    /// NOT_COORDINATOR at once and another agent coordinates the group
-    /// within about a second, not after the lease runs out.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stopping_agent_hands_its_groups_over_at_once() {
-        use kafka_protocol::messages::{
-            join_group_request::JoinGroupRequestProtocol, FindCoordinatorRequest,
-            FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
-        };
+    /// Agents "a" and "b" on shared in-memory stores, and a group that
+    /// "a" coordinates.
+    async fn two_agents() -> (Running, Running, String) {
+        use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
         let shared = Components::in_memory();
         let start = |id: &'static str| {
             let parts = shared.clone();
@@ -681,24 +679,122 @@ mod tests {
         let a = start("a").await;
         let b = start("b").await;
         let node_a = silt_coordinator::membership::node_id_for("a");
-        let node_b = silt_coordinator::membership::node_id_for("b");
-        let find = |group: String| {
-            FindCoordinatorRequest::default().with_key(StrBytes::from_string(group))
-        };
-        // Both agents see each other; pick a group coordinated by A.
         let mut conn_b = b.connect().await;
-        let mut group = None;
-        for attempt in 0..200 {
+        for attempt in 0..400 {
             let g = format!("g{}", attempt % 50);
-            let r: FindCoordinatorResponse =
-                call(&mut conn_b, ApiKey::FindCoordinator, 1, &find(g.clone())).await;
+            let r: FindCoordinatorResponse = call(
+                &mut conn_b,
+                ApiKey::FindCoordinator,
+                1,
+                &FindCoordinatorRequest::default().with_key(StrBytes::from_string(g.clone())),
+            )
+            .await;
             if r.node_id.0 == node_a {
-                group = Some(g);
+                return (a, b, g);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no group is coordinated by a");
+    }
+
+    /// A group whose coordinator moves goes on at the new one without a
+    /// rebalance: its members heartbeat and commit with their generation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_survives_its_coordinator_moving() {
+        use kafka_protocol::messages::{
+            join_group_request::JoinGroupRequestProtocol,
+            offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+            sync_group_request::SyncGroupRequestAssignment,
+            GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+            OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse,
+        };
+        let (a, b, group) = two_agents().await;
+        let gid = || GroupId(StrBytes::from_string(group.clone()));
+        let mut conn_a = a.connect().await;
+        let r: ProduceResponse = call(
+            &mut conn_a,
+            ApiKey::Produce,
+            9,
+            &produce_request("moved", 0, &simple_batch(1, 1, b"x", None)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        let join = JoinGroupRequest::default()
+            .with_group_id(gid())
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(b"m"))]);
+        let joined: JoinGroupResponse = call(&mut conn_a, ApiKey::JoinGroup, 3, &join).await;
+        assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+        let me = joined.member_id.clone();
+        let sync = SyncGroupRequest::default()
+            .with_group_id(gid())
+            .with_generation_id(1)
+            .with_member_id(me.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(me.clone())
+                .with_assignment(bytes::Bytes::from_static(b"mine"))]);
+        let synced: SyncGroupResponse = call(&mut conn_a, ApiKey::SyncGroup, 3, &sync).await;
+        assert_eq!(
+            (synced.error_code, &synced.assignment[..]),
+            (0, &b"mine"[..])
+        );
+        // A stops (its state is persisted); B coordinates the group now.
+        a.shutdown.cancel();
+        a.task.await.unwrap().unwrap();
+        let mut conn_b = b.connect().await;
+        let heartbeat = HeartbeatRequest::default()
+            .with_group_id(gid())
+            .with_generation_id(1)
+            .with_member_id(me.clone());
+        let mut answered = None;
+        for _ in 0..100 {
+            let r: HeartbeatResponse = call(&mut conn_b, ApiKey::Heartbeat, 3, &heartbeat).await;
+            if r.error_code != 16 {
+                answered = Some(r.error_code);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let group = group.expect("some group is coordinated by A");
+        assert_eq!(
+            answered,
+            Some(0),
+            "the member heartbeats on at B: no rebalance"
+        );
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(gid())
+            .with_generation_id_or_member_epoch(1)
+            .with_member_id(me.clone())
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("moved")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(1)])]);
+        let r: OffsetCommitResponse = call(&mut conn_b, ApiKey::OffsetCommit, 7, &commit).await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        let again: SyncGroupResponse = call(&mut conn_b, ApiKey::SyncGroup, 3, &sync).await;
+        assert_eq!((again.error_code, &again.assignment[..]), (0, &b"mine"[..]));
+        b.stop().await;
+    }
+
+    /// On shutdown an agent gives its groups up first: parked joins get
+    /// NOT_COORDINATOR at once and another agent coordinates the group
+    /// within about a second, not after the lease runs out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopping_agent_hands_its_groups_over_at_once() {
+        use kafka_protocol::messages::{
+            join_group_request::JoinGroupRequestProtocol, FindCoordinatorRequest,
+            FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+        };
+        let (a, b, group) = two_agents().await;
+        let node_b = silt_coordinator::membership::node_id_for("b");
+        let find = |group: String| {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_string(group))
+        };
+        let mut conn_b = b.connect().await;
         let join = || {
             JoinGroupRequest::default()
                 .with_group_id(GroupId(StrBytes::from_string(group.clone())))

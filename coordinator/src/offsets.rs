@@ -107,6 +107,37 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// Writes the group's persisted state (`None`: deletes it), under the
+    /// coordinator's fence.
+    pub async fn put_group_state(
+        &self,
+        group: &str,
+        token: &str,
+        state: Option<Bytes>,
+    ) -> Result<(), OffsetError> {
+        let key = self.layout.group_state(group);
+        let op = match state {
+            Some(value) => TxnOp::Put {
+                key,
+                value,
+                lease: None,
+            },
+            None => TxnOp::Delete(KeyRange::Key(key)),
+        };
+        self.apply_counted(Some((group, token)), vec![op])
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// The group's persisted state, if any.
+    pub async fn group_state(&self, group: &str) -> Result<Option<Bytes>, MetaError> {
+        Ok(self
+            .store
+            .get(&self.layout.group_state(group))
+            .await?
+            .map(|kv| kv.value))
+    }
+
     /// Makes this agent (`token`, unique to the process) the group's
     /// coordinator of record, under its membership `lease`: the key goes
     /// away with the lease, and every later write of another token fails.

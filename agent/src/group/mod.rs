@@ -4,6 +4,8 @@
 //! survive the coordinator moving to another agent; membership does not,
 //! and members simply rejoin.
 
+pub mod persist;
+
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -162,6 +164,8 @@ pub struct Group {
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or
     /// their session timeout passes (KIP-394).
     pending: BTreeMap<String, Instant>,
+    /// Changed since it was last persisted.
+    dirty: bool,
 }
 
 /// A snapshot for DescribeGroups.
@@ -193,6 +197,7 @@ impl Group {
             rebalance_deadline: None,
             initial: false,
             pending: BTreeMap::new(),
+            dirty: false,
         }
     }
 
@@ -230,6 +235,7 @@ impl Group {
     /// Ends the join phase: members that did not rejoin are dropped, the
     /// generation advances, and every waiting member gets its answer.
     fn complete_join(&mut self) {
+        self.dirty = true;
         self.members.retain(|_, m| m.join_waiter.is_some());
         self.rebalance_deadline = None;
         self.initial = false;
@@ -312,6 +318,7 @@ impl Group {
     }
 
     fn remove(&mut self, member_id: &str, now: Instant) {
+        self.dirty = true;
         if let Some(mut m) = self.members.remove(member_id) {
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult {
@@ -411,6 +418,47 @@ impl Groups {
         }
     }
 
+    /// Whether the group is held here.
+    pub fn contains(&self, id: &str) -> bool {
+        lock(&self.groups).contains_key(id)
+    }
+
+    /// Resumes a group from its persisted state (another coordinator's),
+    /// unless it is already here.
+    pub fn restore(&self, id: &str, snapshot: &persist::GroupSnapshot) {
+        if let Some(g) = snapshot.restore(Instant::now()) {
+            tracing::info!(
+                group = id,
+                generation = g.generation,
+                members = g.members.len(),
+                "resuming group from its persisted state"
+            );
+            lock(&self.groups)
+                .entry(id.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(g)));
+        }
+    }
+
+    /// Groups changed since last asked, with their state to persist (`None`
+    /// for a group left empty: its state is deleted).
+    pub fn take_dirty(&self) -> Vec<(String, Option<persist::GroupSnapshot>)> {
+        let groups: Vec<_> = lock(&self.groups)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        groups
+            .into_iter()
+            .filter_map(|(id, g)| {
+                let mut g = lock(&g);
+                if !std::mem::take(&mut g.dirty) {
+                    return None;
+                }
+                let keep = !g.members.is_empty() && g.state != State::Empty;
+                Some((id, keep.then(|| persist::GroupSnapshot::of(&g))))
+            })
+            .collect()
+    }
+
     /// Groups held in memory.
     pub fn len(&self) -> usize {
         lock(&self.groups).len()
@@ -472,7 +520,8 @@ impl Groups {
         lock(&self.groups).retain(|_, g| {
             Arc::strong_count(g) > 1 || {
                 let g = lock(g);
-                !(g.state == State::Empty && g.members.is_empty() && g.pending.is_empty())
+                g.dirty
+                    || !(g.state == State::Empty && g.members.is_empty() && g.pending.is_empty())
             }
         });
     }
@@ -570,6 +619,7 @@ impl Groups {
                         });
                     }
                     g.members.insert(member_id.clone(), old);
+                    g.dirty = true;
                     if g.leader.as_deref() == Some(prev.as_str()) {
                         g.leader = Some(member_id.clone());
                     }
@@ -710,6 +760,7 @@ impl Groups {
                     }
                 }
                 g.state = State::Stable;
+                g.dirty = true;
                 return SyncResult {
                     error: None,
                     protocol_type: pt,
@@ -1025,6 +1076,12 @@ mod tests {
         // empty, leaves memory.
         assert_eq!(groups.describe("g").unwrap().members.len(), 1);
         tokio::time::sleep(Duration::from_secs(11)).await;
+        // (Once its emptiness is persisted.)
+        assert!(groups
+            .take_dirty()
+            .iter()
+            .any(|(g, s)| g == "g" && s.is_none()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(groups.describe("g").is_none());
         timers.abort();
     }
@@ -1231,8 +1288,72 @@ mod tests {
                 vec![Ok(())]
             );
         }
+        // Their emptiness is persisted, then they are forgotten.
+        assert_eq!(groups.take_dirty().len(), n);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(groups.len(), 0, "empty groups are forgotten");
+        timers.abort();
+    }
+
+    /// A group resumed from its persisted state by another coordinator
+    /// goes on without a rebalance: members keep ids, generation and
+    /// assignments.
+    #[tokio::test(start_paused = true)]
+    async fn a_group_resumes_elsewhere_without_a_rebalance() {
+        let here = Arc::new(Groups::new(1000));
+        let timers = tokio::spawn(here.clone().run_timers(CancellationToken::new()));
+        let mut a = join_req("", "range");
+        a.instance_id = Some("i1".into());
+        let h = here.clone();
+        let ja = tokio::spawn(async move { h.join("g", a).await });
+        let jb = here.join("g", join_req("", "range")).await;
+        let ja = ja.await.unwrap();
+        let (leader, follower) = if ja.member_id == ja.leader {
+            (ja, jb)
+        } else {
+            (jb, ja)
+        };
+        let h = here.clone();
+        let fid = follower.member_id.clone();
+        let f = tokio::spawn(async move { h.sync("g", &fid, 1, None, vec![]).await });
+        tokio::task::yield_now().await;
+        here.sync(
+            "g",
+            &leader.member_id,
+            1,
+            None,
+            vec![
+                (leader.member_id.clone(), Bytes::from_static(b"L")),
+                (follower.member_id.clone(), Bytes::from_static(b"F")),
+            ],
+        )
+        .await;
+        f.await.unwrap();
+        let dirty = here.take_dirty();
+        let (_, snap) = dirty.into_iter().find(|(g, _)| g == "g").unwrap();
+        let snap = persist::GroupSnapshot::decode(&snap.unwrap().encode()).unwrap();
+        timers.abort();
+
+        // Another coordinator resumes it.
+        let there = Arc::new(Groups::new(1000));
+        let timers = tokio::spawn(there.clone().run_timers(CancellationToken::new()));
+        there.restore("g", &snap);
+        assert_eq!(there.describe("g").unwrap().state, "Stable");
+        for m in [&leader.member_id, &follower.member_id] {
+            assert_eq!(
+                there.heartbeat("g", m, 1, None).map(|_| ()),
+                Ok(()),
+                "no rebalance"
+            );
+        }
+        let s = there.sync("g", &follower.member_id, 1, None, vec![]).await;
+        assert_eq!((s.error, &s.assignment[..]), (None, &b"F"[..]));
+        // A member rejoining with the same protocols keeps its generation.
+        let r = there
+            .join("g", join_req(&follower.member_id, "range"))
+            .await;
+        assert_eq!((r.error, r.generation), (None, 1));
+        assert_eq!(there.check_commit("g", &leader.member_id, 1, None), Ok(()));
         timers.abort();
     }
 }

@@ -43,7 +43,9 @@ async fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
     if group.is_empty() {
         Err(GroupError::InvalidGroupId)
     } else if broker.is_group_coordinator(group) {
-        broker.claim_group(group).await
+        broker.claim_group(group).await?;
+        broker.load_group(group).await;
+        Ok(())
     } else {
         Err(GroupError::NotCoordinator)
     }

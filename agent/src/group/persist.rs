@@ -1,0 +1,139 @@
+//! What a group coordinator persists so that another agent can resume the
+//! group where it was left: generation, protocol, leader, and members with
+//! their instance ids, timeouts, subscriptions and assignments (what Kafka
+//! keeps in `__consumer_offsets`). Written as JSON to the group's state key
+//! under the coordinator's fence.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{Group, Member, State};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    pub state: String,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: u64,
+    pub rebalance_timeout_ms: u64,
+    /// (protocol name, subscription metadata as hex)
+    pub protocols: Vec<(String, String)>,
+    /// The member's assignment, as hex.
+    pub assignment: String,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Bytes> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
+}
+
+impl GroupSnapshot {
+    pub fn of(g: &Group) -> Self {
+        Self {
+            state: g.state.name().to_string(),
+            generation: g.generation,
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| MemberSnapshot {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), hex(b)))
+                        .collect(),
+                    assignment: hex(&m.assignment),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("group snapshots serialize"))
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        serde_json::from_slice(b).ok()
+    }
+
+    /// The group as a new coordinator resumes it: members keep their ids
+    /// and assignments, and have a session timeout from `now` to show up.
+    /// A group that was rebalancing rebalances again.
+    pub fn restore(&self, now: Instant) -> Option<Group> {
+        let mut g = Group::new();
+        g.generation = self.generation;
+        g.protocol_type = self.protocol_type.clone();
+        g.protocol = self.protocol.clone();
+        g.leader = self.leader.clone();
+        let mut members = BTreeMap::new();
+        for m in &self.members {
+            let protocols = m
+                .protocols
+                .iter()
+                .map(|(n, b)| Some((n.clone(), unhex(b)?)))
+                .collect::<Option<Vec<_>>>()?;
+            members.insert(
+                m.member_id.clone(),
+                Member {
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout: Duration::from_millis(m.session_timeout_ms),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
+                    protocols,
+                    assignment: unhex(&m.assignment)?,
+                    last_seen: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        if members.is_empty() {
+            return None;
+        }
+        g.members = members;
+        g.state = match self.state.as_str() {
+            "Stable" => State::Stable,
+            "CompletingRebalance" => State::CompletingRebalance,
+            _ => {
+                // Members rejoin within their rebalance timeout.
+                g.state = State::Stable;
+                g.prepare_rebalance(now);
+                State::PreparingRebalance
+            }
+        };
+        Some(g)
+    }
+}
