@@ -10,6 +10,7 @@
 //! /silt/<cluster>/groups/<group>/offsets/<topic>/<partition>   committed offsets
 //! /silt/<cluster>/groups/<group>/coordinator         the group's coordinator (under its lease)
 //! /silt/<cluster>/groups/<group>/state               the group's members and generation
+//! /silt/<cluster>/group-index/<group>                 one key per group with committed offsets
 //! ```
 
 /// The keys of one cluster.
@@ -79,6 +80,21 @@ impl Layout {
 
     pub fn group_offset(&self, group: &str, topic: &str, partition: i32) -> String {
         format!("{}{topic}/{partition:010}", self.group_offsets(group))
+    }
+
+    /// Prefix of the group index: one small key per group with committed
+    /// offsets, so that listing groups reads one key per group.
+    pub fn group_index(&self) -> String {
+        format!("{}group-index/", self.root)
+    }
+
+    pub fn group_index_entry(&self, group: &str) -> String {
+        format!("{}{}", self.group_index(), escape(group))
+    }
+
+    /// The group a key under [`Layout::group_index`] names.
+    pub fn group_of_index(&self, key: &str) -> Option<String> {
+        key.strip_prefix(&self.group_index()).map(unescape)
     }
 
     /// The group a key under [`Layout::groups`] belongs to.

@@ -163,7 +163,7 @@ impl OffsetStore {
         // More offsets than one metadata transaction holds are written in
         // several; on a failure the caller learns which ones were written
         // (a prefix) and answers each partition truthfully.
-        let ops = offsets
+        let mut ops: Vec<TxnOp> = offsets
             .iter()
             .map(|(t, p, c)| TxnOp::Put {
                 key: self.key(group, t, *p),
@@ -171,7 +171,23 @@ impl OffsetStore {
                 lease: None,
             })
             .collect();
-        self.apply_counted(token.map(|t| (group, t)), ops).await
+        // The group's index entry goes with its offsets (first, so that a
+        // partly written commit is listed too).
+        if !ops.is_empty() {
+            ops.insert(
+                0,
+                TxnOp::Put {
+                    key: self.layout.group_index_entry(group),
+                    value: Bytes::new(),
+                    lease: None,
+                },
+            );
+        }
+        match self.apply_counted(token.map(|t| (group, t)), ops).await {
+            Ok(()) => Ok(()),
+            // Count offsets written, not the index entry.
+            Err((done, e)) => Err((done.saturating_sub(1), e)),
+        }
     }
 
     /// Every committed offset of the group: topic -> partition -> offset.
@@ -205,6 +221,9 @@ impl OffsetStore {
         self.store
             .delete(KeyRange::Prefix(self.prefix(group)))
             .await?;
+        self.store
+            .delete(KeyRange::Key(self.layout.group_index_entry(group)))
+            .await?;
         Ok(())
     }
 
@@ -223,6 +242,12 @@ impl OffsetStore {
             })
             .collect();
         self.delete(group, &old).await?;
+        // A group left with no offsets leaves the index.
+        if !old.is_empty() && self.fetch(group).await?.is_empty() {
+            self.store
+                .delete(KeyRange::Key(self.layout.group_index_entry(group)))
+                .await?;
+        }
         Ok(old.len())
     }
 
@@ -235,18 +260,18 @@ impl OffsetStore {
     }
 
     /// Groups that have committed offsets.
+    /// Groups that have committed offsets: one small key read per group,
+    /// not every offset.
     pub async fn groups(&self) -> Result<Vec<String>, MetaError> {
         let kvs = self
             .store
-            .range(KeyRange::Prefix(self.layout.groups()))
+            .range(KeyRange::Prefix(self.layout.group_index()))
             .await?
             .kvs;
-        let mut groups: Vec<String> = kvs
+        Ok(kvs
             .iter()
-            .filter_map(|kv| self.layout.group_of(&kv.key))
-            .collect();
-        groups.dedup();
-        Ok(groups)
+            .filter_map(|kv| self.layout.group_of_index(&kv.key))
+            .collect())
     }
 }
 
