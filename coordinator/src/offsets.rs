@@ -332,6 +332,10 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(left, (245..250).collect::<Vec<_>>());
+        // A group whose offsets all expired leaves the index.
+        assert!(s.groups().await.unwrap().contains(&"g3".to_string()));
+        s.expire("g3", i64::MAX).await.unwrap();
+        assert!(!s.groups().await.unwrap().contains(&"g3".to_string()));
     }
 
     /// A coordinator that lost the group (another agent claimed it, or its
