@@ -281,6 +281,27 @@ NOTES = {
 }
 
 
+# How silt's group coordinator follows Kafka's group rules (each is checked
+# by the agent's tests with raw requests: agent/src/group/ and
+# agent/src/runtime.rs).
+GROUP_RULES = [
+    "## Consumer-group rules", "",
+    "- **KIP-394**: JoinGroup v4+ from a new member without `group.instance.id` answers",
+    "  `MEMBER_ID_REQUIRED` with its member id; the member joins with that id. Ids never used",
+    "  expire after the session timeout, so abandoned first joins leave no phantom members.",
+    "- **KIP-345** (static membership): a member rejoining with its `group.instance.id` takes its",
+    "  old place and assignment without a rebalance; the replaced member id gets",
+    "  `FENCED_INSTANCE_ID` on JoinGroup, LeaveGroup, a parked SyncGroup and commits.",
+    "- The protocol is chosen by member votes; an empty group id is `INVALID_GROUP_ID`; a",
+    "  commit with generation -1 and a member id is `UNKNOWN_MEMBER_ID`; a generation for a group",
+    "  not held is `ILLEGAL_GENERATION`; OffsetFetch v0-1 put errors on each partition.",
+    "- Group state (generation, members, assignments) survives a coordinator move: the next",
+    "  coordinator resumes the group without a rebalance; coordinators are fenced in the",
+    "  metadata store, so a stale one cannot overwrite offsets.",
+    "",
+]
+
+
 def write_matrix(results, versions, path: Path):
     lines = [
         "# Client compatibility",
@@ -314,6 +335,7 @@ def write_matrix(results, versions, path: Path):
               "topic; kafkajs also delete records), offsets for times.", ""]
     if footnotes:
         lines += ["## Notes", "", *footnotes, ""]
+    lines += GROUP_RULES
     lines += ["## API versions silt advertises", "", "| API | key | versions |", "|---|---|---|"]
     lines += [f"| {name} | {key} | {lo}–{hi} |" for key, name, lo, hi in versions]
     path.write_text("\n".join(lines) + "\n")
