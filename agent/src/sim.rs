@@ -49,6 +49,7 @@ use crate::{
 
 const CLUSTER: &str = "sim";
 const TOPIC: &str = "t";
+const GROUP: &str = "sim-group";
 
 /// xorshift64*: every choice of a run comes from its seed.
 struct Rng(u64);
@@ -79,6 +80,9 @@ struct Agent {
     shutdown: CancellationToken,
     read: ReadPath,
     watch: Arc<Pausable>,
+    /// As a group coordinator: its token and membership lease.
+    token: String,
+    lease: silt_coordinator::metastore::LeaseId,
 }
 
 struct World {
@@ -144,6 +148,11 @@ impl World {
             },
             shutdown.clone(),
         );
+        let lease = self
+            .meta
+            .lease_grant(Duration::from_secs(3600))
+            .await
+            .unwrap();
         Agent {
             read: ReadPath::new(log.clone(), reader),
             log,
@@ -151,6 +160,8 @@ impl World {
             done,
             shutdown,
             watch,
+            token: writer,
+            lease,
         }
     }
 }
@@ -251,6 +262,8 @@ struct Stats {
     checkpoints: usize,
     restarts: usize,
     pauses: usize,
+    claims: usize,
+    fenced: usize,
 }
 
 async fn run(seed: u64) -> Stats {
@@ -287,6 +300,12 @@ async fn run(seed: u64) -> Stats {
     let mut idem: Vec<(i64, BTreeMap<i32, i32>)> =
         (0..2).map(|p| (100 + p, BTreeMap::new())).collect();
     let mut pointer = 0i64;
+    // Group offsets: who coordinates the group, and the last offset the
+    // coordinator committed.
+    let offsets = silt_coordinator::OffsetStore::new(meta.clone(), CLUSTER);
+    let mut owner: Option<usize> = None;
+    let mut next_offset = 0i64;
+    let mut last_committed: Option<i64> = None;
     let steps = 40 + rng.below(60);
     for _ in 0..steps {
         let a = rng.below(agents.len() as u64) as usize;
@@ -366,6 +385,49 @@ async fn run(seed: u64) -> Stats {
                 old.shutdown.cancel();
                 let _ = old.done.await;
                 old.log.close();
+                // Its membership lease ends, and with it any group claim.
+                let _ = meta.lease_revoke(old.lease).await;
+                if owner == Some(a) {
+                    owner = None;
+                }
+            }
+            85..=88 => {
+                // The group's coordinator moves to agent `a`.
+                offsets
+                    .claim(GROUP, &agents[a].token, agents[a].lease)
+                    .await
+                    .unwrap();
+                owner = Some(a);
+                stats.claims += 1;
+            }
+            89..=94 => {
+                // Agent `a` commits the group's next offset: only the
+                // coordinator of record may; a stale one is fenced.
+                next_offset += 1;
+                let committed = silt_coordinator::Committed {
+                    offset: next_offset,
+                    leader_epoch: -1,
+                    metadata: None,
+                    commit_time: 1,
+                };
+                let r = offsets
+                    .commit(
+                        GROUP,
+                        Some(&agents[a].token),
+                        &[(TOPIC.into(), 0, committed)],
+                    )
+                    .await;
+                if owner == Some(a) {
+                    assert_eq!(r, Ok(()), "seed {seed}: the coordinator's commit failed");
+                    last_committed = Some(next_offset);
+                } else {
+                    assert_eq!(
+                        r,
+                        Err((0, silt_coordinator::offsets::OffsetError::Fenced)),
+                        "seed {seed}: agent {a}, not the coordinator, committed"
+                    );
+                    stats.fenced += 1;
+                }
             }
             _ => {
                 tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
@@ -389,6 +451,19 @@ async fn run(seed: u64) -> Stats {
             "seed {seed}: an agent never caught up"
         );
     }
+    // The group's offset is the last one its coordinator committed: no
+    // stale coordinator ever overwrote it.
+    let stored = offsets
+        .fetch(GROUP)
+        .await
+        .unwrap()
+        .get(TOPIC)
+        .and_then(|p| p.get(&0))
+        .map(|c| c.offset);
+    assert_eq!(
+        stored, last_committed,
+        "seed {seed}: the group's committed offset"
+    );
     // Every producer task has finished: the answers are final.
     let acks = std::mem::take(&mut *acks.lock().unwrap());
     stats.acked = acks.acked.len();
@@ -500,6 +575,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.checkpoints += s.checkpoints;
                 total.restarts += s.restarts;
                 total.pauses += s.pauses;
+                total.claims += s.claims;
+                total.fenced += s.fenced;
             }
             Err(e) => {
                 eprintln!("simulation failed; replay with: {}", replay_hint(seed));
@@ -512,7 +589,11 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
     assert!(total.acked > 0, "{total:?}");
     if std::env::var("SILT_SIM_SEED").is_err() {
         assert!(
-            total.failed > 0 && total.checkpoints > 0 && total.restarts > 0,
+            total.failed > 0
+                && total.checkpoints > 0
+                && total.restarts > 0
+                && total.claims > 0
+                && total.fenced > 0,
             "{total:?}"
         );
     }
