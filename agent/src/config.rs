@@ -55,6 +55,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Members of one consumer group at most (Kafka's `group.max.size`).
     pub group_max_size: usize,
+    /// JoinGroup and SyncGroup requests one connection may have waiting
+    /// for their groups at once.
+    pub max_group_waits_per_connection: usize,
     /// Longest metadata string an offset commit may carry (Kafka's
     /// `offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
@@ -112,6 +115,7 @@ impl Default for Settings {
             connection_response_bytes: ByteSize::mib(128),
             max_connections: 10_000,
             group_max_size: 1000,
+            max_group_waits_per_connection: 64,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
@@ -159,6 +163,7 @@ pub const KEYS: &[&str] = &[
     "connection_response_bytes",
     "max_connections",
     "group_max_size",
+    "max_group_waits_per_connection",
     "offset_metadata_max_bytes",
     "offsets_retention",
     "offsets_retention_check_interval",

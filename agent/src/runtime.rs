@@ -848,6 +848,55 @@ mod tests {
         b.stop().await;
     }
 
+    /// A connection cannot park more than `max_group_waits_per_connection`
+    /// joins at once: the next is not read until one is answered.
+    #[tokio::test]
+    async fn parked_joins_per_connection_are_bounded() {
+        use kafka_protocol::messages::{
+            join_group_request::JoinGroupRequestProtocol, GroupId, JoinGroupRequest,
+            JoinGroupResponse,
+        };
+        let agent = Running::start(Settings {
+            max_group_waits_per_connection: 2,
+            ..quick()
+        })
+        .await;
+        let mut conn = agent.connect().await;
+        let join = |g: &'static str| {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str(g)))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"m"))])
+        };
+        // Each first join of an empty group waits the initial rebalance
+        // delay (1 s).
+        let sent = tokio::time::Instant::now();
+        for (i, g) in ["p1", "p2", "p3"].into_iter().enumerate() {
+            send(&mut conn, ApiKey::JoinGroup, 3, i as i32, &join(g)).await;
+        }
+        let mut answered = Vec::new();
+        for _ in 0..3 {
+            let (c, r): (i32, JoinGroupResponse) = recv(&mut conn, ApiKey::JoinGroup, 3).await;
+            assert_eq!(r.error_code, 0);
+            answered.push((c, sent.elapsed()));
+        }
+        assert_eq!(
+            answered.iter().map(|a| a.0).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        // The third was read only once a wait was free: a second delay.
+        assert!(
+            answered[2].1 >= Duration::from_millis(1900),
+            "third join answered after {:?}",
+            answered[2].1
+        );
+        agent.stop().await;
+    }
+
     #[tokio::test]
     async fn connections_are_limited_and_idle_ones_closed() {
         let agent = Running::start(Settings {

@@ -125,6 +125,9 @@ async fn connection(
         peer,
         responses: Arc::new(Semaphore::new(budget)),
         response_budget: budget,
+        group_waits: Arc::new(Semaphore::new(
+            broker.settings.max_group_waits_per_connection.max(1),
+        )),
     };
     let idle = broker.settings.connections_max_idle;
     let (mut rd, mut wr) = stream.into_split();

@@ -44,6 +44,10 @@ pub struct Conn {
     /// (`connection_response_bytes`). Fetch takes its share before reading.
     pub responses: Arc<Semaphore>,
     pub response_budget: usize,
+    /// JoinGroup and SyncGroup requests of the connection waiting for their
+    /// group at once (`max_group_waits_per_connection`); reading the
+    /// connection pauses while they are all taken.
+    pub group_waits: Arc<Semaphore>,
 }
 
 /// Whether a request changes state (its effect must follow the requests
@@ -90,6 +94,19 @@ pub async fn dispatch(
         RequestKind::Fetch(r) => {
             let conn = conn.clone();
             Box::pin(async move { Some(fetch::handle(&broker, r, &conn).await) })
+        }
+        other @ (RequestKind::JoinGroup(_) | RequestKind::SyncGroup(_)) => {
+            // Taken before the request is accepted: a client cannot park
+            // more than the bound of joins on one connection.
+            let wait = conn.group_waits.clone().acquire_owned().await.ok();
+            let peer = conn.peer.clone();
+            Box::pin(async move {
+                let r = handle(&broker, &header, version, other, &peer)
+                    .await
+                    .map(Response::from);
+                drop(wait);
+                r
+            })
         }
         other if changes_state(&other) => {
             let done = handle(&broker, &header, version, other, &conn.peer).await;
