@@ -1,7 +1,8 @@
 """Hand-rolled Kafka requests, for checks that must see exactly what one
 broker answers to one request with a chosen client.id (no client library in
-between): ApiVersions v0 (the API versions it advertises) and Metadata v1
-(brokers with their racks, partition leaders).
+between): ApiVersions v0 (the API versions it advertises), Metadata v1
+(brokers with their racks, partition leaders), and the group requests
+FindCoordinator v0, OffsetCommit v2, OffsetFetch v1 and DescribeGroups v0.
 
     rawkafka.api_versions("127.0.0.1:9092")       # [(key, name, min, max), ...]
     rawkafka.metadata("127.0.0.1:9092", ["t"], client_id="x,silt_az=z1")
@@ -45,6 +46,14 @@ class _Reader:
         s = self.buf[self.pos : self.pos + n].decode()
         self.pos += n
         return s
+
+    def blob(self) -> bytes | None:
+        n = self.take(">i")
+        if n < 0:
+            return None
+        b = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return b
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -171,3 +180,34 @@ def offset_fetch(addr: str, group: str, topic: str, partitions: list[int],
             r.string()
             out[p] = (o, r.take(">h"))
     return out
+
+
+@dataclass
+class GroupView:
+    error: int
+    state: str | None  # "Stable", "PreparingRebalance", "CompletingRebalance", "Empty", "Dead"
+    protocol: str | None  # the chosen assignor, e.g. "range" (empty unless Stable)
+    members: dict[str, str]  # member id -> client id
+
+
+def describe_group(addr: str, group: str, client_id: str = "silt-e2e",
+                   timeout: float = 5.0) -> GroupView:
+    """DescribeGroups v0 for one group, from the broker at `addr` (its
+    coordinator, or the answer is NOT_COORDINATOR)."""
+    r = request(addr, 15, 0, struct.pack(">i", 1) + _kstr(group), client_id, timeout)
+    n = r.take(">i")
+    if n != 1:
+        raise AssertionError(f"{addr}: DescribeGroups for one group answered {n} groups")
+    err = r.take(">h")
+    r.string()  # group id
+    state = r.string()
+    r.string()  # protocol type
+    protocol = r.string()
+    members = {}
+    for _ in range(r.take(">i")):
+        member_id, member_client = r.string(), r.string()
+        r.string()  # client host
+        r.blob()  # member metadata
+        r.blob()  # member assignment
+        members[member_id] = member_client
+    return GroupView(err, state, protocol, members)
