@@ -96,6 +96,8 @@ pub struct Membership {
     /// while unregistered. An agent past that instant (paused, starved,
     /// cut off) steps down at once, before the store has even told it.
     lease: std::sync::Mutex<Option<(LeaseId, tokio::time::Instant)>>,
+    /// Every agent seen registered, with when it was last seen.
+    seen: RwLock<std::collections::BTreeMap<String, (AgentInfo, tokio::time::Instant)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,7 @@ impl Membership {
             ttl,
             live: RwLock::new(Vec::new()),
             lease: std::sync::Mutex::new(None),
+            seen: RwLock::new(Default::default()),
         });
         let existing = m.store.range(KeyRange::Prefix(m.prefix.clone())).await?.kvs;
         for kv in &existing {
@@ -212,6 +215,15 @@ impl Membership {
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
             .collect();
         agents.sort_by_key(|a: &AgentInfo| a.node_id);
+        {
+            let now = crate::clock::monotonic_now();
+            let grace = self.broker_grace();
+            let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+            for a in &agents {
+                seen.insert(a.agent_id.clone(), (a.clone(), now));
+            }
+            seen.retain(|_, (_, at)| now.duration_since(*at) <= grace);
+        }
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = agents;
         Ok(())
     }
@@ -304,6 +316,36 @@ impl Membership {
 
     pub fn me(&self) -> &AgentInfo {
         &self.me
+    }
+
+    /// How long an agent that vanished from the registrations stays listed
+    /// as a broker: two lease TTLs.
+    fn broker_grace(&self) -> Duration {
+        self.ttl * 2
+    }
+
+    /// The agents to list as brokers in Metadata: the live ones, this
+    /// agent, and agents seen within the last two lease TTLs. A broker that
+    /// vanishes from Metadata makes clients drop its connection and send
+    /// its in-flight requests again elsewhere (librdkafka treats them as
+    /// never persisted), which duplicates records of non-idempotent
+    /// producers whenever an agent's lease merely flickers. Partition
+    /// leaders are still chosen among the live agents only.
+    pub fn brokers(&self) -> Vec<AgentInfo> {
+        let mut out: std::collections::BTreeMap<String, AgentInfo> = self
+            .seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(a, _)| (a.agent_id.clone(), a.clone()))
+            .collect();
+        for a in self.live() {
+            out.insert(a.agent_id.clone(), a);
+        }
+        out.insert(self.me.agent_id.clone(), self.me.clone());
+        let mut v: Vec<AgentInfo> = out.into_values().collect();
+        v.sort_by_key(|a| a.node_id);
+        v
     }
 
     /// Live agents, by node id. Contains this agent exactly while it is
@@ -404,6 +446,40 @@ mod tests {
             .err()
             .expect("duplicate id refused");
         assert!(matches!(e, MembershipError::DuplicateId(_)), "{e}");
+        stop.cancel();
+    }
+
+    /// An agent whose registration vanishes leaves the live set at once
+    /// but stays listed as a broker for a grace period, so clients do not
+    /// drop its connections (and resend their in-flight requests).
+    #[tokio::test(start_paused = true)]
+    async fn a_vanished_agent_stays_a_broker_for_a_while() {
+        use crate::EmbeddedStore;
+        let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let stop = CancellationToken::new();
+        let ttl = Duration::from_secs(5);
+        let a = Membership::join(store.clone(), "c", agent("a", None), ttl, stop.clone())
+            .await
+            .unwrap();
+        let b_stop = CancellationToken::new();
+        let b = Membership::join(store.clone(), "c", agent("b", None), ttl, b_stop.clone())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ids = |v: Vec<AgentInfo>| v.into_iter().map(|a| a.agent_id).collect::<Vec<_>>();
+        let mut both = ids(a.live());
+        both.sort();
+        assert_eq!(both, vec!["a", "b"]);
+        // b leaves (its registration is gone).
+        b.leave().await;
+        b_stop.cancel();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(ids(a.live()), vec!["a"]);
+        let mut brokers = ids(a.brokers());
+        brokers.sort();
+        assert_eq!(brokers, vec!["a", "b"], "still listed within the grace");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert_eq!(ids(a.brokers()), vec!["a"], "gone after the grace");
         stop.cancel();
     }
 

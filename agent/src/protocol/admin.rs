@@ -232,7 +232,7 @@ pub async fn describe_cluster(
     broker: &Broker,
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let agents = broker.membership.live();
+    let agents = broker.membership.brokers();
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(

@@ -49,9 +49,20 @@ pub async fn handle(
     version: i16,
     client_id: Option<&str>,
 ) -> MetadataResponse {
-    let agents = broker.membership.live();
+    // Brokers: live agents and recently seen ones (a broker that flickers
+    // out of Metadata makes clients resend its in-flight requests).
+    // Leaders: live agents only (all brokers if none is live).
+    let listed = broker.membership.brokers();
+    let agents = {
+        let live = broker.membership.live();
+        if live.is_empty() {
+            listed.clone()
+        } else {
+            live
+        }
+    };
     let zone = client_zone(client_id);
-    let brokers = agents
+    let brokers = listed
         .iter()
         .map(|a| {
             MetadataResponseBroker::default()
