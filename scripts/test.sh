@@ -36,6 +36,10 @@ export SILT_BIN="$CARGO_TARGET_DIR/debug/silt"
 cd tests/e2e
 python3 -m pytest -q
 
+step "fault campaign, quick mode: agents and etcd killed and paused, object-store faults; checker finds 0 anomalies"
+cd "$ROOT"
+python3 -m pytest -q tests/chaos
+
 step "benchmark smoke run: bench/run.sh --quick produces every figure (no timing asserted)"
 cd "$ROOT"
 python3 -m pytest -q bench/test_bench_smoke.py

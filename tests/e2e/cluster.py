@@ -301,6 +301,9 @@ class ProducerSpec:
     name: str
     records: list
     config: dict  # confluent-kafka settings on top of the defaults below
+    # Send a record again after a failed delivery report, up to this many
+    # times (retries made by the application: each is a new send).
+    resend: int = 0
 
 
 @dataclass
@@ -317,13 +320,16 @@ class Load:
     report. `reported()` counts reports so far, `acked_by(name)` one
     producer's acknowledgements, `longest_gap()` the longest time without
     any acknowledgement; `wait()` joins. `abort_all()` stops every load
-    still running (test teardown)."""
+    still running (test teardown). `on_report(name, idx, err, msg, resent)`,
+    if given, sees every delivery report as it arrives (resent: the record
+    was sent again after this failure, see ProducerSpec.resend)."""
 
     running: "set[Load]" = set()
 
     def __init__(self, bootstrap: str, topic: str, specs: list[ProducerSpec],
-                 flush_timeout: float = 120.0, pace: float = 0.0):
+                 flush_timeout: float = 120.0, pace: float = 0.0, on_report=None):
         self.bootstrap, self.topic, self.specs = bootstrap, topic, specs
+        self.on_report = on_report
         self.flush_timeout = flush_timeout
         self.pace = pace  # seconds to sleep after each 100 records (0: none)
         self.result = LoadResult()
@@ -356,33 +362,51 @@ class Load:
 
         try:
             producer = Producer(self.config(spec))
+            sends: dict[int, int] = {}
 
-            def on_delivery(idx, err, msg):
-                with self.lock:
-                    if err is not None:
-                        self.result.failures[idx] = str(err)
-                        self.fail_times.append((time.monotonic(), str(err)))
-                    else:
-                        self.result.acks[idx] = (msg.partition(), msg.offset())
-                        self.per_producer[spec.name] += 1
-                        self.ack_times.append(time.monotonic())
-
-            for n, r in enumerate(spec.records):
-                if self.aborted.is_set():
-                    producer.purge()
-                    break
+            def send(r, wait: bool = True) -> None:
+                sends[r.idx] = sends.get(r.idx, 0) + 1
                 while True:
                     try:
                         producer.produce(
                             self.topic, value=r.value, key=r.key, partition=r.partition,
                             headers=r.headers,
-                            on_delivery=lambda err, msg, idx=r.idx: on_delivery(idx, err, msg),
+                            on_delivery=lambda err, msg, r=r: on_delivery(r, err, msg),
                         )
-                        break
+                        return
                     except BufferError:
+                        if not wait or self.aborted.is_set():
+                            raise
                         producer.poll(0.05)
-                        if self.aborted.is_set():
-                            break
+
+            def on_delivery(r, err, msg):
+                resent = (err is not None and sends[r.idx] <= spec.resend
+                          and not self.aborted.is_set())
+                if resent:
+                    try:
+                        send(r, wait=False)  # called inside poll(): must not wait
+                    except BufferError:
+                        resent = False
+                with self.lock:
+                    if err is not None:
+                        self.result.failures[r.idx] = str(err)
+                        self.fail_times.append((time.monotonic(), str(err)))
+                    else:
+                        self.result.failures.pop(r.idx, None)  # an earlier send failed
+                        self.result.acks[r.idx] = (msg.partition(), msg.offset())
+                        self.per_producer[spec.name] += 1
+                        self.ack_times.append(time.monotonic())
+                    if self.on_report is not None:
+                        self.on_report(spec.name, r.idx, err, msg, resent)
+
+            for n, r in enumerate(spec.records):
+                if self.aborted.is_set():
+                    producer.purge()
+                    break
+                try:
+                    send(r)
+                except BufferError:
+                    break  # aborted while the queue was full
                 producer.poll(0)
                 if self.pace and n % 100 == 99:
                     time.sleep(self.pace)

@@ -1,0 +1,362 @@
+"""Checks one fault-campaign history (history.json) against what Kafka
+promises a client. Pure functions of the history: no cluster needed, so the
+rules are unit-tested with hand-made histories (test_checker.py).
+
+The property: an acknowledged write is never lost, keeps its offset, and is
+never duplicated beyond what the producer's own retries allow.
+
+History (format 1), written by campaign.py; times are seconds since the run
+started; partition-keyed maps have string keys in JSON:
+
+    producers  {name: {"idempotent": bool, "partitions": [partition of seq 0, 1, ...]}}
+               each record is identified by its value, record_value(name, seq)
+    reports    [[t, producer, seq, partition, offset, error, resent], ...]
+               one per delivery report: error None = acknowledged at
+               (partition, offset); otherwise the send failed and, if
+               resent, the application sent the same record again
+    group      {"consumed": [[t, consumer, partition, offset, value], ...],
+                "commits": [[t_start, t_end, consumer, {p: offset}, {p: ok}, error], ...],
+                "final_committed": {p: offset}}   (OffsetFetch after healing; -1001: none)
+    reads      {agent: {"high": {p: hw}, "records": {p: [[offset, value], ...]},
+                        "error": None or text}}  whole topic read through that agent
+    incidents  [[t, kind, target, text], ...]  recorded by the campaign
+    load_errors [text, ...]  producers that failed or never finished
+    nemesis, proxy, config ...  (not checked here)
+
+Values read (in `group.consumed` and `reads`) are stored compact(value):
+"=producer|seq" when the value is exactly record_value(producer, seq),
+else the value itself (sent values never start with "=").
+
+Rules. Each broken rule is an anomaly of the kind named in brackets:
+
+0. The run. No agent or etcd member exits on its own [crashed]; every
+   fault heals (a killed process starts again, the agents list each other)
+   [heal_failed]; the harness itself ran to the end [harness]; every
+   producer finished once the cluster was healed [client_error].
+1. Reads. Every agent answers a full read once the cluster is healed
+   [read_failed]. In each read, a partition's offsets are dense from 0 up
+   to its high watermark [offset_gap]. All reads agree: the same high
+   watermarks and the same record at every offset [divergent]. The first
+   complete read is "the log" for the rules below.
+2. Content. Every record in the log is one some producer sent, byte for
+   byte, in the partition it was sent to [unknown].
+3. Acknowledged writes. A delivery report without error names the partition
+   the record was sent to [ack_invalid]; no two records are acknowledged at
+   the same offset [ack_conflict]; the log holds the record at exactly the
+   acknowledged offset [lost if the log does not hold it at all, moved if it
+   holds it only elsewhere]. A record whose every send failed may or may not
+   be in the log (a failed or timed-out produce is ambiguous in Kafka).
+4. Duplicates, i.e. one record (value) at two or more offsets:
+   - idempotent producer: never, whatever errors were reported
+     [duplicate]. (librdkafka retries inside one idempotent session are
+     deduplicated by the broker; the application never resends. One
+     client-side path is flagged too: when messages time out inside a
+     request still in flight, librdkafka bumps the epoch and sends that
+     request's other messages again under the new epoch, so a broker that
+     still appends the old request stores them twice; the campaign's
+     message timeout outlasts its faults to keep this path rare.)
+   - non-idempotent producer: these run with librdkafka `retries=0`, so
+     every copy comes from a send the application made, and each send
+     stores the record at most once. The application sends a record again
+     only after a failed delivery report, so a record may be in the log at
+     most (1 + its resends) times; its copies beyond the acknowledged one
+     are "duplicates after a failed/retried send", counted, not anomalies.
+     More copies than sends - in particular a second copy of a record
+     acknowledged at its first send, with no send error ever reported -
+     is [duplicate]. (Even with retries=0, librdkafka sends a request's
+     messages again, silently, when the broker it went to leaves Metadata;
+     a Kafka broker that lost its leadership can no longer commit the
+     first request, so a second copy is still an anomaly.)
+5. Order. For an idempotent producer, in each partition, its acknowledged
+   records are at offsets in the order it sent them (sequence order)
+   [reorder]. (Not checked for non-idempotent producers: Kafka does not
+   promise order across failed sends there.)
+6. Consumers. Every record a group consumer received at (partition,
+   offset) is the log's record at that offset, below the high watermark
+   [divergent]. A consumer group's committed offset for a partition never
+   goes backwards: for two successful commits X and Y where X's answer
+   came before Y was sent, Y's offset >= X's; and the offset the group
+   reads back after healing is >= every successfully committed one
+   [commit_backwards]. Overlapping commits are not ordered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+FORMAT = 1
+ANOMALY_KINDS = ("read_failed", "offset_gap", "divergent", "unknown", "ack_invalid",
+                 "ack_conflict", "lost", "moved", "duplicate", "reorder", "commit_backwards")
+INCIDENT_KINDS = ("crashed", "heal_failed", "harness", "client_error")
+# Descriptions kept per kind (the counts are exact).
+EXAMPLES = 5
+
+
+def record_value(producer: str, seq: int) -> str:
+    """The value of record `seq` of `producer`: it names the record and has
+    a deterministic filler of 16-316 characters, so that a changed byte is
+    seen."""
+    digest = hashlib.blake2b(f"{producer}|{seq}".encode(), digest_size=16).hexdigest()
+    filler = (digest * 10)[: 16 + (seq * 7919) % 301]
+    return f"{producer}|{seq}|{filler}"
+
+
+def parse_value(value: str | None) -> tuple[str, int] | None:
+    """(producer, seq) named by a record value, None if it names none."""
+    if value is None:
+        return None
+    parts = value.split("|", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def compact(value: str | None) -> str | None:
+    """A value read, as stored in a history (see the module docstring)."""
+    rid = parse_value(value)
+    if rid is not None and value == record_value(*rid):
+        return f"={rid[0]}|{rid[1]}"
+    return value
+
+
+def expand(stored: str | None) -> str | None:
+    """The value read, from its stored form."""
+    if stored is not None and stored.startswith("="):
+        rid = parse_value(stored[1:] + "|")
+        if rid is not None:
+            return record_value(*rid)
+    return stored
+
+
+@dataclass
+class Verdict:
+    anomalies: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    info: Counter = field(default_factory=Counter)
+
+    def flag(self, kind: str, text: str) -> None:
+        assert kind in ANOMALY_KINDS + INCIDENT_KINDS, kind
+        self.anomalies[kind] += 1
+        if len(self.examples[kind]) < EXAMPLES:
+            self.examples[kind].append(text)
+
+    @property
+    def total(self) -> int:
+        return sum(self.anomalies.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "no anomalies"
+        return ", ".join(f"{n} {k}" for k, n in sorted(self.anomalies.items()))
+
+    def details(self) -> str:
+        lines = []
+        for kind in INCIDENT_KINDS + ANOMALY_KINDS:
+            if self.anomalies[kind]:
+                lines.append(f"{kind}: {self.anomalies[kind]}")
+                lines += [f"  - {e}" for e in self.examples[kind]]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"anomalies": dict(self.anomalies), "examples": dict(self.examples),
+                "info": dict(self.info)}
+
+
+def _pmap(d: dict | None) -> dict[int, object]:
+    return {int(k): v for k, v in (d or {}).items()}
+
+
+def _check_read(agent: str, read: dict, v: Verdict) -> dict[int, list[str]] | None:
+    """The partitions of one read as {p: [value at offset 0, 1, ...]}, None
+    if the read failed."""
+    if read.get("error"):
+        v.flag("read_failed", f"read through {agent}: {read['error']}")
+        return None
+    high = _pmap(read.get("high"))
+    records = _pmap(read.get("records"))
+    log: dict[int, list[str]] = {}
+    for p in sorted(set(high) | set(records)):
+        rows = records.get(p, [])
+        for pos, (off, _) in enumerate(rows):
+            if off != pos:
+                v.flag("offset_gap", f"read through {agent}: partition {p}: record #{pos} "
+                                     f"has offset {off}")
+                break
+        if len(rows) != high.get(p):
+            v.flag("offset_gap", f"read through {agent}: partition {p}: {len(rows)} records "
+                                 f"read, high watermark {high.get(p)}")
+        log[p] = [expand(val) for _, val in rows]
+    return log
+
+
+def _compare(ref_name: str, ref: dict, name: str, other: dict, v: Verdict) -> None:
+    for p in sorted(set(ref) | set(other)):
+        a, b = ref.get(p, []), other.get(p, [])
+        if len(a) != len(b):
+            v.flag("divergent", f"partition {p}: {ref_name} has {len(a)} records, "
+                                f"{name} has {len(b)}")
+        for off, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                v.flag("divergent", f"partition {p} offset {off}: {ref_name} has "
+                                    f"{_short(x)}, {name} has {_short(y)}")
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "None"
+    return repr(value[:40] + ("..." if len(value) > 40 else ""))
+
+
+def check(history: dict) -> Verdict:
+    """Applies the rules of the module docstring to a history."""
+    v = Verdict()
+    producers = history.get("producers", {})
+
+    # 0. the run
+    for t, kind, target, text in history.get("incidents", []):
+        v.flag(kind if kind in INCIDENT_KINDS else "harness",
+               f"t={t:.1f}s {target}: {text.splitlines()[0] if text else ''}")
+    for text in history.get("load_errors", []):
+        v.flag("client_error", text)
+
+    # 1. reads
+    reads = history.get("reads", {})
+    if not reads:
+        v.flag("read_failed", "no read of the topic in the history")
+    logs = {}
+    for agent in sorted(reads):
+        got = _check_read(agent, reads[agent], v)
+        if got is not None:
+            logs[agent] = got
+    if not logs:
+        return v
+    ref_name = sorted(logs)[0]
+    log = logs[ref_name]
+    for name in sorted(logs)[1:]:
+        _compare(ref_name, log, name, logs[name], v)
+    v.info["records_in_log"] = sum(len(x) for x in log.values())
+
+    # 2. content; where each record is
+    where: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for p, values in sorted(log.items()):
+        for off, val in enumerate(values):
+            rid = parse_value(val)
+            spec = producers.get(rid[0]) if rid else None
+            if (spec is None or rid[1] >= len(spec["partitions"])
+                    or val != record_value(*rid)):
+                v.flag("unknown", f"partition {p} offset {off}: {_short(val)} was never sent")
+                continue
+            if spec["partitions"][rid[1]] != p:
+                v.flag("unknown", f"partition {p} offset {off}: {rid[0]} #{rid[1]} was sent to "
+                                  f"partition {spec['partitions'][rid[1]]}")
+            where[rid].append((p, off))
+
+    # 3. acknowledged writes
+    acked: dict[tuple[str, int], tuple[int, int]] = {}
+    failed: Counter = Counter()  # failed sends per record
+    resends: Counter = Counter()  # sends after the first, per record
+    owner: dict[tuple[int, int], tuple[str, int]] = {}
+    for t, prod, seq, p, off, err, resent in history.get("reports", []):
+        rid = (prod, seq)
+        if err is not None:
+            failed[rid] += 1
+            resends[rid] += 1 if resent else 0
+            continue
+        v.info["acked"] += 1
+        sent_to = producers[prod]["partitions"][seq]
+        if p != sent_to or off is None or off < 0:
+            v.flag("ack_invalid", f"{prod} #{seq} sent to partition {sent_to}, acknowledged "
+                                  f"at partition {p} offset {off} (t={t:.1f}s)")
+            continue
+        if rid in acked:
+            v.flag("ack_conflict", f"{prod} #{seq} acknowledged twice: at {acked[rid]} and "
+                                   f"at {(p, off)}")
+        acked[rid] = (p, off)
+        prev = owner.setdefault((p, off), rid)
+        if prev != rid:
+            v.flag("ack_conflict", f"partition {p} offset {off} acknowledged for {prev[0]} "
+                                   f"#{prev[1]} and for {prod} #{seq}")
+    v.info["failed_reports"] = sum(failed.values())
+    for rid, (p, off) in sorted(acked.items()):
+        held = log.get(p, [])
+        if off < len(held) and held[off] == record_value(*rid):
+            continue
+        found = where.get(rid)
+        at = f"offset {off} holds {_short(held[off])}" if off < len(held) else (
+            f"high watermark {len(held)}")
+        if found:
+            v.flag("moved", f"{rid[0]} #{rid[1]} acknowledged at partition {p} offset {off}, "
+                            f"found at {found} ({at})")
+        else:
+            v.flag("lost", f"{rid[0]} #{rid[1]} acknowledged at partition {p} offset {off}, "
+                           f"not in the log ({at})")
+    v.info["unacked_present"] = sum(1 for rid in where if rid not in acked)
+
+    # 4. duplicates: each send stores a record at most once
+    for rid, places in sorted(where.items()):
+        if len(places) < 2:
+            continue
+        prod, seq = rid
+        sends = 1 + resends[rid]
+        what = (f"{prod} #{seq} at {len(places)} offsets {places}; {sends} sends, "
+                f"{failed[rid]} failed, acknowledged at {acked.get(rid)}")
+        if producers[prod].get("idempotent"):
+            v.flag("duplicate", f"idempotent producer: {what}")
+        elif len(places) > sends:
+            v.flag("duplicate", f"more copies than sends: {what}")
+        else:
+            v.info["duplicates_after_failed_send"] += len(places) - 1
+
+    # 5. order of idempotent producers' acknowledged records
+    by_stream: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
+    for (prod, seq), (p, off) in acked.items():
+        if producers[prod].get("idempotent"):
+            by_stream[(prod, p)].append((seq, off))
+    for (prod, p), rows in sorted(by_stream.items()):
+        rows.sort()
+        for (s1, o1), (s2, o2) in zip(rows, rows[1:]):
+            if o2 <= o1:
+                v.flag("reorder", f"{prod}, partition {p}: #{s1} acknowledged at offset {o1}, "
+                                  f"later #{s2} at offset {o2}")
+
+    # 6. consumer group
+    group = history.get("group") or {}
+    for t, consumer, p, off, val in group.get("consumed", []):
+        val = expand(val)
+        held = log.get(p, [])
+        if off >= len(held) or held[off] != val:
+            now = _short(held[off]) if off < len(held) else f"nothing (high watermark {len(held)})"
+            v.flag("divergent", f"group consumer {consumer} read {_short(val)} at partition {p} "
+                                f"offset {off} (t={t:.1f}s); the log holds {now}")
+    v.info["consumed"] = len(group.get("consumed", []))
+    commits: dict[int, list[tuple[float, float, int, str]]] = defaultdict(list)
+    for t0, t1, consumer, offsets, ok, _err in group.get("commits", []):
+        ok = _pmap(ok)
+        for p, off in _pmap(offsets).items():
+            if ok.get(p):
+                commits[p].append((t0, t1, off, consumer))
+    v.info["commits"] = sum(len(c) for c in commits.values())
+    for p, rows in sorted(commits.items()):
+        # Sweep by start time, tracking the highest commit answered before.
+        by_end = sorted(rows, key=lambda r: r[1])
+        best = None  # the highest offset among commits answered so far
+        i = 0
+        for t0, t1, off, consumer in sorted(rows):
+            while i < len(by_end) and by_end[i][1] < t0:
+                if best is None or by_end[i][2] > best[2]:
+                    best = by_end[i]
+                i += 1
+            if best is not None and off < best[2]:
+                v.flag("commit_backwards",
+                       f"partition {p}: {consumer} committed offset {off} at t={t0:.2f}s after "
+                       f"{best[3]}'s commit of {best[2]} was answered at t={best[1]:.2f}s")
+    final = _pmap(group.get("final_committed"))
+    for p, rows in sorted(commits.items()):
+        top = max(rows, key=lambda r: r[2])
+        if p in final and final[p] < top[2]:
+            v.flag("commit_backwards",
+                   f"partition {p}: the group's committed offset read back after healing is "
+                   f"{final[p]}, below the {top[2]} {top[3]} committed at t={top[1]:.2f}s")
+    return v
