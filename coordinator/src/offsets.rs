@@ -224,6 +224,10 @@ impl OffsetStore {
         self.store
             .delete(KeyRange::Key(self.layout.group_index_entry(group)))
             .await?;
+        // And its persisted state: a deleted group must not be resumed.
+        self.store
+            .delete(KeyRange::Key(self.layout.group_state(group)))
+            .await?;
         Ok(())
     }
 
@@ -379,5 +383,15 @@ mod tests {
             Err((0, OffsetError::Fenced))
         );
         assert_eq!(s.fetch("g").await.unwrap()["t"][&0].offset, 5000);
+        // A deleted group leaves no state to resume.
+        let lc = store.lease_grant(Duration::from_secs(60)).await.unwrap();
+        s.claim("g", "c/1", lc).await.unwrap();
+        s.put_group_state("g", "c/1", Some(Bytes::from_static(b"{}")))
+            .await
+            .unwrap();
+        assert!(s.group_state("g").await.unwrap().is_some());
+        s.delete_group("g").await.unwrap();
+        assert_eq!(s.group_state("g").await.unwrap(), None);
+        assert!(!s.groups().await.unwrap().contains(&"g".to_string()));
     }
 }
