@@ -751,6 +751,9 @@ def main(argv=None) -> int:
                     help="librdkafka `debug` contexts of the producers (e.g. msg,protocol), "
                          "logged to clients.log")
     args = ap.parse_args(argv)
+    # SIGTERM ends the campaign like Ctrl-C: the current run still stops
+    # every process it started (by PID) on its way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args.faults = tuple(k.strip() for k in args.faults.split(",") if k.strip())
     unknown = set(args.faults) - set(FAULT_KINDS)
     if unknown or not args.faults:
