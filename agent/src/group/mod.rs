@@ -1295,6 +1295,45 @@ mod tests {
         timers.abort();
     }
 
+    /// A group persisted while completing a rebalance (its coordinator
+    /// stopped between the join and the assignments) rebalances again at
+    /// the next coordinator: it must not wait for a SyncGroup the leader
+    /// already sent elsewhere.
+    #[tokio::test(start_paused = true)]
+    async fn a_group_resumed_mid_rebalance_rebalances_again() {
+        let here = Arc::new(Groups::new(1000));
+        let timers = tokio::spawn(here.clone().run_timers(CancellationToken::new()));
+        let joined = here.join("g", join_req("", "range")).await;
+        assert_eq!(joined.error, None);
+        // Persisted now: completing the rebalance, no assignment yet.
+        let (_, snap) = here.take_dirty().into_iter().next().unwrap();
+        let snap = snap.unwrap();
+        assert_eq!(snap.state, "CompletingRebalance");
+        timers.abort();
+        let there = Arc::new(Groups::new(1000));
+        let timers = tokio::spawn(there.clone().run_timers(CancellationToken::new()));
+        there.restore("g", &snap);
+        assert_eq!(
+            there.heartbeat("g", &joined.member_id, 1, None),
+            Err(GroupError::RebalanceInProgress),
+            "the member is told to rejoin"
+        );
+        let again = there.join("g", join_req(&joined.member_id, "range")).await;
+        assert_eq!((again.error, again.generation), (None, 2));
+        let s = there
+            .sync(
+                "g",
+                &joined.member_id,
+                2,
+                None,
+                vec![(joined.member_id.clone(), Bytes::from_static(b"A"))],
+            )
+            .await;
+        assert_eq!(s.error, None);
+        assert_eq!(there.check_commit("g", &joined.member_id, 2, None), Ok(()));
+        timers.abort();
+    }
+
     /// A group resumed from its persisted state by another coordinator
     /// goes on without a rebalance: members keep ids, generation and
     /// assignments.

@@ -124,16 +124,16 @@ impl GroupSnapshot {
             return None;
         }
         g.members = members;
-        g.state = match self.state.as_str() {
-            "Stable" => State::Stable,
-            "CompletingRebalance" => State::CompletingRebalance,
-            _ => {
-                // Members rejoin within their rebalance timeout.
-                g.state = State::Stable;
-                g.prepare_rebalance(now);
-                State::PreparingRebalance
-            }
-        };
+        // A group persisted between its join and its assignments (the old
+        // coordinator stopped in between) cannot complete there: its leader
+        // may already have synced with the old coordinator and never sync
+        // again. Like Kafka, which persists a group only once assigned,
+        // resume only a Stable group as it was; any other rebalances again
+        // (heartbeats answer REBALANCE_IN_PROGRESS and members rejoin).
+        g.state = State::Stable;
+        if self.state != "Stable" {
+            g.prepare_rebalance(now);
+        }
         Some(g)
     }
 }
