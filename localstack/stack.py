@@ -60,27 +60,56 @@ SEAWEED_GRPC_OFFSET = 10000
 # ---------------------------------------------------------------- helpers
 
 
+# Listening ports are chosen below the kernel's ephemeral range: a port picked
+# there and released before the server binds it can meanwhile be handed to an
+# outgoing connection (a client, etcd's peer traffic) and the server then fails
+# with "Address already in use".
+LOWEST_PORT = 10000
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral (outgoing connection) range."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n: int, plus: int | None = None) -> list[int]:
-    """n distinct free loopback ports (bind to port 0). With `plus`, port+plus
-    is free too. Sockets are held until all are chosen, then released."""
+    """n distinct loopback ports that are free now, chosen at random below the
+    ephemeral range (see LOWEST_PORT). With `plus`, port+plus is free too.
+    Sockets are held until all are chosen, then released."""
+    import random
+
+    top = ephemeral_low() - 1 - (plus or 0)
+    if top - LOWEST_PORT < 1000:
+        raise RuntimeError(f"no room for listening ports below the ephemeral range ({top + 1})")
+    rng = random.SystemRandom()
     held, ports = [], []
     try:
-        while len(ports) < n:
-            s = socket.socket()
-            held.append(s)
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-            if plus is not None:
-                if port + plus > 65535:
-                    continue
-                t = socket.socket()
-                held.append(t)
-                try:
-                    t.bind((HOST, port + plus))
-                except OSError:
-                    continue
+        for _ in range(1000 * n):
+            if len(ports) == n:
+                return ports
+            port = rng.randint(LOWEST_PORT, top)
+            if port in ports:
+                continue
+            wanted = [port] + ([port + plus] if plus is not None else [])
+            socks = []
+            try:
+                for q in wanted:
+                    s = socket.socket()
+                    socks.append(s)
+                    s.bind((HOST, q))
+            except OSError:
+                for s in socks:
+                    s.close()
+                continue
+            held.extend(socks)
             ports.append(port)
-        return ports
+        if len(ports) == n:
+            return ports
+        raise RuntimeError(f"found only {len(ports)} of {n} free ports")
     finally:
         for s in held:
             s.close()

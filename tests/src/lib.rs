@@ -30,11 +30,28 @@ pub fn silt_bin() -> PathBuf {
         .expect("target directory layout")
 }
 
+/// First port chosen for servers; they are picked below the kernel's
+/// ephemeral range, because a port released there before the server binds it
+/// can meanwhile go to an outgoing connection ("Address already in use").
+const LOWEST_PORT: u16 = 10000;
+
+/// A loopback port that is free now, chosen at random below the ephemeral
+/// range (see `LOWEST_PORT`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
+    use std::hash::{BuildHasher, RandomState};
+    let low_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = u64::from(low_ephemeral.saturating_sub(LOWEST_PORT).max(1));
+    let seed = RandomState::new();
+    for attempt in 0u64..10_000 {
+        let port = LOWEST_PORT + (seed.hash_one(attempt) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free local port below {low_ephemeral}")
 }
 
 /// A `silt dev` process, killed (by PID) when dropped.
@@ -273,7 +290,10 @@ impl Etcd {
 
     fn start_once() -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let (client, peer) = (free_port(), free_port());
+        let client = free_port();
+        let peer = std::iter::repeat_with(free_port)
+            .find(|p| *p != client)
+            .expect("a second port");
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log_path = dir.path().join("etcd.log");
