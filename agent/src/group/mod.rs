@@ -1014,23 +1014,38 @@ mod tests {
         }
     }
 
+    /// Two members join "g" together (generation 1); returns (leader, follower).
+    async fn join_two(
+        groups: &Arc<Groups>,
+        a: JoinRequest,
+        b: JoinRequest,
+    ) -> (JoinResult, JoinResult) {
+        let g = groups.clone();
+        let ja = tokio::spawn(async move { g.join("g", a).await });
+        let jb = groups.join("g", b).await;
+        let ja = ja.await.unwrap();
+        assert_eq!((ja.error, jb.error), (None, None));
+        assert_eq!((ja.generation, ja.leader == jb.leader), (1, true));
+        if ja.member_id == ja.leader {
+            (ja, jb)
+        } else {
+            (jb, ja)
+        }
+    }
+
+    fn static_req(instance: &str) -> JoinRequest {
+        JoinRequest {
+            instance_id: Some(instance.into()),
+            ..join_req("", "range")
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn two_members_join_sync_and_rebalance_on_leave() {
         let groups = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
-        let g1 = groups.clone();
-        let a = tokio::spawn(async move { g1.join("g", join_req("", "range")).await });
-        let g2 = groups.clone();
-        let b = tokio::spawn(async move { g2.join("g", join_req("", "range")).await });
-        let (a, b) = (a.await.unwrap(), b.await.unwrap());
-        assert_eq!((a.error, b.error), (None, None));
-        assert_eq!(a.generation, 1);
-        assert_eq!(a.leader, b.leader);
-        let (leader, follower) = if a.member_id == a.leader {
-            (a, b)
-        } else {
-            (b, a)
-        };
+        let (leader, follower) =
+            join_two(&groups, join_req("", "range"), join_req("", "range")).await;
         assert_eq!(leader.members.len(), 2);
         assert!(follower.members.is_empty());
         // Follower waits for the leader's assignment.
@@ -1090,16 +1105,8 @@ mod tests {
     async fn static_member_rejoin_keeps_assignment_without_rebalance() {
         let groups = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
-        let mut req = join_req("", "range");
-        req.instance_id = Some("i-1".into());
-        let mut req2 = join_req("", "range");
-        req2.instance_id = Some("i-2".into());
-        let g1 = groups.clone();
-        let a = tokio::spawn(async move { g1.join("g", req).await });
-        let b = groups.join("g", req2).await;
-        let a = a.await.unwrap();
-        let leader = if a.member_id == a.leader { &a } else { &b };
-        let other = if a.member_id == a.leader { &b } else { &a };
+        let (leader, other) = join_two(&groups, static_req("i-1"), static_req("i-2")).await;
+        let (leader, other) = (&leader, &other);
         let g2 = groups.clone();
         let oid = other.member_id.clone();
         let f = tokio::spawn(async move { g2.sync("g", &oid, 1, None, vec![]).await });
@@ -1179,19 +1186,7 @@ mod tests {
     async fn a_replaced_static_member_is_fenced_everywhere() {
         let groups = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(groups.clone().run_timers(CancellationToken::new()));
-        let mut a = join_req("", "range");
-        a.instance_id = Some("i1".into());
-        let mut b = join_req("", "range");
-        b.instance_id = Some("i2".into());
-        let g1 = groups.clone();
-        let ja = tokio::spawn(async move { g1.join("g", a).await });
-        let jb = groups.join("g", b).await;
-        let ja = ja.await.unwrap();
-        let (leader, follower) = if ja.member_id == ja.leader {
-            (ja, jb)
-        } else {
-            (jb, ja)
-        };
+        let (leader, follower) = join_two(&groups, static_req("i1"), static_req("i2")).await;
         // The follower parks in SyncGroup, waiting for the leader.
         let g2 = groups.clone();
         let fid = follower.member_id.clone();
@@ -1341,17 +1336,7 @@ mod tests {
     async fn a_group_resumes_elsewhere_without_a_rebalance() {
         let here = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(here.clone().run_timers(CancellationToken::new()));
-        let mut a = join_req("", "range");
-        a.instance_id = Some("i1".into());
-        let h = here.clone();
-        let ja = tokio::spawn(async move { h.join("g", a).await });
-        let jb = here.join("g", join_req("", "range")).await;
-        let ja = ja.await.unwrap();
-        let (leader, follower) = if ja.member_id == ja.leader {
-            (ja, jb)
-        } else {
-            (jb, ja)
-        };
+        let (leader, follower) = join_two(&here, static_req("i1"), join_req("", "range")).await;
         let h = here.clone();
         let fid = follower.member_id.clone();
         let f = tokio::spawn(async move { h.sync("g", &fid, 1, None, vec![]).await });
