@@ -365,9 +365,12 @@ impl MetaLog {
     }
 
     async fn checkpoint_locked(&self) -> Result<Option<Revision>, LogError> {
+        // The revision of the last log record in the state, not the store's
+        // revision at load: a checkpoint must name a revision other agents'
+        // log watches reach, or `catch_up` would wait for it forever.
         let (bytes, revision) = {
             let state = self.state();
-            (state.to_checkpoint(), *self.shared.applied.borrow())
+            (state.to_checkpoint(), state.revision())
         };
         let object = format!("checkpoints/{revision:020}.json");
         let ckpt_err = |message: String| LogError::Checkpoint {
@@ -828,6 +831,32 @@ mod tests {
             .get(&ObjectPath::from(p.object.as_str()))
             .await
             .unwrap();
+    }
+
+    /// A checkpoint written by an agent that has just loaded names the last
+    /// log record it holds, not the store's revision at load (which other
+    /// agents' log watches never reach), so everyone still catches up.
+    #[tokio::test]
+    async fn a_checkpoint_after_a_fresh_load_does_not_stall_catch_up() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a")
+            .await
+            .unwrap();
+        a.propose(topic(1)).await.unwrap();
+        // A write outside the log moves the store's revision past it.
+        meta.put("/silt/c/other", Bytes::from_static(b"x"), None)
+            .await
+            .unwrap();
+        let b = MetaLog::open(meta.clone(), objects.clone(), "c", "b")
+            .await
+            .unwrap();
+        let rb = b.checkpoint().await.unwrap().expect("lock was free");
+        assert_eq!(rb, a.applied(), "the checkpoint names the last log record");
+        assert!(
+            a.catch_up(Duration::from_secs(2)).await,
+            "a never caught up"
+        );
     }
 
     /// Lets a writer's first log append land, runs a checkpoint that
