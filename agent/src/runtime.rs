@@ -150,7 +150,8 @@ pub async fn serve(
             log.clone(),
             settings.auto_create_topics,
             settings.default_partitions,
-        ),
+        )
+        .with_clock(clock.clone()),
         read: ReadPath::new(log.clone(), reader),
         settings: settings.clone(),
         log: log.clone(),

@@ -9,7 +9,10 @@ use silt_coordinator::{
     TopicConfig, TopicId,
 };
 
-use crate::error::{Classify, ErrorKind};
+use crate::{
+    clock::{Clock, SystemClock},
+    error::{Classify, ErrorKind},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -105,6 +108,8 @@ pub struct Topics {
     log: Arc<MetaLog>,
     auto_create: bool,
     default_partitions: u32,
+    /// Stamps deletions (when their objects became unreferenced).
+    clock: Arc<dyn Clock>,
 }
 
 impl Topics {
@@ -113,7 +118,14 @@ impl Topics {
             log,
             auto_create,
             default_partitions,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Uses `clock` for the times deletions carry.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Partitions of topics created without a count.
@@ -229,6 +241,7 @@ impl Topics {
             .log
             .propose(Command::DeleteTopic {
                 name: name.to_string(),
+                time: self.clock.now_ms(),
             })
             .await?
         {
@@ -345,6 +358,8 @@ impl Topics {
                 name: name.to_string(),
                 partition,
                 offset,
+                topic_id: None,
+                time: self.clock.now_ms(),
             })
             .await?
         {

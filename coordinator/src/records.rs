@@ -98,12 +98,13 @@ pub enum Command {
     },
     DeleteTopic {
         name: String,
+        /// The writer's clock (ms), marking when the topic's objects became
+        /// unreferenced. 0 in records written before it existed.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        time: i64,
     },
     /// Grows a topic to `partitions` partitions.
-    CreatePartitions {
-        name: String,
-        partitions: u32,
-    },
+    CreatePartitions { name: String, partitions: u32 },
     /// Replaces a topic's configuration overrides.
     SetTopicConfig {
         name: String,
@@ -114,6 +115,14 @@ pub enum Command {
         name: String,
         partition: i32,
         offset: i64,
+        /// When set, the record applies only to the topic with this id (a
+        /// retention pass must not act on a topic recreated under the same
+        /// name since it looked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic_id: Option<TopicId>,
+        /// The writer's clock (ms); see `DeleteTopic::time`.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        time: i64,
     },
     /// A segment object was uploaded; append its chunks to their partitions.
     Commit {
@@ -121,6 +130,61 @@ pub enum Command {
         size: u64,
         chunks: Vec<ChunkRef>,
     },
+    /// Segment compaction: `object` holds, per run, the bytes of index
+    /// entries it replaces. Each run applies only if the entries it replaces
+    /// are still exactly in the partition's index (a compare-and-swap), so a
+    /// compaction never races with retention, DeleteRecords, a topic
+    /// deletion, another compactor or a new commit.
+    Compact {
+        object: String,
+        size: u64,
+        /// The compactor's clock (ms).
+        time: i64,
+        runs: Vec<CompactRun>,
+    },
+    /// Object GC: `objects` were deleted from the bucket and leave the
+    /// state's unreferenced set. From now on a commit sealed before
+    /// `horizon` (ms, log time) is refused, so an upload that GC may have
+    /// deleted (an orphan, or a forgotten object) can never become visible.
+    ForgetObjects {
+        time: i64,
+        horizon: i64,
+        objects: Vec<String>,
+    },
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// One index entry as a compaction saw it (what it replaces).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRef {
+    pub base_offset: i64,
+    pub end_offset: i64,
+    pub object: String,
+    pub position: u64,
+    pub length: u64,
+}
+
+/// One index entry a compaction writes, inside its new object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEntry {
+    pub base_offset: i64,
+    pub end_offset: i64,
+    pub position: u64,
+    pub length: u64,
+    pub max_timestamp: i64,
+    pub append_time: i64,
+}
+
+/// A consecutive stretch of one partition's index, rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactRun {
+    pub topic: TopicId,
+    pub partition: i32,
+    pub replaces: Vec<EntryRef>,
+    pub entries: Vec<NewEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

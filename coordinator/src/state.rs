@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    records::{BatchRef, ChunkRef, Command, LogRecord, TopicId},
+    records::{BatchRef, ChunkRef, Command, CompactRun, LogRecord, TopicId},
     topic_config::{TimestampType, TopicConfig},
 };
 
@@ -137,7 +137,16 @@ pub struct PartitionSnapshot {
 pub struct ChunkLocation {
     pub entry: IndexEntry,
     pub object_size: u64,
+    /// Where the run of this partition's bytes that starts with the entry
+    /// ends in the object: later entries of the partition that follow it
+    /// byte for byte in the same object (compacted objects lay a partition
+    /// out contiguously). A sequential reader may read ahead up to here.
+    pub run_end: u64,
 }
+
+/// How many following index entries `chunks_from` looks at to find where a
+/// run of contiguous bytes of the partition ends (the read-ahead hint).
+const RUN_SCAN: usize = 64;
 
 /// Which index entry a timestamp query wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +162,55 @@ pub(crate) struct ObjectInfo {
     pub(crate) size: u64,
     /// Index entries that still point into the object.
     pub(crate) refs: u64,
+    /// When the object was written (the commit's seal time or the
+    /// compaction's time, ms).
+    #[serde(default)]
+    pub(crate) sealed: i64,
+}
+
+/// An object no index entry references any more: object GC deletes it once
+/// `time` is older than the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Unreferenced {
+    /// Revision of the record that released its last reference.
+    pub revision: i64,
+    /// Log time (ms) at that record: the writers' clocks as carried by
+    /// records, never older than an earlier record's.
+    pub time: i64,
+    /// When the object was written (ms).
+    pub sealed: i64,
+}
+
+impl<'de> Deserialize<'de> for Unreferenced {
+    /// Also reads checkpoints that kept only the revision.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Revision(i64),
+            Full {
+                revision: i64,
+                time: i64,
+                sealed: i64,
+            },
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Revision(revision) => Unreferenced {
+                revision,
+                time: 0,
+                sealed: 0,
+            },
+            Form::Full {
+                revision,
+                time,
+                sealed,
+            } => Unreferenced {
+                revision,
+                time,
+                sealed,
+            },
+        })
+    }
 }
 
 /// What applying one record decided; the writer reads it back.
@@ -171,6 +229,14 @@ pub enum Outcome {
     /// A commit of a segment object the index already knows: a repeated
     /// record, refused so that no retry can duplicate data.
     DuplicateObject,
+    /// A commit sealed before the commit horizon: object GC may already
+    /// have deleted its object, so it is refused (the produce fails with a
+    /// retriable error and the client sends it again).
+    StaleCommit,
+    /// Per run of a compaction: whether it replaced its entries.
+    Compacted(Vec<bool>),
+    /// How many objects left the unreferenced set.
+    Forgotten(usize),
     Invalid(String),
 }
 
@@ -181,9 +247,16 @@ pub struct State {
     topics: BTreeMap<String, Topic>,
     topic_names: BTreeMap<TopicId, String>,
     objects: BTreeMap<String, ObjectInfo>,
-    /// Objects no index entry references any more, with the revision at
-    /// which they became unreferenced (input for object GC).
-    unreferenced: BTreeMap<String, i64>,
+    /// Objects no index entry references any more, with when they became
+    /// unreferenced (input for object GC, which removes them once deleted).
+    unreferenced: BTreeMap<String, Unreferenced>,
+    /// The largest writer time carried by any record applied (ms).
+    #[serde(default)]
+    log_time: i64,
+    /// Commits sealed before this time (ms) are refused (see
+    /// `Command::ForgetObjects`).
+    #[serde(default)]
+    commit_horizon: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -258,11 +331,57 @@ impl State {
         let Some(p) = self.topics.get(topic).and_then(|t| t.partition(partition)) else {
             return Vec::new();
         };
-        p.entries_from(offset)
-            .iter()
-            .take(max)
-            .map(|e| self.locate(e))
-            .collect()
+        let entries = p.entries_from(offset);
+        let mut out: Vec<ChunkLocation> =
+            entries.iter().take(max).map(|e| self.locate(e)).collect();
+        // Run ends, from the back: an entry's run continues into the next
+        // entry when that one starts where it ends in the same object.
+        let scan = &entries[..(out.len() + RUN_SCAN).min(entries.len())];
+        let mut run_end = 0;
+        for (i, e) in scan.iter().enumerate().rev() {
+            let end = e.position + e.length;
+            run_end = match scan.get(i + 1) {
+                Some(n) if n.object == e.object && n.position == end => run_end,
+                _ => end,
+            };
+            if let Some(c) = out.get_mut(i) {
+                c.run_end = run_end;
+            }
+        }
+        out
+    }
+
+    /// A partition's index entries (records in `[log start, high
+    /// watermark)` and possibly some before the log start in the first).
+    pub fn index(&self, topic: &str, partition: i32) -> Option<&[IndexEntry]> {
+        let p = self.topics.get(topic)?.partition(partition)?;
+        Some(p.entries_from(p.log_start_offset))
+    }
+
+    /// Size of a referenced object.
+    pub fn object_size(&self, object: &str) -> Option<u64> {
+        self.objects.get(object).map(|o| o.size)
+    }
+
+    /// Whether the state knows the object: referenced, or unreferenced
+    /// and not yet deleted.
+    pub fn knows_object(&self, object: &str) -> bool {
+        self.objects.contains_key(object) || self.unreferenced.contains_key(object)
+    }
+
+    /// Referenced objects.
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// The largest writer time the log has carried (ms).
+    pub fn log_time(&self) -> i64 {
+        self.log_time
+    }
+
+    /// Commits sealed before this time (ms) are refused.
+    pub fn commit_horizon(&self) -> i64 {
+        self.commit_horizon
     }
 
     /// Up to `max` index entries a timestamp query must look into, among the
@@ -302,12 +421,13 @@ impl State {
         ChunkLocation {
             entry: e.clone(),
             object_size: self.objects.get(&e.object).map_or(0, |o| o.size),
+            run_end: e.position + e.length,
         }
     }
 
-    /// Objects no index entry references any more, with the revision at
-    /// which they became unreferenced.
-    pub fn unreferenced(&self) -> impl Iterator<Item = (&str, i64)> {
+    /// Objects no index entry references any more, with when they became
+    /// unreferenced.
+    pub fn unreferenced(&self) -> impl Iterator<Item = (&str, Unreferenced)> {
         self.unreferenced.iter().map(|(k, r)| (k.as_str(), *r))
     }
 
@@ -359,10 +479,11 @@ impl State {
                 self.topic_names.insert(*id, name.clone());
                 Outcome::TopicCreated(*id)
             }
-            Command::DeleteTopic { name } => {
+            Command::DeleteTopic { name, time } => {
                 let Some(topic) = self.topics.remove(name) else {
                     return Outcome::TopicNotFound;
                 };
+                self.log_time = self.log_time.max(*time);
                 self.topic_names.remove(&topic.id);
                 for p in &topic.partitions {
                     for e in &p.index {
@@ -396,14 +517,22 @@ impl State {
                 name,
                 partition,
                 offset,
+                topic_id,
+                time,
             } => {
-                let Some(p) = self.topics.get_mut(name).and_then(|t| {
-                    usize::try_from(*partition)
-                        .ok()
-                        .and_then(|i| t.partitions.get_mut(i))
-                }) else {
+                let Some(p) = self
+                    .topics
+                    .get_mut(name)
+                    .filter(|t| topic_id.is_none_or(|id| id == t.id))
+                    .and_then(|t| {
+                        usize::try_from(*partition)
+                            .ok()
+                            .and_then(|i| t.partitions.get_mut(i))
+                    })
+                else {
                     return Outcome::TopicNotFound;
                 };
+                self.log_time = self.log_time.max(*time);
                 if *offset < 0 || *offset > p.high_watermark {
                     return Outcome::Invalid(format!(
                         "offset {offset} is outside 0..={} of {name}-{partition}",
@@ -424,9 +553,14 @@ impl State {
                 size,
                 chunks,
             } => {
-                if self.objects.contains_key(object) || self.unreferenced.contains_key(object) {
+                if self.knows_object(object) {
                     return Outcome::DuplicateObject;
                 }
+                let sealed = chunks.iter().map(|c| c.append_time).max().unwrap_or(0);
+                if sealed < self.commit_horizon {
+                    return Outcome::StaleCommit;
+                }
+                self.log_time = self.log_time.max(sealed);
                 let mut out = Vec::with_capacity(chunks.len());
                 let mut refs = 0;
                 for c in chunks {
@@ -449,28 +583,155 @@ impl State {
                         _ => out.push(ChunkOutcome::Rejected),
                     }
                 }
-                if refs > 0 {
-                    self.objects
-                        .entry(object.clone())
-                        .or_insert(ObjectInfo {
-                            size: *size,
-                            refs: 0,
-                        })
-                        .refs += refs;
-                } else {
-                    self.unreferenced.insert(object.clone(), revision);
-                }
+                self.add_refs(object, *size, sealed, refs, revision);
                 Outcome::Committed(out)
             }
+            Command::Compact {
+                object,
+                size,
+                time,
+                runs,
+            } => {
+                if self.knows_object(object) {
+                    return Outcome::DuplicateObject;
+                }
+                self.log_time = self.log_time.max(*time);
+                let mut applied = Vec::with_capacity(runs.len());
+                let mut refs = 0;
+                for run in runs {
+                    let ok = self.swap_run(object, *size, run, revision);
+                    if ok {
+                        refs += run.entries.len() as u64;
+                    }
+                    applied.push(ok);
+                }
+                self.add_refs(object, *size, *time, refs, revision);
+                Outcome::Compacted(applied)
+            }
+            Command::ForgetObjects {
+                time,
+                horizon,
+                objects,
+            } => {
+                self.log_time = self.log_time.max(*time);
+                self.commit_horizon = self.commit_horizon.max(*horizon);
+                let mut n = 0;
+                for o in objects {
+                    if let Some(u) = self.unreferenced.remove(o) {
+                        // A retried commit of a deleted object must never
+                        // be accepted again.
+                        self.commit_horizon = self.commit_horizon.max(u.sealed.saturating_add(1));
+                        n += 1;
+                    }
+                }
+                Outcome::Forgotten(n)
+            }
         }
+    }
+
+    /// Records `refs` new index entries pointing into `object`; an object
+    /// nothing references goes straight to the unreferenced set.
+    fn add_refs(&mut self, object: &str, size: u64, sealed: i64, refs: u64, revision: i64) {
+        if refs > 0 {
+            self.objects
+                .entry(object.to_string())
+                .or_insert(ObjectInfo {
+                    size,
+                    refs: 0,
+                    sealed,
+                })
+                .refs += refs;
+        } else {
+            self.unreferenced.insert(
+                object.to_string(),
+                Unreferenced {
+                    revision,
+                    time: self.log_time,
+                    sealed,
+                },
+            );
+        }
+    }
+
+    /// Replaces a run's entries if they are still exactly in the index and
+    /// the new entries hold exactly their offsets and bytes.
+    fn swap_run(&mut self, object: &str, size: u64, run: &CompactRun, revision: i64) -> bool {
+        let Some(p) = self
+            .topic_names
+            .get(&run.topic)
+            .and_then(|n| self.topics.get_mut(n))
+            .and_then(|t| {
+                usize::try_from(run.partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get_mut(i))
+            })
+        else {
+            return false;
+        };
+        let (Some(first), Some(last)) = (run.replaces.first(), run.replaces.last()) else {
+            return false;
+        };
+        let at = p
+            .index
+            .partition_point(|e| e.base_offset < first.base_offset);
+        let Some(current) = p.index.get(at..at + run.replaces.len()) else {
+            return false;
+        };
+        let same = current.iter().zip(&run.replaces).all(|(e, r)| {
+            e.base_offset == r.base_offset
+                && e.end_offset == r.end_offset
+                && e.object == r.object
+                && e.position == r.position
+                && e.length == r.length
+        });
+        if !same {
+            return false;
+        }
+        // The new entries tile the same offsets with the same byte count,
+        // inside the new object.
+        let mut next = first.base_offset;
+        for e in &run.entries {
+            let in_bounds = e.position.checked_add(e.length).is_some_and(|x| x <= size);
+            if e.base_offset != next || e.end_offset <= e.base_offset || !in_bounds {
+                return false;
+            }
+            next = e.end_offset;
+        }
+        let old_bytes: u64 = run.replaces.iter().map(|r| r.length).sum();
+        let new_bytes: u64 = run.entries.iter().map(|e| e.length).sum();
+        if next != last.end_offset || old_bytes != new_bytes {
+            return false;
+        }
+        let new = run.entries.iter().map(|e| IndexEntry {
+            base_offset: e.base_offset,
+            end_offset: e.end_offset,
+            object: object.to_string(),
+            position: e.position,
+            length: e.length,
+            max_timestamp: e.max_timestamp,
+            append_time: e.append_time,
+        });
+        let old: Vec<IndexEntry> = p.index.splice(at..at + run.replaces.len(), new).collect();
+        for e in old {
+            self.release(&e.object, revision);
+        }
+        true
     }
 
     fn release(&mut self, object: &str, revision: i64) {
         if let Some(o) = self.objects.get_mut(object) {
             o.refs -= 1;
             if o.refs == 0 {
+                let sealed = o.sealed;
                 self.objects.remove(object);
-                self.unreferenced.insert(object.to_string(), revision);
+                self.unreferenced.insert(
+                    object.to_string(),
+                    Unreferenced {
+                        revision,
+                        time: self.log_time,
+                        sealed,
+                    },
+                );
             }
         }
     }
@@ -617,8 +878,9 @@ fn check_sequence(p: &Partition, b: &BatchRef) -> Result<(), BatchOutcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::ChunkRef;
+    use crate::records::{ChunkRef, NewEntry};
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn create(name: &str, id: u8, partitions: u32) -> Command {
         Command::CreateTopic {
@@ -683,7 +945,13 @@ mod tests {
         assert_eq!(p.entries_from(2)[0].object, "o1");
         assert_eq!(s.objects["o1"].refs, 2);
         assert_eq!(
-            s.apply(5, &Command::DeleteTopic { name: "a".into() }),
+            s.apply(
+                5,
+                &Command::DeleteTopic {
+                    name: "a".into(),
+                    time: 0
+                }
+            ),
             Outcome::TopicDeleted(TopicId([1; 16]))
         );
         assert!(s.objects.is_empty());
@@ -872,7 +1140,9 @@ mod tests {
                 &Command::DeleteRecords {
                     name: "a".into(),
                     partition: 0,
-                    offset: 7
+                    offset: 7,
+                    topic_id: None,
+                    time: 0,
                 }
             ),
             Outcome::RecordsDeleted(7)
@@ -886,7 +1156,9 @@ mod tests {
                 &Command::DeleteRecords {
                     name: "a".into(),
                     partition: 0,
-                    offset: 11
+                    offset: 11,
+                    topic_id: None,
+                    time: 0,
                 }
             ),
             Outcome::Invalid(_)
@@ -914,11 +1186,343 @@ mod tests {
         ));
     }
 
+    /// A compaction run replacing `n` entries of `t`-0 from the `i`-th,
+    /// as one entry at position 0 of its object.
+    fn compact_from(s: &State, object: &str, time: i64, i: usize, n: usize) -> Option<Command> {
+        let t = s.topics.get("a")?;
+        let p = &t.partitions[0];
+        let old = p.index.get(i..i + n)?;
+        let length = old.iter().map(|e| e.length).sum();
+        Some(Command::Compact {
+            object: object.into(),
+            size: length + 100,
+            time,
+            runs: vec![CompactRun {
+                topic: t.id,
+                partition: 0,
+                replaces: old
+                    .iter()
+                    .map(|e| crate::records::EntryRef {
+                        base_offset: e.base_offset,
+                        end_offset: e.end_offset,
+                        object: e.object.clone(),
+                        position: e.position,
+                        length: e.length,
+                    })
+                    .collect(),
+                entries: vec![crate::records::NewEntry {
+                    base_offset: old[0].base_offset,
+                    end_offset: old[n - 1].end_offset,
+                    position: 8,
+                    length,
+                    max_timestamp: old.iter().map(|e| e.max_timestamp).max().unwrap(),
+                    append_time: old.iter().map(|e| e.append_time).max().unwrap(),
+                }],
+            }],
+        })
+    }
+
+    fn commit_at(object: &str, records: u64, time: i64) -> Command {
+        let mut c = commit(object, &[(1, 0, records)]);
+        if let Command::Commit { chunks, .. } = &mut c {
+            chunks[0].append_time = time;
+        }
+        c
+    }
+
+    #[test]
+    fn compaction_swaps_only_the_entries_it_read() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        for (i, o) in ["o1", "o2", "o3"].iter().enumerate() {
+            s.apply(2 + i as i64, &commit_at(o, 5, 100));
+        }
+        let c = compact_from(&s, "c1", 200, 0, 2).unwrap();
+        // A stale plan: o1's entry went away since it was read.
+        let mut other = s.clone();
+        other.apply(
+            5,
+            &Command::DeleteRecords {
+                name: "a".into(),
+                partition: 0,
+                offset: 5,
+                topic_id: None,
+                time: 150,
+            },
+        );
+        assert_eq!(other.apply(6, &c), Outcome::Compacted(vec![false]));
+        assert!(other.unreferenced.contains_key("c1"));
+        // Applied on the state it was planned from: one entry, same offsets.
+        assert_eq!(s.apply(5, &c), Outcome::Compacted(vec![true]));
+        let p = &s.topics["a"].partitions[0];
+        let tiles: Vec<_> = p
+            .index
+            .iter()
+            .map(|e| (e.base_offset, e.end_offset, e.object.as_str()))
+            .collect();
+        assert_eq!(tiles, vec![(0, 10, "c1"), (10, 15, "o3")]);
+        assert_eq!(p.high_watermark, 15);
+        assert!(s.unreferenced.contains_key("o1") && s.unreferenced.contains_key("o2"));
+        assert_eq!(s.unreferenced["o1"].time, 200);
+        // Once is all: the same command again is a duplicate object, and a
+        // second compactor that read the old entries finds them gone.
+        assert_eq!(s.apply(6, &c), Outcome::DuplicateObject);
+        let mut c2 = c.clone();
+        if let Command::Compact { object, .. } = &mut c2 {
+            *object = "c2".into();
+        }
+        assert_eq!(s.apply(7, &c2), Outcome::Compacted(vec![false]));
+        // A run whose entries do not hold the same bytes is refused.
+        let mut bad = compact_from(&s, "c3", 300, 0, 2).unwrap();
+        if let Command::Compact { runs, .. } = &mut bad {
+            runs[0].entries[0].length -= 1;
+        }
+        assert_eq!(s.apply(8, &bad), Outcome::Compacted(vec![false]));
+    }
+
+    #[test]
+    fn forgotten_objects_can_never_be_committed_again() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        s.apply(2, &commit_at("o1", 5, 1_000));
+        s.apply(
+            3,
+            &Command::DeleteRecords {
+                name: "a".into(),
+                partition: 0,
+                offset: 5,
+                topic_id: Some(TopicId([1; 16])),
+                time: 2_000,
+            },
+        );
+        assert_eq!(s.unreferenced["o1"].time, 2_000);
+        assert_eq!(s.unreferenced["o1"].sealed, 1_000);
+        // A retry of o1's commit while it is unreferenced: a duplicate.
+        assert_eq!(
+            s.apply(4, &commit_at("o1", 5, 1_000)),
+            Outcome::DuplicateObject
+        );
+        let forget = Command::ForgetObjects {
+            time: 700_000,
+            horizon: 0,
+            objects: vec!["o1".into(), "never-known".into()],
+        };
+        assert_eq!(s.apply(5, &forget), Outcome::Forgotten(1));
+        assert!(s.unreferenced.is_empty());
+        // And after it is deleted and forgotten: too old to commit.
+        assert_eq!(s.apply(6, &commit_at("o1", 5, 1_000)), Outcome::StaleCommit);
+        // The horizon also fences uploads GC found by listing.
+        s.apply(
+            7,
+            &Command::ForgetObjects {
+                time: 800_000,
+                horizon: 500_000,
+                objects: vec![],
+            },
+        );
+        assert_eq!(
+            s.apply(8, &commit_at("late", 5, 499_999)),
+            Outcome::StaleCommit
+        );
+        assert!(matches!(
+            s.apply(9, &commit_at("fresh", 5, 500_000)),
+            Outcome::Committed(_)
+        ));
+        assert_eq!(s.partition("a", 0).unwrap().high_watermark, 10);
+        // A retention record naming another topic id does nothing.
+        assert_eq!(
+            s.apply(
+                10,
+                &Command::DeleteRecords {
+                    name: "a".into(),
+                    partition: 0,
+                    offset: 10,
+                    topic_id: Some(TopicId([2; 16])),
+                    time: 0,
+                }
+            ),
+            Outcome::TopicNotFound
+        );
+    }
+
+    /// Checkpoints written before unreferenced objects carried their times
+    /// still load.
+    #[test]
+    fn reads_checkpoints_with_bare_unreferenced_revisions() {
+        let old = r#"{"v":1,"state":{"revision":7,"topics":{},"topic_names":{},"objects":{},"unreferenced":{"segments/x":5}}}"#;
+        let s = State::from_checkpoint(old.as_bytes()).unwrap();
+        assert_eq!(
+            s.unreferenced().collect::<Vec<_>>(),
+            vec![(
+                "segments/x",
+                Unreferenced {
+                    revision: 5,
+                    time: 0,
+                    sealed: 0
+                }
+            )]
+        );
+    }
+
+    /// Read-ahead hints: entries that follow each other in one object form
+    /// a run.
+    #[test]
+    fn chunk_locations_carry_their_run_end() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        for (i, o) in ["o1", "o2", "o3", "o4"].iter().enumerate() {
+            s.apply(2 + i as i64, &commit_at(o, 5, 100));
+        }
+        let c = compact_from(&s, "c1", 200, 0, 1).unwrap();
+        s.apply(6, &c);
+        // Two more entries contiguous in c1 after the first.
+        let mut c = compact_from(&s, "c2", 200, 1, 3).unwrap();
+        if let Command::Compact { runs, .. } = &mut c {
+            let e = runs[0].entries[0].clone();
+            runs[0].entries = vec![
+                NewEntry {
+                    end_offset: 10,
+                    length: 10,
+                    ..e.clone()
+                },
+                NewEntry {
+                    base_offset: 10,
+                    position: 18,
+                    length: 20,
+                    ..e
+                },
+            ];
+        }
+        assert_eq!(s.apply(7, &c), Outcome::Compacted(vec![true]));
+        let ends: Vec<_> = s
+            .chunks_from("a", 0, 0, 10)
+            .iter()
+            .map(|c| (c.entry.position, c.run_end))
+            .collect();
+        assert_eq!(ends, vec![(8, 18), (8, 38), (18, 38)]);
+    }
+
+    /// The GC contract over random histories: an object is deleted only
+    /// once nothing has referenced it for the grace period, a deleted
+    /// object is never referenced again (retried commits included), and
+    /// when everything is deleted the state's maps are empty.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Commit(u64),
+        Retry(usize),
+        DeleteRecords(u64),
+        Compact(usize, usize),
+        StaleCompact(usize, usize),
+        Gc,
+        Advance(i64),
+        Recreate,
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u64..5).prop_map(Step::Commit),
+            1 => (0usize..50).prop_map(Step::Retry),
+            1 => (0u64..100).prop_map(Step::DeleteRecords),
+            2 => (0usize..5, 1usize..5).prop_map(|(i, n)| Step::Compact(i, n)),
+            1 => (0usize..5, 1usize..5).prop_map(|(i, n)| Step::StaleCompact(i, n)),
+            2 => Just(Step::Gc),
+            2 => (1i64..400_000).prop_map(Step::Advance),
+            1 => Just(Step::Recreate),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn gc_never_deletes_what_a_reader_could_use(steps in proptest::collection::vec(arb_step(), 1..120)) {
+            const GRACE: i64 = 600_000;
+            let mut s = State::default();
+            let mut rev = 0;
+            let mut apply = |s: &mut State, c: &Command| {
+                rev += 1;
+                s.apply(rev, c)
+            };
+            let mut now = 1_000_000i64;
+            apply(&mut s, &create("a", 1, 1));
+            let mut topic_gen = 1u8;
+            let mut commits: Vec<Command> = Vec::new();
+            let mut snapshots: Vec<State> = Vec::new();
+            let mut last_ref: BTreeMap<String, i64> = BTreeMap::new();
+            let mut deleted: BTreeSet<String> = BTreeSet::new();
+            let mut n = 0;
+            let referenced = |s: &State| -> BTreeSet<String> {
+                s.topics.values().flat_map(|t| &t.partitions).flat_map(|p| &p.index).map(|e| e.object.clone()).collect()
+            };
+            let gc = |s: &State, now: i64| -> Vec<String> {
+                s.unreferenced().filter(|(_, u)| u.time <= now - GRACE).map(|(o, _)| o.to_string()).collect()
+            };
+            for step in steps {
+                n += 1;
+                match step {
+                    Step::Commit(r) => {
+                        let mut c = commit_at(&format!("o{n}"), r, now);
+                        if let Command::Commit { chunks, .. } = &mut c { chunks[0].topic = TopicId([topic_gen; 16]); }
+                        apply(&mut s, &c);
+                        commits.push(c);
+                    }
+                    Step::Retry(i) => {
+                        if let Some(c) = commits.get(i % commits.len().max(1)).cloned() {
+                            apply(&mut s, &c);
+                        }
+                    }
+                    Step::DeleteRecords(pct) => {
+                        let hwm = s.partition("a", 0).map_or(0, |p| p.high_watermark);
+                        apply(&mut s, &Command::DeleteRecords { name: "a".into(), partition: 0, offset: hwm * pct as i64 / 100, topic_id: None, time: now });
+                    }
+                    Step::Compact(i, k) => {
+                        snapshots.push(s.clone());
+                        if let Some(c) = compact_from(&s, &format!("c{n}"), now, i, k) { apply(&mut s, &c); }
+                    }
+                    Step::StaleCompact(i, k) => {
+                        if let Some(old) = snapshots.first().cloned() {
+                            if let Some(c) = compact_from(&old, &format!("c{n}"), now, i, k) { apply(&mut s, &c); }
+                        }
+                    }
+                    Step::Gc => {
+                        let victims = gc(&s, now);
+                        for o in &victims {
+                            let last = last_ref.get(o).copied().unwrap_or(0);
+                            prop_assert!(now - last >= GRACE, "{} deleted {} ms after its last reference", o, now - last);
+                            deleted.insert(o.clone());
+                        }
+                        apply(&mut s, &Command::ForgetObjects { time: now, horizon: now - 1_800_000, objects: victims });
+                    }
+                    Step::Advance(ms) => now += ms,
+                    Step::Recreate => {
+                        apply(&mut s, &Command::DeleteTopic { name: "a".into(), time: now });
+                        topic_gen += 1;
+                        apply(&mut s, &create("a", topic_gen, 1));
+                    }
+                }
+                for o in referenced(&s) {
+                    prop_assert!(!deleted.contains(&o), "deleted object {} is referenced again", o);
+                    last_ref.insert(o, now);
+                }
+                // Every object is in exactly one of the two maps.
+                for o in s.objects.keys() { prop_assert!(!s.unreferenced.contains_key(o)); }
+            }
+            // Delete everything, wait out the grace period, collect: the
+            // state is empty of objects.
+            apply(&mut s, &Command::DeleteTopic { name: "a".into(), time: now });
+            now += GRACE;
+            let victims = gc(&s, now);
+            apply(&mut s, &Command::ForgetObjects { time: now, horizon: 0, objects: victims });
+            prop_assert!(s.objects.is_empty());
+            prop_assert!(s.unreferenced.is_empty(), "{:?}", s.unreferenced);
+            prop_assert!(s.topics.is_empty() && s.topic_names.is_empty());
+        }
+    }
+
     fn arb_command() -> impl Strategy<Value = Command> {
         prop_oneof![
             (0u8..3, 1u32..4).prop_map(|(t, p)| create(&format!("t{t}"), t, p)),
             (0u8..3).prop_map(|t| Command::DeleteTopic {
-                name: format!("t{t}")
+                name: format!("t{t}"),
+                time: 0,
             }),
             (
                 0u32..1000,

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod clock;
 pub mod segment;
 pub mod store;
 
