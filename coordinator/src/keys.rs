@@ -41,7 +41,13 @@ impl Layout {
     }
 
     pub fn checkpoint_lock(&self) -> String {
-        format!("{}locks/checkpoint", self.root)
+        self.lock("checkpoint")
+    }
+
+    /// The lock one holder of a background job takes (`checkpoint`,
+    /// `retention`, `compaction`, `gc`).
+    pub fn lock(&self, name: &str) -> String {
+        format!("{}locks/{name}", self.root)
     }
 
     /// Prefix of the live agents' registrations.

@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod etcd;
 pub mod faulty;
 pub mod keys;
+pub mod lock;
 pub mod log;
 pub mod membership;
 pub mod metastore;
@@ -18,6 +19,7 @@ pub mod topic_config;
 
 pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;
+pub use lock::Lock;
 pub use log::{LogError, MetaLog};
 pub use membership::{AgentInfo, Membership};
 pub use metastore::{MetaError, MetaStore};

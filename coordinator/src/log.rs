@@ -25,6 +25,7 @@ use tokio::{
 
 use crate::{
     keys::Layout,
+    lock::Lock,
     metastore::*,
     records::{Command, LogRecord, TopicId},
     state::{ChunkOutcome, Outcome, State},
@@ -325,42 +326,18 @@ impl MetaLog {
     /// or `None` if another writer holds the checkpoint lock or this state is
     /// not newer than the current checkpoint (the pointer only moves forward).
     pub async fn checkpoint(&self) -> Result<Option<Revision>, LogError> {
-        let lease = self.store.lease_grant(CHECKPOINT_LOCK_TTL).await?;
-        let lock = self
-            .store
-            .txn(Txn {
-                compares: vec![Compare::version(
-                    &self.keys.checkpoint_lock,
-                    CompareOp::Equal,
-                    0,
-                )],
-                success: vec![TxnOp::Put {
-                    key: self.keys.checkpoint_lock.clone(),
-                    value: Bytes::from_static(b"locked"),
-                    lease: Some(lease),
-                }],
-                failure: vec![],
-            })
-            .await?;
-        if !lock.succeeded {
-            let _ = self.store.lease_revoke(lease).await;
+        let Some(lock) = Lock::try_acquire(
+            self.store.clone(),
+            &self.keys.checkpoint_lock,
+            &self.shared.writer_prefix,
+            CHECKPOINT_LOCK_TTL,
+        )
+        .await?
+        else {
             return Ok(None);
-        }
-        // Keep the lock while the checkpoint runs, however long it takes.
-        let keepalive = {
-            let store = self.store.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(CHECKPOINT_LOCK_TTL / 3).await;
-                    if store.lease_keep_alive(lease).await.is_err() {
-                        return;
-                    }
-                }
-            })
         };
         let result = self.checkpoint_locked().await;
-        keepalive.abort();
-        let _ = self.store.lease_revoke(lease).await;
+        lock.release().await;
         result
     }
 
@@ -471,6 +448,19 @@ impl MetaLog {
         self.store.compact(revision).await?;
         tracing::info!(revision, object = %object, records = covered.len(), "checkpoint written");
         Ok(Some(revision))
+    }
+
+    /// Revision of the current checkpoint, if there is one.
+    pub async fn checkpoint_revision(&self) -> Result<Option<Revision>, LogError> {
+        let Some(kv) = self.store.get(&self.keys.checkpoint).await? else {
+            return Ok(None);
+        };
+        let p: CheckpointPointer =
+            serde_json::from_slice(&kv.value).map_err(|e| LogError::Checkpoint {
+                key: self.keys.checkpoint.clone(),
+                message: format!("bad pointer: {e}"),
+            })?;
+        Ok(Some(p.revision))
     }
 
     pub fn close(&self) {

@@ -138,14 +138,15 @@ pub enum Command {
     Compact {
         object: String,
         size: u64,
-        /// The compactor's clock (ms).
+        /// The compactor's clock (ms) before it uploaded `object`.
         time: i64,
         runs: Vec<CompactRun>,
     },
     /// Object GC: `objects` were deleted from the bucket and leave the
-    /// state's unreferenced set. From now on a commit sealed before
-    /// `horizon` (ms, log time) is refused, so an upload that GC may have
-    /// deleted (an orphan, or a forgotten object) can never become visible.
+    /// state's unreferenced set. From now on a commit sealed (or a
+    /// compaction started) before `horizon` (ms) is refused, so an upload
+    /// that GC may have deleted (an orphan, or a forgotten object) can never
+    /// become visible.
     ForgetObjects {
         time: i64,
         horizon: i64,

@@ -229,9 +229,10 @@ pub enum Outcome {
     /// A commit of a segment object the index already knows: a repeated
     /// record, refused so that no retry can duplicate data.
     DuplicateObject,
-    /// A commit sealed before the commit horizon: object GC may already
-    /// have deleted its object, so it is refused (the produce fails with a
-    /// retriable error and the client sends it again).
+    /// A commit sealed (or a compaction started) before the commit
+    /// horizon: object GC may already have deleted its object, so it is
+    /// refused (a produce fails with a retriable error and the client sends
+    /// it again).
     StaleCommit,
     /// Per run of a compaction: whether it replaced its entries.
     Compacted(Vec<bool>),
@@ -594,6 +595,11 @@ impl State {
             } => {
                 if self.knows_object(object) {
                     return Outcome::DuplicateObject;
+                }
+                // `time` is taken before the object is uploaded: one older
+                // than the horizon may have been deleted as an orphan.
+                if *time < self.commit_horizon {
+                    return Outcome::StaleCommit;
                 }
                 self.log_time = self.log_time.max(*time);
                 let mut applied = Vec::with_capacity(runs.len());

@@ -16,6 +16,8 @@ use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
 
 /// Default size of one cached block.
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
+/// Default read-ahead: the most one GET fetches beyond the block asked for.
+pub const DEFAULT_READAHEAD: u64 = 16 << 20;
 
 /// Why a ranged read of an object failed.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,7 @@ pub struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     cache: Arc<dyn BlockCache>,
     block_size: u64,
+    readahead: u64,
 }
 
 impl ObjectReader {
@@ -145,7 +148,16 @@ impl ObjectReader {
             store,
             cache,
             block_size: block_size.max(4096),
+            readahead: DEFAULT_READAHEAD,
         }
+    }
+
+    /// Bytes one GET may fetch past the block a read misses on, when the
+    /// caller says they will be wanted (each such GET holds that much
+    /// memory until its blocks are cached).
+    pub fn with_readahead(mut self, bytes: u64) -> Self {
+        self.readahead = bytes;
+        self
     }
 
     /// The block's cache key. It names the block size, so a cache kept
@@ -172,6 +184,20 @@ impl ObjectReader {
 
     /// Reads `range` of the object at `path`, whose total size is `size`.
     pub async fn read(&self, path: &str, size: u64, range: Range<u64>) -> Result<Bytes, ReadError> {
+        let end = range.end;
+        self.read_ahead(path, size, range, end).await
+    }
+
+    /// Reads `range`; a block missing from the cache is fetched with the
+    /// blocks after it up to `ahead_to` (a sequential reader's next bytes),
+    /// at most the read-ahead, in one GET, and those blocks are cached.
+    pub async fn read_ahead(
+        &self,
+        path: &str,
+        size: u64,
+        range: Range<u64>,
+        ahead_to: u64,
+    ) -> Result<Bytes, ReadError> {
         if range.start > range.end || range.end > size {
             return Err(ReadError::Range {
                 path: path.to_string(),
@@ -183,11 +209,23 @@ impl ObjectReader {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
+        let ahead_to = ahead_to.clamp(range.end, size);
         let first = range.start / self.block_size;
         let last = (range.end - 1) / self.block_size;
-        let blocks =
-            futures::future::try_join_all((first..=last).map(|b| self.block(path, size, b)))
-                .await?;
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+        let mut b = first;
+        while b <= last {
+            let (block, after) = self.block(path, size, b, ahead_to).await?;
+            blocks.push(block);
+            b += 1;
+            for block in after {
+                if b > last {
+                    break;
+                }
+                blocks.push(block);
+                b += 1;
+            }
+        }
         if blocks.len() == 1 {
             let off = first * self.block_size;
             return Ok(blocks[0].slice((range.start - off) as usize..(range.end - off) as usize));
@@ -202,12 +240,41 @@ impl ObjectReader {
         Ok(out.freeze())
     }
 
-    async fn block(&self, path: &str, size: u64, block: u64) -> Result<Bytes, ReadError> {
-        let start = block * self.block_size;
-        let end = (start + self.block_size).min(size);
+    /// Block `block` of the object; on a miss, also the blocks after it up
+    /// to `ahead_to` that the same GET fetched (already cached).
+    async fn block(
+        &self,
+        path: &str,
+        size: u64,
+        block: u64,
+        ahead_to: u64,
+    ) -> Result<(Bytes, Vec<Bytes>), ReadError> {
+        let bs = self.block_size;
+        let start = block * bs;
+        let end = (start + bs).min(size);
+        let span_end = ahead_to
+            .min(start + self.readahead.max(bs))
+            .div_ceil(bs)
+            .saturating_mul(bs)
+            .clamp(end, size);
         let store = self.store.clone();
         let location = ObjectPath::from(path);
-        let fetch: Fetch = Box::pin(async move { store.get_range(&location, start..end).await });
+        let span: Arc<std::sync::Mutex<Option<Bytes>>> = Arc::default();
+        let fetch: Fetch = {
+            let span = span.clone();
+            Box::pin(async move {
+                let all = store.get_range(&location, start..span_end).await?;
+                let first = all.slice(..(all.len() as u64).min(bs) as usize);
+                *span.lock().unwrap_or_else(|p| p.into_inner()) = Some(all);
+                Ok(first)
+            })
+        };
+        let short = |got: usize, expected: u64| ReadError::ShortBlock {
+            path: path.to_string(),
+            block,
+            got,
+            expected,
+        };
         let bytes = self
             .cache
             .get_or_fetch(self.key(path, block), fetch)
@@ -217,14 +284,26 @@ impl ObjectReader {
                 source,
             })?;
         if bytes.len() as u64 != end - start {
-            return Err(ReadError::ShortBlock {
-                path: path.to_string(),
-                block,
-                got: bytes.len(),
-                expected: end - start,
-            });
+            return Err(short(bytes.len(), end - start));
         }
-        Ok(bytes)
+        let all = span.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut after = Vec::new();
+        if let Some(all) = all {
+            if all.len() as u64 != span_end - start {
+                return Err(short(all.len(), span_end - start));
+            }
+            let mut at = bs;
+            let mut b = block + 1;
+            while at < all.len() as u64 {
+                let e = (at + bs).min(all.len() as u64);
+                let piece = all.slice(at as usize..e as usize);
+                self.cache.insert(self.key(path, b), piece.clone());
+                after.push(piece);
+                at = e;
+                b += 1;
+            }
+        }
+        Ok((bytes, after))
     }
 }
 
@@ -267,6 +346,53 @@ mod tests {
         // (the object is gone, so a read must miss and fail).
         let other = ObjectReader::new(store.clone(), cache.clone(), 8192);
         assert!(other.read("o", 20_000, 10..5000).await.is_err());
+        cache.close().await;
+    }
+
+    /// A read that says where its run goes on fetches the blocks up to
+    /// there (at most the read-ahead) in one GET; the next reads hit.
+    #[tokio::test]
+    async fn reads_ahead_in_one_get() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        inner
+            .put(&ObjectPath::from("o"), PutPayload::from(data.clone()))
+            .await
+            .unwrap();
+        let store = Arc::new(crate::store::Instrumented::new(inner));
+        let counters = store.counters.clone();
+        let gets = || counters.gets.load(std::sync::atomic::Ordering::Relaxed);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(
+            FoyerCache::open(dir.path(), 1 << 20, 16 << 20)
+                .await
+                .unwrap(),
+        );
+        let reader = ObjectReader::new(store.clone(), cache.clone(), 4096).with_readahead(40_000);
+        // 1,000 bytes asked, the run goes on to 90,000: one GET of 40,000.
+        let got = reader
+            .read_ahead("o", 100_000, 100..1100, 90_000)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[100..1100]);
+        assert_eq!(gets(), 1);
+        let got = reader
+            .read_ahead("o", 100_000, 1100..40_000, 90_000)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[1100..40_000]);
+        assert_eq!(gets(), 1, "read ahead");
+        // Past the read-ahead: the next GET, again up to 40,000 further.
+        let got = reader
+            .read_ahead("o", 100_000, 40_000..90_000, 90_000)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[40_000..90_000]);
+        assert_eq!(gets(), 3);
+        // A plain read of several uncached blocks is one GET too.
+        let got = reader.read("o", 100_000, 90_000..100_000).await.unwrap();
+        assert_eq!(&got[..], &data[90_000..100_000]);
+        assert_eq!(gets(), 4);
         cache.close().await;
     }
 }

@@ -1,9 +1,11 @@
 //! Bytes at rest: the segment object format, record batch validation, and
-//! reading objects through the block cache.
+//! reading objects through the block cache, and the background jobs that
+//! keep the bucket and the index small (retention, compaction, object GC).
 
 pub mod batch;
 pub mod cache;
 pub mod clock;
+pub mod jobs;
 pub mod segment;
 pub mod store;
 

@@ -61,6 +61,23 @@ pub enum SegmentError {
     Footer(&'static str),
 }
 
+/// `<prefix>YYYY/MM/DD/<ulid>.silt`, dated by the ULID's own timestamp
+/// (UTC), so a bucket listing groups objects by day.
+pub fn dated_key(prefix: &str, ulid: ulid::Ulid) -> String {
+    // Days since the epoch to a civil date (Howard Hinnant's algorithm).
+    let days = (ulid.timestamp_ms() / 86_400_000) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{prefix}{y:04}/{m:02}/{d:02}/{ulid}.silt")
+}
+
 /// Builds a segment from batches appended per partition.
 #[derive(Default)]
 pub struct SegmentBuilder {

@@ -18,6 +18,7 @@ use silt_coordinator::{
     BatchOutcome, BatchRef, ChunkOutcome, ChunkRef, Command, MetaLog, Outcome, TopicId,
 };
 use silt_tiering::{
+    jobs::SEGMENTS_PREFIX,
     segment::{BatchMeta, ChunkMeta, SegmentBuilder},
     ObjectReader,
 };
@@ -266,19 +267,7 @@ impl Producer {
 }
 
 fn segment_key(ulid: ulid::Ulid) -> String {
-    // Date path from the ULID's own timestamp: days since the epoch to a
-    // civil date (Howard Hinnant's algorithm).
-    let days = (ulid.timestamp_ms() / 86_400_000) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("segments/{y:04}/{m:02}/{d:02}/{ulid}.silt")
+    silt_tiering::segment::dated_key(SEGMENTS_PREFIX, ulid)
 }
 
 /// The segment being filled, and what its commit record will hold.

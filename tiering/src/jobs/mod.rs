@@ -1,0 +1,343 @@
+//! Background jobs over the bucket and the index: retention, segment
+//! compaction and object GC.
+//!
+//! Each job is one library call, [`Jobs::run`], bounded by a [`Budget`];
+//! agents run them in a loop (one holder per job at a time, by a lease lock
+//! on the metadata store), `silt jobs run` runs them as a process, and a
+//! scheduled function can call the same entry. None of them depends on the
+//! lock for safety: retention only moves log starts forward, compaction
+//! replaces index entries by compare-and-swap, and GC deletes only objects
+//! the log says have been unreferenced for the grace period (or never
+//! referenced, behind the commit horizon).
+
+mod compaction;
+mod gc;
+mod retention;
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use object_store::ObjectStore;
+use silt_coordinator::{keys::Layout, Lock, LogError, MetaLog};
+
+use crate::clock::Clock;
+
+pub use compaction::CompactionSettings;
+pub use gc::GcSettings;
+pub use retention::RetentionDefaults;
+
+/// Object key prefix of segments written by the produce path.
+pub const SEGMENTS_PREFIX: &str = "segments/";
+/// Object key prefix of objects written by compaction.
+pub const COMPACTED_PREFIX: &str = "compacted/";
+/// Object key prefix of checkpoints.
+pub const CHECKPOINTS_PREFIX: &str = "checkpoints/";
+
+/// A job's lease: a holder that dies lets another take over within it.
+const LOCK_TTL: Duration = Duration::from_secs(30);
+/// How long a pass waits for its state to reach the metadata store's
+/// revision before giving up (a pass must not act on an old state).
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Job {
+    Retention,
+    Compaction,
+    Gc,
+}
+
+impl Job {
+    pub const ALL: [Job; 3] = [Job::Retention, Job::Compaction, Job::Gc];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Retention => "retention",
+            Job::Compaction => "compaction",
+            Job::Gc => "gc",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Job> {
+        Job::ALL.into_iter().find(|j| j.name() == s)
+    }
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one pass may spend.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Stop starting new work after this long.
+    pub time: Duration,
+    /// Bytes a pass may read (compaction).
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("metadata store: {0}")]
+    Meta(#[from] silt_coordinator::MetaError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("object {object}: {message}")]
+    Corrupt { object: String, message: String },
+}
+
+/// Job settings.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub retention: RetentionDefaults,
+    pub compaction: CompactionSettings,
+    pub gc: GcSettings,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Partitions whose log start moved (retention).
+    pub partitions_trimmed: u64,
+    /// Index entries rewritten (compaction) and the entries they became.
+    pub entries_compacted: u64,
+    pub entries_written: u64,
+    /// Compaction runs refused because the index changed under them.
+    pub runs_refused: u64,
+    pub objects_written: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Objects deleted after their grace period, orphans, old checkpoints.
+    pub objects_deleted: u64,
+    pub orphans_deleted: u64,
+    pub checkpoints_deleted: u64,
+    /// Work left for the next pass (budget spent).
+    pub more: bool,
+}
+
+/// Counters over every pass of this process, for metrics.
+#[derive(Debug, Default)]
+pub struct JobCounters {
+    runs: [AtomicU64; 3],
+    failures: [AtomicU64; 3],
+    partitions_trimmed: AtomicU64,
+    entries_compacted: AtomicU64,
+    runs_refused: AtomicU64,
+    objects_written: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+    objects_deleted: AtomicU64,
+    orphans_deleted: AtomicU64,
+    checkpoints_deleted: AtomicU64,
+}
+
+impl JobCounters {
+    fn record(&self, job: Job, result: &Result<Report, JobError>) {
+        let i = job as usize;
+        self.runs[i].fetch_add(1, Ordering::Relaxed);
+        let r = match result {
+            Ok(r) => r,
+            Err(_) => {
+                self.failures[i].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let add = |a: &AtomicU64, v: u64| a.fetch_add(v, Ordering::Relaxed);
+        add(&self.partitions_trimmed, r.partitions_trimmed);
+        add(&self.entries_compacted, r.entries_compacted);
+        add(&self.runs_refused, r.runs_refused);
+        add(&self.objects_written, r.objects_written);
+        add(&self.bytes_read, r.bytes_read);
+        add(&self.bytes_written, r.bytes_written);
+        add(&self.objects_deleted, r.objects_deleted);
+        add(&self.orphans_deleted, r.orphans_deleted);
+        add(&self.checkpoints_deleted, r.checkpoints_deleted);
+    }
+
+    /// Prometheus text lines.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, values) in [
+            ("silt_job_runs_total", "background job passes", &self.runs),
+            (
+                "silt_job_failures_total",
+                "background job passes that failed",
+                &self.failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for job in Job::ALL {
+                let _ = writeln!(out, "{name}{{job=\"{job}\"}} {}", c(&values[job as usize]));
+            }
+        }
+        for (name, help, v) in [
+            (
+                "silt_retention_partitions_trimmed_total",
+                "log start offsets moved by retention",
+                &self.partitions_trimmed,
+            ),
+            (
+                "silt_compaction_entries_total",
+                "index entries rewritten by compaction",
+                &self.entries_compacted,
+            ),
+            (
+                "silt_compaction_runs_refused_total",
+                "compaction runs refused because the index changed under them",
+                &self.runs_refused,
+            ),
+            (
+                "silt_compaction_objects_written_total",
+                "objects written by compaction",
+                &self.objects_written,
+            ),
+            (
+                "silt_compaction_read_bytes_total",
+                "bytes compaction read",
+                &self.bytes_read,
+            ),
+            (
+                "silt_compaction_written_bytes_total",
+                "bytes compaction wrote",
+                &self.bytes_written,
+            ),
+            (
+                "silt_gc_objects_deleted_total",
+                "unreferenced objects deleted after the grace period",
+                &self.objects_deleted,
+            ),
+            (
+                "silt_gc_orphans_deleted_total",
+                "uploads never committed, deleted after their age limit",
+                &self.orphans_deleted,
+            ),
+            (
+                "silt_gc_checkpoints_deleted_total",
+                "old checkpoint objects deleted",
+                &self.checkpoints_deleted,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c(v)
+            );
+        }
+    }
+}
+
+/// The jobs of one cluster, over its log and bucket.
+pub struct Jobs {
+    log: Arc<MetaLog>,
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    settings: JobSettings,
+    layout: Layout,
+    holder: String,
+    counters: Arc<JobCounters>,
+}
+
+impl Jobs {
+    pub fn new(
+        log: Arc<MetaLog>,
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        settings: JobSettings,
+        cluster: &str,
+        holder: &str,
+    ) -> Self {
+        Self {
+            log,
+            store,
+            clock,
+            settings,
+            layout: Layout::new(cluster),
+            holder: holder.to_string(),
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<JobCounters> {
+        self.counters.clone()
+    }
+
+    pub fn settings(&self) -> &JobSettings {
+        &self.settings
+    }
+
+    /// One pass of `job` under its lock. `None` when another process holds
+    /// the lock.
+    pub async fn run(&self, job: Job, budget: Budget) -> Result<Option<Report>, JobError> {
+        let Some(lock) = Lock::try_acquire(
+            self.log.store(),
+            &self.layout.lock(job.name()),
+            &self.holder,
+            LOCK_TTL,
+        )
+        .await?
+        else {
+            tracing::debug!(%job, "job lock held elsewhere");
+            return Ok(None);
+        };
+        let result = self.run_unlocked(job, budget).await;
+        lock.release().await;
+        result.map(Some)
+    }
+
+    /// One pass of `job` without the lock (safe, only wasteful when two
+    /// run at once).
+    pub async fn run_unlocked(&self, job: Job, budget: Budget) -> Result<Report, JobError> {
+        let started = tokio::time::Instant::now();
+        let result = if !self.log.catch_up(CATCH_UP).await {
+            tracing::warn!(%job, "state is behind the metadata store; skipping the pass");
+            Ok(Report {
+                more: true,
+                ..Default::default()
+            })
+        } else {
+            let deadline = started + budget.time;
+            match job {
+                Job::Retention => retention::run(self, deadline).await,
+                Job::Compaction => compaction::run(self, deadline, budget.bytes).await,
+                Job::Gc => gc::run(self, deadline).await,
+            }
+        };
+        self.counters.record(job, &result);
+        match &result {
+            Ok(r) => tracing::info!(
+                %job,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                trimmed = r.partitions_trimmed,
+                compacted = r.entries_compacted,
+                refused = r.runs_refused,
+                written = r.objects_written,
+                bytes_read = r.bytes_read,
+                bytes_written = r.bytes_written,
+                deleted = r.objects_deleted,
+                orphans = r.orphans_deleted,
+                checkpoints = r.checkpoints_deleted,
+                more = r.more,
+                "job pass"
+            ),
+            Err(e) => tracing::warn!(%job, error = %e, "job pass failed"),
+        }
+        result
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,495 @@
+//! The jobs against the embedded metadata store and an in-memory bucket,
+//! on segments written as the produce path writes them.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use object_store::{memory::InMemory, path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
+use silt_coordinator::{
+    records::ChunkRef, ChunkOutcome, Command, EmbeddedStore, MetaLog, MetaStore, Outcome, TopicId,
+};
+
+use super::*;
+use crate::{
+    batch::{self, simple_batch},
+    clock::{Clock, ManualClock, SystemClock},
+    segment::SegmentBuilder,
+    store::Instrumented,
+    NoCache, ObjectReader,
+};
+
+const T0: i64 = 1_800_000_000_000;
+const TOPIC: TopicId = TopicId([5; 16]);
+
+struct World {
+    meta: Arc<dyn MetaStore>,
+    bucket: Arc<Instrumented>,
+    log: Arc<MetaLog>,
+    clock: ManualClock,
+    /// offset -> (partition, value) of every record committed.
+    records: BTreeMap<(i32, i64), Vec<u8>>,
+    seq: u64,
+}
+
+fn settings() -> JobSettings {
+    JobSettings {
+        retention: RetentionDefaults {
+            ms: None,
+            bytes: None,
+        },
+        compaction: CompactionSettings {
+            run_bytes: 4 << 10,
+            object_bytes: 8 << 10,
+            entry_bytes: 1 << 10,
+            min_age: Duration::from_secs(1),
+            max_lag: Duration::from_secs(10),
+        },
+        gc: GcSettings {
+            grace: Duration::from_secs(60),
+            orphan_age: Duration::from_secs(3600),
+            batch: 3,
+        },
+    }
+}
+
+const BUDGET: Budget = Budget {
+    time: Duration::from_secs(60),
+    bytes: 1 << 30,
+};
+
+impl World {
+    async fn new(partitions: u32, config: &[(&str, &str)]) -> World {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let bucket = Arc::new(Instrumented::new(Arc::new(InMemory::new())));
+        let log = MetaLog::open(meta.clone(), bucket.clone(), "c", "w-1")
+            .await
+            .unwrap();
+        log.propose(Command::CreateTopic {
+            name: "t".into(),
+            id: TOPIC,
+            partitions,
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await
+        .unwrap();
+        World {
+            meta,
+            bucket,
+            log,
+            clock: ManualClock::new(T0),
+            records: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    fn jobs(&self, holder: &str) -> Jobs {
+        Jobs::new(
+            self.log.clone(),
+            self.bucket.clone(),
+            Arc::new(self.clock.clone()),
+            settings(),
+            "c",
+            holder,
+        )
+    }
+
+    /// Writes and commits one segment with `n` records (of `size` bytes)
+    /// in each of `partitions`, sealed now.
+    async fn segment(&mut self, partitions: &[i32], n: i32, size: usize) -> String {
+        self.seq += 1;
+        let now = self.clock.now_ms();
+        let mut b = SegmentBuilder::new();
+        let mut values = Vec::new();
+        for &p in partitions {
+            let value: Vec<u8> = format!("p{p}-s{}-", self.seq)
+                .into_bytes()
+                .into_iter()
+                .cycle()
+                .take(size)
+                .collect();
+            let bytes = simple_batch(n, now, &value, None);
+            let h = batch::parse_all(&bytes).unwrap();
+            b.append(
+                TOPIC.0,
+                p,
+                Bytes::from(bytes),
+                h.iter()
+                    .map(|h| crate::segment::BatchMeta {
+                        size: h.size,
+                        records: h.record_count(),
+                        max_timestamp: h.max_timestamp,
+                        producer_id: -1,
+                        producer_epoch: -1,
+                        base_sequence: -1,
+                    })
+                    .collect(),
+                now,
+            );
+            values.push(value);
+        }
+        let (object, chunks) = b.finish();
+        let key = crate::segment::dated_key(SEGMENTS_PREFIX, ulid::Ulid::new());
+        self.bucket
+            .put(&ObjectPath::from(key.as_str()), object.clone().into())
+            .await
+            .unwrap();
+        let out = self
+            .log
+            .propose(Command::Commit {
+                object: key.clone(),
+                size: object.len() as u64,
+                chunks: chunks
+                    .iter()
+                    .map(|c| ChunkRef {
+                        topic: TOPIC,
+                        partition: c.partition,
+                        position: c.position,
+                        length: c.length,
+                        records: c.records,
+                        max_timestamp: c.max_timestamp,
+                        append_time: now,
+                        batches: vec![],
+                    })
+                    .collect(),
+            })
+            .await
+            .unwrap();
+        let Outcome::Committed(bases) = out else {
+            panic!("{out:?}")
+        };
+        for ((&p, base), value) in partitions.iter().zip(bases).zip(values) {
+            let ChunkOutcome::Appended { base } = base else {
+                panic!("{base:?}")
+            };
+            for i in 0..n as i64 {
+                self.records.insert((p, base + i), value.clone());
+            }
+        }
+        key
+    }
+
+    fn advance(&self, ms: i64) {
+        self.clock.set(self.clock.now_ms() + ms);
+    }
+
+    async fn objects(&self, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        self.bucket
+            .list(Some(&ObjectPath::from(prefix)))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// Reads every record of partition `p` back through the index, as the
+    /// read path does (offsets rewritten), and checks them against what
+    /// was committed: every offset from the log start, once, same bytes.
+    async fn check_partition(&self, p: i32, reader: &ObjectReader) {
+        let chunks = {
+            let s = self.log.state();
+            s.chunks_from("t", p, 0, usize::MAX)
+        };
+        let snap = self.log.state().partition("t", p).unwrap();
+        let mut next = snap.log_start_offset;
+        for c in chunks {
+            let e = &c.entry;
+            let bytes = reader
+                .read_ahead(
+                    &e.object,
+                    c.object_size,
+                    e.position..e.position + e.length,
+                    c.run_end,
+                )
+                .await
+                .unwrap();
+            let (out, _, _) =
+                batch::rewrite_chunk(&bytes, e.base_offset, next, usize::MAX, true, None).unwrap();
+            let mut at = 0;
+            while at < out.len() {
+                let h = batch::parse_one(&out, at).unwrap();
+                let base = i64::from_be_bytes(out[at..at + 8].try_into().unwrap());
+                for i in 0..h.record_count() as i64 {
+                    let off = base + i;
+                    if off < next {
+                        continue;
+                    }
+                    assert_eq!(off, next, "offsets are dense");
+                    let value = &self.records[&(p, off)];
+                    let body = &out[at..at + h.size as usize];
+                    assert!(
+                        body.windows(value.len()).any(|w| w == &value[..]),
+                        "offset {off} holds its record"
+                    );
+                    next += 1;
+                }
+                at += h.size as usize;
+            }
+        }
+        assert_eq!(next, snap.high_watermark, "partition {p} read to its end");
+    }
+}
+
+#[tokio::test]
+async fn retention_by_time_and_size_then_gc_empties_the_state() {
+    let mut w = World::new(2, &[("retention.ms", "60000")]).await;
+    for _ in 0..4 {
+        w.segment(&[0, 1], 3, 100).await;
+        w.advance(30_000);
+    }
+    // Records at T0, +30 s, +60 s, +90 s; now is +120 s: the first two are
+    // older than a minute.
+    let jobs = w.jobs("a");
+    let r = jobs.run(Job::Retention, BUDGET).await.unwrap().unwrap();
+    assert_eq!(r.partitions_trimmed, 2);
+    for p in 0..2 {
+        let s = w.log.state().partition("t", p).unwrap();
+        assert_eq!((s.log_start_offset, s.high_watermark), (6, 12));
+    }
+    // Size: at most one entry's bytes in partition 0 (Kafka drops the
+    // oldest segment while the rest still hold the limit).
+    let entry = w.log.state().index("t", 0).unwrap()[0].length as i64;
+    w.log
+        .propose(Command::SetTopicConfig {
+            name: "t".into(),
+            config: [("retention.bytes".to_string(), entry.to_string())].into(),
+        })
+        .await
+        .unwrap();
+    jobs.run(Job::Retention, BUDGET).await.unwrap().unwrap();
+    assert_eq!(w.log.state().partition("t", 0).unwrap().log_start_offset, 9);
+    // Nothing is deleted before the grace period.
+    let segments = w.objects(SEGMENTS_PREFIX).await.len();
+    assert_eq!(segments, 4);
+    let r = jobs.run(Job::Gc, BUDGET).await.unwrap().unwrap();
+    assert_eq!(r.objects_deleted, 0);
+    w.advance(60_000);
+    let r = jobs.run(Job::Gc, BUDGET).await.unwrap().unwrap();
+    // The size limit applies to both partitions: three segments are
+    // unreferenced, the fourth holds the last entries.
+    assert_eq!(r.objects_deleted, 3);
+    assert_eq!(w.objects(SEGMENTS_PREFIX).await.len(), 1);
+    // Everything expires: index, objects and the unreferenced set empty.
+    w.log
+        .propose(Command::SetTopicConfig {
+            name: "t".into(),
+            config: [("retention.ms".to_string(), "60000".to_string())].into(),
+        })
+        .await
+        .unwrap();
+    w.advance(600_000);
+    jobs.run(Job::Retention, BUDGET).await.unwrap().unwrap();
+    w.advance(60_000);
+    jobs.run(Job::Gc, BUDGET).await.unwrap().unwrap();
+    {
+        let s = w.log.state();
+        assert_eq!(
+            s.index("t", 0).unwrap().len() + s.index("t", 1).unwrap().len(),
+            0
+        );
+        assert_eq!(s.object_count(), 0);
+        assert_eq!(s.unreferenced().count(), 0);
+    }
+    assert!(w.objects(SEGMENTS_PREFIX).await.is_empty());
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_record_at_its_offset_and_reads_in_few_gets() {
+    let mut w = World::new(3, &[]).await;
+    for i in 0..40 {
+        // Partitions 0 and 1 busy, partition 2 quiet.
+        let parts: &[i32] = if i % 10 == 0 { &[0, 1, 2] } else { &[0, 1] };
+        w.segment(parts, 2, 200).await;
+        w.advance(100);
+    }
+    let before = w.objects(SEGMENTS_PREFIX).await.len();
+    assert_eq!(before, 40);
+    w.advance(2_000);
+    let jobs = w.jobs("a");
+    let r = jobs.run(Job::Compaction, BUDGET).await.unwrap().unwrap();
+    assert!(r.entries_compacted >= 70, "{r:?}");
+    assert_eq!(r.runs_refused, 0);
+    // Written once, read once: no more than the bytes compacted, each way.
+    assert!(r.bytes_read <= 2 * 40 * 420 + 8192, "{r:?}");
+    // The quiet partition is not due yet (under run_bytes, not max_lag old).
+    assert!(w
+        .log
+        .state()
+        .index("t", 2)
+        .unwrap()
+        .iter()
+        .all(|e| e.object.starts_with(SEGMENTS_PREFIX)));
+    w.advance(10_000);
+    jobs.run(Job::Compaction, BUDGET).await.unwrap().unwrap();
+    assert!(w
+        .log
+        .state()
+        .index("t", 2)
+        .unwrap()
+        .iter()
+        .all(|e| e.object.starts_with(COMPACTED_PREFIX)));
+    let reader =
+        ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024).with_readahead(8 << 10);
+    for p in 0..3 {
+        w.check_partition(p, &reader).await;
+    }
+    // After the grace period the small segments are gone.
+    w.advance(60_000);
+    jobs.run(Job::Gc, BUDGET).await.unwrap().unwrap();
+    let after = w.objects(SEGMENTS_PREFIX).await.len() + w.objects(COMPACTED_PREFIX).await.len();
+    assert!(after < before / 4, "{after} objects from {before}");
+    for p in 0..3 {
+        w.check_partition(p, &reader).await;
+    }
+    // A cold sequential read of a partition: at most one GET per
+    // read-ahead window (8 KiB here), plus one per object it starts in.
+    let index = w.log.state().index("t", 0).unwrap().to_vec();
+    let bytes: u64 = index.iter().map(|e| e.length).sum();
+    let objects: std::collections::BTreeSet<_> = index.iter().map(|e| e.object.clone()).collect();
+    let cold = ObjectReader::new(
+        w.bucket.clone(),
+        Arc::new(
+            crate::FoyerCache::open(tempfile::tempdir().unwrap().path(), 1 << 20, 4 << 20)
+                .await
+                .unwrap(),
+        ),
+        1024,
+    )
+    .with_readahead(8 << 10);
+    let gets = w
+        .bucket
+        .counters
+        .gets
+        .load(std::sync::atomic::Ordering::Relaxed);
+    w.check_partition(0, &cold).await;
+    let used = w
+        .bucket
+        .counters
+        .gets
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - gets;
+    assert!(
+        used <= bytes.div_ceil(8 << 10) + objects.len() as u64,
+        "{used} GETs for {bytes} bytes in {} objects",
+        objects.len()
+    );
+}
+
+#[tokio::test]
+async fn a_compaction_that_lost_a_race_changes_nothing() {
+    let mut w = World::new(1, &[]).await;
+    for _ in 0..10 {
+        w.segment(&[0], 5, 300).await;
+    }
+    w.advance(60_000);
+    // Retention moves past the first two entries between plan and swap:
+    // the run that replaces them is refused and its object becomes
+    // unreferenced; the run over the other entries (a second object) is
+    // not affected.
+    let plan = w.log.state().clone();
+    w.log
+        .propose(Command::DeleteRecords {
+            name: "t".into(),
+            partition: 0,
+            offset: 10,
+            topic_id: None,
+            time: w.clock.now_ms(),
+        })
+        .await
+        .unwrap();
+    let pieces = compaction::plan_for_test(&plan, w.clock.now_ms(), &settings().compaction);
+    let jobs = w.jobs("a");
+    let mut report = Report::default();
+    compaction::write_for_test(&jobs, pieces, &mut report)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.runs_refused, report.entries_compacted),
+        (1, 5),
+        "{report:?}"
+    );
+    let index = w.log.state().index("t", 0).unwrap().to_vec();
+    assert!(index[..3]
+        .iter()
+        .all(|e| e.object.starts_with(SEGMENTS_PREFIX)));
+    assert!(index[3..]
+        .iter()
+        .all(|e| e.object.starts_with(COMPACTED_PREFIX)));
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+    w.check_partition(0, &reader).await;
+    assert_eq!(
+        w.log
+            .state()
+            .unreferenced()
+            .filter(|(o, _)| o.starts_with(COMPACTED_PREFIX))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn orphans_are_deleted_after_their_age_and_fenced_for_good() {
+    let mut w = World::new(1, &[]).await;
+    w.segment(&[0], 1, 10).await;
+    // An upload whose commit never happened.
+    let orphan = "segments/2026/11/30/01ORPHAN.silt";
+    w.bucket
+        .put(&ObjectPath::from(orphan), Bytes::from_static(b"x").into())
+        .await
+        .unwrap();
+    // The in-memory bucket stamps objects with the real time.
+    let real = SystemClock.now_ms();
+    w.clock.set(real + 1_000);
+    let jobs = w.jobs("a");
+    let r = jobs.run(Job::Gc, BUDGET).await.unwrap().unwrap();
+    assert_eq!(r.orphans_deleted, 0, "not before its age");
+    assert_eq!(w.objects(SEGMENTS_PREFIX).await.len(), 2);
+    w.clock.set(real + 3_600_000 + 1_000);
+    let r = jobs.run(Job::Gc, BUDGET).await.unwrap().unwrap();
+    assert_eq!(r.orphans_deleted, 1);
+    let left = w.objects(SEGMENTS_PREFIX).await;
+    assert_eq!(left.len(), 1, "the committed segment stays");
+    assert_ne!(left[0], orphan);
+    // The paused agent wakes up and commits its upload: refused.
+    let out = w
+        .log
+        .propose(Command::Commit {
+            object: orphan.into(),
+            size: 1,
+            chunks: vec![ChunkRef {
+                topic: TOPIC,
+                partition: 0,
+                position: 0,
+                length: 1,
+                records: 1,
+                max_timestamp: 0,
+                append_time: real - 1_000,
+                batches: vec![],
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, Outcome::StaleCommit);
+}
+
+#[tokio::test]
+async fn one_lock_holder_at_a_time() {
+    let w = World::new(1, &[]).await;
+    let held = silt_coordinator::Lock::try_acquire(
+        w.meta.clone(),
+        &silt_coordinator::keys::Layout::new("c").lock("gc"),
+        "other",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let jobs = w.jobs("a");
+    assert!(jobs.run(Job::Gc, BUDGET).await.unwrap().is_none());
+    assert!(jobs.run(Job::Retention, BUDGET).await.unwrap().is_some());
+    held.release().await;
+    assert!(jobs.run(Job::Gc, BUDGET).await.unwrap().is_some());
+}
