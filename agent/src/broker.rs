@@ -28,6 +28,8 @@ pub struct Broker {
     pub producer: Producer,
     pub membership: Arc<Membership>,
     pub counters: Arc<StoreCounters>,
+    /// What this agent's job passes did.
+    pub job_counters: Arc<silt_tiering::jobs::JobCounters>,
     pub groups: Arc<Groups>,
     pub offsets: OffsetStore,
     pub producer_ids: ProducerIds,

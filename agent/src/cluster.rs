@@ -7,7 +7,11 @@ use anyhow::{bail, Context};
 use object_store::{
     aws::AmazonS3Builder, local::LocalFileSystem, prefix::PrefixStore, ObjectStore,
 };
-use silt_coordinator::{EtcdStore, MetaStore};
+use silt_coordinator::{EtcdStore, MetaLog, MetaStore};
+use silt_tiering::{
+    jobs::{Job, Jobs},
+    store::{RetryConfig, Retrying},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -19,13 +23,18 @@ use crate::{
 
 /// Opens the bucket named by `s3://bucket[/prefix]` (endpoint, region and
 /// credentials from the standard AWS environment) or `file:///path`.
-pub fn open_bucket(url: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub fn open_bucket(
+    url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             bail!("setting bucket: {url:?} names no bucket");
         }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_client_options(object_store::ClientOptions::new().with_timeout(timeout));
         // Segments carry their own checksums (CRC-32C per record batch and
         // per footer), so hashing every payload for SigV4 is redundant work:
         // it took a fifth of the agent's CPU. AWS_UNSIGNED_PAYLOAD=false
@@ -61,13 +70,17 @@ pub fn local_bucket(dir: &std::path::Path) -> object_store::Result<LocalFileSyst
     Ok(LocalFileSystem::new_with_prefix(dir)?.with_fsync(true))
 }
 
-pub async fn run(
-    settings: Settings,
-    faults: Option<TestFaults>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Opens the bucket and connects to etcd, failing with the setting named
+/// when either is unreachable.
+async fn connect(
+    settings: &Settings,
+    faults: Option<&TestFaults>,
+) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn ObjectStore>)> {
     let endpoints = settings.etcd_endpoints();
-    let objects = open_bucket(settings.bucket.as_deref().unwrap_or_default())?;
+    let objects = open_bucket(
+        settings.bucket.as_deref().unwrap_or_default(),
+        settings.object_store_timeout,
+    )?;
     // Fail at start, with the setting named, when the bucket is unreachable.
     {
         use futures::StreamExt;
@@ -91,10 +104,18 @@ pub async fn run(
         .context("setting etcd: connecting timed out")?
         .with_context(|| format!("setting etcd: cannot connect to {}", endpoints.join(",")))?,
     );
-    let (meta, objects) = match &faults {
+    Ok(match faults {
         Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
         None => (meta, objects),
-    };
+    })
+}
+
+pub async fn run(
+    settings: Settings,
+    faults: Option<TestFaults>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (meta, objects) = connect(&settings, faults.as_ref()).await?;
     let parts = Components {
         meta,
         bucket: objects,
@@ -102,6 +123,83 @@ pub async fn run(
         clock: Arc::new(SystemClock),
     };
     runtime::serve(settings, parts, None, shutdown).await
+}
+
+/// `silt jobs run`: the tiering jobs as a process of their own, against the
+/// cluster's etcd and bucket, under the same locks as agents. With `once`,
+/// one pass of each job (or of `only`), each pass's report printed as a
+/// JSON line; otherwise on their intervals until `shutdown`.
+pub async fn run_jobs(
+    settings: Settings,
+    faults: Option<TestFaults>,
+    once: bool,
+    only: Option<Job>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let list = match only {
+        Some(j) => vec![j],
+        None if settings.jobs.trim() == "none" => Job::ALL.to_vec(),
+        None => settings
+            .job_list()
+            .map_err(|m| anyhow::anyhow!("setting jobs: {m}"))?,
+    };
+    let (meta, objects) = connect(&settings, faults.as_ref()).await?;
+    let objects: Arc<dyn ObjectStore> = Arc::new(Retrying::new(objects, RetryConfig::default()));
+    let writer = format!("jobs-{}-{}", settings.agent_id(), ulid::Ulid::new());
+    let log = MetaLog::open(meta, objects.clone(), &settings.cluster, &writer)
+        .await
+        .context("loading metadata")?;
+    let jobs = Arc::new(Jobs::new(
+        log.clone(),
+        objects,
+        Arc::new(SystemClock),
+        settings.job_settings(),
+        &settings.cluster,
+        &writer,
+    ));
+    let budget = crate::jobs::budget(&settings);
+    let result = if once {
+        let mut failed = None;
+        for job in list {
+            let line = match jobs.run(job, budget).await {
+                Ok(Some(r)) => serde_json::json!({
+                    "job": job.name(),
+                    "ran": true,
+                    "partitions_trimmed": r.partitions_trimmed,
+                    "entries_compacted": r.entries_compacted,
+                    "entries_written": r.entries_written,
+                    "runs_refused": r.runs_refused,
+                    "objects_written": r.objects_written,
+                    "bytes_read": r.bytes_read,
+                    "bytes_written": r.bytes_written,
+                    "objects_deleted": r.objects_deleted,
+                    "orphans_deleted": r.orphans_deleted,
+                    "checkpoints_deleted": r.checkpoints_deleted,
+                    "more": r.more,
+                }),
+                Ok(None) => serde_json::json!({
+                    "job": job.name(),
+                    "ran": false,
+                    "reason": "another process holds the job's lock",
+                }),
+                Err(e) => {
+                    failed = Some(anyhow::anyhow!("job {job}: {e}"));
+                    serde_json::json!({"job": job.name(), "ran": false, "error": e.to_string()})
+                }
+            };
+            println!("{line}");
+        }
+        failed.map_or(Ok(()), Err)
+    } else {
+        let list = list
+            .into_iter()
+            .map(|j| (j, crate::jobs::interval(&settings, j)))
+            .collect();
+        crate::jobs::run_loop(jobs, list, budget, shutdown).await;
+        Ok(())
+    };
+    log.close();
+    result
 }
 
 #[cfg(test)]
@@ -116,7 +214,7 @@ mod tests {
         let store = local_bucket(dir.path()).unwrap();
         assert!(format!("{store:?}").contains("fsync: true"), "{store:?}");
         let url = format!("file://{}", dir.path().display());
-        let opened = open_bucket(&url).unwrap();
+        let opened = open_bucket(&url, std::time::Duration::from_secs(1)).unwrap();
         assert!(format!("{opened:?}").contains("fsync: true"), "{opened:?}");
     }
 }

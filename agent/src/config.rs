@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use bytesize::ByteSize;
 use serde::Deserialize;
+use silt_tiering::store::RetryConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +89,58 @@ pub struct Settings {
     /// Membership lease TTL: a dead agent leaves Metadata within it.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// Bytes one GET may fetch past the block a sequential read misses on
+    /// (along a partition's contiguous run in a compacted object).
+    pub cache_readahead: ByteSize,
+    /// Timeout of one object store request (`s3://` buckets).
+    #[serde(with = "humantime_serde")]
+    pub object_store_timeout: Duration,
+    /// Background jobs this agent takes part in (one holder per job in the
+    /// cluster at a time): `retention,compaction,gc`, or `none`.
+    pub jobs: String,
+    /// Most time one job pass spends before it leaves the rest for the
+    /// next pass.
+    #[serde(with = "humantime_serde")]
+    pub jobs_pass_time: Duration,
+    /// Cluster default `retention.ms` for topics without their own (Kafka's
+    /// `log.retention.ms`); -1 keeps records forever.
+    pub log_retention_ms: i64,
+    /// Cluster default `retention.bytes` per partition (Kafka's
+    /// `log.retention.bytes`); -1 for no size limit.
+    pub log_retention_bytes: i64,
+    /// How often retention looks for records to delete (Kafka's
+    /// `log.retention.check.interval.ms`).
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+    /// How often compaction looks for small segments to merge.
+    #[serde(with = "humantime_serde")]
+    pub compaction_interval: Duration,
+    /// A partition's run in a compacted object is final at this size.
+    pub compaction_run_bytes: ByteSize,
+    /// Largest object compaction writes (it holds about twice this in
+    /// memory while it writes one).
+    pub compaction_object_bytes: ByteSize,
+    /// Largest index entry compaction writes (a fetch reads whole entries).
+    pub compaction_entry_bytes: ByteSize,
+    /// Bytes one compaction pass reads at most.
+    pub compaction_pass_bytes: ByteSize,
+    /// Records sealed less than this long ago are not compacted.
+    #[serde(with = "humantime_serde")]
+    pub compaction_min_age: Duration,
+    /// Records in small segments this old are compacted even when their
+    /// partition has less than a run's worth.
+    #[serde(with = "humantime_serde")]
+    pub compaction_max_lag: Duration,
+    /// How often object GC runs.
+    #[serde(with = "humantime_serde")]
+    pub gc_interval: Duration,
+    /// An object is deleted this long after the index stopped referencing
+    /// it (readers that looked it up before may still read it).
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
+    /// An upload the log never committed is deleted once this old.
+    #[serde(with = "humantime_serde")]
+    pub gc_orphan_age: Duration,
 }
 
 impl Default for Settings {
@@ -127,6 +180,23 @@ impl Default for Settings {
             cache_dir: None,
             http: None,
             lease_ttl: Duration::from_secs(10),
+            cache_readahead: ByteSize::mib(16),
+            object_store_timeout: Duration::from_secs(30),
+            jobs: "retention,compaction,gc".into(),
+            jobs_pass_time: Duration::from_secs(120),
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            retention_check_interval: Duration::from_secs(60),
+            compaction_interval: Duration::from_secs(30),
+            compaction_run_bytes: ByteSize::mib(16),
+            compaction_object_bytes: ByteSize::mib(32),
+            compaction_entry_bytes: ByteSize::mib(1),
+            compaction_pass_bytes: ByteSize::gib(1),
+            compaction_min_age: Duration::from_secs(60),
+            compaction_max_lag: Duration::from_secs(600),
+            gc_interval: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(600),
+            gc_orphan_age: Duration::from_secs(3600),
         }
     }
 }
@@ -175,6 +245,23 @@ pub const KEYS: &[&str] = &[
     "cache_dir",
     "http",
     "lease_ttl",
+    "cache_readahead",
+    "object_store_timeout",
+    "jobs",
+    "jobs_pass_time",
+    "log_retention_ms",
+    "log_retention_bytes",
+    "retention_check_interval",
+    "compaction_interval",
+    "compaction_run_bytes",
+    "compaction_object_bytes",
+    "compaction_entry_bytes",
+    "compaction_pass_bytes",
+    "compaction_min_age",
+    "compaction_max_lag",
+    "gc_interval",
+    "gc_grace",
+    "gc_orphan_age",
 ];
 
 impl Settings {
@@ -303,7 +390,104 @@ impl Settings {
         if self.connections_max_idle < Duration::from_millis(100) {
             return bad("connections_max_idle", "must be at least 100ms");
         }
+        if let Err(m) = self.job_list() {
+            return bad("jobs", &m);
+        }
+        if self.log_retention_ms < -1 {
+            return bad("log_retention_ms", "must be -1 (forever) or at least 0");
+        }
+        if self.log_retention_bytes < -1 {
+            return bad("log_retention_bytes", "must be -1 (no limit) or at least 0");
+        }
+        for (name, d) in [
+            ("retention_check_interval", self.retention_check_interval),
+            ("compaction_interval", self.compaction_interval),
+            ("gc_interval", self.gc_interval),
+            ("jobs_pass_time", self.jobs_pass_time),
+        ] {
+            if d < Duration::from_millis(100) {
+                return bad(name, "must be at least 100ms");
+            }
+        }
+        if self.compaction_run_bytes.as_u64() == 0
+            || self.compaction_object_bytes.as_u64() < 2 * self.compaction_run_bytes.as_u64()
+        {
+            return bad(
+                "compaction_object_bytes",
+                "must be at least twice compaction_run_bytes (so every cut run is final)",
+            );
+        }
+        if self.compaction_object_bytes.as_u64() > 1 << 30 {
+            return bad("compaction_object_bytes", "must be at most 1GiB");
+        }
+        if self.compaction_entry_bytes.as_u64() < 4096 {
+            return bad("compaction_entry_bytes", "must be at least 4KiB");
+        }
+        if self.cache_readahead.as_u64() > 256 << 20 {
+            return bad("cache_readahead", "must be at most 256MiB");
+        }
+        if self.object_store_timeout < Duration::from_millis(100) {
+            return bad("object_store_timeout", "must be at least 100ms");
+        }
+        // A reader looks an object up in its state, then reads it: the
+        // longest such read is every attempt of a GET timing out.
+        let longest_read = self.object_store_timeout * RetryConfig::default().attempts;
+        if self.gc_grace < 2 * longest_read {
+            return bad(
+                "gc_grace",
+                &format!(
+                    "must be at least twice the longest read that may still use an object ({}ms: {} attempts of object_store_timeout)",
+                    longest_read.as_millis(),
+                    RetryConfig::default().attempts
+                ),
+            );
+        }
+        if self.gc_orphan_age < Duration::from_secs(10) {
+            return bad(
+                "gc_orphan_age",
+                "must be at least 10s (commits sealed more than half of it ago are refused)",
+            );
+        }
         Ok(())
+    }
+
+    /// The jobs this agent runs.
+    pub fn job_list(&self) -> Result<Vec<silt_tiering::jobs::Job>, String> {
+        let s = self.jobs.trim();
+        if s.is_empty() || s == "none" {
+            return Ok(Vec::new());
+        }
+        s.split(',')
+            .map(|j| {
+                silt_tiering::jobs::Job::parse(j.trim()).ok_or_else(|| {
+                    format!("unknown job {j:?} (known: retention, compaction, gc, or none)")
+                })
+            })
+            .collect()
+    }
+
+    /// The jobs' settings.
+    pub fn job_settings(&self) -> silt_tiering::jobs::JobSettings {
+        use silt_tiering::jobs::*;
+        let limit = |v: i64| (v >= 0).then_some(v);
+        JobSettings {
+            retention: RetentionDefaults {
+                ms: limit(self.log_retention_ms),
+                bytes: limit(self.log_retention_bytes),
+            },
+            compaction: CompactionSettings {
+                run_bytes: self.compaction_run_bytes.as_u64(),
+                object_bytes: self.compaction_object_bytes.as_u64(),
+                entry_bytes: self.compaction_entry_bytes.as_u64(),
+                min_age: self.compaction_min_age,
+                max_lag: self.compaction_max_lag,
+            },
+            gc: GcSettings {
+                grace: self.gc_grace,
+                orphan_age: self.gc_orphan_age,
+                batch: 1000,
+            },
+        }
     }
 
     /// Checks what `silt agent` needs beyond `silt dev`.

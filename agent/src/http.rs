@@ -51,6 +51,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
 fn metrics(broker: &Broker) -> String {
     let mut out = String::new();
     broker.counters.render(&mut out);
+    broker.job_counters.render(&mut out);
     let totals = broker.log.state().totals();
     let (topics, partitions, records) = (totals.topics, totals.partitions, totals.records);
     let _ = writeln!(out, "# TYPE silt_topics gauge\nsilt_topics {topics}");

@@ -5,7 +5,8 @@
 //! fetch goes `server` → `protocol::fetch` → `fetch` (index, cache, offset
 //! rewrite, long poll). `topics` changes topics through the commit log,
 //! `group` runs consumer groups, `error` maps every failure to its Kafka
-//! code, and `runtime` assembles an agent from the components it is given.
+//! code, `jobs` runs the tiering jobs (retention, compaction, object GC),
+//! and `runtime` assembles an agent from the components it is given.
 
 pub mod broker;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod faults;
 pub mod fetch;
 pub mod group;
 pub mod http;
+pub mod jobs;
 pub mod produce;
 pub mod protocol;
 pub mod runtime;

@@ -21,6 +21,28 @@ enum Cmd {
     Dev(Flags),
     /// One stateless agent of a cluster: metadata in etcd, data in a bucket.
     Agent(Flags),
+    /// Background jobs (retention, compaction, object GC) against a
+    /// cluster's etcd and bucket.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCmd {
+    /// Runs the jobs (those of the `jobs` setting, or all when it is
+    /// `none`) under the same locks as agents.
+    Run {
+        #[command(flatten)]
+        flags: Flags,
+        /// One pass of each job, a JSON report line per job, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Only this job: retention, compaction or gc.
+        #[arg(long)]
+        job: Option<String>,
+    },
 }
 
 /// Every flag is also a `SILT_<NAME>` environment variable and a key in the
@@ -122,6 +144,25 @@ fn main() -> std::process::ExitCode {
     let (flags, agent) = match &cli.command {
         Cmd::Dev(f) => (f, false),
         Cmd::Agent(f) => (f, true),
+        Cmd::Jobs {
+            command: JobsCmd::Run { flags, .. },
+        } => (flags, true),
+    };
+    let jobs = match &cli.command {
+        Cmd::Jobs {
+            command: JobsCmd::Run { once, job, .. },
+        } => match job
+            .as_deref()
+            .map(|j| (j, silt_tiering::jobs::Job::parse(j)))
+        {
+            Some((j, None)) => {
+                eprintln!("silt: --job {j:?}: unknown job (known: retention, compaction, gc)");
+                return std::process::ExitCode::from(2);
+            }
+            Some((_, job)) => Some((*once, job)),
+            None => Some((*once, None)),
+        },
+        _ => None,
     };
     let settings = Settings::load(
         flags.config.as_deref(),
@@ -163,7 +204,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        if agent {
+        if let Some((once, job)) = jobs {
+            silt_agent::cluster::run_jobs(settings, faults, once, job, shutdown).await
+        } else if agent {
             silt_agent::cluster::run(settings, faults, shutdown).await
         } else {
             silt_agent::dev::run(settings, faults, shutdown).await

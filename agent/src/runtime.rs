@@ -9,6 +9,7 @@ use silt_coordinator::{
     membership::node_id_for, AgentInfo, Membership, MetaLog, MetaStore, OffsetStore, ProducerIds,
 };
 use silt_tiering::{
+    jobs::Jobs,
     store::{Instrumented, RetryConfig, Retrying},
     BlockCache, FoyerCache, NoCache, ObjectReader,
 };
@@ -89,7 +90,8 @@ pub async fn serve(
         objects.clone(),
         cache.clone(),
         settings.cache_block.as_u64(),
-    );
+    )
+    .with_readahead(settings.cache_readahead.as_u64());
     let agent_id = settings.agent_id();
     let writer = format!("{agent_id}-{}", ulid::Ulid::new());
     let log = MetaLog::open(meta.clone(), objects.clone(), &settings.cluster, &writer)
@@ -141,6 +143,26 @@ pub async fn serve(
         },
         producer_shutdown.clone(),
     );
+    let jobs = Arc::new(Jobs::new(
+        log.clone(),
+        objects.clone(),
+        clock.clone(),
+        settings.job_settings(),
+        &settings.cluster,
+        &writer,
+    ));
+    let job_list = settings
+        .job_list()
+        .map_err(|m| anyhow::anyhow!("setting jobs: {m}"))?
+        .into_iter()
+        .map(|j| (j, crate::jobs::interval(&settings, j)))
+        .collect();
+    let job_loop = tokio::spawn(crate::jobs::run_loop(
+        jobs.clone(),
+        job_list,
+        crate::jobs::budget(&settings),
+        shutdown.clone(),
+    ));
     let groups = Arc::new(Groups::new(settings.group_max_size));
     let group_timers = tokio::spawn(groups.clone().run_timers(shutdown.clone()));
     let broker = Arc::new(Broker {
@@ -158,6 +180,7 @@ pub async fn serve(
         producer,
         membership: membership.clone(),
         counters,
+        job_counters: jobs.counters(),
         groups,
         offsets: OffsetStore::new(meta.clone(), &settings.cluster),
         producer_ids: ProducerIds::new(meta.clone(), &settings.cluster),
@@ -225,6 +248,7 @@ pub async fn serve(
     let _ = producer_done.await;
     let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
     let _ = checkpoints.await;
+    let _ = job_loop.await;
     let _ = group_timers.await;
     let _ = handoff.await;
     if let Some(h) = http {

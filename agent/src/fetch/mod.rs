@@ -248,7 +248,12 @@ impl ReadPath {
         let e = &c.entry;
         let bytes = self
             .reader
-            .read(&e.object, c.object_size, e.position..e.position + e.length)
+            .read_ahead(
+                &e.object,
+                c.object_size,
+                e.position..e.position + e.length,
+                c.run_end,
+            )
             .await?;
         let append_time = (timestamps == TimestampType::LogAppendTime).then_some(e.append_time);
         let (out, _next, cut) =
