@@ -34,7 +34,14 @@ pub fn open_bucket(
         }
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_client_options(object_store::ClientOptions::new().with_timeout(timeout));
+            // One option on top of those from the environment (which
+            // `with_client_options` would replace).
+            .with_config(
+                object_store::aws::AmazonS3ConfigKey::Client(
+                    object_store::ClientConfigKey::Timeout,
+                ),
+                format!("{}ms", timeout.as_millis()),
+            );
         // Segments carry their own checksums (CRC-32C per record batch and
         // per footer), so hashing every payload for SigV4 is redundant work:
         // it took a fifth of the agent's CPU. AWS_UNSIGNED_PAYLOAD=false
