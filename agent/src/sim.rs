@@ -7,7 +7,9 @@
 //! PUTs that fail (before or after writing), commit answers lost after the
 //! write (reported as a failure or as the store being unavailable), watches
 //! that lag, checkpoints at any moment by any agent, agents restarted, and
-//! idempotent producers retrying. After each run the checker asserts:
+//! idempotent producers retrying, and compaction and object GC passes (a
+//! grace period of a few steps, so agents whose watch lags still hold
+//! locations of objects GC may delete). After each run the checker asserts:
 //!
 //! - every acknowledged append is in every agent's state exactly once, at
 //!   the offset it was acknowledged with (read back through the read path);
@@ -35,6 +37,8 @@ use silt_coordinator::{
 };
 use silt_tiering::{
     batch::{self, simple_batch},
+    clock::Clock,
+    jobs::{Budget, CompactionSettings, GcSettings, Job, JobSettings, Jobs, RetentionDefaults},
     store::{FaultConfig, Faulty, RetryConfig, Retrying},
     NoCache, ObjectReader,
 };
@@ -92,6 +96,8 @@ struct World {
     topic: TopicId,
     partitions: i32,
     incarnation: u64,
+    /// The wall clock every agent and job reads; each step moves it on.
+    clock: ManualClock,
 }
 
 impl World {
@@ -144,7 +150,7 @@ impl World {
                 store: objects,
                 log: log.clone(),
                 reader: reader.clone(),
-                clock: Arc::new(ManualClock::new(1_000)),
+                clock: Arc::new(self.clock.clone()),
             },
             shutdown.clone(),
         );
@@ -264,6 +270,9 @@ struct Stats {
     pauses: usize,
     claims: usize,
     fenced: usize,
+    /// Compaction runs swapped in, and objects GC deleted.
+    compacted: u64,
+    collected: u64,
 }
 
 async fn run(seed: u64) -> Stats {
@@ -287,6 +296,7 @@ async fn run(seed: u64) -> Stats {
         topic,
         partitions,
         incarnation: 0,
+        clock: ManualClock::new(1_000_000),
     };
     let n_agents = 2 + rng.below(2) as usize;
     let mut agents = Vec::new();
@@ -429,10 +439,54 @@ async fn run(seed: u64) -> Stats {
                     stats.fenced += 1;
                 }
             }
+            95..=97 => {
+                // A compaction or GC pass, run by agent `a` against the
+                // bucket, with a grace period of at most a few steps.
+                let settings = JobSettings {
+                    retention: RetentionDefaults {
+                        ms: None,
+                        bytes: None,
+                    },
+                    compaction: CompactionSettings {
+                        run_bytes: 64 << rng.below(4),
+                        object_bytes: 4096,
+                        entry_bytes: 64 << rng.below(4),
+                        min_age: Duration::ZERO,
+                        max_lag: Duration::ZERO,
+                    },
+                    gc: GcSettings {
+                        grace: Duration::from_millis(rng.below(30)),
+                        orphan_age: Duration::from_secs(3600),
+                        batch: 1 + rng.below(4) as usize,
+                    },
+                };
+                let jobs = Jobs::new(
+                    agents[a].log.clone(),
+                    world.bucket.clone(),
+                    Arc::new(world.clock.clone()),
+                    settings,
+                    CLUSTER,
+                    &agents[a].token,
+                );
+                let job = if rng.chance(0.5) {
+                    Job::Compaction
+                } else {
+                    Job::Gc
+                };
+                let budget = Budget {
+                    time: Duration::from_secs(5),
+                    bytes: 1 << 20,
+                };
+                if let Ok(Some(r)) = jobs.run(job, budget).await {
+                    stats.compacted += r.entries_compacted;
+                    stats.collected += r.objects_deleted;
+                }
+            }
             _ => {
                 tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
             }
         }
+        world.clock.set(world.clock.now_ms() + rng.below(10) as i64);
     }
     // Heal, let every producer finish, and let every agent catch up.
     for a in &agents {
@@ -577,6 +631,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.pauses += s.pauses;
                 total.claims += s.claims;
                 total.fenced += s.fenced;
+                total.compacted += s.compacted;
+                total.collected += s.collected;
             }
             Err(e) => {
                 eprintln!("simulation failed; replay with: {}", replay_hint(seed));
@@ -593,7 +649,9 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 && total.checkpoints > 0
                 && total.restarts > 0
                 && total.claims > 0
-                && total.fenced > 0,
+                && total.fenced > 0
+                && total.compacted > 0
+                && total.collected > 0,
             "{total:?}"
         );
     }
