@@ -6,7 +6,7 @@
 //! `Compact` record that applies only if the entries it replaces are still
 //! those it read.
 //!
-//! Policy (two levels; docs/decisions/0007-segment-compaction.md): a run is
+//! Policy (two levels; docs/decisions/0005-tiering-jobs.md): a run is
 //! *final* once it lies in a compacted object and holds at least
 //! `run_bytes`. A partition's oldest stretch of non-final entries is
 //! rewritten when it holds `run_bytes` or more (one write for busy
