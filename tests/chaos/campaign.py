@@ -5,7 +5,9 @@ where it was acknowledged, once, whatever fails?
 Each run starts its own stack on 127.0.0.1 (ports chosen at run time):
 a three-member etcd, moto behind a fault-injecting HTTP proxy (s3proxy.py)
 and three `silt agent` processes (tests/e2e/cluster.py) with
-SILT_CHECKPOINT_EVERY=20, so that checkpoints race with everything else;
+SILT_CHECKPOINT_EVERY=20, so that checkpoints race with everything else,
+and the tiering jobs every 2 s with small sizes (FAST_JOBS: compaction swaps
+index entries, GC deletes objects 30 s after they leave the index);
 in some runs (chosen by the seed) the agents also lose the answers to a
 few commit-log writes (SILT_TEST_FAULTS commit_ack_loss_rate).
 
@@ -477,6 +479,42 @@ def wait_group(members: list[GroupMember], history: History, high: dict[int, int
         time.sleep(0.5)
 
 
+# The tiering jobs run every couple of seconds with small sizes, so that
+# compaction swaps index entries and GC deletes objects while the faults
+# happen. gc_grace must cover three attempts of a GET (object_store_timeout
+# above the proxy's 2 s latency faults).
+FAST_JOBS = {
+    "SILT_COMPACTION_INTERVAL": "2s",
+    "SILT_COMPACTION_MIN_AGE": "2s",
+    "SILT_COMPACTION_MAX_LAG": "5s",
+    "SILT_COMPACTION_RUN_BYTES": "64KiB",
+    "SILT_COMPACTION_OBJECT_BYTES": "256KiB",
+    "SILT_COMPACTION_ENTRY_BYTES": "16KiB",
+    "SILT_GC_INTERVAL": "2s",
+    "SILT_OBJECT_STORE_TIMEOUT": "5s",
+    "SILT_GC_GRACE": "30s",
+    "SILT_GC_ORPHAN_AGE": "60s",
+}
+JOB_METRICS = ("silt_compaction_entries_total", "silt_compaction_runs_refused_total",
+               "silt_gc_objects_deleted_total", "silt_gc_orphans_deleted_total")
+
+
+def jobs_done(c: cl.Cluster) -> dict[str, float]:
+    """What the agents' tiering jobs did (summed over the running agents;
+    an agent killed during the run took its counts with it)."""
+    out = {k.removeprefix("silt_").removesuffix("_total"): 0.0 for k in JOB_METRICS}
+    for i, a in enumerate(c.agents):
+        if not a.alive():
+            continue
+        try:
+            m = c.metrics(i)
+        except Exception:
+            continue
+        for k in JOB_METRICS:
+            out[k.removeprefix("silt_").removesuffix("_total")] += m.get(k, 0.0)
+    return out
+
+
 def run_one(n: int, seed: int, args, workdir: Path) -> dict:
     duration, rate = args.duration, args.rate
     rundir = workdir / f"run-{n}"
@@ -490,7 +528,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
 
     def agent_env(i: int) -> dict:
         env = {"SILT_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
-               "AWS_ENDPOINT_URL": proxy.endpoint, "SILT_LOG": args.agent_log}
+               "AWS_ENDPOINT_URL": proxy.endpoint, "SILT_LOG": args.agent_log, **FAST_JOBS}
         if ack_loss:
             env["SILT_TEST_FAULTS"] = (f"commit_ack_loss_rate={ack_loss},"
                                        f"seed={2 * (seed * AGENTS + i) + 1}")
@@ -559,6 +597,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
         nemesis.recover_crashes()
         read_everything(c, topic, history)
         nemesis.recover_crashes()  # nothing may die during the reads either
+        history.data["jobs"] = jobs_done(c)
         history.data["proxy"] = proxy.stats()
     except Exception as e:
         history.incident("harness", "run", f"{e!r}")
@@ -591,6 +630,8 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
     if not ok:
         line += " (" + "; ".join(([verdict.summary()] if verdict.total else []) + invalid) + ")"
     info = ", ".join(f"{k}={v}" for k, v in sorted(verdict.info.items()))
+    info += "; jobs: " + ", ".join(f"{k}={v:.0f}" for k, v in
+                                   sorted(history.data.get("jobs", {}).items()))
     detail = (f"{line}\n  faults: {dict(faults)}; commit answers lost at rate {ack_loss}; "
               f"{time.monotonic() - t_start:.0f}s\n  {info}\n")
     if verdict.total:

@@ -60,7 +60,8 @@ pub enum AppendError {
     TooLarge { size: u32, max: i32 },
     #[error("transactional batches are not supported")]
     Transactional,
-    /// The segment upload failed: nothing was committed; retry.
+    /// The segment upload failed, or its commit was refused as too old:
+    /// nothing was committed; retry.
     #[error("{0}")]
     Upload(String),
     /// The commit's outcome is unknown (the metadata store failed or did
@@ -567,6 +568,11 @@ async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendEr
     };
     match log.propose(command).await {
         Ok(Outcome::Committed(bases)) => Ok(bases),
+        // Known not to be committed: like a failed upload, retriable.
+        Ok(Outcome::StaleCommit) => Err(AppendError::Upload(format!(
+            "segment {}: sealed before the commit horizon (it took longer than half of gc_orphan_age to commit); refused",
+            s.key
+        ))),
         Ok(other) => Err(AppendError::Commit(format!(
             "segment {}: unexpected commit outcome {other:?}",
             s.key

@@ -152,6 +152,35 @@ async fn offsets_are_dense_and_in_submit_order_across_seals() {
     r.done.await.unwrap();
 }
 
+/// A segment sealed before the commit horizon (object GC may have taken
+/// its upload for an orphan) is refused with a retriable storage error and
+/// nothing of it is visible; later segments commit.
+#[tokio::test]
+async fn a_commit_behind_the_horizon_is_refused_and_retriable() {
+    let r = rig(config(Duration::from_secs(3600), 1, 1 << 20)).await;
+    // The rig's clock says 1,000 ms; GC fenced everything before 2,000.
+    r.log
+        .propose(Command::ForgetObjects {
+            time: 5_000,
+            horizon: 2_000,
+            objects: vec![],
+        })
+        .await
+        .unwrap();
+    let got = r
+        .producer
+        .submit(vec![append(r.topic, 0, 1, 3)])
+        .await
+        .await;
+    assert!(
+        matches!(&got[..], [Err(e)] if e.kind() == ErrorKind::StorageUnavailable),
+        "{got:?}"
+    );
+    assert_eq!(hwm(&r.log, 0), 0);
+    r.shutdown.cancel();
+    r.done.await.unwrap();
+}
+
 #[tokio::test]
 async fn batches_sealed_together_get_consecutive_offsets() {
     let r = rig(config(Duration::from_millis(20), 1 << 30, 1 << 20)).await;
