@@ -54,6 +54,11 @@ impl Default for CompactionSettings {
     }
 }
 
+/// Index entries one compaction object replaces at most: its `Compact`
+/// record names each (about 150 bytes of JSON), and a metadata-store
+/// request must stay well under etcd's 1.5 MiB.
+pub const MAX_ENTRIES_PER_OBJECT: usize = 2000;
+
 /// Largest gap between two ranges of one source object read in one GET.
 const COALESCE_GAP: u64 = 64 << 10;
 /// Largest single GET of a source object.
@@ -163,7 +168,9 @@ fn plan(state: &State, now: i64, s: &CompactionSettings, budget: u64) -> Vec<Pie
                 entries: Vec::new(),
             };
             for e in chosen {
-                if !piece.entries.is_empty() && piece.bytes() + e.length > target {
+                let full = piece.bytes() + e.length > target
+                    || piece.entries.len() >= MAX_ENTRIES_PER_OBJECT;
+                if !piece.entries.is_empty() && full {
                     let next = Piece {
                         entries: Vec::new(),
                         ..piece.clone()
@@ -185,7 +192,9 @@ fn pack(pieces: Vec<Piece>, object_bytes: u64) -> Vec<Vec<Piece>> {
     for piece in pieces {
         let fits = objects.last().is_some_and(|o| {
             let used: u64 = o.iter().map(Piece::bytes).sum();
+            let entries: usize = o.iter().map(|p| p.entries.len()).sum();
             used + piece.bytes() <= object_bytes
+                && entries + piece.entries.len() <= MAX_ENTRIES_PER_OBJECT
                 && !o
                     .iter()
                     .any(|q| q.topic == piece.topic && q.partition == piece.partition)
@@ -293,6 +302,7 @@ async fn write_object(
         });
     }
     let size = object.len() as u64;
+    debug_assert!(runs.iter().map(|r| r.replaces.len()).sum::<usize>() <= MAX_ENTRIES_PER_OBJECT);
     jobs.store
         .put(&ObjectPath::from(key.as_str()), PutPayload::from(object))
         .await?;

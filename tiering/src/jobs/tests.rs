@@ -86,11 +86,15 @@ impl World {
     }
 
     fn jobs(&self, holder: &str) -> Jobs {
+        self.jobs_with(holder, settings())
+    }
+
+    fn jobs_with(&self, holder: &str, settings: JobSettings) -> Jobs {
         Jobs::new(
             self.log.clone(),
             self.bucket.clone(),
             Arc::new(self.clock.clone()),
-            settings(),
+            settings,
             "c",
             holder,
         )
@@ -376,6 +380,37 @@ async fn compaction_keeps_every_record_at_its_offset_and_reads_in_few_gets() {
         "{used} GETs for {bytes} bytes in {} objects",
         objects.len()
     );
+}
+
+/// Many tiny entries: each compaction record stays small enough for the
+/// metadata store (a bounded number of entries per object).
+#[tokio::test]
+async fn compaction_records_stay_small_with_many_tiny_entries() {
+    let mut w = World::new(1, &[]).await;
+    let n = compaction::MAX_ENTRIES_PER_OBJECT + 500;
+    for _ in 0..n {
+        w.segment(&[0], 1, 1).await;
+    }
+    w.advance(20_000);
+    // Objects large enough for every entry: only the entry bound cuts.
+    let mut s = settings();
+    s.compaction.object_bytes = 64 << 20;
+    let jobs = w.jobs_with("a", s);
+    let r = jobs.run(Job::Compaction, BUDGET).await.unwrap().unwrap();
+    assert_eq!(r.entries_compacted, n as u64, "{r:?}");
+    assert_eq!(r.objects_written, 2, "{r:?}");
+    // The records on the log: every one under 512 KiB.
+    let records = w
+        .meta
+        .range(silt_coordinator::metastore::KeyRange::Prefix(
+            silt_coordinator::keys::Layout::new("c").log(),
+        ))
+        .await
+        .unwrap();
+    let largest = records.kvs.iter().map(|kv| kv.value.len()).max().unwrap();
+    assert!(largest < 512 << 10, "a log record of {largest} bytes");
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+    w.check_partition(0, &reader).await;
 }
 
 #[tokio::test]
