@@ -62,6 +62,12 @@ pub trait BlockCache: Send + Sync + 'static {
     async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, CacheError>;
     /// Offers a block that is already in memory (write-through after upload).
     fn insert(&self, key: String, block: Bytes);
+    /// Whether the block is cached (a false answer costs a GET at most).
+    fn contains(&self, key: &str) -> bool;
+    /// Whether blocks inserted are kept (read-ahead is pointless if not).
+    fn keeps_blocks(&self) -> bool {
+        true
+    }
     async fn close(&self);
 }
 
@@ -74,6 +80,12 @@ impl BlockCache for NoCache {
         fetch.await.map_err(|e| CacheError(e.to_string()))
     }
     fn insert(&self, _key: String, _block: Bytes) {}
+    fn contains(&self, _key: &str) -> bool {
+        false
+    }
+    fn keeps_blocks(&self) -> bool {
+        false
+    }
     async fn close(&self) {}
 }
 
@@ -126,12 +138,19 @@ impl BlockCache for FoyerCache {
         let props = HybridCacheProperties::default().with_location(Location::InMem);
         self.inner.insert_with_properties(key, block, props);
     }
+    fn contains(&self, key: &str) -> bool {
+        self.inner.contains(key)
+    }
     async fn close(&self) {
         if let Err(e) = self.inner.close().await {
             tracing::warn!(error = %e, "closing block cache");
         }
     }
 }
+
+/// Read-ahead windows fetched in the background at once, at most (each
+/// holds up to the read-ahead in memory until its blocks are cached).
+pub const MAX_PREFETCHES: usize = 8;
 
 /// Reads byte ranges of immutable objects through a [`BlockCache`].
 #[derive(Clone)]
@@ -140,6 +159,9 @@ pub struct ObjectReader {
     cache: Arc<dyn BlockCache>,
     block_size: u64,
     readahead: u64,
+    /// Windows being fetched ahead of sequential readers: (object, first
+    /// block, end block).
+    prefetching: Arc<std::sync::Mutex<std::collections::BTreeSet<(String, u64, u64)>>>,
 }
 
 impl ObjectReader {
@@ -149,6 +171,7 @@ impl ObjectReader {
             cache,
             block_size: block_size.max(4096),
             readahead: DEFAULT_READAHEAD,
+            prefetching: Arc::default(),
         }
     }
 
@@ -191,6 +214,9 @@ impl ObjectReader {
     /// Reads `range`; a block missing from the cache is fetched with the
     /// blocks after it up to `ahead_to` (a sequential reader's next bytes),
     /// at most the read-ahead, in one GET, and those blocks are cached.
+    /// While the reader consumes one window, the next one up to `ahead_to`
+    /// is fetched in the background, so a sequential read keeps one GET of
+    /// the read-ahead in flight.
     pub async fn read_ahead(
         &self,
         path: &str,
@@ -226,6 +252,7 @@ impl ObjectReader {
                 b += 1;
             }
         }
+        self.prefetch(path, size, last, ahead_to);
         if blocks.len() == 1 {
             let off = first * self.block_size;
             return Ok(blocks[0].slice((range.start - off) as usize..(range.end - off) as usize));
@@ -240,6 +267,51 @@ impl ObjectReader {
         Ok(out.freeze())
     }
 
+    /// The read-ahead in whole blocks (at least one).
+    fn window(&self) -> u64 {
+        (self.readahead / self.block_size).max(1) * self.block_size
+    }
+
+    /// Starts fetching the window one read-ahead past `at` (a block), if
+    /// the run goes on there and it is neither cached nor being fetched.
+    fn prefetch(&self, path: &str, size: u64, at: u64, ahead_to: u64) {
+        let bs = self.block_size;
+        let window = self.window() / bs;
+        let p = at + window;
+        if self.readahead <= bs
+            || p * bs >= ahead_to
+            || !self.cache.keeps_blocks()
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return;
+        }
+        if self.cache.contains(&self.key(path, p)) {
+            return;
+        }
+        let end = (p + window).min(ahead_to.div_ceil(bs));
+        {
+            let mut inflight = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
+            let busy = inflight
+                .iter()
+                .any(|(o, s, e)| o == path && (*s..*e).contains(&p));
+            if busy || inflight.len() >= MAX_PREFETCHES {
+                return;
+            }
+            inflight.insert((path.to_string(), p, end));
+        }
+        let me = self.clone();
+        let path = path.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = me.block(&path, size, p, ahead_to).await {
+                tracing::debug!(object = %path, block = p, error = %e, "read-ahead failed");
+            }
+            me.prefetching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(path, p, end));
+        });
+    }
+
     /// Block `block` of the object; on a miss, also the blocks after it up
     /// to `ahead_to` that the same GET fetched (already cached).
     async fn block(
@@ -252,11 +324,17 @@ impl ObjectReader {
         let bs = self.block_size;
         let start = block * bs;
         let end = (start + bs).min(size);
-        let span_end = ahead_to
-            .min(start + self.readahead.max(bs))
-            .div_ceil(bs)
-            .saturating_mul(bs)
-            .clamp(end, size);
+        // Up to the read-ahead; to the end of the run if only a block
+        // more, rather than a GET of the tail on its own.
+        let limit = start + self.window();
+        let span_end = if ahead_to <= limit + bs {
+            ahead_to
+        } else {
+            limit
+        }
+        .div_ceil(bs)
+        .saturating_mul(bs)
+        .clamp(end, size);
         let store = self.store.clone();
         let location = ObjectPath::from(path);
         let span: Arc<std::sync::Mutex<Option<Bytes>>> = Arc::default();
@@ -349,16 +427,19 @@ mod tests {
         cache.close().await;
     }
 
-    /// A read that says where its run goes on fetches the blocks up to
-    /// there (at most the read-ahead) in one GET; the next reads hit.
+    /// A sequential read along a run: one GET per read-ahead window, the
+    /// next window fetched in the background while the current one is
+    /// read; a run's short tail comes with the window before it.
     #[tokio::test]
-    async fn reads_ahead_in_one_get() {
+    async fn reads_ahead_in_one_get_per_window() {
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-        inner
-            .put(&ObjectPath::from("o"), PutPayload::from(data.clone()))
-            .await
-            .unwrap();
+        for o in ["o", "p"] {
+            inner
+                .put(&ObjectPath::from(o), PutPayload::from(data.clone()))
+                .await
+                .unwrap();
+        }
         let store = Arc::new(crate::store::Instrumented::new(inner));
         let counters = store.counters.clone();
         let gets = || counters.gets.load(std::sync::atomic::Ordering::Relaxed);
@@ -368,31 +449,52 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let reader = ObjectReader::new(store.clone(), cache.clone(), 4096).with_readahead(40_000);
-        // 1,000 bytes asked, the run goes on to 90,000: one GET of 40,000.
+        // Nine 4 KiB blocks per window.
+        let reader = ObjectReader::new(store.clone(), cache.clone(), 4096).with_readahead(9 * 4096);
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
+        // 1,000 bytes asked, the run goes on to 90,000: the first window,
+        // and the second in the background.
         let got = reader
             .read_ahead("o", 100_000, 100..1100, 90_000)
             .await
             .unwrap();
         assert_eq!(&got[..], &data[100..1100]);
-        assert_eq!(gets(), 1);
-        let got = reader
-            .read_ahead("o", 100_000, 1100..40_000, 90_000)
-            .await
-            .unwrap();
-        assert_eq!(&got[..], &data[1100..40_000]);
-        assert_eq!(gets(), 1, "read ahead");
-        // Past the read-ahead: the next GET, again up to 40,000 further.
-        let got = reader
-            .read_ahead("o", 100_000, 40_000..90_000, 90_000)
-            .await
-            .unwrap();
-        assert_eq!(&got[..], &data[40_000..90_000]);
+        settle().await;
+        assert_eq!(gets(), 2);
+        assert!(
+            cache.contains(&reader.key("o", 9)),
+            "second window fetched ahead"
+        );
+        let mut at = 1100;
+        while at < 90_000 {
+            let end = (at + 1000).min(90_000);
+            let got = reader
+                .read_ahead("o", 100_000, at..end, 90_000)
+                .await
+                .unwrap();
+            assert_eq!(&got[..], &data[at as usize..end as usize]);
+            at = end;
+            settle().await;
+        }
+        // Windows [0, 9), [9, 18), [18, 22) blocks.
         assert_eq!(gets(), 3);
         // A plain read of several uncached blocks is one GET too.
         let got = reader.read("o", 100_000, 90_000..100_000).await.unwrap();
         assert_eq!(&got[..], &data[90_000..100_000]);
         assert_eq!(gets(), 4);
+        // A run one block longer than the window: one GET, no tail GET.
+        let got = reader
+            .read_ahead("p", 100_000, 0..100, 40_000)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[..100]);
+        let got = reader
+            .read_ahead("p", 100_000, 100..40_000, 40_000)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[100..40_000]);
+        settle().await;
+        assert_eq!(gets(), 5);
         cache.close().await;
     }
 }
