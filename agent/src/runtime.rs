@@ -114,6 +114,10 @@ pub async fn serve(
         host,
         port,
         zone: settings.zone.clone(),
+        features: silt_coordinator::records::FEATURES
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
     };
     let membership_stop = CancellationToken::new();
     let membership = Membership::join(

@@ -345,10 +345,25 @@ impl MetaLog {
         // The revision of the last log record in the state, not the store's
         // revision at load: a checkpoint must name a revision other agents'
         // log watches reach, or `catch_up` would wait for it forever.
-        let (bytes, revision) = {
+        let (bytes, revision, skipped) = {
             let state = self.state();
-            (state.to_checkpoint(), state.revision())
+            (
+                state.to_checkpoint(),
+                state.revision(),
+                state.skipped_records(),
+            )
         };
+        // A state that skipped records it could not decode (written by a
+        // newer build) lacks their effect: checkpointing it would delete
+        // them from the log for every agent.
+        if skipped > 0 {
+            return Err(LogError::Checkpoint {
+                key: self.keys.checkpoint.clone(),
+                message: format!(
+                    "this agent skipped {skipped} log records it cannot decode (written by a newer version?); upgrade it before it writes checkpoints"
+                ),
+            });
+        }
         let object = format!("checkpoints/{revision:020}.json");
         let ckpt_err = |message: String| LogError::Checkpoint {
             key: object.clone(),
@@ -782,6 +797,31 @@ mod tests {
                 batches: vec![],
             }],
         }
+    }
+
+    /// A record this build cannot decode (a newer writer's kind) is
+    /// skipped, and the agent then refuses to checkpoint: its checkpoint
+    /// would delete the record from the log without its effect.
+    #[tokio::test]
+    async fn an_agent_that_skipped_a_record_does_not_checkpoint() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a")
+            .await
+            .unwrap();
+        a.propose(topic(1)).await.unwrap();
+        meta.put(
+            "/silt/c/log/newer/1",
+            Bytes::from_static(br#"{"v":1,"op":"something_newer","x":1}"#),
+            None,
+        )
+        .await
+        .unwrap();
+        a.propose(commit(1, 0)).await.unwrap();
+        assert_eq!(a.state().skipped_records(), 1);
+        let err = a.checkpoint().await.unwrap_err().to_string();
+        assert!(err.contains("cannot decode"), "{err}");
+        assert!(meta.get("/silt/c/checkpoint").await.unwrap().is_none());
     }
 
     /// Defect: an agent whose watch lags took the checkpoint lock after a

@@ -28,6 +28,26 @@ pub struct AgentInfo {
     pub port: i32,
     #[serde(default)]
     pub zone: Option<String>,
+    /// Log record kinds this agent's build understands beyond the first
+    /// format ([`crate::records::FEATURES`]); writers of newer kinds wait
+    /// until every registered agent lists them.
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// Every registered agent, read from the metadata store.
+pub async fn registered_agents(
+    store: &dyn MetaStore,
+    cluster: &str,
+) -> Result<Vec<AgentInfo>, MetaError> {
+    let kvs = store
+        .range(KeyRange::Prefix(crate::keys::Layout::new(cluster).agents()))
+        .await?
+        .kvs;
+    Ok(kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+        .collect())
 }
 
 /// Kafka broker ids are i32: derive a stable, non-negative one from the id.
@@ -373,6 +393,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             zone: zone.map(Into::into),
+            features: vec![],
         }
     }
 

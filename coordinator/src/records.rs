@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 
 pub const RECORD_VERSION: u32 = 1;
 
+/// Record kinds added to format 1, named for agents to advertise: `tiering`
+/// is `Compact`, `ForgetObjects` and the topic id and times of
+/// `DeleteRecords` and `DeleteTopic`. A build that writes them first checks
+/// that every registered agent lists them (an older agent would skip them,
+/// and its checkpoints would lose them).
+pub const FEATURES: &[&str] = &["tiering"];
+
 /// A topic's 16-byte id (the Kafka topic UUID), written as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct TopicId(pub [u8; 16]);
@@ -140,6 +147,10 @@ pub enum Command {
         size: u64,
         /// The compactor's clock (ms) before it uploaded `object`.
         time: i64,
+        /// The compactor's clock when it proposed the swap (when the
+        /// entries it replaces leave the index).
+        #[serde(default)]
+        at: i64,
         runs: Vec<CompactRun>,
     },
     /// Object GC: `objects` were deleted from the bucket and leave the

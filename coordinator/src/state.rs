@@ -258,6 +258,20 @@ pub struct State {
     /// `Command::ForgetObjects`).
     #[serde(default)]
     commit_horizon: i64,
+    /// The latest seal time of an accepted commit (ms): the horizon never
+    /// passes it, so a clock running ahead somewhere cannot refuse every
+    /// commit.
+    #[serde(default)]
+    commit_seal: i64,
+    /// Objects GC deleted, with their seal times, until the horizon passes
+    /// those: a retried commit naming one is a duplicate.
+    #[serde(default)]
+    forgotten: BTreeMap<String, i64>,
+    /// Records this build could not decode were skipped: the state may lack
+    /// their effect (a newer writer's record), so it must not become a
+    /// checkpoint.
+    #[serde(default)]
+    skipped: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -364,10 +378,42 @@ impl State {
         self.objects.get(object).map(|o| o.size)
     }
 
-    /// Whether the state knows the object: referenced, or unreferenced
-    /// and not yet deleted.
+    /// Whether the state knows the object: referenced, unreferenced and
+    /// not yet deleted, or deleted recently.
     pub fn knows_object(&self, object: &str) -> bool {
-        self.objects.contains_key(object) || self.unreferenced.contains_key(object)
+        self.objects.contains_key(object)
+            || self.unreferenced.contains_key(object)
+            || self.forgotten.contains_key(object)
+    }
+
+    /// Records skipped because this build could not decode them (a newer
+    /// writer's): such a state must not be checkpointed.
+    pub fn skipped_records(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Unreferenced objects whose grace period has passed at `now` (ms):
+    /// what object GC deletes.
+    pub fn due_for_deletion(&self, now: i64, grace_ms: i64) -> impl Iterator<Item = &str> {
+        self.unreferenced
+            .iter()
+            .filter(move |(_, u)| u.time <= now.saturating_sub(grace_ms))
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// Moves log time forward (never back). Objects marked before any
+    /// record carried a time (a checkpoint of an older format) take the
+    /// first time one carries, so their grace period starts then.
+    fn advance_log_time(&mut self, t: i64) {
+        if t <= self.log_time {
+            return;
+        }
+        if self.log_time == 0 {
+            for u in self.unreferenced.values_mut().filter(|u| u.time == 0) {
+                u.time = t;
+            }
+        }
+        self.log_time = t;
     }
 
     /// Referenced objects.
@@ -444,6 +490,7 @@ impl State {
             Ok(r) => (self.apply(revision, &r.command), Some(r.command)),
             Err(e) => {
                 self.revision = revision;
+                self.skipped += 1;
                 (Outcome::Invalid(e), None)
             }
         }
@@ -484,7 +531,7 @@ impl State {
                 let Some(topic) = self.topics.remove(name) else {
                     return Outcome::TopicNotFound;
                 };
-                self.log_time = self.log_time.max(*time);
+                self.advance_log_time(*time);
                 self.topic_names.remove(&topic.id);
                 for p in &topic.partitions {
                     for e in &p.index {
@@ -533,7 +580,6 @@ impl State {
                 else {
                     return Outcome::TopicNotFound;
                 };
-                self.log_time = self.log_time.max(*time);
                 if *offset < 0 || *offset > p.high_watermark {
                     return Outcome::Invalid(format!(
                         "offset {offset} is outside 0..={} of {name}-{partition}",
@@ -544,6 +590,7 @@ impl State {
                 let start = p.log_start_offset;
                 let keep = p.index.partition_point(|e| e.end_offset <= start);
                 let dropped: Vec<IndexEntry> = p.index.drain(..keep).collect();
+                self.advance_log_time(*time);
                 for e in dropped {
                     self.release(&e.object, revision);
                 }
@@ -561,7 +608,8 @@ impl State {
                 if sealed < self.commit_horizon {
                     return Outcome::StaleCommit;
                 }
-                self.log_time = self.log_time.max(sealed);
+                self.advance_log_time(sealed);
+                self.commit_seal = self.commit_seal.max(sealed);
                 let mut out = Vec::with_capacity(chunks.len());
                 let mut refs = 0;
                 for c in chunks {
@@ -591,6 +639,7 @@ impl State {
                 object,
                 size,
                 time,
+                at,
                 runs,
             } => {
                 if self.knows_object(object) {
@@ -601,7 +650,9 @@ impl State {
                 if *time < self.commit_horizon {
                     return Outcome::StaleCommit;
                 }
-                self.log_time = self.log_time.max(*time);
+                // The entries it replaces leave the index now: their grace
+                // period starts at the time of the proposal.
+                self.advance_log_time((*time).max(*at));
                 let mut applied = Vec::with_capacity(runs.len());
                 let mut refs = 0;
                 for run in runs {
@@ -619,17 +670,22 @@ impl State {
                 horizon,
                 objects,
             } => {
-                self.log_time = self.log_time.max(*time);
-                self.commit_horizon = self.commit_horizon.max(*horizon);
+                self.advance_log_time(*time);
+                // Never past the newest accepted commit: a clock ahead
+                // somewhere must not refuse every commit.
+                self.commit_horizon = self.commit_horizon.max((*horizon).min(self.commit_seal));
                 let mut n = 0;
                 for o in objects {
                     if let Some(u) = self.unreferenced.remove(o) {
                         // A retried commit of a deleted object must never
-                        // be accepted again.
-                        self.commit_horizon = self.commit_horizon.max(u.sealed.saturating_add(1));
+                        // be accepted: it is a duplicate while its seal
+                        // time is at or past the horizon, stale after.
+                        self.forgotten.insert(o.clone(), u.sealed);
                         n += 1;
                     }
                 }
+                let horizon = self.commit_horizon;
+                self.forgotten.retain(|_, sealed| *sealed >= horizon);
                 Outcome::Forgotten(n)
             }
         }
@@ -1203,6 +1259,7 @@ mod tests {
             object: object.into(),
             size: length + 100,
             time,
+            at: time,
             runs: vec![CompactRun {
                 topic: t.id,
                 partition: 0,
@@ -1315,34 +1372,61 @@ mod tests {
         };
         assert_eq!(s.apply(5, &forget), Outcome::Forgotten(1));
         assert!(s.unreferenced.is_empty());
-        // And after it is deleted and forgotten: too old to commit.
-        assert_eq!(s.apply(6, &commit_at("o1", 5, 1_000)), Outcome::StaleCommit);
-        // The horizon also fences uploads GC found by listing.
+        // Deleted and forgotten: a duplicate while the horizon is before
+        // its seal time...
+        assert_eq!(
+            s.apply(6, &commit_at("o1", 5, 1_000)),
+            Outcome::DuplicateObject
+        );
+        assert!(matches!(
+            s.apply(7, &commit_at("fresh0", 5, 600_000)),
+            Outcome::Committed(_)
+        ));
+        // ...and too old once the horizon passes it (the tombstone goes).
         s.apply(
-            7,
+            8,
             &Command::ForgetObjects {
                 time: 800_000,
                 horizon: 500_000,
                 objects: vec![],
             },
         );
+        assert_eq!(s.commit_horizon(), 500_000);
+        assert!(s.forgotten.is_empty());
+        assert_eq!(s.apply(9, &commit_at("o1", 5, 1_000)), Outcome::StaleCommit);
+        // The horizon also fences uploads GC found by listing.
         assert_eq!(
-            s.apply(8, &commit_at("late", 5, 499_999)),
+            s.apply(10, &commit_at("late", 5, 499_999)),
             Outcome::StaleCommit
         );
         assert!(matches!(
-            s.apply(9, &commit_at("fresh", 5, 500_000)),
+            s.apply(11, &commit_at("fresh", 5, 500_000)),
             Outcome::Committed(_)
         ));
-        assert_eq!(s.partition("a", 0).unwrap().high_watermark, 10);
+        // A GC whose clock runs far ahead cannot move the horizon past the
+        // newest accepted commit.
+        s.apply(
+            12,
+            &Command::ForgetObjects {
+                time: 1 << 50,
+                horizon: 1 << 50,
+                objects: vec![],
+            },
+        );
+        assert_eq!(s.commit_horizon(), 600_000);
+        assert!(matches!(
+            s.apply(13, &commit_at("now", 5, 600_000)),
+            Outcome::Committed(_)
+        ));
+        assert_eq!(s.partition("a", 0).unwrap().high_watermark, 20);
         // A retention record naming another topic id does nothing.
         assert_eq!(
             s.apply(
-                10,
+                14,
                 &Command::DeleteRecords {
                     name: "a".into(),
                     partition: 0,
-                    offset: 10,
+                    offset: 20,
                     topic_id: Some(TopicId([2; 16])),
                     time: 0,
                 }
@@ -1458,8 +1542,9 @@ mod tests {
             let referenced = |s: &State| -> BTreeSet<String> {
                 s.topics.values().flat_map(|t| &t.partitions).flat_map(|p| &p.index).map(|e| e.object.clone()).collect()
             };
+            // What the GC job deletes (the same call).
             let gc = |s: &State, now: i64| -> Vec<String> {
-                s.unreferenced().filter(|(_, u)| u.time <= now - GRACE).map(|(o, _)| o.to_string()).collect()
+                s.due_for_deletion(now, GRACE).map(str::to_string).collect()
             };
             for step in steps {
                 n += 1;

@@ -314,6 +314,7 @@ async fn write_object(
             object: key.clone(),
             size,
             time,
+            at: jobs.now(),
             runs: runs.clone(),
         })
         .await?;

@@ -43,13 +43,12 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
     let horizon = now - s.orphan_age.as_millis() as i64 / 2;
 
     // Unreferenced objects past the grace period.
-    let grace_ms = s.grace.as_millis() as i64;
     let due: Vec<String> = jobs
         .log
         .state()
-        .unreferenced()
-        .filter(|(_, u)| u.time <= now - grace_ms)
-        .map(|(o, _)| o.to_string())
+        .due_for_deletion(now, s.grace.as_millis() as i64)
+        .take(MAX_DELETES_PER_PASS)
+        .map(str::to_string)
         .collect();
     for batch in due.chunks(s.batch.max(1)) {
         if tokio::time::Instant::now() >= deadline {
@@ -71,23 +70,7 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
     }
 
     // Orphans: listed, fenced, checked again, deleted.
-    let orphan_cutoff = now - s.orphan_age.as_millis() as i64;
-    let mut candidates = Vec::new();
-    for prefix in [SEGMENTS_PREFIX, COMPACTED_PREFIX] {
-        let mut list = jobs.store.list(Some(&ObjectPath::from(prefix)));
-        while let Some(meta) = list.try_next().await? {
-            if tokio::time::Instant::now() >= deadline {
-                report.more = true;
-                break;
-            }
-            let key = meta.location.to_string();
-            if meta.last_modified.timestamp_millis() < orphan_cutoff
-                && !jobs.log.state().knows_object(&key)
-            {
-                candidates.push(key);
-            }
-        }
-    }
+    let candidates = orphan_candidates(jobs, now, deadline, &mut report).await?;
     if !candidates.is_empty() {
         jobs.log
             .propose(Command::ForgetObjects {
@@ -96,20 +79,7 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
                 objects: vec![],
             })
             .await?;
-        // Every record before the fence is applied now: a candidate
-        // committed meanwhile is known to the state.
-        let orphans: Vec<String> = {
-            let state = jobs.log.state();
-            candidates
-                .into_iter()
-                .filter(|k| !state.knows_object(k))
-                .collect()
-        };
-        for batch in orphans.chunks(s.batch.max(1)) {
-            delete(&*jobs.store, batch).await?;
-            report.orphans_deleted += batch.len() as u64;
-            tracing::info!(objects = batch.len(), first = %batch[0], "orphaned uploads deleted");
-        }
+        delete_orphans(jobs, candidates, &mut report).await?;
     }
 
     // Checkpoints older than the current one (left by failed or
@@ -131,6 +101,84 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
         report.checkpoints_deleted += old.len() as u64;
     }
     Ok(report)
+}
+
+/// Objects listed per pass at most while looking for orphans; the listing
+/// resumes where it stopped at the next pass.
+const ORPHAN_LIST_MAX: usize = 10_000;
+/// Unreferenced objects one pass deletes at most.
+const MAX_DELETES_PER_PASS: usize = 100_000;
+
+/// Uploads the state does not know, older than the orphan age: up to
+/// `ORPHAN_LIST_MAX` keys listed from where the last pass stopped.
+pub(super) async fn orphan_candidates(
+    jobs: &Jobs,
+    now: i64,
+    deadline: tokio::time::Instant,
+    report: &mut Report,
+) -> Result<Vec<(String, i64)>, JobError> {
+    let cutoff = now - jobs.settings.gc.orphan_age.as_millis() as i64;
+    let start = jobs
+        .orphan_cursor
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut cursor = None;
+    let mut candidates = Vec::new();
+    let mut listed = 0;
+    let prefixes = [SEGMENTS_PREFIX, COMPACTED_PREFIX];
+    let first = start.as_ref().map_or(0, |(i, _)| *i);
+    'prefixes: for (i, prefix) in prefixes.iter().enumerate().skip(first) {
+        let p = ObjectPath::from(*prefix);
+        let mut list = match &start {
+            Some((at, key)) if *at == i => jobs
+                .store
+                .list_with_offset(Some(&p), &ObjectPath::from(key.as_str())),
+            _ => jobs.store.list(Some(&p)),
+        };
+        while let Some(meta) = list.try_next().await? {
+            let key = meta.location.to_string();
+            listed += 1;
+            let modified = meta.last_modified.timestamp_millis();
+            if modified < cutoff && !jobs.log.state().knows_object(&key) {
+                candidates.push((key.clone(), modified));
+            }
+            if listed >= ORPHAN_LIST_MAX || tokio::time::Instant::now() >= deadline {
+                report.more = true;
+                cursor = Some((i, key));
+                break 'prefixes;
+            }
+        }
+    }
+    *jobs.orphan_cursor.lock().unwrap_or_else(|p| p.into_inner()) = cursor;
+    Ok(candidates)
+}
+
+/// Deletes the candidates the fence covers: still unknown to the state
+/// (every record before the fence is applied, so one committed meanwhile is
+/// known), and written before the commit horizon by at least half the
+/// orphan age (so no commit of it can be accepted any more).
+pub(super) async fn delete_orphans(
+    jobs: &Jobs,
+    candidates: Vec<(String, i64)>,
+    report: &mut Report,
+) -> Result<(), JobError> {
+    let half_age = jobs.settings.gc.orphan_age.as_millis() as i64 / 2;
+    let orphans: Vec<String> = {
+        let state = jobs.log.state();
+        let horizon = state.commit_horizon();
+        candidates
+            .into_iter()
+            .filter(|(k, modified)| !state.knows_object(k) && modified + half_age <= horizon)
+            .map(|(k, _)| k)
+            .collect()
+    };
+    for batch in orphans.chunks(jobs.settings.gc.batch.max(1)) {
+        delete(&*jobs.store, batch).await?;
+        report.orphans_deleted += batch.len() as u64;
+        tracing::info!(objects = batch.len(), first = %batch[0], "orphaned uploads deleted");
+    }
+    Ok(())
 }
 
 /// Deletes objects in bulk requests (S3 DeleteObjects); objects already

@@ -243,8 +243,12 @@ pub struct Jobs {
     clock: Arc<dyn Clock>,
     settings: JobSettings,
     layout: Layout,
+    cluster: String,
     holder: String,
     counters: Arc<JobCounters>,
+    /// Where the orphan listing stopped (prefix index, last key); the next
+    /// pass resumes there.
+    orphan_cursor: std::sync::Mutex<Option<(usize, String)>>,
 }
 
 impl Jobs {
@@ -262,8 +266,10 @@ impl Jobs {
             clock,
             settings,
             layout: Layout::new(cluster),
+            cluster: cluster.to_string(),
             holder: holder.to_string(),
             counters: Arc::default(),
+            orphan_cursor: Default::default(),
         }
     }
 
@@ -289,9 +295,35 @@ impl Jobs {
             tracing::debug!(%job, "job lock held elsewhere");
             return Ok(None);
         };
-        let result = self.run_unlocked(job, budget).await;
+        let result = match self.older_agent().await {
+            Ok(Some(agent)) => {
+                tracing::warn!(
+                    %job,
+                    agent = %agent,
+                    "an agent of an older version is registered: it would skip the job's records; the job waits until every agent is upgraded"
+                );
+                Ok(Report {
+                    more: true,
+                    ..Default::default()
+                })
+            }
+            Ok(None) => self.run_unlocked(job, budget).await,
+            Err(e) => Err(e.into()),
+        };
         lock.release().await;
         result.map(Some)
+    }
+
+    /// A registered agent that does not understand the jobs' records, if
+    /// any.
+    async fn older_agent(&self) -> Result<Option<String>, silt_coordinator::MetaError> {
+        let agents =
+            silt_coordinator::membership::registered_agents(&*self.log.store(), &self.cluster)
+                .await?;
+        Ok(agents
+            .into_iter()
+            .find(|a| !a.features.iter().any(|f| f == "tiering"))
+            .map(|a| a.agent_id))
     }
 
     /// One pass of `job` without the lock (safe, only wasteful when two

@@ -63,9 +63,11 @@ pub fn plan(state: &State, now: i64, defaults: RetentionDefaults) -> Vec<Trim> {
             if let Some(ms) = ms {
                 let cutoff = now.saturating_sub(ms);
                 for e in index {
+                    // Batches without timestamps (-1) age by their append
+                    // time, as Kafka falls back to the segment's mtime.
                     let ts = match snap.timestamp_type {
-                        TimestampType::LogAppendTime => e.append_time,
-                        TimestampType::CreateTime => e.max_timestamp,
+                        TimestampType::CreateTime if e.max_timestamp >= 0 => e.max_timestamp,
+                        _ => e.append_time,
                     };
                     if ts >= cutoff {
                         break;
@@ -112,7 +114,8 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
                 partition: t.partition,
                 offset: t.offset,
                 topic_id: Some(t.id),
-                time: now,
+                // When the entries leave the index: their grace starts now.
+                time: jobs.now(),
             })
             .await?;
         if let Outcome::RecordsDeleted(start) = outcome {

@@ -528,3 +528,106 @@ async fn one_lock_holder_at_a_time() {
     held.release().await;
     assert!(jobs.run(Job::Gc, BUDGET).await.unwrap().is_some());
 }
+
+/// An agent of an older version (no `tiering` feature) would skip the
+/// jobs' records and checkpoint without them: the jobs wait for it.
+#[tokio::test]
+async fn jobs_wait_while_an_older_agent_is_registered() {
+    let mut w = World::new(1, &[("retention.ms", "1000")]).await;
+    w.segment(&[0], 3, 10).await;
+    w.advance(10_000);
+    let key = silt_coordinator::keys::Layout::new("c").agent("old");
+    w.meta
+        .put(
+            &key,
+            Bytes::from_static(br#"{"agent_id":"old","node_id":1,"host":"h","port":1}"#),
+            None,
+        )
+        .await
+        .unwrap();
+    let jobs = w.jobs("a");
+    let r = jobs.run(Job::Retention, BUDGET).await.unwrap().unwrap();
+    assert_eq!((r.partitions_trimmed, r.more), (0, true));
+    assert_eq!(w.log.state().partition("t", 0).unwrap().log_start_offset, 0);
+    // Upgraded: it lists the feature.
+    w.meta
+        .put(
+            &key,
+            Bytes::from_static(
+                br#"{"agent_id":"old","node_id":1,"host":"h","port":1,"features":["tiering"]}"#,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let r = jobs.run(Job::Retention, BUDGET).await.unwrap().unwrap();
+    assert_eq!(r.partitions_trimmed, 1);
+}
+
+/// An upload listed as an orphan but committed before the fence is known
+/// to the state after it and stays; the others go.
+#[tokio::test]
+async fn an_orphan_committed_before_the_fence_is_kept() {
+    let mut w = World::new(1, &[]).await;
+    w.segment(&[0], 1, 10).await;
+    for k in ["segments/2026/01/01/A.silt", "segments/2026/01/01/B.silt"] {
+        w.bucket
+            .put(
+                &ObjectPath::from(k),
+                Bytes::from_static(b"0123456789").into(),
+            )
+            .await
+            .unwrap();
+    }
+    let now = SystemClock.now_ms() + 2 * 3_600_000;
+    w.clock.set(now);
+    // A commit in the far future keeps the horizon from being clamped.
+    w.segment(&[0], 1, 10).await;
+    let jobs = w.jobs("a");
+    let mut report = Report::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let candidates = gc::orphan_candidates(&jobs, now, deadline, &mut report)
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = candidates.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["segments/2026/01/01/A.silt", "segments/2026/01/01/B.silt"]
+    );
+    // A's agent was only slow: its commit lands between listing and fence.
+    let out = w
+        .log
+        .propose(Command::Commit {
+            object: "segments/2026/01/01/A.silt".into(),
+            size: 10,
+            chunks: vec![ChunkRef {
+                topic: TOPIC,
+                partition: 0,
+                position: 0,
+                length: 10,
+                records: 1,
+                max_timestamp: 0,
+                append_time: now - 60_000,
+                batches: vec![],
+            }],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
+    w.log
+        .propose(Command::ForgetObjects {
+            time: now,
+            horizon: now - 1_800_000,
+            objects: vec![],
+        })
+        .await
+        .unwrap();
+    gc::delete_orphans(&jobs, candidates, &mut report)
+        .await
+        .unwrap();
+    assert_eq!(report.orphans_deleted, 1);
+    let left = w.objects(SEGMENTS_PREFIX).await;
+    assert!(left.iter().any(|k| k.ends_with("/A.silt")), "{left:?}");
+    assert!(!left.iter().any(|k| k.ends_with("/B.silt")), "{left:?}");
+}
