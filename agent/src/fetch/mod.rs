@@ -142,7 +142,33 @@ impl ReadPath {
     /// Reads whole batches from `offset` on within `limits`. A read that
     /// fails after some batches were read returns those batches; the
     /// client asks again from where they end.
+    ///
+    /// A read that fails on an object this agent's state still names may
+    /// come from a state that lags: compaction or retention moved the
+    /// records and object GC deleted the object after its grace period. The
+    /// agent then catches up and, if its state moved on, reads again.
     pub async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: Limits,
+    ) -> Result<Records, FetchError> {
+        let before = self.log.applied();
+        match self.read_once(topic, partition, offset, limits).await {
+            Err(FetchError::Storage(e)) => {
+                if self.log.catch_up(CATCH_UP_WAIT).await && self.log.applied() > before {
+                    tracing::debug!(topic, partition, error = %e, "read failed on a lagging state; reading again");
+                    self.read_once(topic, partition, offset, limits).await
+                } else {
+                    Err(FetchError::Storage(e))
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn read_once(
         &self,
         topic: &str,
         partition: i32,

@@ -434,3 +434,116 @@ async fn offsets_for_times_look_past_entries_of_a_split_chunk() {
         Some((100, 2))
     );
 }
+
+/// An agent whose state lags reads an object that compaction replaced and
+/// GC deleted meanwhile: the read fails, the agent catches up, and reads
+/// the records again from where they are now.
+#[tokio::test]
+async fn a_lagging_reader_catches_up_when_its_object_is_gone() {
+    use silt_coordinator::{faulty::Pausable, MetaStore};
+    use silt_tiering::jobs::*;
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+    let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let writer = MetaLog::open(meta.clone(), bucket.clone(), "c", "w")
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let reader = ObjectReader::new(bucket.clone(), Arc::new(NoCache), 4096);
+    let (producer, _done) = Producer::start(
+        ProduceConfig {
+            flush_interval: Duration::from_millis(5),
+            flush_bytes: 1 << 30,
+            max_inflight_bytes: 1 << 24,
+            max_concurrent_uploads: 1,
+            max_commit_record_bytes: 512 * 1024,
+        },
+        Pipeline {
+            store: bucket.clone(),
+            log: writer.clone(),
+            reader: reader.clone(),
+            clock: Arc::new(ManualClock::new(1_000)),
+        },
+        shutdown.clone(),
+    );
+    let _guard = shutdown.drop_guard();
+    let topic = Topics::new(writer.clone(), false, 1)
+        .create("t", 1, Default::default(), false)
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..3 {
+        let v = validate(
+            Bytes::from(simple_batch(4, 1_000, &[7u8; 100], None)),
+            &Default::default(),
+        )
+        .unwrap();
+        let got = producer
+            .submit(vec![PartitionAppend {
+                topic,
+                partition: 0,
+                data: v.data,
+                batches: v.batches,
+                min_timestamp: v.min_timestamp,
+            }])
+            .await
+            .await;
+        got[0].clone().unwrap();
+    }
+    let lag = Arc::new(Pausable::new(meta.clone()));
+    let rlog = MetaLog::open(lag.clone(), bucket.clone(), "c", "r")
+        .await
+        .unwrap();
+    assert_eq!(rlog.state().partition("t", 0).unwrap().high_watermark, 12);
+    lag.pause();
+    // Compaction moves the records; GC deletes the segments at once.
+    let settings = JobSettings {
+        retention: RetentionDefaults {
+            ms: None,
+            bytes: None,
+        },
+        compaction: CompactionSettings {
+            run_bytes: 64,
+            object_bytes: 1 << 20,
+            entry_bytes: 1 << 20,
+            min_age: Duration::ZERO,
+            max_lag: Duration::ZERO,
+        },
+        gc: GcSettings {
+            grace: Duration::ZERO,
+            orphan_age: Duration::from_secs(3600),
+            batch: 10,
+        },
+    };
+    let jobs = Jobs::new(
+        writer.clone(),
+        bucket.clone(),
+        Arc::new(ManualClock::new(2_000)),
+        settings,
+        "c",
+        "w",
+    );
+    let budget = Budget {
+        time: Duration::from_secs(10),
+        bytes: 1 << 30,
+    };
+    let r = jobs.run(Job::Compaction, budget).await.unwrap().unwrap();
+    assert_eq!(r.entries_compacted, 3);
+    let r = jobs.run(Job::Gc, budget).await.unwrap().unwrap();
+    assert_eq!(r.objects_deleted, 3);
+    // The lagging agent still names the deleted segments; its watch comes
+    // back while it reads.
+    let resume = {
+        let lag = lag.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            lag.resume();
+        })
+    };
+    let got = ReadPath::new(rlog.clone(), reader)
+        .read("t", 0, 0, ALL)
+        .await
+        .unwrap();
+    resume.await.unwrap();
+    let offsets: Vec<i64> = batches(&got.bytes).iter().map(|b| b.0).collect();
+    assert_eq!(offsets, vec![0, 4, 8]);
+}
