@@ -151,6 +151,9 @@ impl BlockCache for FoyerCache {
 /// Read-ahead windows fetched in the background at once, at most (each
 /// holds up to the read-ahead in memory until its blocks are cached).
 pub const MAX_PREFETCHES: usize = 8;
+/// Read-ahead bytes in flight at once, in read-ahead windows (background
+/// and foreground together); a miss beyond it fetches its block alone.
+pub const READAHEAD_INFLIGHT_WINDOWS: usize = 16;
 
 /// Reads byte ranges of immutable objects through a [`BlockCache`].
 #[derive(Clone)]
@@ -162,6 +165,8 @@ pub struct ObjectReader {
     /// Windows being fetched ahead of sequential readers: (object, first
     /// block, end block).
     prefetching: Arc<std::sync::Mutex<std::collections::BTreeSet<(String, u64, u64)>>>,
+    /// Blocks fetched beyond the one asked for, in flight (permits).
+    ahead_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl ObjectReader {
@@ -172,7 +177,9 @@ impl ObjectReader {
             block_size: block_size.max(4096),
             readahead: DEFAULT_READAHEAD,
             prefetching: Arc::default(),
+            ahead_budget: Arc::new(tokio::sync::Semaphore::new(0)),
         }
+        .budgeted()
     }
 
     /// Bytes one GET may fetch past the block a read misses on, when the
@@ -180,6 +187,12 @@ impl ObjectReader {
     /// memory until its blocks are cached).
     pub fn with_readahead(mut self, bytes: u64) -> Self {
         self.readahead = bytes;
+        self.budgeted()
+    }
+
+    fn budgeted(mut self) -> Self {
+        let blocks = (self.window() / self.block_size) as usize * READAHEAD_INFLIGHT_WINDOWS;
+        self.ahead_budget = Arc::new(tokio::sync::Semaphore::new(blocks));
         self
     }
 
@@ -327,7 +340,7 @@ impl ObjectReader {
         // Up to the read-ahead; to the end of the run if only a block
         // more, rather than a GET of the tail on its own.
         let limit = start + self.window();
-        let span_end = if ahead_to <= limit + bs {
+        let mut span_end = if ahead_to <= limit + bs {
             ahead_to
         } else {
             limit
@@ -335,6 +348,15 @@ impl ObjectReader {
         .div_ceil(bs)
         .saturating_mul(bs)
         .clamp(end, size);
+        // Blocks beyond this one need room in the read-ahead budget.
+        let extra = ((span_end - end).div_ceil(bs)) as u32;
+        let _permit = match self.ahead_budget.clone().try_acquire_many_owned(extra) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                span_end = end;
+                None
+            }
+        };
         let store = self.store.clone();
         let location = ObjectPath::from(path);
         let span: Arc<std::sync::Mutex<Option<Bytes>>> = Arc::default();
@@ -342,7 +364,13 @@ impl ObjectReader {
             let span = span.clone();
             Box::pin(async move {
                 let all = store.get_range(&location, start..span_end).await?;
-                let first = all.slice(..(all.len() as u64).min(bs) as usize);
+                // Each cached block owns its bytes: a slice would keep the
+                // whole span alive behind a block's weight.
+                let first = if all.len() as u64 > bs {
+                    Bytes::copy_from_slice(&all[..bs as usize])
+                } else {
+                    all.clone()
+                };
                 *span.lock().unwrap_or_else(|p| p.into_inner()) = Some(all);
                 Ok(first)
             })
@@ -374,7 +402,7 @@ impl ObjectReader {
             let mut b = block + 1;
             while at < all.len() as u64 {
                 let e = (at + bs).min(all.len() as u64);
-                let piece = all.slice(at as usize..e as usize);
+                let piece = Bytes::copy_from_slice(&all[at as usize..e as usize]);
                 self.cache.insert(self.key(path, b), piece.clone());
                 after.push(piece);
                 at = e;
