@@ -153,6 +153,9 @@ pub async fn run_jobs(
     let (meta, objects) = connect(&settings, faults.as_ref()).await?;
     let objects: Arc<dyn ObjectStore> = Arc::new(Retrying::new(objects, RetryConfig::default()));
     let writer = format!("jobs-{}-{}", settings.agent_id(), ulid::Ulid::new());
+    silt_tiering::jobs::claim_bucket(&*objects, &settings.cluster)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting bucket: {e}"))?;
     let log = MetaLog::open(meta, objects.clone(), &settings.cluster, &writer)
         .await
         .context("loading metadata")?;

@@ -94,6 +94,9 @@ pub async fn serve(
     .with_readahead(settings.cache_readahead.as_u64());
     let agent_id = settings.agent_id();
     let writer = format!("{agent_id}-{}", ulid::Ulid::new());
+    silt_tiering::jobs::claim_bucket(&*objects, &settings.cluster)
+        .await
+        .map_err(|e| anyhow::anyhow!("setting bucket: {e}"))?;
     let log = MetaLog::open(meta.clone(), objects.clone(), &settings.cluster, &writer)
         .await
         .context("loading metadata")?;

@@ -236,6 +236,49 @@ impl JobCounters {
     }
 }
 
+/// The object naming the cluster a bucket (or prefix) belongs to.
+pub const CLUSTER_MARKER: &str = "silt-cluster.json";
+
+/// Claims the bucket for `cluster`, or checks that it is already its own.
+/// Object GC deletes every segment the cluster's log does not know, so two
+/// clusters on one bucket and prefix would delete each other's data.
+pub async fn claim_bucket(store: &dyn ObjectStore, cluster: &str) -> Result<(), String> {
+    use object_store::{ObjectStoreExt, PutMode, PutOptions};
+    let path = object_store::path::Path::from(CLUSTER_MARKER);
+    let body = format!("{{\"cluster\":{cluster:?}}}\n");
+    let put = store
+        .put_opts(
+            &path,
+            body.clone().into(),
+            PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            },
+        )
+        .await;
+    match put {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let found = store
+                .get(&path)
+                .await
+                .map_err(|e| format!("reading {CLUSTER_MARKER}: {e}"))?
+                .bytes()
+                .await
+                .map_err(|e| format!("reading {CLUSTER_MARKER}: {e}"))?;
+            if found == body.as_bytes() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the bucket holds another cluster's data ({CLUSTER_MARKER}: {}); give cluster {cluster:?} its own bucket or prefix (s3://bucket/prefix)",
+                    String::from_utf8_lossy(&found).trim()
+                ))
+            }
+        }
+        Err(e) => Err(format!("writing {CLUSTER_MARKER}: {e}")),
+    }
+}
+
 /// The jobs of one cluster, over its log and bucket.
 pub struct Jobs {
     log: Arc<MetaLog>,

@@ -631,3 +631,12 @@ async fn an_orphan_committed_before_the_fence_is_kept() {
     assert!(left.iter().any(|k| k.ends_with("/A.silt")), "{left:?}");
     assert!(!left.iter().any(|k| k.ends_with("/B.silt")), "{left:?}");
 }
+
+#[tokio::test]
+async fn a_bucket_belongs_to_one_cluster() {
+    let bucket = InMemory::new();
+    claim_bucket(&bucket, "a").await.unwrap();
+    claim_bucket(&bucket, "a").await.unwrap();
+    let err = claim_bucket(&bucket, "b").await.unwrap_err();
+    assert!(err.contains("another cluster") && err.contains("\"a\""), "{err}");
+}
