@@ -24,7 +24,7 @@ use silt_coordinator::{
     Command, IndexEntry, Outcome, State, TimestampType, TopicId,
 };
 
-use super::{JobError, Jobs, Report, COMPACTED_PREFIX};
+use super::{Job, JobError, Jobs, Report, COMPACTED_PREFIX};
 use crate::{batch, segment};
 
 #[derive(Debug, Clone, Copy)]
@@ -101,87 +101,77 @@ fn runs(index: &[IndexEntry]) -> Vec<&[IndexEntry]> {
     out
 }
 
-/// The pieces a pass rewrites, at most `budget` bytes, oldest partitions'
-/// data first within each partition; at most one piece per partition.
-fn plan(state: &State, now: i64, s: &CompactionSettings, budget: u64) -> Vec<Piece> {
+/// The pieces compaction rewrites in one partition now: its oldest
+/// stretch of non-final entries, cut into pieces of about equal size.
+fn pieces_for(state: &State, topic: &str, p: i32, now: i64, s: &CompactionSettings) -> Vec<Piece> {
     let young = now - s.min_age.as_millis() as i64;
     let lagging = now - s.max_lag.as_millis() as i64;
-    let mut out = Vec::new();
-    let mut planned = 0;
-    for t in state.topics() {
-        for p in 0..t.partition_count() as i32 {
-            let Some(index) = state.index(t.name(), p) else {
-                continue;
-            };
-            let size = |e: &IndexEntry| state.object_size(&e.object).unwrap_or(0);
-            // The oldest stretch of non-final runs old enough to touch.
-            let mut stretch: Vec<&IndexEntry> = Vec::new();
-            for run in runs(index) {
-                let bytes: u64 = run.iter().map(|e| e.length).sum();
-                let fin = is_compacted(&run[0].object) && bytes >= s.run_bytes;
-                if fin {
-                    if stretch.is_empty() {
-                        continue;
-                    }
-                    break;
-                }
-                let old: Vec<&IndexEntry> =
-                    run.iter().take_while(|e| e.append_time <= young).collect();
-                let whole = old.len() == run.len();
-                stretch.extend(old);
-                if !whole {
-                    break;
-                }
-            }
-            let total: u64 = stretch.iter().map(|e| e.length).sum();
-            let chosen: Vec<&IndexEntry> = if total >= s.run_bytes && stretch.len() > 1 {
-                stretch
-            } else {
-                // Raw-segment entries only, from the first lagging one.
-                let first = stretch
-                    .iter()
-                    .position(|e| !is_compacted(&e.object) && e.append_time <= lagging);
-                match first {
-                    Some(i) => stretch[i..]
-                        .iter()
-                        .take_while(|e| !is_compacted(&e.object))
-                        .copied()
-                        .collect(),
-                    None => Vec::new(),
-                }
-            };
-            if chosen.is_empty() {
+    let (Some(t), Some(index)) = (state.topic(topic), state.index(topic, p)) else {
+        return Vec::new();
+    };
+    let size = |e: &IndexEntry| state.object_size(&e.object).unwrap_or(0);
+    // The oldest stretch of non-final runs old enough to touch.
+    let mut stretch: Vec<&IndexEntry> = Vec::new();
+    for run in runs(index) {
+        let bytes: u64 = run.iter().map(|e| e.length).sum();
+        let fin = is_compacted(&run[0].object) && bytes >= s.run_bytes;
+        if fin {
+            if stretch.is_empty() {
                 continue;
             }
-            let bytes: u64 = chosen.iter().map(|e| e.length).sum();
-            if planned + bytes > budget && !out.is_empty() {
-                continue;
-            }
-            planned += bytes;
-            // Cut into pieces of about equal size, none above an object.
-            let n = bytes.div_ceil(s.object_bytes).max(1);
-            let target = bytes.div_ceil(n);
-            let mut piece = Piece {
-                topic: t.id(),
-                partition: p,
-                timestamp_type: t.config().timestamp_type,
-                entries: Vec::new(),
-            };
-            for e in chosen {
-                let full = piece.bytes() + e.length > target
-                    || piece.entries.len() >= MAX_ENTRIES_PER_OBJECT;
-                if !piece.entries.is_empty() && full {
-                    let next = Piece {
-                        entries: Vec::new(),
-                        ..piece.clone()
-                    };
-                    out.push(std::mem::replace(&mut piece, next));
-                }
-                piece.entries.push(((*e).clone(), size(e)));
-            }
-            out.push(piece);
+            break;
+        }
+        let old: Vec<&IndexEntry> = run.iter().take_while(|e| e.append_time <= young).collect();
+        let whole = old.len() == run.len();
+        stretch.extend(old);
+        if !whole {
+            break;
         }
     }
+    let total: u64 = stretch.iter().map(|e| e.length).sum();
+    let chosen: Vec<&IndexEntry> = if total >= s.run_bytes && stretch.len() > 1 {
+        stretch
+    } else {
+        // Raw-segment entries only, from the first lagging one.
+        let first = stretch
+            .iter()
+            .position(|e| !is_compacted(&e.object) && e.append_time <= lagging);
+        match first {
+            Some(i) => stretch[i..]
+                .iter()
+                .take_while(|e| !is_compacted(&e.object))
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    if chosen.is_empty() {
+        return Vec::new();
+    }
+    let bytes: u64 = chosen.iter().map(|e| e.length).sum();
+    // Cut into pieces of about equal size, none above an object.
+    let n = bytes.div_ceil(s.object_bytes).max(1);
+    let target = bytes.div_ceil(n);
+    let mut out = Vec::new();
+    let mut piece = Piece {
+        topic: t.id(),
+        partition: p,
+        timestamp_type: t.config().timestamp_type,
+        entries: Vec::new(),
+    };
+    for e in chosen {
+        let full =
+            piece.bytes() + e.length > target || piece.entries.len() >= MAX_ENTRIES_PER_OBJECT;
+        if !piece.entries.is_empty() && full {
+            let next = Piece {
+                entries: Vec::new(),
+                ..piece.clone()
+            };
+            out.push(std::mem::replace(&mut piece, next));
+        }
+        piece.entries.push(((*e).clone(), size(e)));
+    }
+    out.push(piece);
     out
 }
 
@@ -214,8 +204,24 @@ pub(super) async fn run(
 ) -> Result<Report, JobError> {
     let s = jobs.settings.compaction;
     let now = jobs.now();
-    let pieces = plan(&jobs.log.state(), now, &s, budget);
     let mut report = Report::default();
+    // From where the last pass stopped, so that every partition gets its
+    // turn; the state is locked per partition.
+    let mut pieces = Vec::new();
+    let mut planned = 0;
+    let mut stopped = None;
+    for key in jobs.rotation(Job::Compaction) {
+        let found = pieces_for(&jobs.log.state(), &key.0, key.1, now, &s);
+        let bytes: u64 = found.iter().map(Piece::bytes).sum();
+        if planned + bytes > budget && !pieces.is_empty() {
+            report.more = true;
+            stopped = Some(key);
+            break;
+        }
+        planned += bytes;
+        pieces.extend(found);
+    }
+    jobs.set_cursor(Job::Compaction, stopped);
     for object in pack(pieces, s.object_bytes) {
         if tokio::time::Instant::now() >= deadline {
             report.more = true;
@@ -426,7 +432,11 @@ async fn read_sources(
 
 #[cfg(test)]
 pub(super) fn plan_for_test(state: &State, now: i64, s: &CompactionSettings) -> Vec<Piece> {
-    plan(state, now, s, u64::MAX)
+    state
+        .topics()
+        .flat_map(|t| (0..t.partition_count() as i32).map(move |p| (t.name().to_string(), p)))
+        .flat_map(|(t, p)| pieces_for(state, &t, p, now, s))
+        .collect()
 }
 
 #[cfg(test)]

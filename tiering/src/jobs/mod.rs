@@ -292,6 +292,8 @@ pub struct Jobs {
     /// Where the orphan listing stopped (prefix index, last key); the next
     /// pass resumes there.
     orphan_cursor: std::sync::Mutex<Option<(usize, String)>>,
+    /// Per job, the partition where its last pass stopped.
+    cursors: std::sync::Mutex<[Option<(String, i32)>; 3]>,
 }
 
 impl Jobs {
@@ -313,6 +315,7 @@ impl Jobs {
             holder: holder.to_string(),
             counters: Arc::default(),
             orphan_cursor: Default::default(),
+            cursors: Default::default(),
         }
     }
 
@@ -411,6 +414,29 @@ impl Jobs {
 
     fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Every partition in (topic, partition) order, from the one where
+    /// `job`'s last pass stopped, wrapping around.
+    fn rotation(&self, job: Job) -> Vec<(String, i32)> {
+        let all: Vec<(String, i32)> = {
+            let state = self.log.state();
+            state
+                .topics()
+                .flat_map(|t| {
+                    (0..t.partition_count() as i32).map(move |p| (t.name().to_string(), p))
+                })
+                .collect()
+        };
+        let cursor = self.cursors.lock().unwrap_or_else(|p| p.into_inner())[job as usize].clone();
+        let at = cursor.map_or(0, |c| all.partition_point(|k| *k < c));
+        let mut out = all[at..].to_vec();
+        out.extend_from_slice(&all[..at]);
+        out
+    }
+
+    fn set_cursor(&self, job: Job, key: Option<(String, i32)>) {
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner())[job as usize] = key;
     }
 }
 

@@ -5,7 +5,7 @@
 
 use silt_coordinator::{Command, Outcome, State, TimestampType};
 
-use super::{JobError, Jobs, Report};
+use super::{Job, JobError, Jobs, Report};
 
 /// Cluster defaults for topics without their own `retention.*` config
 /// (Kafka's `log.retention.ms`, `log.retention.bytes`).
@@ -34,79 +34,83 @@ pub struct Trim {
     pub offset: i64,
 }
 
-/// The log starts retention moves at `now` (ms), in topic and partition
-/// order.
-pub fn plan(state: &State, now: i64, defaults: RetentionDefaults) -> Vec<Trim> {
-    let mut out = Vec::new();
-    for t in state.topics() {
-        let c = t.config();
-        let ms = if c.overrides().contains_key("retention.ms") {
-            c.retention_ms
-        } else {
-            defaults.ms
-        };
-        let bytes = if c.overrides().contains_key("retention.bytes") {
-            c.retention_bytes
-        } else {
-            defaults.bytes
-        };
-        if ms.is_none() && bytes.is_none() {
-            continue;
-        }
-        for p in 0..t.partition_count() as i32 {
-            let (Some(snap), Some(index)) =
-                (state.partition(t.name(), p), state.index(t.name(), p))
-            else {
-                continue;
+/// Where retention moves a partition's log start at `now` (ms), if it
+/// moves.
+pub fn trim_for(
+    state: &State,
+    topic: &str,
+    p: i32,
+    now: i64,
+    defaults: RetentionDefaults,
+) -> Option<Trim> {
+    let t = state.topic(topic)?;
+    let c = t.config();
+    let ms = if c.overrides().contains_key("retention.ms") {
+        c.retention_ms
+    } else {
+        defaults.ms
+    };
+    let bytes = if c.overrides().contains_key("retention.bytes") {
+        c.retention_bytes
+    } else {
+        defaults.bytes
+    };
+    if ms.is_none() && bytes.is_none() {
+        return None;
+    }
+    let (snap, index) = (state.partition(topic, p)?, state.index(topic, p)?);
+    let mut start = snap.log_start_offset;
+    if let Some(ms) = ms {
+        let cutoff = now.saturating_sub(ms);
+        for e in index {
+            // Batches without timestamps (-1) age by their append time,
+            // as Kafka falls back to the segment's mtime.
+            let ts = match snap.timestamp_type {
+                TimestampType::CreateTime if e.max_timestamp >= 0 => e.max_timestamp,
+                _ => e.append_time,
             };
-            let mut start = snap.log_start_offset;
-            if let Some(ms) = ms {
-                let cutoff = now.saturating_sub(ms);
-                for e in index {
-                    // Batches without timestamps (-1) age by their append
-                    // time, as Kafka falls back to the segment's mtime.
-                    let ts = match snap.timestamp_type {
-                        TimestampType::CreateTime if e.max_timestamp >= 0 => e.max_timestamp,
-                        _ => e.append_time,
-                    };
-                    if ts >= cutoff {
-                        break;
-                    }
-                    start = start.max(e.end_offset);
-                }
+            if ts >= cutoff {
+                break;
             }
-            if let Some(limit) = bytes {
-                let mut total: i64 = index.iter().map(|e| e.length as i64).sum();
-                for e in index {
-                    if total - (e.length as i64) < limit {
-                        break;
-                    }
-                    total -= e.length as i64;
-                    start = start.max(e.end_offset);
-                }
-            }
-            if start > snap.log_start_offset {
-                out.push(Trim {
-                    topic: t.name().to_string(),
-                    id: t.id(),
-                    partition: p,
-                    offset: start,
-                });
-            }
+            start = start.max(e.end_offset);
         }
     }
-    out
+    if let Some(limit) = bytes {
+        let mut total: i64 = index.iter().map(|e| e.length as i64).sum();
+        for e in index {
+            if total - (e.length as i64) < limit {
+                break;
+            }
+            total -= e.length as i64;
+            start = start.max(e.end_offset);
+        }
+    }
+    (start > snap.log_start_offset).then(|| Trim {
+        topic: topic.to_string(),
+        id: t.id(),
+        partition: p,
+        offset: start,
+    })
 }
 
 pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<Report, JobError> {
-    let now = jobs.now();
-    let trims = plan(&jobs.log.state(), now, jobs.settings.retention);
     let mut report = Report::default();
-    for t in trims {
+    // From where the last pass stopped, so that every partition gets its
+    // turn however many there are; the state is locked per partition.
+    for key in jobs.rotation(Job::Retention) {
         if tokio::time::Instant::now() >= deadline {
             report.more = true;
-            break;
+            jobs.set_cursor(Job::Retention, Some(key));
+            return Ok(report);
         }
+        let trim = trim_for(
+            &jobs.log.state(),
+            &key.0,
+            key.1,
+            jobs.now(),
+            jobs.settings.retention,
+        );
+        let Some(t) = trim else { continue };
         let outcome = jobs
             .log
             .propose(Command::DeleteRecords {
@@ -123,5 +127,6 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
             report.partitions_trimmed += 1;
         }
     }
+    jobs.set_cursor(Job::Retention, None);
     Ok(report)
 }

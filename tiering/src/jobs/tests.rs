@@ -638,5 +638,50 @@ async fn a_bucket_belongs_to_one_cluster() {
     claim_bucket(&bucket, "a").await.unwrap();
     claim_bucket(&bucket, "a").await.unwrap();
     let err = claim_bucket(&bucket, "b").await.unwrap_err();
-    assert!(err.contains("another cluster") && err.contains("\"a\""), "{err}");
+    assert!(
+        err.contains("another cluster") && err.contains("\"a\""),
+        "{err}"
+    );
+}
+
+/// A pass whose byte budget runs out resumes at the next partition, so a
+/// busy first partition cannot keep the others from ever compacting.
+#[tokio::test]
+async fn compaction_passes_take_partitions_in_turn() {
+    let mut w = World::new(2, &[]).await;
+    for _ in 0..10 {
+        w.segment(&[0, 1], 2, 200).await;
+    }
+    w.advance(2_000);
+    let p0: u64 = w
+        .log
+        .state()
+        .index("t", 0)
+        .unwrap()
+        .iter()
+        .map(|e| e.length)
+        .sum();
+    let budget = Budget {
+        time: Duration::from_secs(60),
+        bytes: p0,
+    };
+    let jobs = w.jobs("a");
+    let r = jobs.run(Job::Compaction, budget).await.unwrap().unwrap();
+    assert!(r.more, "{r:?}");
+    let compacted = |w: &World, p| {
+        w.log
+            .state()
+            .index("t", p)
+            .unwrap()
+            .iter()
+            .all(|e| e.object.starts_with(COMPACTED_PREFIX))
+    };
+    assert!(compacted(&w, 0) && !compacted(&w, 1));
+    // Partition 0 gets new data; the next pass still turns to partition 1.
+    for _ in 0..10 {
+        w.segment(&[0], 2, 200).await;
+    }
+    w.advance(2_000);
+    jobs.run(Job::Compaction, budget).await.unwrap().unwrap();
+    assert!(compacted(&w, 1), "partition 1 waited behind partition 0");
 }
