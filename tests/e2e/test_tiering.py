@@ -20,7 +20,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
 
 import cluster as cl
 import roundtrip as rt
@@ -137,7 +137,8 @@ def produce(bootstrap: str, topic: str, n: int, partition: int = 0, size: int = 
 
 
 def test_retention_by_time_and_by_size(make_cluster):
-    c = make_cluster(agents=1, etcd_members=1, s3="moto", agent_env=FAST_JOBS)
+    c = make_cluster(agents=1, etcd_members=1, s3="moto",
+                     agent_env={**FAST_JOBS, "SILT_LOG_RETENTION_MS": "86400000"})
     admin = AdminClient({"bootstrap.servers": c.bootstrap})
     by_time, by_size = rt.unique_topic("ret-time"), rt.unique_topic("ret-size")
     for f in admin.create_topics([
@@ -145,6 +146,13 @@ def test_retention_by_time_and_by_size(make_cluster):
         NewTopic(by_size, 1, config={"retention.bytes": "20000"}),
     ]).values():
         f.result(30)
+    # A topic without its own retention.ms reports the cluster default
+    # (STATIC_BROKER_CONFIG, as a broker's server.properties would).
+    res = ConfigResource("TOPIC", by_size)
+    described = admin.describe_configs([res])[res].result(30)
+    assert described["retention.ms"].value == "86400000", described["retention.ms"]
+    assert described["retention.ms"].source == ConfigSource.STATIC_BROKER_CONFIG.value
+    assert described["retention.bytes"].value == "20000"
     first = produce(c.bootstrap, by_time, 500)
     assert first == list(range(500))
     sized = produce(c.bootstrap, by_size, 1000)
@@ -214,7 +222,6 @@ def test_compaction_during_load_with_kill9(make_cluster):
            f"compaction; compaction read {total(c, 'silt_compaction_read_bytes_total'):.0f} B, "
            f"wrote {total(c, 'silt_compaction_written_bytes_total'):.0f} B")
     assert objects < raw_peak / 2
-    assert total(c, "silt_compaction_runs_refused_total") >= 0
 
 
 def run_jobs(c: cl.Cluster, *args: str, env: dict | None = None) -> list[dict]:
@@ -245,6 +252,9 @@ def test_orphans_and_jobs_run_once(make_cluster):
     assert r["ran"] and r["orphans_deleted"] == 0, r
     assert orphan in bucket_objects(c, "segments/")
     time.sleep(13)
+    # The cluster keeps writing: the horizon never passes the newest
+    # accepted commit, so an idle cluster keeps its orphans until then.
+    assert produce(c.bootstrap, topic, 10) == list(range(300, 310))
     reports = run_jobs(c, "--once", env=age)
     by_job = {r["job"]: r for r in reports}
     assert set(by_job) == {"retention", "compaction", "gc"}, reports
@@ -253,6 +263,6 @@ def test_orphans_and_jobs_run_once(make_cluster):
     assert orphan not in left
     assert committed <= left | set(), "committed segments were deleted"
     got = rt.consume_confluent(c.bootstrap, topic, 1)[0][0]
-    assert [m.offset for m in got] == list(range(300))
+    assert [m.offset for m in got] == list(range(310))
     # The agents still take writes (a commit sealed now is past the horizon).
-    assert produce(c.bootstrap, topic, 10) == list(range(300, 310))
+    assert produce(c.bootstrap, topic, 10) == list(range(310, 320))

@@ -83,8 +83,19 @@ pub async fn describe_configs(
                     .describe()
                     .filter(|(k, _, _)| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == k)))
                     .map(|(k, value, is_override)| {
-                        // DYNAMIC_TOPIC_CONFIG or DEFAULT_CONFIG
-                        let source = if is_override { 1 } else { 5 };
+                        // DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG (a
+                        // cluster default set in silt's settings) or
+                        // DEFAULT_CONFIG.
+                        let cluster_default = match k {
+                            "retention.ms" => Some(broker.settings.log_retention_ms),
+                            "retention.bytes" => Some(broker.settings.log_retention_bytes),
+                            _ => None,
+                        };
+                        let (value, source) = match cluster_default {
+                            _ if is_override => (value, 1),
+                            Some(v) if v.to_string() != value => (v.to_string(), 4),
+                            _ => (value, 5),
+                        };
                         let mut c = DescribeConfigsResourceResult::default()
                             .with_name(s(k))
                             .with_value(Some(s(value)))
