@@ -9,7 +9,9 @@
 //! that lag, checkpoints at any moment by any agent, agents restarted, and
 //! idempotent producers retrying, and compaction and object GC passes (a
 //! grace period of a few steps, so agents whose watch lags still hold
-//! locations of objects GC may delete). After each run the checker asserts:
+//! locations of objects GC may delete). Reads in the middle of a run, through
+//! any agent, may fail but must return acknowledged records at their
+//! offsets. After each run the checker asserts:
 //!
 //! - every acknowledged append is in every agent's state exactly once, at
 //!   the offset it was acknowledged with (read back through the read path);
@@ -273,6 +275,8 @@ struct Stats {
     /// Compaction runs swapped in, and objects GC deleted.
     compacted: u64,
     collected: u64,
+    /// Reads in the middle of a run that returned records.
+    reads: u64,
 }
 
 async fn run(seed: u64) -> Stats {
@@ -482,6 +486,44 @@ async fn run(seed: u64) -> Stats {
                     stats.collected += r.objects_deleted;
                 }
             }
+            98 => {
+                // A read in the middle of everything, through an agent
+                // that may lag (its watch paused while compaction and GC
+                // move and delete objects): it may fail, but whatever it
+                // returns is what was acknowledged at those offsets.
+                let partition = rng.below(world.partitions as u64) as i32;
+                let from = agents[a]
+                    .read
+                    .position(TOPIC, partition)
+                    .map_or(0, |p| p.log_start_offset);
+                let read = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    agents[a].read.read(
+                        TOPIC,
+                        partition,
+                        from,
+                        Limits {
+                            max_bytes: 1 << 16,
+                            min_one: true,
+                        },
+                    ),
+                )
+                .await;
+                if let Ok(Ok(r)) = read {
+                    stats.reads += 1;
+                    let acks = acks.lock().unwrap();
+                    for (offset, id) in values(&r.bytes) {
+                        if let Some((p, base, n)) = acks.acked.get(&id) {
+                            if *p == partition && offset >= from {
+                                assert!(
+                                    (*base..*base + *n as i64).contains(&offset),
+                                    "seed {seed}: p{partition} offset {offset} holds record {id}, acknowledged at {base}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
             _ => {
                 tokio::time::sleep(Duration::from_millis(rng.below(200))).await;
             }
@@ -633,6 +675,7 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.fenced += s.fenced;
                 total.compacted += s.compacted;
                 total.collected += s.collected;
+                total.reads += s.reads;
             }
             Err(e) => {
                 eprintln!("simulation failed; replay with: {}", replay_hint(seed));
@@ -651,7 +694,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 && total.claims > 0
                 && total.fenced > 0
                 && total.compacted > 0
-                && total.collected > 0,
+                && total.collected > 0
+                && total.reads > 0,
             "{total:?}"
         );
     }
