@@ -285,23 +285,25 @@ impl ObjectReader {
         (self.readahead / self.block_size).max(1) * self.block_size
     }
 
-    /// Starts fetching the window one read-ahead past `at` (a block), if
-    /// the run goes on there and it is neither cached nor being fetched.
+    /// Keeps the read-ahead window after block `at` (the last one read)
+    /// coming: the first block of it that is neither cached nor being
+    /// fetched starts a background fetch of a window from there.
     fn prefetch(&self, path: &str, size: u64, at: u64, ahead_to: u64) {
         let bs = self.block_size;
         let window = self.window() / bs;
-        let p = at + window;
+        let run_blocks = ahead_to.div_ceil(bs);
+        let wanted = (at + window).min(run_blocks.saturating_sub(1));
         if self.readahead <= bs
-            || p * bs >= ahead_to
+            || wanted <= at
             || !self.cache.keeps_blocks()
             || tokio::runtime::Handle::try_current().is_err()
         {
             return;
         }
-        if self.cache.contains(&self.key(path, p)) {
+        let Some(p) = (at + 1..=wanted).find(|b| !self.cache.contains(&self.key(path, *b))) else {
             return;
-        }
-        let end = (p + window).min(ahead_to.div_ceil(bs));
+        };
+        let end = (p + window).min(run_blocks);
         {
             let mut inflight = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
             let busy = inflight
@@ -480,22 +482,22 @@ mod tests {
         // Nine 4 KiB blocks per window.
         let reader = ObjectReader::new(store.clone(), cache.clone(), 4096).with_readahead(9 * 4096);
         let settle = || tokio::time::sleep(std::time::Duration::from_millis(50));
-        // 1,000 bytes asked, the run goes on to 90,000: the first window,
-        // and the second in the background.
+        // Two blocks asked, the run goes on to 90,000: the first window,
+        // and the second (from where the first ends) in the background.
         let got = reader
-            .read_ahead("o", 100_000, 100..1100, 90_000)
+            .read_ahead("o", 100_000, 100..5000, 90_000)
             .await
             .unwrap();
-        assert_eq!(&got[..], &data[100..1100]);
+        assert_eq!(&got[..], &data[100..5000]);
         settle().await;
         assert_eq!(gets(), 2);
         assert!(
             cache.contains(&reader.key("o", 9)),
             "second window fetched ahead"
         );
-        let mut at = 1100;
+        let mut at = 5000;
         while at < 90_000 {
-            let end = (at + 1000).min(90_000);
+            let end = (at + 3000).min(90_000);
             let got = reader
                 .read_ahead("o", 100_000, at..end, 90_000)
                 .await
