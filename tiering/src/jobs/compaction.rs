@@ -148,11 +148,10 @@ fn pieces_for(state: &State, topic: &str, p: i32, now: i64, s: &CompactionSettin
     if chosen.is_empty() {
         return Vec::new();
     }
-    let bytes: u64 = chosen.iter().map(|e| e.length).sum();
-    // Cut into pieces of about equal size, none above an object.
-    let n = bytes.div_ceil(s.object_bytes).max(1);
-    let target = bytes.div_ceil(n);
-    let mut out = Vec::new();
+    // Cut into pieces as large as an object (a sequential read then
+    // needs the fewest GETs); a last piece below a run's size shares the
+    // bytes of the one before it evenly, so every piece is final.
+    let mut out: Vec<Piece> = Vec::new();
     let mut piece = Piece {
         topic: t.id(),
         partition: p,
@@ -160,8 +159,8 @@ fn pieces_for(state: &State, topic: &str, p: i32, now: i64, s: &CompactionSettin
         entries: Vec::new(),
     };
     for e in chosen {
-        let full =
-            piece.bytes() + e.length > target || piece.entries.len() >= MAX_ENTRIES_PER_OBJECT;
+        let full = piece.bytes() + e.length > s.object_bytes
+            || piece.entries.len() >= MAX_ENTRIES_PER_OBJECT;
         if !piece.entries.is_empty() && full {
             let next = Piece {
                 entries: Vec::new(),
@@ -171,7 +170,32 @@ fn pieces_for(state: &State, topic: &str, p: i32, now: i64, s: &CompactionSettin
         }
         piece.entries.push(((*e).clone(), size(e)));
     }
-    out.push(piece);
+    if piece.bytes() < s.run_bytes {
+        if let Some(prev) = out.pop() {
+            let tail = std::mem::take(&mut piece.entries);
+            let entries: Vec<_> = prev.entries.into_iter().chain(tail).collect();
+            let half = entries.iter().map(|(e, _)| e.length).sum::<u64>() / 2;
+            let mut first = Vec::new();
+            let mut second = Vec::new();
+            let mut at = 0;
+            for x in entries {
+                at += x.0.length;
+                if at <= half || first.is_empty() {
+                    first.push(x);
+                } else {
+                    second.push(x);
+                }
+            }
+            out.push(Piece {
+                entries: first,
+                ..piece.clone()
+            });
+            piece.entries = second;
+        }
+    }
+    if !piece.entries.is_empty() {
+        out.push(piece);
+    }
     out
 }
 
@@ -450,4 +474,9 @@ pub(super) async fn write_for_test(
         write_object(jobs, &s, object, report).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+pub(super) fn piece_sizes(pieces: &[Piece]) -> Vec<u64> {
+    pieces.iter().map(Piece::bytes).collect()
 }

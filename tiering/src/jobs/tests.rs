@@ -685,3 +685,24 @@ async fn compaction_passes_take_partitions_in_turn() {
     jobs.run(Job::Compaction, budget).await.unwrap().unwrap();
     assert!(compacted(&w, 1), "partition 1 waited behind partition 0");
 }
+
+/// Every run compaction cuts is final (at least a run's size), none above
+/// an object, and as large as an object where the bytes allow, so that a
+/// sequential read needs the fewest GETs.
+#[tokio::test]
+async fn compaction_cuts_runs_between_run_and_object_size() {
+    let mut w = World::new(2, &[]).await;
+    for _ in 0..37 {
+        w.segment(&[0, 1], 1, 500).await;
+    }
+    w.advance(2_000);
+    let s = settings().compaction; // runs 4 KiB, objects 8 KiB
+    let pieces = compaction::plan_for_test(&w.log.state(), w.clock.now_ms(), &s);
+    let sizes = compaction::piece_sizes(&pieces);
+    assert!(sizes.len() >= 4, "{sizes:?}");
+    for b in &sizes {
+        assert!((s.run_bytes..=s.object_bytes).contains(b), "{sizes:?}");
+    }
+    // Per partition, all but the last two are a whole object's worth.
+    assert!(sizes[0] + 600 > s.object_bytes, "{sizes:?}");
+}
