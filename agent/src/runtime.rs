@@ -91,7 +91,8 @@ pub async fn serve(
         cache.clone(),
         settings.cache_block.as_u64(),
     )
-    .with_readahead(settings.cache_readahead.as_u64());
+    .with_readahead(settings.cache_readahead.as_u64())
+    .with_ahead_bytes(settings.cache_memory.as_u64() / 2);
     let agent_id = settings.agent_id();
     let writer = format!("{agent_id}-{}", ulid::Ulid::new());
     silt_tiering::jobs::claim_bucket(&*objects, &settings.cluster)

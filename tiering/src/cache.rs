@@ -18,6 +18,8 @@ use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
 pub const DEFAULT_BLOCK_SIZE: u64 = 1 << 20;
 /// Default read-ahead: the most one GET fetches beyond the block asked for.
 pub const DEFAULT_READAHEAD: u64 = 16 << 20;
+/// Default bound on bytes fetched ahead and not read yet.
+pub const DEFAULT_AHEAD_BYTES: u64 = 128 << 20;
 
 /// Why a ranged read of an object failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,12 @@ pub trait BlockCache: Send + Sync + 'static {
     async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, CacheError>;
     /// Offers a block that is already in memory (write-through after upload).
     fn insert(&self, key: String, block: Bytes);
+    /// Offers a block fetched ahead of its reader: kept like a fetched
+    /// block (memory, then the disk tier), so that many readers reading
+    /// ahead at once spill to local disk instead of fetching again.
+    fn insert_fetched(&self, key: String, block: Bytes) {
+        self.insert(key, block);
+    }
     /// Whether the block is cached (a false answer costs a GET at most).
     fn contains(&self, key: &str) -> bool;
     /// Whether blocks inserted are kept (read-ahead is pointless if not).
@@ -138,6 +146,9 @@ impl BlockCache for FoyerCache {
         let props = HybridCacheProperties::default().with_location(Location::InMem);
         self.inner.insert_with_properties(key, block, props);
     }
+    fn insert_fetched(&self, key: String, block: Bytes) {
+        self.inner.insert(key, block);
+    }
     fn contains(&self, key: &str) -> bool {
         self.inner.contains(key)
     }
@@ -154,6 +165,52 @@ pub const MAX_PREFETCHES: usize = 8;
 /// Read-ahead bytes in flight at once, in read-ahead windows (background
 /// and foreground together); a miss beyond it fetches its block alone.
 pub const READAHEAD_INFLIGHT_WINDOWS: usize = 16;
+/// How many windows ahead of a sequential reader are kept cached or
+/// coming (each one GET, in flight together).
+pub const READAHEAD_DEPTH: u64 = 2;
+
+/// How long a block fetched ahead counts against the read-ahead budget if
+/// no one reads it (it was evicted, or its reader went away).
+const AHEAD_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Blocks fetched ahead of their readers and not read yet: their bytes are
+/// bounded, so that many sequential readers at once cannot fetch more ahead
+/// than the cache keeps (which would evict and fetch the same blocks again).
+#[derive(Default)]
+struct AheadLedger {
+    blocks: std::collections::BTreeMap<String, u64>,
+    order: std::collections::VecDeque<(tokio::time::Instant, String)>,
+    bytes: u64,
+}
+
+impl AheadLedger {
+    fn prune(&mut self) {
+        let now = tokio::time::Instant::now();
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < AHEAD_TTL {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("checked");
+            if let Some(len) = self.blocks.remove(&key) {
+                self.bytes -= len;
+            }
+        }
+    }
+
+    fn add(&mut self, key: String, len: u64) {
+        self.prune();
+        if self.blocks.insert(key.clone(), len).is_none() {
+            self.bytes += len;
+            self.order.push_back((tokio::time::Instant::now(), key));
+        }
+    }
+
+    fn read(&mut self, key: &str) {
+        if let Some(len) = self.blocks.remove(key) {
+            self.bytes -= len;
+        }
+    }
+}
 
 /// Reads byte ranges of immutable objects through a [`BlockCache`].
 #[derive(Clone)]
@@ -167,6 +224,9 @@ pub struct ObjectReader {
     prefetching: Arc<std::sync::Mutex<std::collections::BTreeSet<(String, u64, u64)>>>,
     /// Blocks fetched beyond the one asked for, in flight (permits).
     ahead_budget: Arc<tokio::sync::Semaphore>,
+    /// Blocks fetched ahead and not read yet, at most `ahead_bytes`.
+    ahead: Arc<std::sync::Mutex<AheadLedger>>,
+    ahead_bytes: u64,
 }
 
 impl ObjectReader {
@@ -178,6 +238,8 @@ impl ObjectReader {
             readahead: DEFAULT_READAHEAD,
             prefetching: Arc::default(),
             ahead_budget: Arc::new(tokio::sync::Semaphore::new(0)),
+            ahead: Arc::default(),
+            ahead_bytes: DEFAULT_AHEAD_BYTES,
         }
         .budgeted()
     }
@@ -188,6 +250,21 @@ impl ObjectReader {
     pub fn with_readahead(mut self, bytes: u64) -> Self {
         self.readahead = bytes;
         self.budgeted()
+    }
+
+    /// Bytes fetched ahead and not read yet, at most (about half the
+    /// memory cache, so that what is fetched ahead is still there when
+    /// its reader comes).
+    pub fn with_ahead_bytes(mut self, bytes: u64) -> Self {
+        self.ahead_bytes = bytes;
+        self
+    }
+
+    /// Room for `bytes` more fetched ahead.
+    fn ahead_room(&self, bytes: u64) -> bool {
+        let mut ledger = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.prune();
+        ledger.bytes + bytes <= self.ahead_bytes
     }
 
     fn budgeted(mut self) -> Self {
@@ -254,7 +331,8 @@ impl ObjectReader {
         let mut blocks = Vec::with_capacity((last - first + 1) as usize);
         let mut b = first;
         while b <= last {
-            let (block, after) = self.block(path, size, b, ahead_to).await?;
+            let (block, after) = self.block(path, size, b, range.end, ahead_to).await?;
+            self.consumed(path, b);
             blocks.push(block);
             b += 1;
             for block in after {
@@ -262,6 +340,7 @@ impl ObjectReader {
                     break;
                 }
                 blocks.push(block);
+                self.consumed(path, b);
                 b += 1;
             }
         }
@@ -280,19 +359,26 @@ impl ObjectReader {
         Ok(out.freeze())
     }
 
+    fn consumed(&self, path: &str, block: u64) {
+        self.ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .read(&self.key(path, block));
+    }
+
     /// The read-ahead in whole blocks (at least one).
     fn window(&self) -> u64 {
         (self.readahead / self.block_size).max(1) * self.block_size
     }
 
-    /// Keeps the read-ahead window after block `at` (the last one read)
-    /// coming: the first block of it that is neither cached nor being
-    /// fetched starts a background fetch of a window from there.
+    /// Keeps the `READAHEAD_DEPTH` windows after block `at` (the last one
+    /// read) coming: the first block of them that is neither cached nor
+    /// being fetched starts a background fetch of a window from there.
     fn prefetch(&self, path: &str, size: u64, at: u64, ahead_to: u64) {
         let bs = self.block_size;
         let window = self.window() / bs;
         let run_blocks = ahead_to.div_ceil(bs);
-        let wanted = (at + window).min(run_blocks.saturating_sub(1));
+        let wanted = (at + READAHEAD_DEPTH * window).min(run_blocks.saturating_sub(1));
         if self.readahead <= bs
             || wanted <= at
             || !self.cache.keeps_blocks()
@@ -304,6 +390,9 @@ impl ObjectReader {
             return;
         };
         let end = (p + window).min(run_blocks);
+        if !self.ahead_room((end - p) * bs) {
+            return;
+        }
         {
             let mut inflight = self.prefetching.lock().unwrap_or_else(|e| e.into_inner());
             let busy = inflight
@@ -317,7 +406,7 @@ impl ObjectReader {
         let me = self.clone();
         let path = path.to_string();
         tokio::spawn(async move {
-            if let Err(e) = me.block(&path, size, p, ahead_to).await {
+            if let Err(e) = me.block(&path, size, p, p * me.block_size, ahead_to).await {
                 tracing::debug!(object = %path, block = p, error = %e, "read-ahead failed");
             }
             me.prefetching
@@ -329,20 +418,23 @@ impl ObjectReader {
 
     /// Block `block` of the object; on a miss, also the blocks after it up
     /// to `ahead_to` that the same GET fetched (already cached).
+    /// Blocks up to `need_to` are wanted now; those after it, up to
+    /// `ahead_to`, are fetched ahead if the read-ahead budgets allow.
     async fn block(
         &self,
         path: &str,
         size: u64,
         block: u64,
+        need_to: u64,
         ahead_to: u64,
     ) -> Result<(Bytes, Vec<Bytes>), ReadError> {
         let bs = self.block_size;
         let start = block * bs;
         let end = (start + bs).min(size);
-        // Up to the read-ahead; to the end of the run if only a block
-        // more, rather than a GET of the tail on its own.
+        // Up to the read-ahead; to the end of the run if only a quarter
+        // window more, rather than a GET of the tail on its own.
         let limit = start + self.window();
-        let mut span_end = if ahead_to <= limit + bs {
+        let mut span_end = if ahead_to <= limit + (self.window() / 4).max(bs) {
             ahead_to
         } else {
             limit
@@ -350,7 +442,13 @@ impl ObjectReader {
         .div_ceil(bs)
         .saturating_mul(bs)
         .clamp(end, size);
-        // Blocks beyond this one need room in the read-ahead budget.
+        // Blocks beyond those wanted now need room in the read-ahead
+        // budgets (fetched ahead and not read; in flight); without it the
+        // GET stops at what is wanted.
+        let wanted_end = need_to.div_ceil(bs).saturating_mul(bs).clamp(end, span_end);
+        if span_end > wanted_end && !self.ahead_room(span_end - wanted_end) {
+            span_end = wanted_end;
+        }
         let extra = ((span_end - end).div_ceil(bs)) as u32;
         let _permit = match self.ahead_budget.clone().try_acquire_many_owned(extra) {
             Ok(p) => Some(p),
@@ -359,6 +457,7 @@ impl ObjectReader {
                 None
             }
         };
+        let wanted_end = wanted_end.min(span_end);
         let store = self.store.clone();
         let location = ObjectPath::from(path);
         let span: Arc<std::sync::Mutex<Option<Bytes>>> = Arc::default();
@@ -405,7 +504,13 @@ impl ObjectReader {
             while at < all.len() as u64 {
                 let e = (at + bs).min(all.len() as u64);
                 let piece = Bytes::copy_from_slice(&all[at as usize..e as usize]);
-                self.cache.insert(self.key(path, b), piece.clone());
+                if start + at >= wanted_end {
+                    self.ahead
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .add(self.key(path, b), piece.len() as u64);
+                }
+                self.cache.insert_fetched(self.key(path, b), piece.clone());
                 after.push(piece);
                 at = e;
                 b += 1;
@@ -525,6 +630,64 @@ mod tests {
         assert_eq!(&got[..], &data[100..40_000]);
         settle().await;
         assert_eq!(gets(), 5);
+        cache.close().await;
+    }
+
+    /// Bytes fetched ahead and not read yet are bounded: a second reader
+    /// finds no room and fetches only what it asks for, until the first
+    /// reader reads what was fetched for it.
+    #[tokio::test]
+    async fn read_ahead_is_bounded_by_what_is_not_read_yet() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        for o in ["o", "p"] {
+            inner
+                .put(&ObjectPath::from(o), PutPayload::from(data.clone()))
+                .await
+                .unwrap();
+        }
+        let store = Arc::new(crate::store::Instrumented::new(inner));
+        let counters = store.counters.clone();
+        let get_bytes = || {
+            counters
+                .get_bytes
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(
+            FoyerCache::open(dir.path(), 1 << 20, 16 << 20)
+                .await
+                .unwrap(),
+        );
+        let reader = ObjectReader::new(store.clone(), cache.clone(), 4096)
+            .with_readahead(8 * 4096)
+            .with_ahead_bytes(8 * 4096);
+        // "o" (a run of eight blocks): one block wanted, seven fetched
+        // ahead (the budget's worth).
+        reader
+            .read_ahead("o", 100_000, 0..100, 8 * 4096)
+            .await
+            .unwrap();
+        assert_eq!(get_bytes(), 8 * 4096);
+        // "p": no room; only its block.
+        reader
+            .read_ahead("p", 100_000, 0..100, 90_000)
+            .await
+            .unwrap();
+        assert_eq!(get_bytes(), 9 * 4096);
+        // "o" reads what was fetched for it: room again for "p".
+        reader
+            .read_ahead("o", 100_000, 100..8 * 4096, 8 * 4096)
+            .await
+            .unwrap();
+        assert_eq!(get_bytes(), 9 * 4096);
+        let before = get_bytes();
+        let got = reader
+            .read_ahead("p", 100_000, 4096..4196, 90_000)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], &data[4096..4196]);
+        assert!(get_bytes() - before > 4096, "read ahead again");
         cache.close().await;
     }
 }
