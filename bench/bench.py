@@ -78,6 +78,8 @@ FULL = {
     "consume_cap_bytes": 1 * GIB,
     "consume_seconds": 40.0,
     "low_rate_seconds": 10.0,
+    "compaction_bytes": 1 * GIB,  # 64 MiB per partition: several read-ahead windows each
+    "compaction_run_bytes": None,
 }
 QUICK = {
     "partitions": [16],
@@ -89,6 +91,8 @@ QUICK = {
     "consume_cap_bytes": 128 * MIB,
     "consume_seconds": 20.0,
     "low_rate_seconds": 4.0,
+    "compaction_bytes": 32 * MIB,
+    "compaction_run_bytes": "1MiB",  # 2 MiB per partition: a run size they reach
 }
 PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
 CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
@@ -574,8 +578,9 @@ class Phase:
 
 
 def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: float,
-                  wdir: Path, tag: str) -> dict:
-    """`PRODUCERS` processes; rate 0 = flat out. Returns summed results and
+                  wdir: Path, tag: str, count: int = 0) -> dict:
+    """`PRODUCERS` processes; rate 0 = flat out (with `count`, until that
+    many records are sent, `seconds` at most). Returns summed results and
     the per-record produce latencies (µs) when rate > 0."""
     import numpy as np
 
@@ -583,6 +588,8 @@ def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: 
     for i in range(PRODUCERS):
         a = ["produce", "--bootstrap", b.bootstrap, "--topic", topic, "--partitions", str(partitions),
              "--seconds", str(seconds), "--rate", str(rate / PRODUCERS if rate else 0), "--id", str(i)]
+        if count:
+            a += ["--count", str(count // PRODUCERS + (1 if i < count % PRODUCERS else 0))]
         if rate:
             a += ["--lat-out", str(wdir / f"{tag}-p{i}.lat")]
         procs.append(spawn_worker(a, b))
@@ -810,6 +817,253 @@ def bench_broker(b: Broker, cfg: dict, wdir: Path) -> dict:
     return out, latencies
 
 
+# ------------------------------------------------------------------ cold reads before and after compaction
+
+COMPACTION_TOPIC_PARTITIONS = 16
+COMPACTION_CLUSTER = "compaction"
+COMPACTION_PREFIX = "compaction"  # s3://silt/compaction
+# What the issue asks of compaction (evaluated by evaluate_targets).
+COMPACTED_GETS_PER_GIB = 64
+COLD_SHARE_OF_RAW_GET = 0.80
+MOVED_PER_BYTE = 2.0
+
+
+class SiltCompactionAgent(SiltAgent):
+    """`silt agent` on a cluster and bucket prefix of its own, with
+    compaction left to `silt jobs run --once` (its own pass interval is an
+    hour, so nothing compacts while the raw segments are measured)."""
+
+    name = "silt-compaction"
+
+    def __init__(self, work, logs, silt_bin, etcd_urls, s3env, job_env: dict):
+        super().__init__(work, logs, silt_bin, etcd_urls, s3env)
+        self.job_env = job_env
+
+    def env(self):
+        return {**super().env(), **self.job_env, "SILT_COMPACTION_INTERVAL": "1h"}
+
+
+def watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
+    """{partition: (low, high)} offsets, from ListOffsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks",
+                  "enable.auto.commit": False})
+    try:
+        return {p: tuple(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30))
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
+def bucket_usage(client, bucket: str, prefix: str) -> dict:
+    """Objects and bytes under prefix, by kind (raw segments, compacted)."""
+    out = {"segments": [0, 0], "compacted": [0, 0]}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            for kind in out:
+                if f"{kind}/" in o["Key"]:
+                    out[kind][0] += 1
+                    out[kind][1] += o["Size"]
+    return {f"{k}_{what}": v[i] for k, v in out.items() for i, what in enumerate(("objects", "bytes"))}
+
+
+def cold_read(b: Broker, topic: str, parts: list[int], wm: dict, procs_n: int, seconds: float,
+              cold: bool = True) -> dict:
+    """Restart the agent with an empty cache (unless `cold` is false: then
+    the read is served from the cache the last read filled), then read
+    `parts` from their start with up to `procs_n` consumer processes; MB/s
+    and GETs."""
+    how = b.cold_restart() if cold else "warm: the previous read's cache"
+    n = max(1, min(procs_n, len(parts)))
+    expected = sum(wm[p][1] - wm[p][0] for p in parts)
+    with Phase(b) as ph:
+        ws = []
+        for i in range(n):
+            mine = parts[i::n]
+            share = sum(wm[p][1] - wm[p][0] for p in mine)
+            ws.append(spawn_worker(["consume", "--bootstrap", b.bootstrap, "--topic", topic, "--partitions",
+                                    ",".join(map(str, mine)), "--count", str(share), "--timeout", str(seconds),
+                                    "--idle", "20", "--id", str(i)], b))
+        rs = [collect(w, seconds + 120) for w in ws]
+    got = sum(x["records"] for x in rs)
+    nbytes = sum(x["bytes"] for x in rs)
+    if got == 0:
+        raise RuntimeError(f"read nothing ({[e for x in rs for e in x['first_errors']][:3]})")
+    elapsed = max(x["elapsed_s"] for x in rs)
+    gets = ph.delta("silt_object_store_gets_total")
+    get_bytes = ph.delta("silt_object_store_get_bytes_total")
+    if gets is None:
+        raise RuntimeError("no silt_object_store_gets_total on /metrics")
+    return {
+        "partitions": len(parts), "consumers": n, "records": got, "records_expected": expected,
+        "mib": nbytes / MIB, "seconds": elapsed, "mbps": nbytes / 1e6 / elapsed,
+        "gets": gets, "gets_per_gib": gets / (nbytes / GIB),
+        "get_bytes_per_byte": (get_bytes / nbytes) if get_bytes is not None else None,
+        "cold_method": how,
+    }
+
+
+def cold_read_kcat(b: Broker, topic: str, partition: int, wm: dict, seconds: float) -> dict:
+    """Restart the agent with an empty cache, then read one partition from
+    its start with kcat (librdkafka's C consumer, no per-record Python
+    work); MB/s and GETs."""
+    how = b.cold_restart()
+    lo, hi = wm[partition]
+    out_path = Path(tempfile.mkstemp(prefix="kcat-", suffix=".out")[1])
+    cmd = ["kcat", "-C", "-b", b.bootstrap, "-t", topic, "-p", str(partition), "-o", "beginning",
+           "-c", str(hi - lo), "-q", "-f", "%S\\n", "-X", "max.partition.fetch.bytes=4194304",
+           "-X", "fetch.max.bytes=52428800", "-X", "fetch.wait.max.ms=100"]
+    with Phase(b) as ph:
+        t0 = time.monotonic()
+        with open(out_path, "w") as f:
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.PIPE, text=True, timeout=seconds + 60)
+        elapsed = time.monotonic() - t0
+    sizes = [int(x) for x in out_path.read_text().split()]
+    out_path.unlink(missing_ok=True)
+    if proc.returncode != 0 or not sizes:
+        raise RuntimeError(f"kcat exited {proc.returncode}, read {len(sizes)} records: {proc.stderr[-500:]}")
+    nbytes = sum(sizes)
+    gets = ph.delta("silt_object_store_gets_total")
+    get_bytes = ph.delta("silt_object_store_get_bytes_total")
+    return {
+        "partitions": 1, "consumers": 1, "client": "kcat", "records": len(sizes), "records_expected": hi - lo,
+        "mib": nbytes / MIB, "seconds": elapsed, "mbps": nbytes / 1e6 / elapsed,
+        "gets": gets, "gets_per_gib": gets / (nbytes / GIB) if gets is not None else None,
+        "get_bytes_per_byte": (get_bytes / nbytes) if get_bytes is not None else None,
+        "cold_method": how,
+    }
+
+
+def compaction_pass(silt_bin: str, env: dict, args: list[str], logs: Path, out: Path,
+                    timeout: float = 900) -> dict:
+    """One `silt jobs run --once --job compaction`; its JSON report."""
+    w = stack.spawn([silt_bin, "jobs", "run", "--once", "--job", "compaction", *args],
+                    logs / "silt-jobs.log", env=env, stdout=out)
+    STARTED.append({**w, "what": "silt jobs run --once"})
+    try:
+        rc = stack.wait_exit(w, timeout)
+    except TimeoutError:
+        stack.stop(w, signal.SIGKILL)
+        raise RuntimeError(f"silt jobs run --once did not finish in {timeout:.0f}s") from None
+    lines = [json.loads(l) for l in out.read_text().splitlines() if l.startswith("{")]
+    rep = next((l for l in lines if l.get("job") == "compaction"), None)
+    if rc != 0 or rep is None:
+        raise RuntimeError(f"silt jobs run --once exited {rc}: {rep or stack.tail(logs / 'silt-jobs.log', 300)}")
+    return rep
+
+
+def compaction_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd_urls: str, s3) -> dict:
+    """Cold reads of a 16-partition topic before and after compaction, and
+    what the compaction passes read and wrote."""
+    P = COMPACTION_TOPIC_PARTITIONS
+    topic = f"compact-{P}"
+    s3env = s3.env("silt", prefix=COMPACTION_PREFIX)
+    job_env = {"SILT_CLUSTER": COMPACTION_CLUSTER, "SILT_COMPACTION_MIN_AGE": "1s"}
+    if cfg.get("compaction_run_bytes"):
+        job_env["SILT_COMPACTION_RUN_BYTES"] = cfg["compaction_run_bytes"]
+    out: dict = {"partitions": P, "topic": topic, "notes": [],
+                 "settings": {**job_env, "SILT_CACHE_READAHEAD": os.environ.get("SILT_CACHE_READAHEAD", "16MiB (default)")}}
+    b = SiltCompactionAgent(work, logs, silt_bin, etcd_urls, s3env, job_env)
+    client = s3.client()
+    try:
+        b.start()
+        log(f"{b.name} up on {b.bootstrap} (pid {b.proc['pid']})")
+        create_topic(b.bootstrap, topic, P)
+        count = cfg["compaction_bytes"] // RECORD
+        res = produce_phase(b, topic, P, 600, 0, work, "compaction", count=count)["total"]
+        if res["delivered"] < count:
+            raise RuntimeError(f"produced {res['delivered']} of {count} records ({res['first_errors']})")
+        wm = watermarks(b.bootstrap, topic, P)
+        out["records"] = sum(h - l for l, h in wm.values())
+        out["produced_mib"] = res["bytes"] / MIB
+        out["before_bucket"] = bucket_usage(client, "silt", COMPACTION_PREFIX + "/")
+        log(f"compaction: produced {out['produced_mib']:.0f} MiB into {P} partitions "
+            f"({out['before_bucket']['segments_objects']} segments, "
+            f"{out['before_bucket']['segments_bytes'] / MIB:.1f} MiB)")
+        time.sleep(2.0)  # every record sealed longer ago than SILT_COMPACTION_MIN_AGE
+
+        def reads(when: str):
+            for scope, parts, n in (("one", [0], 1), ("all", list(range(P)), CONSUMERS)):
+                r = cold_read(b, topic, parts, wm, n, cfg["consume_seconds"])
+                out[f"{when}_{scope}"] = r
+                if r["records"] < r["records_expected"]:
+                    out["notes"].append(f"{when}, {scope}: read {r['records']} of {r['records_expected']} "
+                                        f"records in the {cfg['consume_seconds']:.0f} s limit")
+                log(f"compaction: cold read {when} compaction, {'partition 0' if scope == 'one' else 'all partitions'}: "
+                    f"{r['mib']:.1f} MiB, {r['mbps']:.1f} MB/s, {r['gets_per_gib']:.0f} GET/GiB")
+
+        reads("before")
+        if shutil.which("kcat"):
+            out["before_one_kcat"] = cold_read_kcat(b, topic, 0, wm, cfg["consume_seconds"])
+        # Compaction, deterministically: passes until one finds nothing left.
+        passes = []
+        args = ["--etcd", etcd_urls, "--bucket", s3env["SILT_BUCKET"]]
+        env = {**os.environ, **{k: v for k, v in s3env.items() if k.startswith("AWS_")}, **job_env,
+               "SILT_LOG": os.environ.get("SILT_LOG", "warn")}
+        t0 = time.monotonic()
+        for i in range(cfg.get("compaction_max_passes", 20)):
+            rep = compaction_pass(silt_bin, env, args, logs, work / f"jobs-{i}.out")
+            passes.append(rep)
+            if not rep.get("ran"):
+                time.sleep(1.0)
+                continue
+            if not rep.get("more") and not rep.get("entries_compacted"):
+                break
+        else:
+            out["notes"].append(f"compaction still had work after {len(passes)} passes")
+        out["compaction_seconds"] = time.monotonic() - t0
+        out["passes"] = passes
+        ran = [p for p in passes if p.get("ran")]
+        for k in ("entries_compacted", "entries_written", "objects_written", "bytes_read", "bytes_written",
+                  "runs_refused"):
+            out[k] = sum(p.get(k, 0) for p in ran)
+        out["after_bucket"] = bucket_usage(client, "silt", COMPACTION_PREFIX + "/")
+        denom = out["before_bucket"]["segments_bytes"]
+        out["denominator"] = ("bytes of the topic's raw segments (every raw segment holds only this topic, "
+                              "and the passes compacted every entry of it)")
+        out["denominator_bytes"] = denom
+        if out["entries_compacted"] == 0 or denom == 0:
+            raise RuntimeError(f"compaction compacted nothing: {passes}")
+        if out["after_bucket"]["compacted_bytes"] < 0.95 * denom:
+            out["denominator"] = ("bytes of the topic's raw segments; the passes compacted only "
+                                  f"{100 * out['after_bucket']['compacted_bytes'] / denom:.0f} % of them")
+        out["moved_per_byte"] = (out["bytes_read"] + out["bytes_written"]) / denom
+        out["read_per_byte"] = out["bytes_read"] / denom
+        out["written_per_byte"] = out["bytes_written"] / denom
+        log(f"compaction: {len(passes)} passes in {out['compaction_seconds']:.1f} s, "
+            f"{out['entries_compacted']} entries, read {out['bytes_read'] / MIB:.1f} MiB, "
+            f"wrote {out['bytes_written'] / MIB:.1f} MiB in {out['objects_written']} objects: "
+            f"{out['moved_per_byte']:.2f} bytes moved per byte compacted")
+        reads("after")
+        # The same partition again, from the cache: what one consumer
+        # process reads at most here, whatever the storage.
+        out["after_one_warm"] = cold_read(b, topic, [0], wm, 1, cfg["consume_seconds"], cold=False)
+        if shutil.which("kcat"):
+            out["after_one_kcat"] = cold_read_kcat(b, topic, 0, wm, cfg["consume_seconds"])
+            log(f"compaction: cold read of partition 0 with kcat: {out['after_one_kcat']['mbps']:.1f} MB/s, "
+                f"{out['after_one_kcat']['gets_per_gib']:.0f} GET/GiB")
+        log(f"compaction: warm read of partition 0: {out['after_one_warm']['mbps']:.1f} MB/s, "
+            f"{out['after_one_warm']['gets']:.0f} GETs")
+        out["peak_rss_mib"] = b.note_hwm() / 1024
+    finally:
+        kill_workers()
+        b.stop()
+    return out
+
+
+FIGURES_COMPACTION = ("before_one.mbps", "before_one.gets_per_gib", "before_all.mbps", "before_all.gets_per_gib",
+                      "after_one.mbps", "after_one.gets_per_gib", "after_all.mbps", "after_all.gets_per_gib",
+                      "moved_per_byte", "bytes_read", "bytes_written")
+
+
+def dig(d, path: str):
+    for k in path.split("."):
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -885,6 +1139,8 @@ def evaluate_targets(res: dict, flush_s: float, quick: bool) -> list[dict]:
             + " and ".join(map(str, parts)) + " partitions",
             all(v <= bound for v in nums) if len(nums) == len(vals) and nums else None,
             ", ".join(f"{P} part.: {fmt(v)}/s" for P, v in vals.items()), note)
+    # 6–8. compaction (the "cold reads before and after compaction" phase)
+    T.extend(compaction_targets(res))
     # 5. agent RSS ≤ 1 GiB with default caches
     rss = B.get("silt-agent", {}).get("rss_mib_produce")
     whole = B.get("silt-agent", {}).get("peak_rss_mib")
@@ -895,6 +1151,118 @@ def evaluate_targets(res: dict, flush_s: float, quick: bool) -> list[dict]:
                     for P in res["meta"]["partitions"])
         + f"); {fmt(whole)} MiB over the whole run incl. consume")
     return T
+
+
+def compaction_targets(res: dict) -> list[dict]:
+    c = res.get("compaction")
+    if c is None:
+        return []
+    T = []
+    ok = isinstance(c, dict)
+    g0, g1 = dig(c, "before_one.gets_per_gib"), dig(c, "after_one.gets_per_gib")
+    T.append({"target": f"cold read of one partition after compaction ≤ {COMPACTED_GETS_PER_GIB} GET/GiB "
+                        f"(16-partition topic)",
+              "met": (g1 <= COMPACTED_GETS_PER_GIB) if is_num(g1) else None,
+              "value": f"{fmt(g1)} GET/GiB after, {fmt(g0)} before" if ok else str(c),
+              "note": "" if ok else "phase failed"})
+    raw = dig(res, "raw_s3.get_range_par4.mbps")
+    # kcat (a C consumer) when it ran: a Python consumer process reads no
+    # faster than the warm row shows, whatever the storage.
+    kc = dig(c, "after_one_kcat.mbps")
+    m1, mall = (kc if is_num(kc) else dig(c, "after_one.mbps")), dig(c, "after_all.mbps")
+    T.append({"target": f"cold consume of one partition after compaction ≥ {100 * COLD_SHARE_OF_RAW_GET:.0f} % "
+                        "of the raw ranged-GET bandwidth",
+              "met": (m1 >= COLD_SHARE_OF_RAW_GET * raw) if is_num(m1) and is_num(raw) else None,
+              "value": (f"{m1:.1f} vs {raw:.1f} MB/s = {100 * m1 / raw:.0f} %" if is_num(m1) and is_num(raw)
+                        else f"{fmt(m1)} / {fmt(raw)} MB/s"),
+              "note": (("read with kcat; " if is_num(kc) else "read with one Python consumer; ")
+                       + f"whole topic ({dig(c, 'after_all.consumers')} consumers): {fmt(mall)} MB/s"
+                       + (f" = {100 * mall / raw:.0f} %" if is_num(mall) and is_num(raw) else "")
+                       + f"; the same partition read warm from the cache: "
+                         f"{fmt(dig(c, 'after_one_warm.mbps'))} MB/s (one consumer process's ceiling)"
+                       + "; raw: 1 MiB ranged GETs, 4 boto3 streams") if ok else "phase failed"})
+    mv = dig(c, "moved_per_byte")
+    T.append({"target": f"compaction cost ≤ {MOVED_PER_BYTE:g} bytes moved (read + written) per byte compacted",
+              "met": (mv <= MOVED_PER_BYTE) if is_num(mv) else None,
+              "value": (f"{mv:.3f} (read {c['read_per_byte']:.3f} + written {c['written_per_byte']:.3f})"
+                        if is_num(mv) else fmt(mv)),
+              "note": f"per {c.get('denominator', '')}" if ok else "phase failed"})
+    return T
+
+
+def compaction_md(res: dict, heading: str = "###") -> list[str]:
+    c = res.get("compaction")
+    if c is None:
+        return []
+    L = [f"{heading} Cold reads before and after compaction", ""]
+    if not isinstance(c, dict):
+        return L + [f"The phase did not complete: {c}", ""]
+    raw = dig(res, "raw_s3.get_range_par4.mbps")
+    st = c["settings"]
+    L.append(f"A {c['partitions']}-partition topic of {c['produced_mib']:.0f} MiB (1 KiB records, round-robin) "
+             f"produced through one `silt agent` (its own cluster, `SILT_COMPACTION_MIN_AGE=1s`, "
+             f"`SILT_COMPACTION_INTERVAL=1h` so it never compacts by itself); "
+             f"{c['before_bucket']['segments_objects']} raw segments of "
+             f"{c['before_bucket']['segments_bytes'] / MIB:.1f} MiB. Each read restarts the agent with an empty "
+             "cache directory and reads from offset 0: one partition (partition 0, one consumer) and the whole "
+             f"topic ({dig(c, 'before_all.consumers')} consumer processes). GETs are the agent's "
+             "`silt_object_store_gets_total` delta over the read. Compaction: `silt jobs run --once --job "
+             f"compaction` repeated until a pass finds nothing to do ({len(c['passes'])} passes, "
+             f"{c['compaction_seconds']:.1f} s)"
+             + (f", with `SILT_COMPACTION_RUN_BYTES={st['SILT_COMPACTION_RUN_BYTES']}`"
+                if "SILT_COMPACTION_RUN_BYTES" in st else ", other settings at their defaults")
+             + ". One Python consumer process reads about as fast cold as warm (the warm row: the same "
+             "partition again from the cache), so the one-partition read is also made with kcat "
+             "(librdkafka's C consumer), whose rate is silt's; the bandwidth target uses the kcat row "
+             "when kcat is installed.")
+    if res["meta"].get("mode") == "quick":
+        L.append("")
+        L.append(f"Quick mode: {c['produced_mib'] / c['partitions']:.0f} MiB per partition, a handful of GETs per "
+                 "read; the GET/GiB and MB/s figures are too coarse to judge the targets by.")
+    L.append("")
+    L.append("| cold read | scope | MiB read | MB/s | % of raw ranged GET | GET/GiB | GET bytes per byte read |")
+    L.append("|---|---|---:|---:|---:|---:|---:|")
+    for when in ("before", "after"):
+        for scope, label in (("one", "one partition"), ("all", "whole topic")):
+            r = c.get(f"{when}_{scope}", {})
+            share = (f"{100 * r['mbps'] / raw:.0f} %" if is_num(r.get("mbps")) and is_num(raw) else "—")
+            L.append(f"| {when} compaction | {label} | {fmt(r.get('mib'))} | {fmt(r.get('mbps'))} | {share} | "
+                     f"{fmt(r.get('gets_per_gib'))} | {fmt(r.get('get_bytes_per_byte'), 2)} |")
+    for when in ("before", "after"):
+        k = c.get(f"{when}_one_kcat", {})
+        if k:
+            share = (f"{100 * k['mbps'] / raw:.0f} %" if is_num(k.get("mbps")) and is_num(raw) else "—")
+            L.append(f"| {when} compaction, kcat (C consumer) | one partition | {fmt(k.get('mib'))} | "
+                     f"{fmt(k.get('mbps'))} | {share} | {fmt(k.get('gets_per_gib'))} | "
+                     f"{fmt(k.get('get_bytes_per_byte'), 2)} |")
+    w = c.get("after_one_warm", {})
+    if w:
+        share = (f"{100 * w['mbps'] / raw:.0f} %" if is_num(w.get("mbps")) and is_num(raw) else "—")
+        L.append(f"| after compaction, warm (cached: one consumer's ceiling) | one partition | {fmt(w.get('mib'))} | "
+                 f"{fmt(w.get('mbps'))} | {share} | {fmt(w.get('gets_per_gib'))} | "
+                 f"{fmt(w.get('get_bytes_per_byte'), 2)} |")
+    L.append(f"| raw S3, ranged GET 1 MiB, 4 streams | — | — | {fmt(raw)} | 100 % | {GIB // RANGE_BYTES:,} | 1.00 |")
+    L.append("")
+    L.append("| compaction | value |")
+    L.append("|---|---:|")
+    L.append(f"| entries compacted → written | {c['entries_compacted']:,} → {c['entries_written']:,} |")
+    L.append(f"| objects written | {c['objects_written']:,} ({c['after_bucket']['compacted_bytes'] / MIB:.1f} MiB "
+             "under `compacted/`) |")
+    L.append(f"| bytes read | {c['bytes_read'] / MIB:.1f} MiB |")
+    L.append(f"| bytes written | {c['bytes_written'] / MIB:.1f} MiB |")
+    L.append(f"| bytes compacted (denominator) | {c['denominator_bytes'] / MIB:.1f} MiB |")
+    L.append(f"| bytes moved per byte compacted | {c['moved_per_byte']:.3f} (read {c['read_per_byte']:.3f} "
+             f"+ written {c['written_per_byte']:.3f}) |")
+    L.append("")
+    L.append(f"Bytes read and written are the `bytes_read` / `bytes_written` of the passes' JSON reports (the "
+             "figures `silt_compaction_read_bytes_total` / `silt_compaction_written_bytes_total` count in an "
+             f"agent that runs the job); the denominator is the {c['denominator']}.")
+    L.append("")
+    for n in c.get("notes", []):
+        L.append(f"- {n}")
+    if c.get("notes"):
+        L.append("")
+    return L
 
 
 def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
@@ -1043,6 +1411,7 @@ def report_md(res: dict, png_dir: str = "") -> str:
         for name, n in notes:
             L.append(f"- {name}: {n}")
         L.append("")
+    L.extend(compaction_md(res))
     L.append("### What limits these figures")
     L.append("")
     for line in limits_text(res):
@@ -1124,6 +1493,12 @@ def figures_check(res: dict) -> list[str]:
                 bad.append(f"{name} consume {k}: {b['consume'].get(k)}")
         if not is_num(b.get("peak_rss_mib")):
             bad.append(f"{name} peak_rss_mib")
+    if "compaction" in res:
+        c = res["compaction"]
+        if not isinstance(c, dict):
+            bad.append(f"compaction: {c}")
+        else:
+            bad.extend(f"compaction {k}: {dig(c, k)}" for k in FIGURES_COMPACTION if not is_num(dig(c, k)))
     return bad
 
 
@@ -1156,6 +1531,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="results directory (default bench/results/<timestamp>)")
     ap.add_argument("--brokers", help="comma-separated subset of " + ",".join(FULL["brokers"]))
     ap.add_argument("--partitions", help="comma-separated partition counts")
+    ap.add_argument("--phases", default="brokers,compaction",
+                    help="comma-separated subset of brokers,compaction (raw S3 always runs); a full run of "
+                         "compaction alone updates only its section of docs/benchmarks.md")
+    ap.add_argument("--compaction-mib", type=int, help="size of the compaction phase's topic in MiB")
     ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md")
     ap.add_argument("--render", metavar="DIR", help="redraw report, plots (and docs) from DIR/results.json")
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
@@ -1170,6 +1549,13 @@ def main(argv=None) -> int:
         cfg["partitions"] = [int(p) for p in args.partitions.split(",")]
         if cfg["consume_partitions"] not in cfg["partitions"]:
             cfg["consume_partitions"] = cfg["partitions"][0]
+    phases = [p for p in args.phases.split(",") if p]
+    if set(phases) - {"brokers", "compaction"}:
+        raise SystemExit(f"unknown phase in {args.phases}")
+    if "brokers" not in phases:
+        cfg["brokers"] = []
+    if args.compaction_mib:
+        cfg["compaction_bytes"] = args.compaction_mib * MIB
     silt_bin = args.silt_bin or str(Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/silt-target"))
                                      / "release" / "silt")
     if not Path(silt_bin).is_file():
@@ -1220,6 +1606,8 @@ def main(argv=None) -> int:
         "consume_seconds": cfg["consume_seconds"],
         "flush_interval_s": flush_s,
         "record_bytes": RECORD,
+        "phases": phases,
+        "compaction_mib": cfg["compaction_bytes"] / MIB,
     }
     res: dict = {"meta": meta, "brokers": {}}
     lats: dict = {}
@@ -1274,6 +1662,14 @@ def main(argv=None) -> int:
                 current.remove(b)
             if name == "silt-dev":
                 shutil.rmtree(b.data_dir, ignore_errors=True)
+        if "compaction" in phases:
+            try:
+                res["compaction"] = compaction_bench(cfg, work, logs, silt_bin, ",".join(etcd.endpoints), s3)
+            except Exception as e:
+                traceback.print_exc()
+                res["compaction"] = failed(e)
+            finally:
+                kill_workers()
     finally:
         kill_workers()
         for b in current:
@@ -1307,6 +1703,9 @@ def main(argv=None) -> int:
     md = report_md(res)
     (outdir / "report.md").write_text("# silt benchmark\n\n" + md + "\n")
     print(md)
+    for t in res["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "not evaluated"}[t["met"]]
+        log(f"target {verdict}: {t['target']}: {t['value']}")
     if not args.quick and not args.no_docs:
         write_docs(res, outdir)
     log(f"done in {meta['seconds']:.0f} s: {outdir}/report.md")
@@ -1333,7 +1732,46 @@ def render(outdir: Path, docs: bool) -> int:
     return 0
 
 
+COMPACTION_DOCS_HEADING = "## Cold reads before and after compaction"
+
+
+def write_compaction_docs(res: dict) -> None:
+    """A run of the compaction phase alone: replace (or add) its section of
+    docs/benchmarks.md, leaving the rest of the file as the last full run
+    wrote it."""
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    m = res["meta"]
+    raw = res.get("raw_s3", {})
+    body = [COMPACTION_DOCS_HEADING, "",
+            f"Run {m['started']}, {m['seconds']:.0f} s. Machine: {m['nproc']} cores, {m['mem_gib']:.0f} GiB "
+            f"memory, {m['kernel']}; S3 server: {m['s3']} on 127.0.0.1; silt {m['silt_build']} build. "
+            "This section is rewritten by a run of this phase alone:", "",
+            "```sh", m["command"], "```", ""]
+    if isinstance(raw, dict) and "get_range_par4" in raw:
+        g = raw["get_range_par4"]
+        body += [f"The same run's raw S3 ranged GET (1 MiB blocks, 4 boto3 streams): {g['mbps']:.1f} MB/s, "
+                 f"p50 {g['p50_ms']:.1f} ms, p99 {g['p99_ms']:.1f} ms.", ""]
+    body += compaction_md(res, "")[2:]
+    body += ["| target | result | measured | note |", "|---|---|---|---|"]
+    for t in compaction_targets(res):
+        verdict = {True: "met", False: "**missed**", None: "not evaluated"}[t["met"]]
+        body.append(f"| {t['target']} | {verdict} | {t['value']} | {t['note']} |")
+    section = "\n".join(body) + "\n"
+    start = text.find(COMPACTION_DOCS_HEADING)
+    if start >= 0:
+        end = text.find("\n## ", start + len(COMPACTION_DOCS_HEADING))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    log("docs/benchmarks.md: section 'Cold reads before and after compaction' updated")
+
+
 def write_docs(res: dict, outdir: Path) -> None:
+    if res["meta"].get("phases", ["brokers"]) == ["compaction"]:
+        write_compaction_docs(res)
+        return
     docs = ROOT / "docs"
     (docs / "bench").mkdir(parents=True, exist_ok=True)
     for f in res.get("plots", []):

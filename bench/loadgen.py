@@ -102,9 +102,10 @@ def produce(args) -> dict:
     pack = HEADER.pack
     prod = p.produce
     topic = args.topic
+    limit = args.count if args.count > 0 else None
     if args.rate <= 0:
         while True:
-            for _ in range(1000):
+            for _ in range(1000 if limit is None else min(1000, limit - sent)):
                 value = pack(now_ns(), sent) + pad
                 part = (sent + offset) % parts
                 while True:
@@ -115,7 +116,7 @@ def produce(args) -> dict:
                         p.poll(0.002)
                 sent += 1
             p.poll(0)
-            if time.monotonic() >= end:
+            if time.monotonic() >= end or (limit is not None and sent >= limit):
                 break
     else:
         rate = args.rate
@@ -223,6 +224,8 @@ def main(argv=None) -> int:
     pp.add_argument("--size", type=int, default=1024)
     pp.add_argument("--id", type=int, default=0)
     pp.add_argument("--lat-out")
+    pp.add_argument("--count", type=int, default=0,
+                    help="flat out only: stop after this many records (0 = no limit; --seconds still bounds)")
     cp = sub.add_parser("consume")
     cp.add_argument("--bootstrap", required=True)
     cp.add_argument("--topic", required=True)

@@ -94,10 +94,21 @@ def test_quick_run_produces_every_figure(tmp_path):
         assert r["puts_per_gib"] > 0, (name, r)
         assert res["brokers"][name]["consume"]["gets_per_gib_cold"] > 0, name
 
+    # Cold reads before and after compaction: the phase ran, compacted
+    # something and produced every figure.
+    c = res["compaction"]
+    assert isinstance(c, dict), c
+    for k in bench.FIGURES_COMPACTION:
+        assert numeric(bench.dig(c, k)), (k, bench.dig(c, k))
+    assert c["entries_compacted"] > 0, c["passes"]
+    assert c["after_bucket"]["compacted_objects"] > 0, c["after_bucket"]
+    assert c["before_one"]["gets"] > 0 and c["after_one"]["gets"] > 0, c
+
     # Every target has a verdict line; the report and plots were written.
     assert len(res["targets"]) >= 5
     report = (out / "report.md").read_text()
     assert "### Targets" in report and "| silt agent" in report
+    assert "### Cold reads before and after compaction" in report
     for png in ("latency_cdf.png", "throughput_by_partitions.png"):
         assert (out / png).stat().st_size > 1000, png
     assert proc.returncode == 0, text[-3000:]
