@@ -158,7 +158,26 @@ async fn offsets_are_dense_and_in_submit_order_across_seals() {
 #[tokio::test]
 async fn a_commit_behind_the_horizon_is_refused_and_retriable() {
     let r = rig(config(Duration::from_secs(3600), 1, 1 << 20)).await;
-    // The rig's clock says 1,000 ms; GC fenced everything before 2,000.
+    // Another agent, whose clock says 5,000 ms, committed (the horizon
+    // never passes the newest commit)...
+    r.log
+        .propose(Command::Commit {
+            object: "segments/other".into(),
+            size: 100,
+            chunks: vec![ChunkRef {
+                topic: r.topic,
+                partition: 1,
+                position: 0,
+                length: 10,
+                records: 1,
+                max_timestamp: 0,
+                append_time: 5_000,
+                batches: vec![],
+            }],
+        })
+        .await
+        .unwrap();
+    // ...and GC fenced everything before 2,000; the rig's clock says 1,000.
     r.log
         .propose(Command::ForgetObjects {
             time: 5_000,
