@@ -203,6 +203,12 @@ def test_compaction_during_load_with_kill9(make_cluster):
     mid, mid_high = cl.consume_via(c, 0, topic, PARTITIONS)
     wait_until("a compaction pass", lambda: total(c, "silt_compaction_entries_total") > 0,
                timeout=60)
+    # `silt jobs run --once` beside the agents' own job loops: it runs a job
+    # only when no agent holds that job's lock, and changes nothing anyone
+    # acknowledged either way.
+    once = [r for _ in range(3) for r in run_jobs(c, "--once", env=FAST_JOBS)]
+    assert {r["job"] for r in once} == {"retention", "compaction", "gc"}, once
+    assert all(r["ran"] or "lock" in r.get("reason", "") for r in once), once
     c.kill9(1)
     res = load.wait(timeout=180)
     all_delivered(res, len(records))
