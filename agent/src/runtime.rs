@@ -148,6 +148,7 @@ pub async fn serve(
             log: log.clone(),
             reader: reader.clone(),
             clock: clock.clone(),
+            ids: Arc::new(silt_tiering::segment::RandomIds),
         },
         producer_shutdown.clone(),
     );

@@ -41,6 +41,7 @@ use silt_tiering::{
     batch::{self, simple_batch},
     clock::Clock,
     jobs::{Budget, CompactionSettings, GcSettings, Job, JobSettings, Jobs, RetentionDefaults},
+    segment::SequentialIds,
     store::{FaultConfig, Faulty, RetryConfig, Retrying},
     NoCache, ObjectReader,
 };
@@ -100,6 +101,8 @@ struct World {
     incarnation: u64,
     /// The wall clock every agent and job reads; each step moves it on.
     clock: ManualClock,
+    /// Object keys, counted: the same seed makes the same keys.
+    ids: Arc<SequentialIds>,
 }
 
 impl World {
@@ -153,6 +156,7 @@ impl World {
                 log: log.clone(),
                 reader: reader.clone(),
                 clock: Arc::new(self.clock.clone()),
+                ids: self.ids.clone(),
             },
             shutdown.clone(),
         );
@@ -277,6 +281,8 @@ struct Stats {
     collected: u64,
     /// Reads in the middle of a run that returned records.
     reads: u64,
+    /// Compaction runs refused because the index changed under them.
+    refused: u64,
 }
 
 async fn run(seed: u64) -> Stats {
@@ -301,6 +307,7 @@ async fn run(seed: u64) -> Stats {
         partitions,
         incarnation: 0,
         clock: ManualClock::new(1_000_000),
+        ids: Arc::default(),
     };
     let n_agents = 2 + rng.below(2) as usize;
     let mut agents = Vec::new();
@@ -309,6 +316,7 @@ async fn run(seed: u64) -> Stats {
     }
     let acks = Arc::new(Mutex::new(Acks::default()));
     let mut pending = Vec::new();
+    let mut job_passes = Vec::new();
     let mut next_id = 0u64;
     // Idempotent producers: (producer id, next sequence per partition).
     let mut idem: Vec<(i64, BTreeMap<i32, i32>)> =
@@ -471,7 +479,8 @@ async fn run(seed: u64) -> Stats {
                     settings,
                     CLUSTER,
                     &agents[a].token,
-                );
+                )
+                .with_ids(world.ids.clone());
                 let job = if rng.chance(0.5) {
                     Job::Compaction
                 } else {
@@ -481,10 +490,21 @@ async fn run(seed: u64) -> Stats {
                     time: Duration::from_secs(5),
                     bytes: 1 << 20,
                 };
-                if let Ok(Some(r)) = jobs.run(job, budget).await {
-                    stats.compacted += r.entries_compacted;
-                    stats.collected += r.objects_deleted;
-                }
+                // In the background, overlapping later steps; half of the
+                // passes without the lock (a holder paused past its lease),
+                // so that compactions race with each other too.
+                let locked = rng.chance(0.5);
+                job_passes.push(tokio::spawn(async move {
+                    let r = if locked {
+                        jobs.run(job, budget).await
+                    } else {
+                        jobs.run_unlocked(job, budget).await.map(Some)
+                    };
+                    match r {
+                        Ok(Some(r)) => (r.entries_compacted, r.objects_deleted, r.runs_refused),
+                        _ => (0, 0, 0),
+                    }
+                }));
             }
             98 => {
                 // A read in the middle of everything, through an agent
@@ -536,6 +556,12 @@ async fn run(seed: u64) -> Stats {
     }
     for p in pending {
         p.await.unwrap();
+    }
+    for j in job_passes {
+        let (compacted, collected, refused) = j.await.unwrap();
+        stats.compacted += compacted;
+        stats.collected += collected;
+        stats.refused += refused;
     }
     let _ = agents[0].log.checkpoint().await;
     if let Some(p) = current_pointer(&*meta).await {
@@ -676,6 +702,7 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.compacted += s.compacted;
                 total.collected += s.collected;
                 total.reads += s.reads;
+                total.refused += s.refused;
             }
             Err(e) => {
                 eprintln!("simulation failed; replay with: {}", replay_hint(seed));

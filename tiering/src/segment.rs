@@ -61,6 +61,32 @@ pub enum SegmentError {
     Footer(&'static str),
 }
 
+/// Makes the unique part of new object keys.
+pub trait ObjectIds: Send + Sync + 'static {
+    fn next(&self) -> ulid::Ulid;
+}
+
+/// ULIDs from the wall clock and randomness.
+pub struct RandomIds;
+
+impl ObjectIds for RandomIds {
+    fn next(&self) -> ulid::Ulid {
+        ulid::Ulid::new()
+    }
+}
+
+/// ULIDs counted from a fixed time: the same run makes the same keys
+/// (deterministic tests).
+#[derive(Default)]
+pub struct SequentialIds(std::sync::atomic::AtomicU64);
+
+impl ObjectIds for SequentialIds {
+    fn next(&self) -> ulid::Ulid {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ulid::Ulid::from_parts(1_767_225_600_000 + n, n as u128)
+    }
+}
+
 /// `<prefix>YYYY/MM/DD/<ulid>.silt`, dated by the ULID's own timestamp
 /// (UTC), so a bucket listing groups objects by day.
 pub fn dated_key(prefix: &str, ulid: ulid::Ulid) -> String {

@@ -50,6 +50,7 @@ async fn rig() -> Rig {
             log: log.clone(),
             reader: reader.clone(),
             clock: Arc::new(clock.clone()),
+            ids: Arc::new(silt_tiering::segment::RandomIds),
         },
         shutdown.clone(),
     );
@@ -462,6 +463,7 @@ async fn a_lagging_reader_catches_up_when_its_object_is_gone() {
             log: writer.clone(),
             reader: reader.clone(),
             clock: Arc::new(ManualClock::new(1_000)),
+            ids: Arc::new(silt_tiering::segment::RandomIds),
         },
         shutdown.clone(),
     );

@@ -19,7 +19,7 @@ use silt_coordinator::{
 };
 use silt_tiering::{
     jobs::SEGMENTS_PREFIX,
-    segment::{BatchMeta, ChunkMeta, SegmentBuilder},
+    segment::{BatchMeta, ChunkMeta, ObjectIds, SegmentBuilder},
     ObjectReader,
 };
 use tokio::{
@@ -160,6 +160,8 @@ pub struct Pipeline {
     /// Freshly uploaded segments are offered to the reader's cache.
     pub reader: ObjectReader,
     pub clock: Arc<dyn Clock>,
+    /// Names the segments.
+    pub ids: Arc<dyn ObjectIds>,
 }
 
 /// Cheap handle used by connections to append.
@@ -404,7 +406,7 @@ async fn seal(open: &mut Open, sealed_tx: &mpsc::Sender<Sealed>, parts: &Pipelin
         builder, waiters, ..
     } = std::mem::take(open);
     let (bytes, chunks) = builder.finish();
-    let key = segment_key(ulid::Ulid::new());
+    let key = segment_key(parts.ids.next());
     let size = bytes.len() as u64;
     let upload = tokio::spawn(upload(
         parts.store.clone(),

@@ -69,6 +69,7 @@ async fn rig_on(
             log: log.clone(),
             reader,
             clock: Arc::new(ManualClock::new(1_000)),
+            ids: Arc::new(silt_tiering::segment::RandomIds),
         },
         shutdown.clone(),
     );

@@ -311,7 +311,7 @@ async fn write_object(
         );
     }
     let (object, chunks) = builder.finish();
-    let key = segment::dated_key(COMPACTED_PREFIX, ulid::Ulid::new());
+    let key = segment::dated_key(COMPACTED_PREFIX, jobs.ids.next());
     let mut runs = Vec::with_capacity(pieces.len());
     for (piece, chunk) in pieces.iter().zip(&chunks) {
         runs.push(CompactRun {

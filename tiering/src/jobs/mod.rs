@@ -294,6 +294,8 @@ pub struct Jobs {
     orphan_cursor: std::sync::Mutex<Option<(usize, String)>>,
     /// Per job, the partition where its last pass stopped.
     cursors: std::sync::Mutex<[Option<(String, i32)>; 3]>,
+    /// Names the objects compaction writes.
+    ids: Arc<dyn crate::segment::ObjectIds>,
 }
 
 impl Jobs {
@@ -316,7 +318,14 @@ impl Jobs {
             counters: Arc::default(),
             orphan_cursor: Default::default(),
             cursors: Default::default(),
+            ids: Arc::new(crate::segment::RandomIds),
         }
+    }
+
+    /// Names compacted objects with `ids` (deterministic tests).
+    pub fn with_ids(mut self, ids: Arc<dyn crate::segment::ObjectIds>) -> Self {
+        self.ids = ids;
+        self
     }
 
     pub fn counters(&self) -> Arc<JobCounters> {
