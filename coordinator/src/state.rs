@@ -17,6 +17,18 @@ pub const CHECKPOINT_VERSION: u32 = 1;
 /// Upper bound on partitions per topic accepted by the state machine.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
+impl From<&IndexEntry> for crate::records::EntryRef {
+    fn from(e: &IndexEntry) -> Self {
+        Self {
+            base_offset: e.base_offset,
+            end_offset: e.end_offset,
+            object: e.object.clone(),
+            position: e.position,
+            length: e.length,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
     pub base_offset: i64,
@@ -1263,16 +1275,7 @@ mod tests {
             runs: vec![CompactRun {
                 topic: t.id,
                 partition: 0,
-                replaces: old
-                    .iter()
-                    .map(|e| crate::records::EntryRef {
-                        base_offset: e.base_offset,
-                        end_offset: e.end_offset,
-                        object: e.object.clone(),
-                        position: e.position,
-                        length: e.length,
-                    })
-                    .collect(),
+                replaces: old.iter().map(crate::records::EntryRef::from).collect(),
                 entries: vec![crate::records::NewEntry {
                     base_offset: old[0].base_offset,
                     end_offset: old[n - 1].end_offset,

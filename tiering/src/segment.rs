@@ -32,6 +32,19 @@ pub struct BatchMeta {
     pub base_sequence: i32,
 }
 
+impl From<&crate::batch::BatchHeader> for BatchMeta {
+    fn from(h: &crate::batch::BatchHeader) -> Self {
+        Self {
+            size: h.size,
+            records: h.record_count(),
+            max_timestamp: h.max_timestamp,
+            producer_id: h.producer_id,
+            producer_epoch: h.producer_epoch,
+            base_sequence: h.base_sequence,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkMeta {
     pub topic_id: TopicId,

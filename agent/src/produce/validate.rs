@@ -72,14 +72,7 @@ pub fn validate(records: Bytes, config: &TopicConfig) -> Result<Validated, Appen
             return Err(AppendError::Transactional);
         }
         min_timestamp = min_timestamp.min(h.base_timestamp);
-        batches.push(BatchMeta {
-            size: h.size,
-            records: h.record_count(),
-            max_timestamp: h.max_timestamp,
-            producer_id: h.producer_id,
-            producer_epoch: h.producer_epoch,
-            base_sequence: h.base_sequence,
-        });
+        batches.push(BatchMeta::from(&h));
     }
     Ok(Validated {
         data: records,

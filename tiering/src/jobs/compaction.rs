@@ -291,14 +291,7 @@ async fn write_object(
             }
             for h in headers {
                 min_ts = min_ts.min(h.base_timestamp);
-                metas.push(segment::BatchMeta {
-                    size: h.size,
-                    records: h.record_count(),
-                    max_timestamp: h.max_timestamp,
-                    producer_id: h.producer_id,
-                    producer_epoch: h.producer_epoch,
-                    base_sequence: h.base_sequence,
-                });
+                metas.push(segment::BatchMeta::from(&h));
             }
             bytes.extend_from_slice(chunk);
         }
@@ -320,13 +313,7 @@ async fn write_object(
             replaces: piece
                 .entries
                 .iter()
-                .map(|(e, _)| EntryRef {
-                    base_offset: e.base_offset,
-                    end_offset: e.end_offset,
-                    object: e.object.clone(),
-                    position: e.position,
-                    length: e.length,
-                })
+                .map(|(e, _)| EntryRef::from(e))
                 .collect(),
             entries: collapse(piece, chunk.position, s.entry_bytes),
         });
