@@ -644,7 +644,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
             if child.name not in ("history.json", "verdict.txt"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     return {"run": n, "seed": seed, "ok": ok, "line": line, "faults": dict(faults),
-            "acked": acked, "anomalies": dict(verdict.anomalies), "invalid": invalid,
+            "acked": acked, "jobs": history.data.get("jobs", {}), "anomalies": dict(verdict.anomalies), "invalid": invalid,
             "info": dict(verdict.info), "commit_ack_loss_rate": ack_loss,
             "seconds": round(time.monotonic() - t_start, 1), "dir": str(rundir),
             "details": verdict.details()}

@@ -1,7 +1,8 @@
 """The fault campaign's quick mode (campaign.py --quick): a few short runs
 against real processes. Every run must find zero anomalies, and must have
 injected faults and had records acknowledged - a run that tested nothing
-fails too.
+fails too - and the tiering jobs (compaction, object GC) must have run
+among the faults.
 
 Needs SILT_BIN (default /var/tmp/silt-target/debug/silt), etcd and moto
 (scripts/install-test-deps.sh). About four minutes on two cores."""
@@ -36,4 +37,8 @@ def test_quick_campaign(tmp_path):
         assert not r["anomalies"], (
             f"run {r['run']} (seed {r['seed']}, kept in {r['dir']}) found anomalies:\n"
             f"{r['details']}\n{lines}")
+    # The tiering jobs ran among the faults: compaction swapped index
+    # entries (so reads went through compacted objects) in the campaign.
+    compacted = sum(r.get("jobs", {}).get("compaction_entries", 0) for r in runs)
+    assert compacted > 0, f"no compaction happened during the campaign:\n{lines}"
     assert proc.returncode == 0, f"campaign exited {proc.returncode}:\n{out[-8000:]}"
