@@ -14,12 +14,7 @@ use silt_tiering::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    clock::SystemClock,
-    config::Settings,
-    faults::TestFaults,
-    runtime::{self, Components},
-};
+use crate::{clock::SystemClock, config::Settings, faults::TestFaults, runtime};
 
 /// Opens the bucket named by `s3://bucket[/prefix]` (endpoint, region and
 /// credentials from the standard AWS environment) or `file:///path`.
@@ -123,13 +118,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (meta, objects) = connect(&settings, faults.as_ref()).await?;
-    let parts = Components {
-        meta,
-        bucket: objects,
-        cache: runtime::open_cache(&settings).await?,
-        clock: Arc::new(SystemClock),
-    };
-    runtime::serve(settings, parts, None, shutdown).await
+    runtime::serve_on(settings, meta, objects, shutdown).await
 }
 
 /// `silt jobs run`: the tiering jobs as a process of their own, against the

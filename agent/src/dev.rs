@@ -8,12 +8,7 @@ use object_store::ObjectStore;
 use silt_coordinator::{EmbeddedStore, MetaStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    clock::SystemClock,
-    config::Settings,
-    faults::TestFaults,
-    runtime::{self, Components},
-};
+use crate::{config::Settings, faults::TestFaults, runtime};
 
 pub async fn run(
     settings: Settings,
@@ -36,11 +31,5 @@ pub async fn run(
         Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
         None => (meta, objects),
     };
-    let parts = Components {
-        meta,
-        bucket: objects,
-        cache: runtime::open_cache(&settings).await?,
-        clock: Arc::new(SystemClock),
-    };
-    runtime::serve(settings, parts, None, shutdown).await
+    runtime::serve_on(settings, meta, objects, shutdown).await
 }

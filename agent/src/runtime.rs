@@ -63,6 +63,23 @@ pub async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn BlockCach
     Ok(Arc::new(cache))
 }
 
+/// Serves Kafka on `meta` and `bucket` with the system clock and the block
+/// cache the settings name (`silt dev`, `silt agent`).
+pub async fn serve_on(
+    settings: Settings,
+    meta: Arc<dyn MetaStore>,
+    bucket: Arc<dyn ObjectStore>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let parts = Components {
+        meta,
+        bucket,
+        cache: open_cache(&settings).await?,
+        clock: Arc::new(SystemClock),
+    };
+    serve(settings, parts, None, shutdown).await
+}
+
 /// Serves Kafka until `shutdown` fires; then stops accepting, flushes the
 /// open segment, answers waiting producers, leaves the membership and
 /// writes a checkpoint. Listens on `listener` if given (tests bind port 0),
