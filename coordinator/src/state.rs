@@ -433,11 +433,6 @@ impl State {
         self.objects.len()
     }
 
-    /// The largest writer time the log has carried (ms).
-    pub fn log_time(&self) -> i64 {
-        self.log_time
-    }
-
     /// Commits sealed before this time (ms) are refused.
     pub fn commit_horizon(&self) -> i64 {
         self.commit_horizon

@@ -562,11 +562,8 @@ mod tests {
         cache.close().await;
     }
 
-    /// A sequential read along a run: one GET per read-ahead window, the
-    /// next window fetched in the background while the current one is
-    /// read; a run's short tail comes with the window before it.
-    #[tokio::test]
-    async fn reads_ahead_in_one_get_per_window() {
+    /// Objects "o" and "p" of 100,000 bytes each, behind a counting store.
+    async fn two_objects() -> (Vec<u8>, Arc<crate::store::Instrumented>) {
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
         for o in ["o", "p"] {
@@ -575,7 +572,15 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let store = Arc::new(crate::store::Instrumented::new(inner));
+        (data, Arc::new(crate::store::Instrumented::new(inner)))
+    }
+
+    /// A sequential read along a run: one GET per read-ahead window, the
+    /// next window fetched in the background while the current one is
+    /// read; a run's short tail comes with the window before it.
+    #[tokio::test]
+    async fn reads_ahead_in_one_get_per_window() {
+        let (data, store) = two_objects().await;
         let counters = store.counters.clone();
         let gets = || counters.gets.load(std::sync::atomic::Ordering::Relaxed);
         let dir = tempfile::tempdir().unwrap();
@@ -638,15 +643,7 @@ mod tests {
     /// reader reads what was fetched for it.
     #[tokio::test]
     async fn read_ahead_is_bounded_by_what_is_not_read_yet() {
-        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        for o in ["o", "p"] {
-            inner
-                .put(&ObjectPath::from(o), PutPayload::from(data.clone()))
-                .await
-                .unwrap();
-        }
-        let store = Arc::new(crate::store::Instrumented::new(inner));
+        let (data, store) = two_objects().await;
         let counters = store.counters.clone();
         let get_bytes = || {
             counters

@@ -332,10 +332,6 @@ impl Jobs {
         self.counters.clone()
     }
 
-    pub fn settings(&self) -> &JobSettings {
-        &self.settings
-    }
-
     /// One pass of `job` under its lock. `None` when another process holds
     /// the lock.
     pub async fn run(&self, job: Job, budget: Budget) -> Result<Option<Report>, JobError> {

@@ -175,6 +175,16 @@ impl World {
         key
     }
 
+    /// Whether every index entry of partition `p` lies under `prefix`.
+    fn all_under(&self, p: i32, prefix: &str) -> bool {
+        self.log
+            .state()
+            .index("t", p)
+            .unwrap()
+            .iter()
+            .all(|e| e.object.starts_with(prefix))
+    }
+
     fn advance(&self, ms: i64) {
         self.clock.set(self.clock.now_ms() + ms);
     }
@@ -319,22 +329,10 @@ async fn compaction_keeps_every_record_at_its_offset_and_reads_in_few_gets() {
     // Written once, read once: no more than the bytes compacted, each way.
     assert!(r.bytes_read <= 2 * 40 * 420 + 8192, "{r:?}");
     // The quiet partition is not due yet (under run_bytes, not max_lag old).
-    assert!(w
-        .log
-        .state()
-        .index("t", 2)
-        .unwrap()
-        .iter()
-        .all(|e| e.object.starts_with(SEGMENTS_PREFIX)));
+    assert!(w.all_under(2, SEGMENTS_PREFIX));
     w.advance(10_000);
     jobs.run(Job::Compaction, BUDGET).await.unwrap().unwrap();
-    assert!(w
-        .log
-        .state()
-        .index("t", 2)
-        .unwrap()
-        .iter()
-        .all(|e| e.object.starts_with(COMPACTED_PREFIX)));
+    assert!(w.all_under(2, COMPACTED_PREFIX));
     let reader =
         ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024).with_readahead(8 << 10);
     for p in 0..3 {
@@ -668,22 +666,17 @@ async fn compaction_passes_take_partitions_in_turn() {
     let jobs = w.jobs("a");
     let r = jobs.run(Job::Compaction, budget).await.unwrap().unwrap();
     assert!(r.more, "{r:?}");
-    let compacted = |w: &World, p| {
-        w.log
-            .state()
-            .index("t", p)
-            .unwrap()
-            .iter()
-            .all(|e| e.object.starts_with(COMPACTED_PREFIX))
-    };
-    assert!(compacted(&w, 0) && !compacted(&w, 1));
+    assert!(w.all_under(0, COMPACTED_PREFIX) && !w.all_under(1, COMPACTED_PREFIX));
     // Partition 0 gets new data; the next pass still turns to partition 1.
     for _ in 0..10 {
         w.segment(&[0], 2, 200).await;
     }
     w.advance(2_000);
     jobs.run(Job::Compaction, budget).await.unwrap().unwrap();
-    assert!(compacted(&w, 1), "partition 1 waited behind partition 0");
+    assert!(
+        w.all_under(1, COMPACTED_PREFIX),
+        "partition 1 waited behind partition 0"
+    );
 }
 
 /// Every run compaction cuts is final (at least a run's size), none above
