@@ -86,6 +86,20 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// Address of the HTTP endpoint (`/health`, `/metrics`); off when unset.
     pub http: Option<SocketAddr>,
+    /// Address of the HTTP API (`docs/http-api.md`); off when unset
+    /// (`silt dev`: 127.0.0.1:8082 unless `--no-rest`).
+    pub rest: Option<SocketAddr>,
+    /// One HTTP API request body at most.
+    pub rest_max_request_bytes: ByteSize,
+    /// Record bytes one HTTP fetch reads at most (a batch decompresses to
+    /// at most eight times this).
+    pub rest_fetch_max_bytes: ByteSize,
+    /// Open HTTP API connections at most; more wait to be accepted.
+    pub rest_max_connections: usize,
+    /// Set by `silt dev` when it chose `rest` itself: a busy port turns the
+    /// HTTP API off with a warning instead of failing.
+    #[serde(skip)]
+    pub rest_optional: bool,
     /// Membership lease TTL: a dead agent leaves Metadata within it.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
@@ -179,6 +193,11 @@ impl Default for Settings {
             zone: None,
             cache_dir: None,
             http: None,
+            rest: None,
+            rest_max_request_bytes: ByteSize::mib(16),
+            rest_fetch_max_bytes: ByteSize::mib(1),
+            rest_max_connections: 1024,
+            rest_optional: false,
             lease_ttl: Duration::from_secs(10),
             cache_readahead: ByteSize::mib(16),
             object_store_timeout: Duration::from_secs(30),
@@ -244,6 +263,10 @@ pub const KEYS: &[&str] = &[
     "zone",
     "cache_dir",
     "http",
+    "rest",
+    "rest_max_request_bytes",
+    "rest_fetch_max_bytes",
+    "rest_max_connections",
     "lease_ttl",
     "cache_readahead",
     "object_store_timeout",
@@ -383,6 +406,18 @@ impl Settings {
         }
         if self.max_commit_record_bytes.as_u64() < 4096 {
             return bad("max_commit_record_bytes", "must be at least 4KiB");
+        }
+        if self.rest_max_request_bytes.as_u64() < 1024
+            || self.rest_max_request_bytes.as_u64() > u32::MAX as u64
+        {
+            return bad("rest_max_request_bytes", "must be between 1KiB and 4GiB");
+        }
+        if self.rest_fetch_max_bytes.as_u64() == 0 || self.rest_fetch_max_bytes.as_u64() > 256 << 20
+        {
+            return bad("rest_fetch_max_bytes", "must be between 1B and 256MiB");
+        }
+        if self.rest_max_connections == 0 {
+            return bad("rest_max_connections", "must be at least 1");
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");

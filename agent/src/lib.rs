@@ -21,6 +21,7 @@ pub mod http;
 pub mod jobs;
 pub mod produce;
 pub mod protocol;
+pub mod rest;
 pub mod runtime;
 pub mod server;
 #[cfg(test)]

@@ -88,6 +88,13 @@ struct Flags {
     /// HTTP endpoint for /health and /metrics.
     #[arg(long)]
     http: Option<String>,
+    /// HTTP API address (Confluent REST v3 produce, fetch, topics, offsets);
+    /// silt dev serves it on 127.0.0.1:8082 unless told otherwise.
+    #[arg(long)]
+    rest: Option<String>,
+    /// No HTTP API (silt dev).
+    #[arg(long, conflicts_with = "rest")]
+    no_rest: bool,
     /// Partitions of auto-created topics.
     #[arg(long)]
     default_partitions: Option<u32>,
@@ -125,6 +132,7 @@ impl Flags {
         add("cache_memory", self.cache_memory.clone());
         add("cache_disk", self.cache_disk.clone());
         add("http", self.http.clone());
+        add("rest", self.rest.clone());
         add(
             "default_partitions",
             self.default_partitions.map(|p| p.to_string()),
@@ -177,6 +185,17 @@ fn main() -> std::process::ExitCode {
         }
     });
     let settings = match settings {
+        // silt dev serves the HTTP API unless told otherwise; if its port
+        // is taken (another silt dev), it runs without.
+        Ok(mut s) if !agent && s.rest.is_none() && !flags.no_rest => {
+            s.rest = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8082)));
+            s.rest_optional = true;
+            s
+        }
+        Ok(mut s) if flags.no_rest => {
+            s.rest = None;
+            s
+        }
         Ok(s) => s,
         Err(e) => {
             eprintln!("silt: {e}");

@@ -80,16 +80,30 @@ pub async fn serve_on(
     serve(settings, parts, None, shutdown).await
 }
 
-/// Serves Kafka until `shutdown` fires; then stops accepting, flushes the
-/// open segment, answers waiting producers, leaves the membership and
-/// writes a checkpoint. Listens on `listener` if given (tests bind port 0),
-/// else binds `settings.listen` once the metadata is loaded.
-pub async fn serve(
-    settings: Settings,
-    parts: Components,
-    listener: Option<TcpListener>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// The write and read paths on a cluster's metadata and bucket, without a
+/// Kafka listener or membership: what an agent is built on, and all the
+/// HTTP API needs (the `silt-http` Lambda function runs on one).
+pub struct Core {
+    pub meta: Arc<dyn MetaStore>,
+    /// The bucket with request counters and retries.
+    pub objects: Arc<dyn ObjectStore>,
+    pub counters: Arc<silt_tiering::store::StoreCounters>,
+    pub cache: Arc<dyn BlockCache>,
+    pub clock: Arc<dyn Clock>,
+    pub reader: ObjectReader,
+    pub log: Arc<MetaLog>,
+    /// This process's writer id in the commit log (unique per process).
+    pub writer: String,
+    pub producer: Producer,
+    /// Cancel to flush the open segment and stop the producer.
+    pub producer_stop: CancellationToken,
+    /// Ends once the producer stopped.
+    pub producer_done: tokio::task::JoinHandle<()>,
+}
+
+/// Loads the metadata (checkpoint, then the log since) and starts the
+/// segment writer.
+pub async fn open_core(settings: &Settings, parts: Components) -> anyhow::Result<Core> {
     let Components {
         meta,
         bucket,
@@ -110,14 +124,108 @@ pub async fn serve(
     )
     .with_readahead(settings.cache_readahead.as_u64())
     .with_ahead_bytes(settings.cache_memory.as_u64() / 2);
-    let agent_id = settings.agent_id();
-    let writer = format!("{agent_id}-{}", ulid::Ulid::new());
+    let writer = format!("{}-{}", settings.agent_id(), ulid::Ulid::new());
     silt_tiering::jobs::claim_bucket(&*objects, &settings.cluster)
         .await
         .map_err(|e| anyhow::anyhow!("setting bucket: {e}"))?;
     let log = MetaLog::open(meta.clone(), objects.clone(), &settings.cluster, &writer)
         .await
         .context("loading metadata")?;
+    let producer_stop = CancellationToken::new();
+    let (producer, producer_done) = Producer::start(
+        ProduceConfig {
+            flush_interval: settings.flush_interval,
+            flush_bytes: settings.flush_bytes.as_u64(),
+            max_inflight_bytes: settings.max_inflight_bytes.as_u64() as u32,
+            max_concurrent_uploads: settings.max_concurrent_uploads,
+            max_commit_record_bytes: settings.max_commit_record_bytes.as_u64() as usize,
+        },
+        Pipeline {
+            store: objects.clone(),
+            log: log.clone(),
+            reader: reader.clone(),
+            clock: clock.clone(),
+            ids: Arc::new(silt_tiering::segment::RandomIds),
+        },
+        producer_stop.clone(),
+    );
+    Ok(Core {
+        meta,
+        objects,
+        counters,
+        cache,
+        clock,
+        reader,
+        log,
+        writer,
+        producer,
+        producer_stop,
+        producer_done,
+    })
+}
+
+impl Core {
+    /// The HTTP API on this core.
+    pub fn api(&self, settings: &Settings) -> crate::rest::Api {
+        rest_api(
+            settings,
+            &self.log,
+            ReadPath::new(self.log.clone(), self.reader.clone()),
+            self.producer.clone(),
+            &self.meta,
+            &self.clock,
+        )
+    }
+}
+
+fn rest_api(
+    settings: &Settings,
+    log: &Arc<MetaLog>,
+    read: ReadPath,
+    producer: Producer,
+    meta: &Arc<dyn MetaStore>,
+    clock: &Arc<dyn Clock>,
+) -> crate::rest::Api {
+    crate::rest::Api::new(
+        format!("silt-{}", settings.cluster),
+        Topics::new(
+            log.clone(),
+            settings.auto_create_topics,
+            settings.default_partitions,
+        )
+        .with_clock(clock.clone()),
+        read,
+        producer,
+        OffsetStore::new(meta.clone(), &settings.cluster),
+        clock.clone(),
+        crate::rest::Limits::from_settings(settings),
+    )
+}
+
+/// Serves Kafka until `shutdown` fires; then stops accepting, flushes the
+/// open segment, answers waiting producers, leaves the membership and
+/// writes a checkpoint. Listens on `listener` if given (tests bind port 0),
+/// else binds `settings.listen` once the metadata is loaded.
+pub async fn serve(
+    settings: Settings,
+    parts: Components,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Core {
+        meta,
+        objects,
+        counters,
+        cache,
+        clock,
+        reader,
+        log,
+        writer,
+        producer,
+        producer_stop: producer_shutdown,
+        producer_done,
+    } = open_core(&settings, parts).await?;
+    let agent_id = settings.agent_id();
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(settings.listen)
@@ -151,24 +259,6 @@ pub async fn serve(
     .await
     .context("joining the cluster")?;
 
-    let producer_shutdown = CancellationToken::new();
-    let (producer, producer_done) = Producer::start(
-        ProduceConfig {
-            flush_interval: settings.flush_interval,
-            flush_bytes: settings.flush_bytes.as_u64(),
-            max_inflight_bytes: settings.max_inflight_bytes.as_u64() as u32,
-            max_concurrent_uploads: settings.max_concurrent_uploads,
-            max_commit_record_bytes: settings.max_commit_record_bytes.as_u64() as usize,
-        },
-        Pipeline {
-            store: objects.clone(),
-            log: log.clone(),
-            reader: reader.clone(),
-            clock: clock.clone(),
-            ids: Arc::new(silt_tiering::segment::RandomIds),
-        },
-        producer_shutdown.clone(),
-    );
     let jobs = Arc::new(Jobs::new(
         log.clone(),
         objects.clone(),
@@ -246,6 +336,36 @@ pub async fn serve(
         }
         None => None,
     };
+    let rest = match settings.rest {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(listen = %addr, "serving the HTTP API");
+                let api = Arc::new(rest_api(
+                    &settings,
+                    &log,
+                    broker.read.clone(),
+                    broker.producer.clone(),
+                    &meta,
+                    &broker.clock,
+                ));
+                Some(tokio::spawn(crate::rest::serve(
+                    l,
+                    api,
+                    settings.rest_max_connections,
+                    settings.connections_max_idle,
+                    shutdown.clone(),
+                )))
+            }
+            Err(e) if settings.rest_optional => {
+                tracing::warn!(listen = %addr, error = %e, "HTTP API off: its address is taken (set --rest)");
+                None
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("binding the HTTP API on {addr}"));
+            }
+        },
+        None => None,
+    };
     let checkpoints = tokio::spawn(checkpoint_loop(
         log.clone(),
         settings.checkpoint_every,
@@ -277,7 +397,7 @@ pub async fn serve(
     let _ = job_loop.await;
     let _ = group_timers.await;
     let _ = handoff.await;
-    if let Some(h) = http {
+    for h in [http, rest].into_iter().flatten() {
         let _ = h.await;
     }
     if let Err(e) = log.checkpoint().await {

@@ -190,6 +190,59 @@ impl OffsetStore {
         }
     }
 
+    /// Writes offsets from outside the group's membership (a consumer that
+    /// is no member, as Kafka's commits with generation -1): only while
+    /// `has_members` says the group's persisted state has no members, and
+    /// in one transaction that fails if that state changed meanwhile.
+    /// At most [`OPS_PER_TXN`] - 1 offsets. `Ok(false)`: the group has
+    /// members, nothing was written.
+    pub async fn commit_standalone(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, Committed)],
+        has_members: impl Fn(&[u8]) -> bool,
+    ) -> Result<bool, MetaError> {
+        if offsets.len() >= OPS_PER_TXN {
+            return Err(MetaError::Other(format!(
+                "at most {} offsets in one commit",
+                OPS_PER_TXN - 1
+            )));
+        }
+        let state_key = self.layout.group_state(group);
+        let state = self.store.get(&state_key).await?;
+        if state.as_ref().is_some_and(|kv| has_members(&kv.value)) {
+            return Ok(false);
+        }
+        let mut success = vec![TxnOp::Put {
+            key: self.layout.group_index_entry(group),
+            value: Bytes::new(),
+            lease: None,
+        }];
+        success.extend(offsets.iter().map(|(t, p, c)| TxnOp::Put {
+            key: self.key(group, t, *p),
+            value: Bytes::from(serde_json::to_vec(c).expect("offsets serialize")),
+            lease: None,
+        }));
+        let unchanged = Compare {
+            key: state_key,
+            op: CompareOp::Equal,
+            target: crate::metastore::CompareTarget::ModRevision(
+                state.map_or(0, |kv| kv.mod_revision),
+            ),
+        };
+        let r = self
+            .store
+            .txn(Txn {
+                compares: vec![unchanged],
+                success,
+                failure: vec![],
+            })
+            .await?;
+        // The state changed between the read and the write: a coordinator
+        // is active; the caller may retry and will see its members.
+        Ok(r.succeeded)
+    }
+
     /// Every committed offset of the group: topic -> partition -> offset.
     pub async fn fetch(
         &self,

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod cache;
 pub mod clock;
 pub mod jobs;
+pub mod records;
 pub mod segment;
 pub mod store;
 

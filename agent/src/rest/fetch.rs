@@ -1,0 +1,148 @@
+//! Fetch (a silt extension): records of one partition from an offset, as
+//! JSON, with a long poll at the high watermark like a Kafka fetch.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{Path, RawQuery, State},
+    http::StatusCode,
+    Json,
+};
+use base64::Engine as _;
+use silt_tiering::{batch::parse_one, records::decode_batch};
+
+use super::{produce::Format, query_params, Api, ApiError};
+use crate::fetch::{FetchError, Limits};
+
+pub(super) async fn fetch(
+    State(api): State<Arc<Api>>,
+    Path((cluster, topic, partition)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    api.check_cluster(&cluster)?;
+    let (info, partition) = api.partition(&topic, &partition)?;
+    let mut offset = 0i64;
+    let mut max_bytes = api.limits.fetch_max_bytes;
+    let mut max_wait = Duration::ZERO;
+    let mut strings = false;
+    for (k, v) in query_params(query.as_deref()) {
+        let number = || {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("{k}={v:?} is not a number")))
+        };
+        match k {
+            "offset" => offset = number()?,
+            "max_bytes" => max_bytes = number()?.clamp(1, max_bytes as i64) as usize,
+            "max_wait_ms" => {
+                max_wait =
+                    Duration::from_millis(number()?.max(0) as u64).min(api.limits.max_fetch_wait)
+            }
+            "format" => {
+                strings = match v {
+                    "binary" => false,
+                    "string" => true,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "format={v:?}: binary or string"
+                        )))
+                    }
+                }
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown parameter {k:?}"))),
+        }
+    }
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let waiter = api.read.waiter([(info.id, partition)]);
+    let limits = Limits {
+        max_bytes,
+        min_one: true,
+    };
+    let records = loop {
+        let armed = waiter.arm();
+        let r = api
+            .read
+            .read(&topic, partition, offset, limits)
+            .await
+            .map_err(fetch_error)?;
+        if !r.bytes.is_empty() || tokio::time::Instant::now() >= deadline {
+            break r;
+        }
+        tokio::select! {
+            _ = armed.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+
+    let mut out = Vec::new();
+    let mut next = offset;
+    let mut at = 0;
+    let data = &records.bytes[..];
+    while at < data.len() {
+        let h = parse_one(data, at).map_err(|e| corrupt(e.to_string()))?;
+        let batch = &data[at..at + h.size as usize];
+        let base = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
+        next = next.max(base + h.last_offset_delta as i64 + 1);
+        let decoded = decode_batch(batch, api.limits.max_decompressed()).map_err(|e| {
+            tracing::warn!(topic = %topic, partition, offset = base, error = %e, "HTTP fetch cannot decode a batch");
+            corrupt(format!("batch at offset {base}: {e}"))
+        })?;
+        for r in decoded.into_iter().flatten() {
+            if r.offset < offset {
+                continue;
+            }
+            out.push(serde_json::json!({
+                "offset": r.offset,
+                "timestamp": r.timestamp,
+                "key": data_json(r.key.as_deref(), strings),
+                "value": data_json(r.value.as_deref(), strings),
+                "headers": r.headers.iter().map(|(k, v)| serde_json::json!({
+                    "name": String::from_utf8_lossy(k),
+                    "value": v.as_ref().map(|v| base64::engine::general_purpose::STANDARD.encode(v)),
+                })).collect::<Vec<_>>(),
+            }));
+        }
+        at += h.size as usize;
+    }
+    Ok(Json(serde_json::json!({
+        "cluster_id": api.cluster_id,
+        "topic_name": topic,
+        "partition_id": partition,
+        "high_watermark": records.high_watermark,
+        "log_start_offset": records.log_start_offset,
+        "next_offset": next,
+        "records": out,
+    })))
+}
+
+/// `{type, data}` for a key or value: STRING when asked for and valid
+/// UTF-8, else BINARY (base64).
+fn data_json(b: Option<&[u8]>, strings: bool) -> serde_json::Value {
+    match b {
+        None => serde_json::Value::Null,
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) if strings => serde_json::json!({"type": Format::String.name(), "data": s}),
+            _ => serde_json::json!({
+                "type": Format::Binary.name(),
+                "data": base64::engine::general_purpose::STANDARD.encode(b),
+            }),
+        },
+    }
+}
+
+fn corrupt(message: String) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50001, message)
+}
+
+fn fetch_error(e: FetchError) -> ApiError {
+    match e {
+        FetchError::UnknownTopicOrPartition { topic, partition } => {
+            super::unknown_partition(&topic, partition)
+        }
+        FetchError::OffsetOutOfRange { .. } => {
+            ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41601, e.to_string())
+        }
+        FetchError::InvalidTimestamp(_) => ApiError::bad_request(e.to_string()),
+        FetchError::Storage(_) => ApiError::unavailable(e.to_string()),
+        FetchError::Corrupt { .. } | FetchError::Undecodable { .. } => corrupt(e.to_string()),
+    }
+}

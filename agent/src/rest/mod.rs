@@ -1,0 +1,318 @@
+//! The HTTP API: Confluent REST Proxy v3 where v3 has the operation
+//! (clusters, topics, produce), silt extensions for fetching records and
+//! consumer-group offsets (`docs/http-api.md`).
+//!
+//! One axum router over the same library as the Kafka listener: produce
+//! goes through the segment writer and commit, fetch through the read path.
+//! An agent serves it on `--rest` ([`serve`]); the `silt-http` Lambda
+//! function serves the same [`Api::router`].
+
+mod admin;
+mod fetch;
+mod produce;
+
+use std::{
+    sync::{atomic::AtomicU32, Arc},
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use silt_coordinator::OffsetStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{clock::Clock, config::Settings, fetch::ReadPath, produce::Producer, topics::Topics};
+
+/// What bounds the API's work per request (named settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `rest_max_request_bytes`: one request body.
+    pub max_request_bytes: usize,
+    /// `rest_fetch_max_bytes`: record bytes one fetch reads.
+    pub fetch_max_bytes: usize,
+    /// `max_fetch_wait`: the longest long poll.
+    pub max_fetch_wait: Duration,
+    /// `offset_metadata_max_bytes`: metadata of one committed offset.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Limits {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            max_request_bytes: s.rest_max_request_bytes.as_u64() as usize,
+            fetch_max_bytes: s.rest_fetch_max_bytes.as_u64() as usize,
+            max_fetch_wait: s.max_fetch_wait,
+            offset_metadata_max_bytes: s.offset_metadata_max_bytes,
+        }
+    }
+
+    /// A batch read for a fetch decompresses to at most this many bytes.
+    fn max_decompressed(&self) -> usize {
+        self.fetch_max_bytes.saturating_mul(8)
+    }
+}
+
+/// The parts the API works with; an agent and the Lambda function build
+/// one each from the same components.
+pub struct Api {
+    pub cluster_id: String,
+    pub topics: Topics,
+    pub read: ReadPath,
+    pub producer: Producer,
+    pub offsets: OffsetStore,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    /// Round-robin partitioner of records without key or partition.
+    next_partition: AtomicU32,
+}
+
+impl Api {
+    pub fn new(
+        cluster_id: String,
+        topics: Topics,
+        read: ReadPath,
+        producer: Producer,
+        offsets: OffsetStore,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            cluster_id,
+            topics,
+            read,
+            producer,
+            offsets,
+            clock,
+            limits,
+            next_partition: AtomicU32::new(0),
+        }
+    }
+
+    /// The router: every route of `docs/http-api.md`.
+    pub fn router(self: Arc<Self>) -> Router {
+        use axum::routing::post;
+        let c = "/v3/clusters/{cluster_id}";
+        Router::new()
+            .route("/v3/clusters", get(admin::clusters))
+            .route(c, get(admin::cluster))
+            .route(
+                &format!("{c}/topics"),
+                get(admin::topics).post(admin::create_topic),
+            )
+            .route(
+                &format!("{c}/topics/{{topic}}"),
+                get(admin::topic).delete(admin::delete_topic),
+            )
+            .route(
+                &format!("{c}/topics/{{topic}}/partitions"),
+                get(admin::partitions),
+            )
+            .route(
+                &format!("{c}/topics/{{topic}}/partitions/{{partition}}"),
+                get(admin::partition),
+            )
+            .route(
+                &format!("{c}/topics/{{topic}}/records"),
+                post(produce::produce),
+            )
+            .route(
+                &format!("{c}/topics/{{topic}}/partitions/{{partition}}/records"),
+                get(fetch::fetch),
+            )
+            .route(
+                &format!("{c}/consumer-groups/{{group}}/offsets"),
+                get(admin::get_offsets).post(admin::commit_offsets),
+            )
+            .route("/health", get(|| async { "ok\n" }))
+            .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, 404, "no such route") })
+            .method_not_allowed_fallback(|| async {
+                ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 405, "method not allowed")
+            })
+            .with_state(self)
+    }
+
+    /// `404` unless `id` is this cluster.
+    fn check_cluster(&self, id: &str) -> Result<(), ApiError> {
+        if id == self.cluster_id {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                404,
+                format!("cluster {id:?} is not this cluster ({:?})", self.cluster_id),
+            ))
+        }
+    }
+
+    /// The topic, or `404`/40401.
+    fn topic(&self, name: &str) -> Result<crate::topics::TopicInfo, ApiError> {
+        self.topics.get(name).ok_or_else(|| unknown_topic(name))
+    }
+
+    /// The partition number in a path, checked against the topic.
+    fn partition(
+        &self,
+        topic: &str,
+        partition: &str,
+    ) -> Result<(crate::topics::TopicInfo, i32), ApiError> {
+        let info = self.topic(topic)?;
+        let p: i32 = partition.parse().map_err(|_| {
+            ApiError::bad_request(format!("partition {partition:?} is not a number"))
+        })?;
+        if p < 0 || p as usize >= info.partitions {
+            return Err(unknown_partition(topic, p));
+        }
+        Ok((info, p))
+    }
+
+    /// The URL of a resource, as Confluent's `metadata.self`.
+    fn url(&self, path: &str) -> String {
+        format!("/v3/clusters/{}{path}", self.cluster_id)
+    }
+}
+
+fn unknown_topic(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        40401,
+        format!("topic {name:?} does not exist"),
+    )
+}
+
+fn unknown_partition(topic: &str, p: i32) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        40402,
+        format!("partition {p} of topic {topic:?} does not exist"),
+    )
+}
+
+/// An error answer: `{error_code, message}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: u32,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 400, message)
+    }
+
+    /// Retriable: nothing was acknowledged.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, 50003, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({"error_code": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+/// Reads a request body of at most `limit` bytes (`413` beyond).
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                413,
+                format!("request body above rest_max_request_bytes ({limit} bytes)"),
+            )
+        } else {
+            ApiError::bad_request(format!("reading the request body: {e}"))
+        }
+    })
+}
+
+/// Parses `a=1&b=x` (values used here need no percent-decoding).
+fn query_params(q: Option<&str>) -> Vec<(&str, &str)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect()
+}
+
+/// Serves `api` on `listener` until `shutdown`: HTTP/1.1, at most
+/// `max_connections` open connections (more wait to be accepted), an idle
+/// connection closed after `idle`.
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<Api>,
+    max_connections: usize,
+    idle: Duration,
+    shutdown: CancellationToken,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let router = api.router();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => match a {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accepting an HTTP connection failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(idle)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,426 @@
+//! The router on in-memory parts: produce, fetch, and every bad input
+//! with its status and error code.
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+    Router,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::{
+    config::Settings,
+    runtime::{open_core, Components, Core},
+};
+
+async fn api() -> (Router, Core) {
+    let settings = Settings {
+        flush_interval: Duration::from_millis(5),
+        rest_max_request_bytes: bytesize::ByteSize::kib(64),
+        ..Settings::default()
+    };
+    let core = open_core(&settings, Components::in_memory()).await.unwrap();
+    let router = std::sync::Arc::new(core.api(&settings)).router();
+    (router, core)
+}
+
+/// Status and body (one JSON value per line).
+async fn call(router: &Router, method: &str, uri: &str, body: &str) -> (StatusCode, Vec<Value>) {
+    let resp = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let values = serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<Value>()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, values)
+}
+
+const T: &str = "/v3/clusters/silt-dev/topics";
+
+async fn create(router: &Router, name: &str, partitions: i32, configs: Value) {
+    let (status, body) = call(
+        router,
+        "POST",
+        T,
+        &json!({"topic_name": name, "partitions_count": partitions, "configs": configs})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body:?}");
+}
+
+async fn high_watermark(router: &Router, topic: &str, p: i32) -> i64 {
+    let (status, body) = call(
+        router,
+        "GET",
+        &format!("{T}/{topic}/partitions/{p}/records?offset=0&max_bytes=1"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    body[0]["high_watermark"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn records_produced_over_http_are_fetched_identically_at_their_offsets() {
+    let (router, _core) = api().await;
+    create(&router, "t", 2, json!([])).await;
+    let records = [
+        json!({"partition_id": 1, "key": {"type": "STRING", "data": "k0"},
+               "value": {"type": "JSON", "data": {"n": 0}},
+               "headers": [{"name": "h", "value": "AAE="}, {"name": "h", "value": null}],
+               "timestamp": 1_700_000_000_123i64}),
+        json!({"partition_id": 1, "value": {"type": "BINARY", "data": "/wA="},
+               "timestamp": "2026-11-30T12:00:00.5Z"}),
+        json!({"partition_id": 1, "key": {"type": "BINARY", "data": "a2V5"}}),
+    ];
+    let body: String = records.iter().map(|r| r.to_string()).collect();
+    let (status, reports) = call(&router, "POST", &format!("{T}/t/records"), &body).await;
+    assert_eq!(status, StatusCode::OK, "{reports:?}");
+    assert_eq!(reports.len(), 3);
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["error_code"], 200, "{r}");
+        assert_eq!(r["partition_id"], 1);
+        assert_eq!(r["offset"], i as i64, "dense offsets from 0");
+    }
+    assert_eq!(reports[0]["timestamp"], "2023-11-14T22:13:20.123Z");
+    assert_eq!(reports[0]["key"], json!({"type": "STRING", "size": 2}));
+    assert_eq!(reports[1]["key"], Value::Null);
+    assert_eq!(reports[2]["value"], Value::Null);
+
+    let (status, got) = call(
+        &router,
+        "GET",
+        &format!("{T}/t/partitions/1/records?offset=1&format=string"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{got:?}");
+    let got = &got[0];
+    assert_eq!(got["high_watermark"], 3);
+    assert_eq!(got["next_offset"], 3);
+    let recs = got["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2, "from offset 1 on: {recs:?}");
+    assert_eq!(recs[0]["offset"], 1);
+    assert_eq!(recs[0]["timestamp"], 1_796_040_000_500i64);
+    assert_eq!(recs[0]["key"], Value::Null);
+    // Not UTF-8: BINARY even when strings are asked for.
+    assert_eq!(recs[0]["value"], json!({"type": "BINARY", "data": "/wA="}));
+    assert_eq!(recs[1]["key"], json!({"type": "STRING", "data": "key"}));
+    assert_eq!(recs[1]["value"], Value::Null);
+
+    let (_, got) = call(&router, "GET", &format!("{T}/t/partitions/1/records"), "").await;
+    let first = &got[0]["records"][0];
+    assert_eq!(first["key"], json!({"type": "BINARY", "data": "azA="}));
+    assert_eq!(
+        first["value"]["data"], "eyJuIjowfQ==",
+        "{{\"n\":0}} in base64"
+    );
+    assert_eq!(
+        first["headers"],
+        json!([{"name": "h", "value": "AAE="}, {"name": "h", "value": null}])
+    );
+    assert_eq!(high_watermark(&router, "t", 0).await, 0);
+}
+
+#[tokio::test]
+async fn keyed_records_without_a_partition_go_where_kafka_puts_them() {
+    let (router, _core) = api().await;
+    create(&router, "k", 7, json!([])).await;
+    for key in ["21", "foobar", "abc", "user-1"] {
+        let (status, r) = call(
+            &router,
+            "POST",
+            &format!("{T}/k/records"),
+            &json!({"key": {"type": "STRING", "data": key}}).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let want = (super::produce::murmur2(key.as_bytes()) & 0x7fff_ffff) % 7;
+        assert_eq!(r[0]["partition_id"], want, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_status_and_code_and_writes_nothing() {
+    let (router, _core) = api().await;
+    create(
+        &router,
+        "b",
+        1,
+        json!([{"name": "max.message.bytes", "value": "1024"}]),
+    )
+    .await;
+    let produce = format!("{T}/b/records");
+    let good = json!({"value": {"type": "STRING", "data": "ok"}}).to_string();
+    let big = "x".repeat(4096);
+    let cases: Vec<(&str, String, String, StatusCode, u64)> = vec![
+        (
+            "invalid JSON",
+            produce.clone(),
+            "{\"value\": ".into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "wrong type",
+            produce.clone(),
+            r#"{"partition_id": "zero"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "bad base64",
+            produce.clone(),
+            r#"{"value": {"type": "BINARY", "data": "***"}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "bad header base64",
+            produce.clone(),
+            r#"{"headers": [{"name": "h", "value": "%%"}]}"#.into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "unknown type",
+            produce.clone(),
+            r#"{"value": {"type": "AVRO", "data": 1}}"#.into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "empty body",
+            produce.clone(),
+            "".into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "unknown topic",
+            format!("{T}/nope/records"),
+            good.clone(),
+            StatusCode::NOT_FOUND,
+            40401,
+        ),
+        (
+            "partition out of range",
+            produce.clone(),
+            r#"{"partition_id": 1}"#.into(),
+            StatusCode::NOT_FOUND,
+            40402,
+        ),
+        (
+            "record too large",
+            produce.clone(),
+            json!({"value": {"type": "STRING", "data": big}}).to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            41301,
+        ),
+        (
+            "body too large",
+            produce.clone(),
+            " ".repeat(70 * 1024) + &good,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            413,
+        ),
+        (
+            "last record bad",
+            produce.clone(),
+            format!("{good}{good}{{\"partition_id\": 9}}"),
+            StatusCode::NOT_FOUND,
+            40402,
+        ),
+        (
+            "unknown cluster",
+            "/v3/clusters/other/topics/b/records".into(),
+            good.clone(),
+            StatusCode::NOT_FOUND,
+            404,
+        ),
+    ];
+    for (what, uri, body, status, code) in cases {
+        let (got, answer) = call(&router, "POST", &uri, &body).await;
+        assert_eq!(got, status, "{what}: {answer:?}");
+        assert_eq!(answer.len(), 1, "{what}: one error object");
+        assert_eq!(answer[0]["error_code"], code, "{what}: {answer:?}");
+        assert!(
+            answer[0]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+        assert_eq!(
+            high_watermark(&router, "b", 0).await,
+            0,
+            "{what}: nothing written"
+        );
+    }
+    let fetch = |q: &str| format!("{T}/b/partitions/0/records?{q}");
+    for (what, uri, status, code) in [
+        (
+            "offset out of range",
+            fetch("offset=5"),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            41601,
+        ),
+        (
+            "offset not a number",
+            fetch("offset=x"),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "unknown format",
+            fetch("format=avro"),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "unknown parameter",
+            fetch("ofset=1"),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "unknown topic",
+            format!("{T}/nope/partitions/0/records"),
+            StatusCode::NOT_FOUND,
+            40401,
+        ),
+        (
+            "partition out of range",
+            format!("{T}/b/partitions/3/records"),
+            StatusCode::NOT_FOUND,
+            40402,
+        ),
+        (
+            "partition not a number",
+            format!("{T}/b/partitions/x/records"),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "no such route",
+            "/v2/topics".into(),
+            StatusCode::NOT_FOUND,
+            404,
+        ),
+    ] {
+        let (got, answer) = call(&router, "GET", &uri, "").await;
+        assert_eq!(got, status, "{what}: {answer:?}");
+        assert_eq!(answer[0]["error_code"], code, "{what}: {answer:?}");
+    }
+    // And it still serves.
+    let (status, r) = call(&router, "POST", &produce, &good).await;
+    assert_eq!(status, StatusCode::OK, "{r:?}");
+    assert_eq!(r[0]["offset"], 0);
+}
+
+#[tokio::test]
+async fn a_fetch_at_the_high_watermark_waits_for_the_next_record() {
+    let (router, _core) = api().await;
+    create(&router, "w", 1, json!([])).await;
+    let waiting = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            call(
+                &router,
+                "GET",
+                &format!("{T}/w/partitions/0/records?offset=0&max_wait_ms=10000"),
+                "",
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "no record yet: still waiting");
+    let (status, _) = call(
+        &router,
+        "POST",
+        &format!("{T}/w/records"),
+        r#"{"value": {"type": "STRING", "data": "late"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, got) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the record, well before max_wait_ms")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got[0]["records"][0]["value"]["data"], "bGF0ZQ==");
+}
+
+#[tokio::test]
+async fn offsets_commit_and_read_back_and_topics_are_managed() {
+    let (router, _core) = api().await;
+    create(&router, "o", 2, json!([])).await;
+    let (status, again) = call(&router, "POST", T, r#"{"topic_name": "o"}"#).await;
+    assert_eq!(
+        (status, &again[0]["error_code"]),
+        (StatusCode::BAD_REQUEST, &json!(40002))
+    );
+    let (status, bad) = call(
+        &router,
+        "POST",
+        T,
+        r#"{"topic_name": "p", "partitions_count": 0}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &bad[0]["error_code"]),
+        (StatusCode::BAD_REQUEST, &json!(40003))
+    );
+
+    let url = "/v3/clusters/silt-dev/consumer-groups/g/offsets";
+    let commit = json!({"offsets": [
+        {"topic_name": "o", "partition_id": 1, "offset": 17, "metadata": "m"},
+        {"topic_name": "o", "partition_id": 0, "offset": 3}]});
+    let (status, r) = call(&router, "POST", url, &commit.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{r:?}");
+    let (status, r) = call(&router, "GET", url, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        r[0]["data"],
+        json!([{"topic_name": "o", "partition_id": 0, "offset": 3, "metadata": null},
+               {"topic_name": "o", "partition_id": 1, "offset": 17, "metadata": "m"}])
+    );
+    let (status, r) = call(
+        &router,
+        "POST",
+        url,
+        r#"{"offsets": [{"topic_name": "o", "partition_id": 2, "offset": 1}]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &r[0]["error_code"]),
+        (StatusCode::NOT_FOUND, &json!(40402))
+    );
+
+    let (status, r) = call(&router, "GET", &format!("{T}/o/partitions"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r[0]["data"].as_array().unwrap().len(), 2);
+    let (status, _) = call(&router, "DELETE", &format!("{T}/o"), "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, r) = call(&router, "GET", &format!("{T}/o"), "").await;
+    assert_eq!(
+        (status, &r[0]["error_code"]),
+        (StatusCode::NOT_FOUND, &json!(40401))
+    );
+}
