@@ -119,6 +119,21 @@ install_node_clients() {
     (cd "$dir" && npm install --no-audit --no-fund --silent)
 }
 
+install_cargo_lambda() {
+    # The Lambda emulator (`cargo lambda watch` / `invoke`): a PyPI wheel
+    # with a static binary; works offline. `--version` rather than
+    # `command -v`: a pyenv shim exists where the package is not installed.
+    if cargo-lambda --version >/dev/null 2>&1; then
+        log "cargo-lambda present: $(cargo-lambda --version)"
+        return
+    fi
+    pip_install "cargo-lambda==1.9.2"
+    if ! cargo-lambda --version >/dev/null 2>&1; then
+        log "cargo-lambda installed but not on PATH ($PATH)"
+        exit 1
+    fi
+}
+
 STEPS=(
     kcat
     python_deps
@@ -126,6 +141,7 @@ STEPS=(
     moto
     seaweedfs
     node_clients
+    cargo_lambda
 )
 
 steps=() requirements=()

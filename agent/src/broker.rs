@@ -41,6 +41,9 @@ pub struct Broker {
     /// Groups this agent has claimed, with the lease of the claim.
     pub claims:
         std::sync::Mutex<std::collections::HashMap<String, silt_coordinator::metastore::LeaseId>>,
+    /// One persisting pass at a time, so that an older snapshot of a group
+    /// never lands after a newer one.
+    pub persisting: tokio::sync::Mutex<()>,
 }
 
 impl Broker {
@@ -110,6 +113,7 @@ impl Broker {
     /// Writes the state of every group that changed (fenced: a stale
     /// coordinator's writes fail and it steps down).
     pub async fn persist_groups(&self) {
+        let _one = self.persisting.lock().await;
         for (group, snap) in self.groups.take_dirty() {
             let r = self
                 .offsets

@@ -9,7 +9,7 @@ use object_store::{
 };
 use silt_coordinator::{EtcdStore, MetaLog, MetaStore};
 use silt_tiering::{
-    jobs::{Job, Jobs},
+    jobs::{Budget, Job, Jobs},
     store::{RetryConfig, Retrying},
 };
 use tokio_util::sync::CancellationToken;
@@ -74,7 +74,8 @@ pub fn local_bucket(dir: &std::path::Path) -> object_store::Result<LocalFileSyst
 
 /// Opens the bucket and connects to etcd, failing with the setting named
 /// when either is unreachable.
-async fn connect(
+/// Connects to the cluster's etcd and bucket (checking both answer).
+pub async fn connect(
     settings: &Settings,
     faults: Option<&TestFaults>,
 ) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn ObjectStore>)> {
@@ -125,21 +126,13 @@ pub async fn run(
 /// cluster's etcd and bucket, under the same locks as agents. With `once`,
 /// one pass of each job (or of `only`), each pass's report printed as a
 /// JSON line; otherwise on their intervals until `shutdown`.
-pub async fn run_jobs(
-    settings: Settings,
-    faults: Option<TestFaults>,
-    once: bool,
-    only: Option<Job>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let list = match only {
-        Some(j) => vec![j],
-        None if settings.jobs.trim() == "none" => Job::ALL.to_vec(),
-        None => settings
-            .job_list()
-            .map_err(|m| anyhow::anyhow!("setting jobs: {m}"))?,
-    };
-    let (meta, objects) = connect(&settings, faults.as_ref()).await?;
+/// The jobs on a cluster's etcd and bucket, and the metadata they run on
+/// (`silt jobs run`, the `silt-jobs` Lambda function).
+pub async fn open_jobs(
+    settings: &Settings,
+    faults: Option<&TestFaults>,
+) -> anyhow::Result<(Arc<Jobs>, Arc<MetaLog>)> {
+    let (meta, objects) = connect(settings, faults).await?;
     let objects: Arc<dyn ObjectStore> = Arc::new(Retrying::new(objects, RetryConfig::default()));
     let writer = format!("jobs-{}-{}", settings.agent_id(), ulid::Ulid::new());
     silt_tiering::jobs::claim_bucket(&*objects, &settings.cluster)
@@ -156,36 +149,70 @@ pub async fn run_jobs(
         &settings.cluster,
         &writer,
     ));
+    Ok((jobs, log))
+}
+
+/// One pass of each job of `list`, each within `budget`: a JSON report per
+/// job, and the first failure.
+pub async fn run_once(
+    jobs: &Jobs,
+    list: &[Job],
+    budget: Budget,
+) -> (Vec<serde_json::Value>, Option<anyhow::Error>) {
+    let mut failed = None;
+    let mut lines = Vec::with_capacity(list.len());
+    for &job in list {
+        lines.push(match jobs.run(job, budget).await {
+            Ok(Some(r)) => serde_json::json!({
+                "job": job.name(),
+                "ran": true,
+                "partitions_trimmed": r.partitions_trimmed,
+                "entries_compacted": r.entries_compacted,
+                "entries_written": r.entries_written,
+                "runs_refused": r.runs_refused,
+                "objects_written": r.objects_written,
+                "bytes_read": r.bytes_read,
+                "bytes_written": r.bytes_written,
+                "objects_deleted": r.objects_deleted,
+                "orphans_deleted": r.orphans_deleted,
+                "checkpoints_deleted": r.checkpoints_deleted,
+                "more": r.more,
+            }),
+            Ok(None) => serde_json::json!({
+                "job": job.name(),
+                "ran": false,
+                "reason": "another process holds the job's lock",
+            }),
+            Err(e) => {
+                let line =
+                    serde_json::json!({"job": job.name(), "ran": false, "error": e.to_string()});
+                failed.get_or_insert(anyhow::anyhow!("job {job}: {e}"));
+                line
+            }
+        });
+    }
+    (lines, failed)
+}
+
+pub async fn run_jobs(
+    settings: Settings,
+    faults: Option<TestFaults>,
+    once: bool,
+    only: Option<Job>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let list = match only {
+        Some(j) => vec![j],
+        None if settings.jobs.trim() == "none" => Job::ALL.to_vec(),
+        None => settings
+            .job_list()
+            .map_err(|m| anyhow::anyhow!("setting jobs: {m}"))?,
+    };
+    let (jobs, log) = open_jobs(&settings, faults.as_ref()).await?;
     let budget = crate::jobs::budget(&settings);
     let result = if once {
-        let mut failed = None;
-        for job in list {
-            let line = match jobs.run(job, budget).await {
-                Ok(Some(r)) => serde_json::json!({
-                    "job": job.name(),
-                    "ran": true,
-                    "partitions_trimmed": r.partitions_trimmed,
-                    "entries_compacted": r.entries_compacted,
-                    "entries_written": r.entries_written,
-                    "runs_refused": r.runs_refused,
-                    "objects_written": r.objects_written,
-                    "bytes_read": r.bytes_read,
-                    "bytes_written": r.bytes_written,
-                    "objects_deleted": r.objects_deleted,
-                    "orphans_deleted": r.orphans_deleted,
-                    "checkpoints_deleted": r.checkpoints_deleted,
-                    "more": r.more,
-                }),
-                Ok(None) => serde_json::json!({
-                    "job": job.name(),
-                    "ran": false,
-                    "reason": "another process holds the job's lock",
-                }),
-                Err(e) => {
-                    failed = Some(anyhow::anyhow!("job {job}: {e}"));
-                    serde_json::json!({"job": job.name(), "ran": false, "error": e.to_string()})
-                }
-            };
+        let (lines, failed) = run_once(&jobs, &list, budget).await;
+        for line in lines {
             println!("{line}");
         }
         failed.map_or(Ok(()), Err)

@@ -303,6 +303,7 @@ pub async fn serve(
         clock,
         token: writer.clone(),
         claims: Default::default(),
+        persisting: Default::default(),
     });
     // Groups whose coordinator moved to another agent are dropped here;
     // their members find the new coordinator and rejoin. Offsets of empty

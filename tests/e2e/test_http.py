@@ -36,6 +36,7 @@ Run: cd tests/e2e && SILT_BIN=/var/tmp/silt-target/debug/silt python3 -m pytest 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import signal
 import threading
 import time
@@ -188,7 +189,7 @@ def read_kafka_python(bootstrap: str, topic: str, partition: int, start: int,
                 assert m.timestamp_type == 0, f"offset {m.offset}: timestamp type {m.timestamp_type}"
                 out.append(Rec(m.offset, m.key, m.value, list(m.headers or []), m.timestamp))
         high = c.end_offsets([tp])[tp]
-        return out[:count] if len(out) > count else out, high
+        return out[:count], high  # anything beyond: the caller checks the high watermark
     finally:
         c.close(autocommit=False)
 
@@ -598,12 +599,11 @@ def test_keyed_partitioning_matches_kafka(api, broker):
 
     reps = api.produce_ok(topic, [record(key=k, value=string(f"v{i}")) for i, k in enumerate(keys)])
     http_part = {b: rep["partition_id"] for b, rep in zip(raw, reps)}
-    # Again, one record per request and in reverse order: the same partitions.
-    again = {}
-    for k, b in reversed(list(zip(keys, raw))):
-        (rep,) = api.produce_ok(topic, [record(key=k, value=string("again"))])
-        again[b] = rep["partition_id"]
-    assert again == http_part
+    # Again, in reverse order, and one key alone: the same partitions.
+    reps = api.produce_ok(topic, [record(key=k, value=string("again")) for k in reversed(keys)])
+    assert {b: rep["partition_id"] for b, rep in zip(reversed(raw), reps)} == http_part
+    (rep,) = api.produce_ok(topic, [record(key=keys[-1], value=string("alone"))])
+    assert rep["partition_id"] == http_part[raw[-1]], rep
 
     from confluent_kafka import Producer
 
@@ -621,9 +621,11 @@ def test_keyed_partitioning_matches_kafka(api, broker):
     assert http_part == kp_part, "HTTP vs kafka-python (default partitioner)"
     assert len(set(http_part.values())) >= 3, f"the keys fall in too few partitions: {http_part}"
 
-    # Unkeyed records, one per request: round-robin over every partition.
-    reps = [api.produce_ok(topic, [record(value=string(f"rr{i}"))])[0]
-            for i in range(2 * partitions)]
+    # Unkeyed records, one per request (10 requests at once): round-robin
+    # over every partition.
+    with concurrent.futures.ThreadPoolExecutor(2 * partitions) as pool:
+        reps = list(pool.map(lambda i: api.produce_ok(topic, [record(value=string(f"rr{i}"))])[0],
+                             range(2 * partitions)))
     counts = Counter(r["partition_id"] for r in reps)
     assert counts == {p: 2 for p in range(partitions)}, (
         f"10 unkeyed records over {partitions} partitions: {dict(counts)}")

@@ -197,6 +197,12 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncG
                 .collect(),
         )
         .await;
+    if r.error.is_none() {
+        // Members hold their assignment from here on: the persisted state
+        // says so before they learn it (commits from outside the group are
+        // refused by it).
+        broker.persist_groups().await;
+    }
     let mut resp = SyncGroupResponse::default()
         .with_error_code(r.error.map_or(0, |e| e.code()))
         .with_assignment(r.assignment);
@@ -230,6 +236,7 @@ pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
         let r = broker
             .groups
             .leave(&group, &[(req.member_id.to_string(), None)])[0];
+        broker.persist_groups().await;
         return LeaveGroupResponse::default().with_error_code(result_code(r));
     }
     let members: Vec<(String, Option<String>)> = req
@@ -243,6 +250,7 @@ pub async fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
         })
         .collect();
     let errors = broker.groups.leave(&group, &members);
+    broker.persist_groups().await;
     LeaveGroupResponse::default().with_members(
         req.members
             .into_iter()

@@ -159,7 +159,7 @@ pub(super) async fn topic(
     Path((cluster, topic)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
-    let t = api.topic(&topic)?;
+    let t = api.topic(&topic).await?;
     Ok(Json(topic_json(&api, &topic, &t)))
 }
 
@@ -168,7 +168,7 @@ pub(super) async fn delete_topic(
     Path((cluster, topic)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     api.check_cluster(&cluster)?;
-    api.topic(&topic)?;
+    api.topic(&topic).await?;
     match api.topics.delete(&topic).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         Err(TopicError::NotFound(n)) => Err(super::unknown_topic(&n)),
@@ -181,7 +181,7 @@ pub(super) async fn partitions(
     Path((cluster, topic)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
-    let t = api.topic(&topic)?;
+    let t = api.topic(&topic).await?;
     let data = (0..t.partitions as i32)
         .map(|p| partition_json(&api, &topic, p))
         .collect();
@@ -197,7 +197,7 @@ pub(super) async fn partition(
     Path((cluster, topic, partition)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
-    let (_, p) = api.partition(&topic, &partition)?;
+    let (_, p) = api.partition(&topic, &partition).await?;
     Ok(Json(partition_json(&api, &topic, p)))
 }
 
@@ -269,7 +269,7 @@ pub(super) async fn commit_offsets(
     let now = api.clock.now_ms();
     let mut offsets = Vec::with_capacity(req.offsets.len());
     for o in &req.offsets {
-        let t = api.topic(&o.topic_name)?;
+        let t = api.topic(&o.topic_name).await?;
         if o.partition_id < 0 || o.partition_id as usize >= t.partitions {
             return Err(super::unknown_partition(&o.topic_name, o.partition_id));
         }

@@ -20,7 +20,7 @@ pub(super) async fn fetch(
     RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     api.check_cluster(&cluster)?;
-    let (info, partition) = api.partition(&topic, &partition)?;
+    let (info, partition) = api.partition(&topic, &partition).await?;
     let mut offset = 0i64;
     let mut max_bytes = api.limits.fetch_max_bytes;
     let mut max_wait = Duration::ZERO;

@@ -150,21 +150,33 @@ impl Api {
         }
     }
 
-    /// The topic, or `404`/40401.
-    fn topic(&self, name: &str) -> Result<crate::topics::TopicInfo, ApiError> {
+    /// The topic, or `404`/40401. A topic not known here is looked up
+    /// again once this process has caught up with the metadata store, so a
+    /// topic created elsewhere a moment ago (or while a Lambda function
+    /// was frozen) is found.
+    async fn topic(&self, name: &str) -> Result<crate::topics::TopicInfo, ApiError> {
+        if let Some(t) = self.topics.get(name) {
+            return Ok(t);
+        }
+        self.read.catch_up().await;
         self.topics.get(name).ok_or_else(|| unknown_topic(name))
     }
 
     /// The partition number in a path, checked against the topic.
-    fn partition(
+    async fn partition(
         &self,
         topic: &str,
         partition: &str,
     ) -> Result<(crate::topics::TopicInfo, i32), ApiError> {
-        let info = self.topic(topic)?;
+        let mut info = self.topic(topic).await?;
         let p: i32 = partition.parse().map_err(|_| {
             ApiError::bad_request(format!("partition {partition:?} is not a number"))
         })?;
+        if p >= 0 && p as usize >= info.partitions {
+            // Partitions added elsewhere a moment ago.
+            self.read.catch_up().await;
+            info = self.topic(topic).await?;
+        }
         if p < 0 || p as usize >= info.partitions {
             return Err(unknown_partition(topic, p));
         }

@@ -112,13 +112,33 @@ fn timestamp_ms(v: &serde_json::Value) -> Result<i64, String> {
             .as_i64()
             .filter(|t| *t >= 0)
             .ok_or_else(|| format!("timestamp {n} is not milliseconds since the epoch")),
-        serde_json::Value::String(s) => humantime::parse_rfc3339_weak(s)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .ok_or_else(|| format!("timestamp {s:?} is not RFC 3339")),
+        serde_json::Value::String(s) => {
+            parse_rfc3339(s).ok_or_else(|| format!("timestamp {s:?} is not RFC 3339"))
+        }
         _ => Err("timestamp must be RFC 3339 or milliseconds since the epoch".into()),
     }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time (`Z` or a `±HH:MM`
+/// offset); `None` if it is not one or before the epoch.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let (base, offset_minutes) = if let Some(base) = s.strip_suffix(['Z', 'z']) {
+        (base, 0)
+    } else if b.len() > 6 && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
+        let sign = if b[b.len() - 6] == b'+' { 1 } else { -1 };
+        let hours: i64 = s.get(s.len() - 5..s.len() - 3)?.parse().ok()?;
+        let minutes: i64 = s.get(s.len() - 2..)?.parse().ok()?;
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        (&s[..s.len() - 6], sign * (hours * 60 + minutes))
+    } else {
+        return None;
+    };
+    let utc = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
+    let ms = utc.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    Some(ms - offset_minutes * 60_000).filter(|t| *t >= 0)
 }
 
 /// RFC 3339 with milliseconds, as Confluent answers.
@@ -173,7 +193,7 @@ pub(super) async fn produce(
 ) -> Result<Response, ApiError> {
     api.check_cluster(&cluster)?;
     let body = read_body(body, api.limits.max_request_bytes).await?;
-    let info = api.topic(&topic)?;
+    let info = api.topic(&topic).await?;
     let config = api
         .topics
         .config(&topic)
@@ -361,6 +381,17 @@ mod tests {
         let t = timestamp_ms(&serde_json::json!("2026-11-30T12:00:00.123Z")).unwrap();
         assert_eq!(rfc3339(t), "2026-11-30T12:00:00.123Z");
         assert_eq!(timestamp_ms(&serde_json::json!(5)).unwrap(), 5);
+        // An offset is applied: the same instant three ways.
+        for s in [
+            "2026-11-30T14:00:00.250+02:00",
+            "2026-11-30T09:30:00.250-02:30",
+            "2026-11-30T12:00:00.25z",
+        ] {
+            let t = timestamp_ms(&serde_json::json!(s)).unwrap();
+            assert_eq!(rfc3339(t), "2026-11-30T12:00:00.250Z", "{s}");
+        }
+        assert!(timestamp_ms(&serde_json::json!("2026-11-30T12:00:00")).is_err());
+        assert!(timestamp_ms(&serde_json::json!("2026-11-30T12:00:00+25:00")).is_err());
         assert!(timestamp_ms(&serde_json::json!(-5)).is_err());
         assert!(timestamp_ms(&serde_json::json!("yesterday")).is_err());
         assert!(timestamp_ms(&serde_json::json!(true)).is_err());
