@@ -121,14 +121,14 @@ install_node_clients() {
 
 install_cargo_lambda() {
     # The Lambda emulator (`cargo lambda watch` / `invoke`): a PyPI wheel
-    # with a static binary; works offline. `--version` rather than
+    # with a static binary; works offline. `cargo lambda --version` rather than
     # `command -v`: a pyenv shim exists where the package is not installed.
-    if cargo-lambda --version >/dev/null 2>&1; then
-        log "cargo-lambda present: $(cargo-lambda --version)"
+    if cargo lambda --version >/dev/null 2>&1; then
+        log "cargo-lambda present: $(cargo lambda --version)"
         return
     fi
     pip_install "cargo-lambda==1.9.2"
-    if ! cargo-lambda --version >/dev/null 2>&1; then
+    if ! cargo lambda --version >/dev/null 2>&1; then
         log "cargo-lambda installed but not on PATH ($PATH)"
         exit 1
     fi
