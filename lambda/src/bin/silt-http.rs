@@ -8,11 +8,19 @@ use silt_agent::{
     runtime::{open_core, Components},
 };
 
+/// The flush interval unless `SILT_FLUSH_INTERVAL` says otherwise.
+const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     silt_lambda::init_logging();
     let started = Instant::now();
-    let settings = silt_lambda::settings()?;
+    let mut settings = silt_lambda::settings()?;
+    // One request at a time per function instance: waiting to batch with
+    // other requests would only add latency (and billed time).
+    if std::env::var_os("SILT_FLUSH_INTERVAL").is_none() {
+        settings.flush_interval = FLUSH_INTERVAL;
+    }
     let (meta, bucket) = silt_agent::cluster::connect(&settings, None).await?;
     // No block cache: a function's memory is better spent on the request;
     // reads are ranged GETs, with read-ahead for sequential fetches.
