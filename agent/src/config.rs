@@ -96,6 +96,8 @@ pub struct Settings {
     pub rest_fetch_max_bytes: ByteSize,
     /// Open HTTP API connections at most; more wait to be accepted.
     pub rest_max_connections: usize,
+    /// Records in one HTTP produce request or fetch answer at most.
+    pub rest_max_records: usize,
     /// Set by `silt dev` when it chose `rest` itself: a busy port turns the
     /// HTTP API off with a warning instead of failing.
     #[serde(skip)]
@@ -197,6 +199,7 @@ impl Default for Settings {
             rest_max_request_bytes: ByteSize::mib(16),
             rest_fetch_max_bytes: ByteSize::mib(1),
             rest_max_connections: 1024,
+            rest_max_records: 10_000,
             rest_optional: false,
             lease_ttl: Duration::from_secs(10),
             cache_readahead: ByteSize::mib(16),
@@ -267,6 +270,7 @@ pub const KEYS: &[&str] = &[
     "rest_max_request_bytes",
     "rest_fetch_max_bytes",
     "rest_max_connections",
+    "rest_max_records",
     "lease_ttl",
     "cache_readahead",
     "object_store_timeout",
@@ -415,6 +419,9 @@ impl Settings {
         if self.rest_fetch_max_bytes.as_u64() == 0 || self.rest_fetch_max_bytes.as_u64() > 256 << 20
         {
             return bad("rest_fetch_max_bytes", "must be between 1B and 256MiB");
+        }
+        if self.rest_max_records == 0 {
+            return bad("rest_max_records", "must be at least 1");
         }
         if self.rest_max_connections == 0 {
             return bad("rest_max_connections", "must be at least 1");

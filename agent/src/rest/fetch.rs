@@ -73,23 +73,38 @@ pub(super) async fn fetch(
         }
     };
 
+    // The answer holds at most `rest_max_records` records and about
+    // `max_bytes` of keys, values and headers (the first record always).
     let mut out = Vec::new();
+    let mut decoded = 0usize;
     let mut next = offset;
     let mut at = 0;
     let data = &records.bytes[..];
-    while at < data.len() {
+    'batches: while at < data.len() {
         let h = parse_one(data, at).map_err(|e| corrupt(e.to_string()))?;
         let batch = &data[at..at + h.size as usize];
         let base = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
-        next = next.max(base + h.last_offset_delta as i64 + 1);
-        let decoded = decode_batch(batch, api.limits.max_decompressed()).map_err(|e| {
+        let batch = decode_batch(batch, api.limits.max_decompressed()).map_err(|e| {
             tracing::warn!(topic = %topic, partition, offset = base, error = %e, "HTTP fetch cannot decode a batch");
             corrupt(format!("batch at offset {base}: {e}"))
         })?;
-        for r in decoded.into_iter().flatten() {
+        for r in batch.into_iter().flatten() {
             if r.offset < offset {
                 continue;
             }
+            let size = r.key.as_ref().map_or(0, |k| k.len())
+                + r.value.as_ref().map_or(0, |v| v.len())
+                + r.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                    .sum::<usize>();
+            if !out.is_empty()
+                && (out.len() >= api.limits.max_records || decoded + size > max_bytes)
+            {
+                break 'batches;
+            }
+            decoded += size;
+            next = r.offset + 1;
             out.push(serde_json::json!({
                 "offset": r.offset,
                 "timestamp": r.timestamp,
@@ -101,6 +116,9 @@ pub(super) async fn fetch(
                 })).collect::<Vec<_>>(),
             }));
         }
+        // Past the whole batch (control batches and records below `offset`
+        // included).
+        next = next.max(base + h.last_offset_delta as i64 + 1);
         at += h.size as usize;
     }
     Ok(Json(serde_json::json!({

@@ -40,6 +40,8 @@ pub struct Limits {
     pub max_fetch_wait: Duration,
     /// `offset_metadata_max_bytes`: metadata of one committed offset.
     pub offset_metadata_max_bytes: usize,
+    /// `rest_max_records`: records in one produce request or fetch answer.
+    pub max_records: usize,
 }
 
 impl Limits {
@@ -49,6 +51,7 @@ impl Limits {
             fetch_max_bytes: s.rest_fetch_max_bytes.as_u64() as usize,
             max_fetch_wait: s.max_fetch_wait,
             offset_metadata_max_bytes: s.offset_metadata_max_bytes,
+            max_records: s.rest_max_records,
         }
     }
 

@@ -208,6 +208,16 @@ pub(super) async fn produce(
         .into_iter::<ProduceRecord>()
         .enumerate()
     {
+        if i >= api.limits.max_records {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                413,
+                format!(
+                    "more than rest_max_records ({}) records in one request",
+                    api.limits.max_records
+                ),
+            ));
+        }
         let r = r.map_err(|e| ApiError::bad_request(format!("record {i}: {e}")))?;
         let bad = |m: String| ApiError::bad_request(format!("record {i}: {m}"));
         let (key, key_format) = data_bytes(r.key.as_ref(), "key").map_err(bad)?;

@@ -17,10 +17,14 @@ use crate::{
 };
 
 async fn api() -> (Router, Core) {
+    api_with(Settings::default()).await
+}
+
+async fn api_with(settings: Settings) -> (Router, Core) {
     let settings = Settings {
         flush_interval: Duration::from_millis(5),
         rest_max_request_bytes: bytesize::ByteSize::kib(64),
-        ..Settings::default()
+        ..settings
     };
     let core = open_core(&settings, Components::in_memory()).await.unwrap();
     let router = std::sync::Arc::new(core.api(&settings)).router();
@@ -422,5 +426,62 @@ async fn offsets_commit_and_read_back_and_topics_are_managed() {
     assert_eq!(
         (status, &r[0]["error_code"]),
         (StatusCode::NOT_FOUND, &json!(40401))
+    );
+}
+
+#[tokio::test]
+async fn records_per_request_and_per_answer_are_bounded_and_fetches_page_by_next_offset() {
+    let (router, _core) = api_with(Settings {
+        rest_max_records: 5,
+        ..Settings::default()
+    })
+    .await;
+    create(&router, "m", 1, json!([])).await;
+    let records = |n: usize, tag: &str| -> String {
+        (0..n)
+            .map(|i| json!({"value": {"type": "STRING", "data": format!("{tag}{i}")}}).to_string())
+            .collect()
+    };
+    let (status, r) = call(&router, "POST", &format!("{T}/m/records"), &records(6, "x")).await;
+    assert_eq!(
+        (status, &r[0]["error_code"]),
+        (StatusCode::PAYLOAD_TOO_LARGE, &json!(413))
+    );
+    assert_eq!(high_watermark(&router, "m", 0).await, 0, "nothing written");
+    for tag in ["a", "b"] {
+        let (status, r) = call(&router, "POST", &format!("{T}/m/records"), &records(5, tag)).await;
+        assert_eq!(status, StatusCode::OK, "{r:?}");
+    }
+    // The ten records come back five at a time, then one at a time when
+    // max_bytes holds one, each page starting where the last ended.
+    let mut values = Vec::new();
+    let mut offset = 0;
+    for (max_bytes, want) in [(1 << 20, 5), (1, 1), (1, 1), (1 << 20, 3)] {
+        let (status, got) = call(
+            &router,
+            "GET",
+            &format!(
+                "{T}/m/partitions/0/records?offset={offset}&max_bytes={max_bytes}&format=string"
+            ),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{got:?}");
+        let recs = got[0]["records"].as_array().unwrap();
+        assert_eq!(
+            recs.len(),
+            want,
+            "max_bytes {max_bytes} from {offset}: {recs:?}"
+        );
+        for r in recs {
+            assert_eq!(r["offset"], values.len() as i64, "dense, in order");
+            values.push(r["value"]["data"].as_str().unwrap().to_string());
+        }
+        offset = got[0]["next_offset"].as_i64().unwrap();
+        assert_eq!(offset, values.len() as i64);
+    }
+    assert_eq!(
+        values,
+        ["a0", "a1", "a2", "a3", "a4", "b0", "b1", "b2", "b3", "b4"]
     );
 }
