@@ -111,9 +111,11 @@ impl Broker {
     }
 
     /// Writes the state of every group that changed (fenced: a stale
-    /// coordinator's writes fail and it steps down).
-    pub async fn persist_groups(&self) {
+    /// coordinator's writes fail and it steps down); returns the groups
+    /// whose state could not be written (they are written again later).
+    pub async fn persist_groups(&self) -> Vec<String> {
         let _one = self.persisting.lock().await;
+        let mut failed = Vec::new();
         for (group, snap) in self.groups.take_dirty() {
             let r = self
                 .offsets
@@ -121,10 +123,18 @@ impl Broker {
                 .await;
             match r {
                 Ok(()) => {}
-                Err(silt_coordinator::offsets::OffsetError::Fenced) => self.lose_group(&group),
-                Err(e) => tracing::warn!(group, error = %e, "persisting group state failed"),
+                Err(silt_coordinator::offsets::OffsetError::Fenced) => {
+                    self.lose_group(&group);
+                    failed.push(group);
+                }
+                Err(e) => {
+                    tracing::warn!(group, error = %e, "persisting group state failed");
+                    self.groups.mark_dirty(&group);
+                    failed.push(group);
+                }
             }
         }
+        failed
     }
 
     /// Steps down as the group's coordinator (another agent holds it).

@@ -98,6 +98,12 @@ pub struct Settings {
     pub rest_max_connections: usize,
     /// Records in one HTTP produce request or fetch answer at most.
     pub rest_max_records: usize,
+    /// Time for an HTTP API request body to arrive.
+    #[serde(with = "humantime_serde")]
+    pub rest_request_timeout: Duration,
+    /// Bytes of HTTP API request bodies held at once, across connections;
+    /// a request waits for its share (at least `rest_max_request_bytes`).
+    pub rest_buffer_bytes: ByteSize,
     /// Set by `silt dev` when it chose `rest` itself: a busy port turns the
     /// HTTP API off with a warning instead of failing.
     #[serde(skip)]
@@ -200,6 +206,8 @@ impl Default for Settings {
             rest_fetch_max_bytes: ByteSize::mib(1),
             rest_max_connections: 1024,
             rest_max_records: 10_000,
+            rest_request_timeout: Duration::from_secs(30),
+            rest_buffer_bytes: ByteSize::mib(256),
             rest_optional: false,
             lease_ttl: Duration::from_secs(10),
             cache_readahead: ByteSize::mib(16),
@@ -271,6 +279,8 @@ pub const KEYS: &[&str] = &[
     "rest_fetch_max_bytes",
     "rest_max_connections",
     "rest_max_records",
+    "rest_request_timeout",
+    "rest_buffer_bytes",
     "lease_ttl",
     "cache_readahead",
     "object_store_timeout",
@@ -419,6 +429,17 @@ impl Settings {
         if self.rest_fetch_max_bytes.as_u64() == 0 || self.rest_fetch_max_bytes.as_u64() > 256 << 20
         {
             return bad("rest_fetch_max_bytes", "must be between 1B and 256MiB");
+        }
+        if self.rest_buffer_bytes.as_u64() < self.rest_max_request_bytes.as_u64()
+            || self.rest_buffer_bytes.as_u64() > u32::MAX as u64
+        {
+            return bad(
+                "rest_buffer_bytes",
+                "must be at least rest_max_request_bytes and below 4GiB",
+            );
+        }
+        if self.rest_request_timeout < Duration::from_millis(100) {
+            return bad("rest_request_timeout", "must be at least 100ms");
         }
         if self.rest_max_records == 0 {
             return bad("rest_max_records", "must be at least 1");

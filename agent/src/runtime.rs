@@ -320,7 +320,9 @@ pub async fn serve(
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => broker.drop_moved_groups(),
-                    _ = persist.tick() => broker.persist_groups().await,
+                    _ = persist.tick() => {
+                        broker.persist_groups().await;
+                    }
                     _ = expiry.tick() => {
                         broker.expire_offsets().await;
                     }

@@ -191,11 +191,13 @@ impl OffsetStore {
     }
 
     /// Writes offsets from outside the group's membership (a consumer that
-    /// is no member, as Kafka's commits with generation -1): only while
-    /// `has_members` says the group's persisted state has no members, and
-    /// in one transaction that fails if that state changed meanwhile.
-    /// At most [`OPS_PER_TXN`] - 1 offsets. `Ok(false)`: the group has
-    /// members, nothing was written.
+    /// is no member, as Kafka's commits with generation -1): only while the
+    /// group has no live members — its persisted state has none by
+    /// `has_members`, or no agent coordinates it (its coordinator key went
+    /// with that agent's lease; its members must rejoin elsewhere) — in one
+    /// transaction that fails if either changed meanwhile. At most
+    /// [`OPS_PER_TXN`] - 1 offsets, each partition once. `Ok(false)`: the
+    /// group has live members (or they changed), nothing was written.
     pub async fn commit_standalone(
         &self,
         group: &str,
@@ -209,10 +211,19 @@ impl OffsetStore {
             )));
         }
         let state_key = self.layout.group_state(group);
+        let coordinator_key = self.layout.group_coordinator(group);
         let state = self.store.get(&state_key).await?;
-        if state.as_ref().is_some_and(|kv| has_members(&kv.value)) {
+        let coordinator = self.store.get(&coordinator_key).await?;
+        if coordinator.is_some() && state.as_ref().is_some_and(|kv| has_members(&kv.value)) {
             return Ok(false);
         }
+        let unchanged = |key: String, kv: Option<crate::metastore::KeyValue>| Compare {
+            key,
+            op: CompareOp::Equal,
+            target: crate::metastore::CompareTarget::ModRevision(
+                kv.map_or(0, |kv| kv.mod_revision),
+            ),
+        };
         let mut success = vec![TxnOp::Put {
             key: self.layout.group_index_entry(group),
             value: Bytes::new(),
@@ -223,23 +234,17 @@ impl OffsetStore {
             value: Bytes::from(serde_json::to_vec(c).expect("offsets serialize")),
             lease: None,
         }));
-        let unchanged = Compare {
-            key: state_key,
-            op: CompareOp::Equal,
-            target: crate::metastore::CompareTarget::ModRevision(
-                state.map_or(0, |kv| kv.mod_revision),
-            ),
-        };
         let r = self
             .store
             .txn(Txn {
-                compares: vec![unchanged],
+                compares: vec![
+                    unchanged(state_key, state),
+                    unchanged(coordinator_key, coordinator),
+                ],
                 success,
                 failure: vec![],
             })
             .await?;
-        // The state changed between the read and the write: a coordinator
-        // is active; the caller may retry and will see its members.
         Ok(r.succeeded)
     }
 

@@ -31,9 +31,8 @@ JSON = "application/json"
 
 
 def dumps(obj) -> str:
-    """Compact JSON: the same text whether the server keeps the bytes it got
-    or serializes the parsed value again (keep JSON data ASCII, with sorted
-    keys and integers only, for that to hold)."""
+    """Compact JSON, so that a JSON key or value is known byte for byte (the
+    server stores JSON data exactly as the request wrote it)."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
 

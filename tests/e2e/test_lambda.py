@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -58,6 +59,23 @@ class Emulator(stack.Server):
 
     def ready(self) -> bool:
         return stack.listening(self.port)
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0):
+        # The functions run as children of the emulator, in its session and
+        # process group: stop them with it.
+        group = self.pid
+        if group:
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                pass
+        code = super().stop(sig, grace)
+        if group:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return code
 
     def url(self, path: str) -> str:
         return f"http://{stack.HOST}:{self.port}/lambda-url/silt-http{path}"
@@ -126,7 +144,7 @@ RECORDS = [
      "value": {"type": "STRING", "data": "two"}, "timestamp": 1_700_000_000_002},
 ]
 EXPECTED = [  # (key, value, headers, timestamp ms) as Kafka clients see them
-    (b"k0", b'{"n":0}', [("trace", b"\x00\x01")], 1_700_000_000_000),
+    (b"k0", b'{"n": 0}', [("trace", b"\x00\x01")], 1_700_000_000_000),  # JSON as written
     (None, b"\xff\xfe", [], 1_796_040_000_250),
     (b"key-2", b"two", [], 1_700_000_000_002),
 ]

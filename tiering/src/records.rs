@@ -33,18 +33,24 @@ pub enum RecordsError {
     Codec(i16),
     #[error("record batch does not decompress: {0}")]
     Decompress(String),
+    #[error("a record has {0} headers, more than {MAX_HEADERS_PER_RECORD}")]
+    TooManyHeaders(usize),
 }
 
 const RECORDS: usize = 61;
 const CONTROL: i16 = 0x20;
 const LOG_APPEND_TIME: i16 = 0x08;
 
-/// The encoded size of `r` inside a batch (record length prefix included).
-pub fn encoded_len(r: &Record) -> usize {
+/// The encoded size of `r` as the `index`th record of a batch whose first
+/// record has timestamp `base_timestamp` (record length prefix included).
+pub fn encoded_len(r: &Record, index: usize, base_timestamp: i64) -> usize {
     let mut v = Vec::new();
-    put_record(&mut v, r, 0, 0);
+    put_record(&mut v, r, index as i64, base_timestamp);
     v.len()
 }
+
+/// Bytes of a batch besides its records.
+pub const BATCH_OVERHEAD: usize = RECORDS;
 
 /// Encodes `records` as one uncompressed batch (magic 2, base offset 0, no
 /// producer id); offsets are their positions, the base timestamp the
@@ -112,75 +118,138 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-/// The batch's records with their offsets (from the batch's base offset),
-/// or `None` for a control batch (transaction markers, never shown to
-/// consumers). A compressed batch is decompressed to at most
-/// `max_decompressed` bytes.
-pub fn decode_batch(
-    batch: &[u8],
-    max_decompressed: usize,
-) -> Result<Option<Vec<Record>>, RecordsError> {
-    let h = parse_one(batch, 0)?;
-    let batch = &batch[..h.size as usize];
-    if h.attributes & CONTROL != 0 {
-        return Ok(None);
-    }
-    let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
-    let log_append = h.attributes & LOG_APPEND_TIME != 0;
-    let max_ts = i64::from_be_bytes(batch[35..43].try_into().expect("8 bytes"));
-    let raw = &batch[RECORDS..];
-    let decompressed;
-    let body: &[u8] = match h.attributes & 0x07 {
-        0 => raw,
-        codec => {
-            decompressed = decompress(codec, raw, max_decompressed)?;
-            &decompressed
+/// Headers of one record at most: a record with more is refused, so that
+/// decoding one record takes memory in proportion to what is returned.
+pub const MAX_HEADERS_PER_RECORD: usize = 4096;
+
+/// The records of one batch, decoded one at a time.
+pub struct BatchRecords {
+    body: Bytes,
+    at: usize,
+    left: i32,
+    base_offset: i64,
+    last_offset_delta: i64,
+    base_timestamp: i64,
+    /// LogAppendTime: every record has the batch's max timestamp.
+    append_time: Option<i64>,
+}
+
+impl Iterator for BatchRecords {
+    type Item = Result<Record, RecordsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left <= 0 {
+            return None;
         }
-    };
-    let mut cur = Cursor { buf: body, at: 0 };
-    // Every record takes at least 7 bytes: no count can allocate more than
-    // the bytes hold.
-    let mut out = Vec::with_capacity((h.records as usize).min(body.len() / 7));
-    for _ in 0..h.records {
+        self.left -= 1;
+        let r = self.decode_one();
+        if r.is_err() {
+            // Nothing after a damaged record can be trusted.
+            self.left = 0;
+        }
+        Some(r)
+    }
+}
+
+impl BatchRecords {
+    fn decode_one(&mut self) -> Result<Record, RecordsError> {
+        let mut cur = Cursor {
+            buf: &self.body,
+            at: self.at,
+        };
         let len = cur.varint()?;
         if len < 0 || len as usize > cur.remaining() {
             return Err(RecordsError::Corrupt("record length beyond the batch"));
         }
         let end = cur.at + len as usize;
         let mut rec = Cursor {
-            buf: &cur.buf[..end],
+            buf: &self.body[..end],
             at: cur.at,
         };
         rec.byte()?;
         let ts_delta = rec.varint()?;
         let offset_delta = rec.varint()?;
-        let key = rec.bytes()?;
-        let value = rec.bytes()?;
+        if !(0..=self.last_offset_delta).contains(&offset_delta) {
+            return Err(RecordsError::Corrupt(
+                "record offset delta outside the batch",
+            ));
+        }
+        let key = rec.bytes(&self.body)?;
+        let value = rec.bytes(&self.body)?;
         let n_headers = rec.varint()?;
         if n_headers < 0 || n_headers as usize > rec.remaining() / 2 {
             return Err(RecordsError::Corrupt("header count beyond the record"));
         }
+        if n_headers as usize > MAX_HEADERS_PER_RECORD {
+            return Err(RecordsError::TooManyHeaders(n_headers as usize));
+        }
         let mut headers = Vec::with_capacity(n_headers as usize);
         for _ in 0..n_headers {
             let k = rec
-                .bytes()?
+                .bytes(&self.body)?
                 .ok_or(RecordsError::Corrupt("null header name"))?;
-            headers.push((k, rec.bytes()?));
+            headers.push((k, rec.bytes(&self.body)?));
         }
-        cur.at = end;
-        out.push(Record {
-            offset: base_offset + offset_delta,
-            timestamp: if log_append {
-                max_ts
-            } else {
-                h.base_timestamp.wrapping_add(ts_delta)
-            },
+        self.at = end;
+        Ok(Record {
+            offset: self.base_offset + offset_delta,
+            timestamp: self
+                .append_time
+                .unwrap_or(self.base_timestamp.wrapping_add(ts_delta)),
             key,
             value,
             headers,
-        });
+        })
     }
-    Ok(Some(out))
+}
+
+/// The batch's records with their offsets (from the batch's base offset),
+/// decoded as they are taken, or `None` for a control batch (transaction
+/// markers, never shown to consumers). A compressed batch is decompressed
+/// (at once) to at most `max_decompressed` bytes.
+pub fn decode_batch(
+    batch: &[u8],
+    max_decompressed: usize,
+) -> Result<Option<BatchRecords>, RecordsError> {
+    let h = parse_one(batch, 0)?;
+    let batch = &batch[..h.size as usize];
+    if h.attributes & CONTROL != 0 {
+        return Ok(None);
+    }
+    let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
+    if base_offset
+        .checked_add(h.last_offset_delta as i64)
+        .is_none()
+        || h.last_offset_delta < 0
+    {
+        return Err(RecordsError::Corrupt("batch offsets overflow"));
+    }
+    let max_ts = i64::from_be_bytes(batch[35..43].try_into().expect("8 bytes"));
+    let raw = &batch[RECORDS..];
+    let body = match h.attributes & 0x07 {
+        0 => Bytes::copy_from_slice(raw),
+        codec => Bytes::from(decompress(codec, raw, max_decompressed)?),
+    };
+    Ok(Some(BatchRecords {
+        body,
+        at: 0,
+        left: h.records,
+        base_offset,
+        last_offset_delta: h.last_offset_delta as i64,
+        base_timestamp: h.base_timestamp,
+        append_time: (h.attributes & LOG_APPEND_TIME != 0).then_some(max_ts),
+    }))
+}
+
+/// Every record of a batch (`None` for a control batch), or the first
+/// error.
+pub fn decode_all(
+    batch: &[u8],
+    max_decompressed: usize,
+) -> Result<Option<Vec<Record>>, RecordsError> {
+    decode_batch(batch, max_decompressed)?
+        .map(|r| r.collect::<Result<Vec<_>, _>>())
+        .transpose()
 }
 
 struct Cursor<'a> {
@@ -214,7 +283,9 @@ impl Cursor<'_> {
         Err(RecordsError::Corrupt("varint too long"))
     }
 
-    fn bytes(&mut self) -> Result<Option<Bytes>, RecordsError> {
+    /// A length-prefixed field, as a slice of `whole` (which `buf` is a
+    /// prefix of).
+    fn bytes(&mut self, whole: &Bytes) -> Result<Option<Bytes>, RecordsError> {
         let len = self.varint()?;
         if len < 0 {
             return Ok(None);
@@ -222,7 +293,7 @@ impl Cursor<'_> {
         if len as usize > self.remaining() {
             return Err(RecordsError::Corrupt("field length beyond the record"));
         }
-        let b = Bytes::copy_from_slice(&self.buf[self.at..self.at + len as usize]);
+        let b = whole.slice(self.at..self.at + len as usize);
         self.at += len as usize;
         Ok(Some(b))
     }
@@ -317,10 +388,10 @@ mod tests {
         let h = parse_one(&b, 0).unwrap();
         assert_eq!(h.records, 20);
         assert_eq!(h.size as usize, b.len());
-        assert_eq!(decode_batch(&b, 1 << 20).unwrap().unwrap(), records);
+        assert_eq!(decode_all(&b, 1 << 20).unwrap().unwrap(), records);
         // A base offset written later (as the read path does) shifts them.
         b[0..8].copy_from_slice(&100i64.to_be_bytes());
-        let got = decode_batch(&b, 1 << 20).unwrap().unwrap();
+        let got = decode_all(&b, 1 << 20).unwrap().unwrap();
         assert_eq!(got[3].offset, 103);
     }
 
@@ -376,7 +447,7 @@ mod tests {
             let (mut at, mut biggest) = (0, (0, 0));
             while at < buf.len() {
                 let h = parse_one(&buf, at).unwrap();
-                got.extend(decode_batch(&buf[at..], 1 << 20).unwrap().unwrap());
+                got.extend(decode_all(&buf[at..], 1 << 20).unwrap().unwrap());
                 biggest = biggest.max((h.records, at));
                 at += h.size as usize;
             }
@@ -402,7 +473,7 @@ mod tests {
     fn hostile_batches_are_errors_not_panics() {
         let good = encode_batch(&(0..5).map(rec).collect::<Vec<_>>());
         for cut in 0..good.len() {
-            let _ = decode_batch(&good[..cut], 1 << 20);
+            let _ = decode_all(&good[..cut], 1 << 20);
         }
         for i in 61..good.len() {
             let mut b = good.clone();
@@ -410,7 +481,88 @@ mod tests {
             // Re-seal the CRC so the damage reaches the record decoder.
             let crc = crc32c::crc32c(&b[21..]);
             b[17..21].copy_from_slice(&crc.to_be_bytes());
-            let _ = decode_batch(&b, 1 << 20);
+            let _ = decode_all(&b, 1 << 20);
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_records_round_trip(
+            recs in proptest::collection::vec(
+                (
+                    0i64..(1 << 45),
+                    proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
+                    proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..300)),
+                    proptest::collection::vec(
+                        (proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+                         proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..8))),
+                        0..4),
+                ),
+                1..30),
+        ) {
+            let records: Vec<Record> = recs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (ts, k, v, h))| Record {
+                    offset: i as i64,
+                    timestamp: ts,
+                    key: k.map(Bytes::from),
+                    value: v.map(Bytes::from),
+                    headers: h.into_iter().map(|(a, b)| (Bytes::from(a), b.map(Bytes::from))).collect(),
+                })
+                .collect();
+            let b = encode_batch(&records);
+            // The size the producer plans with is the size written.
+            let planned = BATCH_OVERHEAD
+                + records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| encoded_len(r, i, records[0].timestamp))
+                    .sum::<usize>();
+            proptest::prop_assert_eq!(planned, b.len());
+            proptest::prop_assert_eq!(decode_all(&b, 1 << 20).unwrap().unwrap(), records);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = decode_all(&bytes, 1 << 16);
+            // And as the records of a batch with a valid header and CRC.
+            let mut b = encode_batch(&[rec(1)]);
+            b.truncate(RECORDS);
+            b.extend_from_slice(&bytes);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let _ = decode_all(&b, 1 << 16);
+        }
+    }
+
+    #[test]
+    fn offsets_outside_the_batch_and_header_floods_are_refused() {
+        // A record claiming offset delta 5 in a one-record batch.
+        let mut b = encode_batch(&[Record {
+            headers: vec![],
+            ..rec(1)
+        }]);
+        // record: length varint, attributes, ts delta varint, offset delta
+        let at = RECORDS + 3;
+        assert_eq!(b[at], 0, "offset delta 0 where expected");
+        b[at] = 10; // zigzag 5
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            decode_all(&b, 1 << 20),
+            Err(RecordsError::Corrupt(_))
+        ));
+        // More headers than allowed.
+        let many = Record {
+            headers: vec![(Bytes::new(), None); MAX_HEADERS_PER_RECORD + 1],
+            ..rec(1)
+        };
+        assert!(matches!(
+            decode_all(&encode_batch(&[many]), 1 << 20),
+            Err(RecordsError::TooManyHeaders(_))
+        ));
     }
 }

@@ -459,6 +459,14 @@ impl Groups {
             .collect()
     }
 
+    /// Marks a group to be persisted again (its last write failed).
+    pub fn mark_dirty(&self, id: &str) {
+        let g = lock(&self.groups).get(id).cloned();
+        if let Some(g) = g {
+            lock(&g).dirty = true;
+        }
+    }
+
     /// Groups held in memory.
     pub fn len(&self) -> usize {
         lock(&self.groups).len()

@@ -197,14 +197,15 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncG
                 .collect(),
         )
         .await;
-    if r.error.is_none() {
-        // Members hold their assignment from here on: the persisted state
-        // says so before they learn it (commits from outside the group are
-        // refused by it).
-        broker.persist_groups().await;
+    let mut error = r.error;
+    // Members hold their assignment from here on: the persisted state says
+    // so before they learn it (commits from outside the group are refused
+    // by it); if it cannot be written, the member retries.
+    if error.is_none() && broker.persist_groups().await.contains(&group) {
+        error = Some(GroupError::CoordinatorUnavailable);
     }
     let mut resp = SyncGroupResponse::default()
-        .with_error_code(r.error.map_or(0, |e| e.code()))
+        .with_error_code(error.map_or(0, |e| e.code()))
         .with_assignment(r.assignment);
     if version >= 5 {
         resp = resp

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
     body::Body,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use silt_coordinator::offsets::Committed;
 
-use super::{query_params, read_body, Api, ApiError};
+use super::{query_params, Api, ApiError, Params};
 use crate::topics::{TopicError, TopicInfo};
 
 /// Replicas reported for every partition: durability comes from the
@@ -67,7 +67,7 @@ pub(super) async fn clusters(State(api): State<Arc<Api>>) -> Json<Value> {
 
 pub(super) async fn cluster(
     State(api): State<Arc<Api>>,
-    Path(cluster): Path<String>,
+    Params(cluster): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     Ok(Json(cluster_json(&api)))
@@ -75,7 +75,7 @@ pub(super) async fn cluster(
 
 pub(super) async fn topics(
     State(api): State<Arc<Api>>,
-    Path(cluster): Path<String>,
+    Params(cluster): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     let data = api
@@ -104,11 +104,11 @@ struct ConfigEntry {
 
 pub(super) async fn create_topic(
     State(api): State<Arc<Api>>,
-    Path(cluster): Path<String>,
+    Params(cluster): Params<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
     api.check_cluster(&cluster)?;
-    let body = read_body(body, api.limits.max_request_bytes).await?;
+    let (body, _held) = api.read_body(body).await?;
     let req: CreateTopic = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid topic: {e}")))?;
     let invalid = |m: String| ApiError::new(StatusCode::BAD_REQUEST, 40003, m);
@@ -156,7 +156,7 @@ pub(super) async fn create_topic(
 
 pub(super) async fn topic(
     State(api): State<Arc<Api>>,
-    Path((cluster, topic)): Path<(String, String)>,
+    Params((cluster, topic)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     let t = api.topic(&topic).await?;
@@ -165,7 +165,7 @@ pub(super) async fn topic(
 
 pub(super) async fn delete_topic(
     State(api): State<Arc<Api>>,
-    Path((cluster, topic)): Path<(String, String)>,
+    Params((cluster, topic)): Params<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     api.check_cluster(&cluster)?;
     api.topic(&topic).await?;
@@ -178,7 +178,7 @@ pub(super) async fn delete_topic(
 
 pub(super) async fn partitions(
     State(api): State<Arc<Api>>,
-    Path((cluster, topic)): Path<(String, String)>,
+    Params((cluster, topic)): Params<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     let t = api.topic(&topic).await?;
@@ -194,7 +194,7 @@ pub(super) async fn partitions(
 
 pub(super) async fn partition(
     State(api): State<Arc<Api>>,
-    Path((cluster, topic, partition)): Path<(String, String, String)>,
+    Params((cluster, topic, partition)): Params<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     let (_, p) = api.partition(&topic, &partition).await?;
@@ -203,7 +203,7 @@ pub(super) async fn partition(
 
 pub(super) async fn get_offsets(
     State(api): State<Arc<Api>>,
-    Path((cluster, group)): Path<(String, String)>,
+    Params((cluster, group)): Params<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
@@ -251,14 +251,14 @@ const MAX_COMMIT_OFFSETS: usize = 99;
 
 pub(super) async fn commit_offsets(
     State(api): State<Arc<Api>>,
-    Path((cluster, group)): Path<(String, String)>,
+    Params((cluster, group)): Params<(String, String)>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     if group.is_empty() {
         return Err(ApiError::bad_request("the group id is empty"));
     }
-    let body = read_body(body, api.limits.max_request_bytes).await?;
+    let (body, _held) = api.read_body(body).await?;
     let req: CommitBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid offsets: {e}")))?;
     if req.offsets.is_empty() || req.offsets.len() > MAX_COMMIT_OFFSETS {
@@ -268,7 +268,14 @@ pub(super) async fn commit_offsets(
     }
     let now = api.clock.now_ms();
     let mut offsets = Vec::with_capacity(req.offsets.len());
+    let mut seen = std::collections::BTreeSet::new();
     for o in &req.offsets {
+        if !seen.insert((o.topic_name.as_str(), o.partition_id)) {
+            return Err(ApiError::bad_request(format!(
+                "{}-{} is listed twice",
+                o.topic_name, o.partition_id
+            )));
+        }
         let t = api.topic(&o.topic_name).await?;
         if o.partition_id < 0 || o.partition_id as usize >= t.partitions {
             return Err(super::unknown_partition(&o.topic_name, o.partition_id));
@@ -309,7 +316,9 @@ pub(super) async fn commit_offsets(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 40901,
-                format!("group {group:?} has Kafka members: only they commit its offsets"),
+                format!(
+                    "group {group:?} has Kafka members (or they were changing as this commit was made): only they commit its offsets"
+                ),
             ))
         }
         Err(e) => return Err(ApiError::unavailable(format!("committing offsets: {e}"))),

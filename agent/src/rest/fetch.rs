@@ -4,19 +4,22 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::StatusCode,
     Json,
 };
 use base64::Engine as _;
-use silt_tiering::{batch::parse_one, records::decode_batch};
+use silt_tiering::{
+    batch::parse_one,
+    records::{decode_batch, RecordsError},
+};
 
-use super::{produce::Format, query_params, Api, ApiError};
+use super::{produce::Format, query_params, Api, ApiError, Params};
 use crate::fetch::{FetchError, Limits};
 
 pub(super) async fn fetch(
     State(api): State<Arc<Api>>,
-    Path((cluster, topic, partition)): Path<(String, String, String)>,
+    Params((cluster, topic, partition)): Params<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     api.check_cluster(&cluster)?;
@@ -84,19 +87,24 @@ pub(super) async fn fetch(
         let h = parse_one(data, at).map_err(|e| corrupt(e.to_string()))?;
         let batch = &data[at..at + h.size as usize];
         let base = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
-        let batch = decode_batch(batch, api.limits.max_decompressed()).map_err(|e| {
+        let undecodable = |e: RecordsError| {
             tracing::warn!(topic = %topic, partition, offset = base, error = %e, "HTTP fetch cannot decode a batch");
-            corrupt(format!("batch at offset {base}: {e}"))
-        })?;
+            undecodable(base, e)
+        };
+        let batch = decode_batch(batch, api.limits.max_decompressed()).map_err(undecodable)?;
         for r in batch.into_iter().flatten() {
+            let r = r.map_err(undecodable)?;
             if r.offset < offset {
                 continue;
             }
-            let size = r.key.as_ref().map_or(0, |k| k.len())
+            // What the answer holds of it, with a little for each record and
+            // header besides their bytes.
+            let size = RECORD_OVERHEAD
+                + r.key.as_ref().map_or(0, |k| k.len())
                 + r.value.as_ref().map_or(0, |v| v.len())
                 + r.headers
                     .iter()
-                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                    .map(|(k, v)| HEADER_OVERHEAD + k.len() + v.as_ref().map_or(0, |v| v.len()))
                     .sum::<usize>();
             if !out.is_empty()
                 && (out.len() >= api.limits.max_records || decoded + size > max_bytes)
@@ -144,6 +152,26 @@ fn data_json(b: Option<&[u8]>, strings: bool) -> serde_json::Value {
                 "data": base64::engine::general_purpose::STANDARD.encode(b),
             }),
         },
+    }
+}
+
+/// Counted toward `max_bytes` for each record and each header besides their
+/// bytes (an answer of empty records is not free).
+const RECORD_OVERHEAD: usize = 32;
+const HEADER_OVERHEAD: usize = 16;
+
+/// A batch this API cannot return: damaged, or beyond the decompression
+/// bound (a larger `rest_fetch_max_bytes` reads it).
+fn undecodable(offset: i64, e: RecordsError) -> ApiError {
+    match e {
+        RecordsError::TooLarge(_) | RecordsError::TooManyHeaders(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            50002,
+            format!(
+                "the batch at offset {offset} cannot be returned within this server's bounds: {e} (rest_fetch_max_bytes sets them)"
+            ),
+        ),
+        e => corrupt(format!("batch at offset {offset}: {e}")),
     }
 }
 

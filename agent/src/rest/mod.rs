@@ -42,6 +42,10 @@ pub struct Limits {
     pub offset_metadata_max_bytes: usize,
     /// `rest_max_records`: records in one produce request or fetch answer.
     pub max_records: usize,
+    /// `rest_request_timeout`: time for a request body to arrive.
+    pub request_timeout: Duration,
+    /// `rest_buffer_bytes`: request bodies held at once.
+    pub buffer_bytes: usize,
 }
 
 impl Limits {
@@ -52,6 +56,8 @@ impl Limits {
             max_fetch_wait: s.max_fetch_wait,
             offset_metadata_max_bytes: s.offset_metadata_max_bytes,
             max_records: s.rest_max_records,
+            request_timeout: s.rest_request_timeout,
+            buffer_bytes: s.rest_buffer_bytes.as_u64() as usize,
         }
     }
 
@@ -73,6 +79,8 @@ pub struct Api {
     pub limits: Limits,
     /// Round-robin partitioner of records without key or partition.
     next_partition: AtomicU32,
+    /// Bytes of request bodies held at once (`rest_buffer_bytes`).
+    body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Api {
@@ -92,6 +100,9 @@ impl Api {
             producer,
             offsets,
             clock,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                limits.buffer_bytes.clamp(1, u32::MAX as usize),
+            )),
             limits,
             next_partition: AtomicU32::new(0),
         }
@@ -245,22 +256,83 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Reads a request body of at most `limit` bytes (`413` beyond).
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                413,
-                format!("request body above rest_max_request_bytes ({limit} bytes)"),
-            )
-        } else {
-            ApiError::bad_request(format!("reading the request body: {e}"))
+/// Path parameters, or a JSON `400` when they do not decode (bad percent
+/// encoding, not UTF-8).
+pub(super) struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(t)) => Ok(Params(t)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
         }
-    })
+    }
+}
+
+impl Api {
+    /// Reads a request body of at most `rest_max_request_bytes` (`413`
+    /// beyond) within `rest_request_timeout`, holding its share of
+    /// `rest_buffer_bytes` (the bodies held at once across connections)
+    /// until the returned permit is dropped.
+    async fn read_body(
+        &self,
+        body: Body,
+    ) -> Result<(bytes::Bytes, tokio::sync::OwnedSemaphorePermit), ApiError> {
+        use axum::body::HttpBody as _;
+        let limit = self.limits.max_request_bytes;
+        let share = body
+            .size_hint()
+            .exact()
+            .map_or(limit, |n| (n as usize).min(limit))
+            .clamp(1, u32::MAX as usize) as u32;
+        let permit = self
+            .body_budget
+            .clone()
+            .acquire_many_owned(share)
+            .await
+            .map_err(|_| ApiError::unavailable("shutting down"))?;
+        let read = tokio::time::timeout(
+            self.limits.request_timeout,
+            axum::body::to_bytes(body, limit),
+        );
+        let bytes = match read.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                    || e.to_string().contains("length limit");
+                return Err(if too_large {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        413,
+                        format!("request body above rest_max_request_bytes ({limit} bytes)"),
+                    )
+                } else {
+                    ApiError::bad_request(format!("reading the request body: {e}"))
+                });
+            }
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    408,
+                    format!(
+                        "the request body did not arrive within rest_request_timeout ({:?})",
+                        self.limits.request_timeout
+                    ),
+                ))
+            }
+        };
+        Ok((bytes, permit))
+    }
 }
 
 /// Parses `a=1&b=x` (values used here need no percent-decoding).

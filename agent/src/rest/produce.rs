@@ -5,20 +5,17 @@ use std::{collections::BTreeMap, sync::atomic::Ordering, sync::Arc};
 
 use axum::{
     body::Body,
-    extract::{Path, State},
+    extract::State,
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
-use silt_tiering::records::{encode_batch, encoded_len, Record};
+use silt_tiering::records::{encode_batch, encoded_len, Record, BATCH_OVERHEAD};
 
-use super::{read_body, unknown_partition, Api, ApiError};
+use super::{unknown_partition, Api, ApiError, Params};
 use crate::produce::{validate, AppendError, PartitionAppend};
-
-/// Bytes of a batch besides its records (header and CRC).
-const BATCH_OVERHEAD: usize = 61;
 
 #[derive(Deserialize)]
 struct ProduceRecord {
@@ -40,8 +37,10 @@ struct Header {
 struct Data {
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// As the client wrote it: JSON data is stored byte for byte. Missing
+    /// or `null`: a null key or value.
     #[serde(default)]
-    data: serde_json::Value,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// An embedded format (Confluent's names).
@@ -67,6 +66,9 @@ fn data_bytes(d: Option<&Data>, what: &str) -> Result<(Option<Bytes>, Option<For
     let Some(d) = d else {
         return Ok((None, None));
     };
+    let Some(data) = &d.data else {
+        return Ok((None, None));
+    };
     let format = match d.kind.as_deref() {
         Some("BINARY") => Format::Binary,
         Some("JSON") => Format::Json,
@@ -76,31 +78,21 @@ fn data_bytes(d: Option<&Data>, what: &str) -> Result<(Option<Bytes>, Option<For
                 "{what}: unknown type {other:?} (BINARY, JSON or STRING)"
             ))
         }
-        None if d.data.is_null() => return Ok((None, None)),
         None => return Err(format!("{what}: type is required (BINARY, JSON or STRING)")),
     };
-    if d.data.is_null() && format != Format::Json {
-        return Ok((None, Some(format)));
-    }
+    let string = || serde_json::from_str::<String>(data.get());
     let bytes = match format {
-        Format::Binary => {
-            let s = d
-                .data
-                .as_str()
-                .ok_or_else(|| format!("{what}: BINARY data must be a base64 string"))?;
-            Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|e| format!("{what}: data is not base64: {e}"))?,
-            )
-        }
-        Format::String => Bytes::from(
-            d.data
-                .as_str()
-                .ok_or_else(|| format!("{what}: STRING data must be a string"))?
-                .to_string(),
+        Format::Binary => Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(
+                    string().map_err(|_| format!("{what}: BINARY data must be a base64 string"))?,
+                )
+                .map_err(|e| format!("{what}: data is not base64: {e}"))?,
         ),
-        Format::Json => Bytes::from(serde_json::to_vec(&d.data).expect("a JSON value serializes")),
+        Format::String => {
+            Bytes::from(string().map_err(|_| format!("{what}: STRING data must be a string"))?)
+        }
+        Format::Json => Bytes::copy_from_slice(data.get().as_bytes()),
     };
     Ok((Some(bytes), Some(format)))
 }
@@ -110,8 +102,10 @@ fn timestamp_ms(v: &serde_json::Value) -> Result<i64, String> {
     match v {
         serde_json::Value::Number(n) => n
             .as_i64()
-            .filter(|t| *t >= 0)
-            .ok_or_else(|| format!("timestamp {n} is not milliseconds since the epoch")),
+            .filter(|t| (0..=MAX_TIMESTAMP).contains(t))
+            .ok_or_else(|| {
+                format!("timestamp {n} is not milliseconds since the epoch (up to year 9999)")
+            }),
         serde_json::Value::String(s) => {
             parse_rfc3339(s).ok_or_else(|| format!("timestamp {s:?} is not RFC 3339"))
         }
@@ -138,13 +132,22 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     };
     let utc = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
     let ms = utc.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
-    Some(ms - offset_minutes * 60_000).filter(|t| *t >= 0)
+    Some(ms - offset_minutes * 60_000).filter(|t| (0..=MAX_TIMESTAMP).contains(t))
 }
+
+/// The last millisecond of year 9999: RFC 3339 has four-digit years.
+const MAX_TIMESTAMP: i64 = 253_402_300_799_999;
 
 /// RFC 3339 with milliseconds, as Confluent answers.
 pub(super) fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    use std::fmt::Write as _;
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.clamp(0, MAX_TIMESTAMP) as u64);
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_millis(t)) {
+        Ok(()) => out,
+        Err(_) => ms.to_string(),
+    }
 }
 
 /// Kafka's murmur2 (the Java client's default partitioner hashes keys
@@ -188,11 +191,11 @@ struct Placed {
 
 pub(super) async fn produce(
     State(api): State<Arc<Api>>,
-    Path((cluster, topic)): Path<(String, String)>,
+    Params((cluster, topic)): Params<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     api.check_cluster(&cluster)?;
-    let body = read_body(body, api.limits.max_request_bytes).await?;
+    let (body, _held) = api.read_body(body).await?;
     let info = api.topic(&topic).await?;
     let config = api
         .topics
@@ -257,7 +260,7 @@ pub(super) async fn produce(
             value,
             headers,
         };
-        let size = BATCH_OVERHEAD + encoded_len(&record);
+        let size = BATCH_OVERHEAD + encoded_len(&record, 0, record.timestamp);
         if size > max_batch {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -291,14 +294,18 @@ pub(super) async fn produce(
         let mut batch: Vec<Record> = Vec::new();
         let mut size = BATCH_OVERHEAD;
         for (nth, &i) in indices.iter().enumerate() {
-            let len = encoded_len(&placed[i].record);
+            let r = &placed[i].record;
+            // Its size where it would go: deltas from the batch's first record.
+            let base = batch.first().map_or(r.timestamp, |f: &Record| f.timestamp);
+            let len = encoded_len(r, batch.len(), base);
             if !batch.is_empty() && size + len > max_batch {
                 data.extend_from_slice(&encode_batch(&batch));
                 batch.clear();
-                size = BATCH_OVERHEAD;
+                size = BATCH_OVERHEAD + encoded_len(r, 0, r.timestamp);
+            } else {
+                size += len;
             }
-            batch.push(placed[i].record.clone());
-            size += len;
+            batch.push(r.clone());
             slot[i] = (appends.len(), nth as i64);
         }
         data.extend_from_slice(&encode_batch(&batch));
@@ -357,6 +364,11 @@ fn refused(e: AppendError) -> ApiError {
         | AppendError::Transactional => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, e.to_string())
         }
+        AppendError::UnknownTopicOrPartition => ApiError::new(
+            StatusCode::NOT_FOUND,
+            40402,
+            "the topic or partition was deleted before the records were committed",
+        ),
         // The metadata store failed or did not answer: the commit may or
         // may not have happened.
         AppendError::Commit(m) => ApiError::new(
@@ -403,6 +415,11 @@ mod tests {
         assert!(timestamp_ms(&serde_json::json!("2026-11-30T12:00:00")).is_err());
         assert!(timestamp_ms(&serde_json::json!("2026-11-30T12:00:00+25:00")).is_err());
         assert!(timestamp_ms(&serde_json::json!(-5)).is_err());
+        // Microseconds by mistake: refused before anything is written.
+        assert!(timestamp_ms(&serde_json::json!(1_700_000_000_000_000i64)).is_err());
+        assert!(timestamp_ms(&serde_json::json!("10000-01-01T00:00:00Z")).is_err());
+        assert_eq!(rfc3339(MAX_TIMESTAMP), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
         assert!(timestamp_ms(&serde_json::json!("yesterday")).is_err());
         assert!(timestamp_ms(&serde_json::json!(true)).is_err());
     }

@@ -142,6 +142,25 @@ async fn records_produced_over_http_are_fetched_identically_at_their_offsets() {
         json!([{"name": "h", "value": "AAE="}, {"name": "h", "value": null}])
     );
     assert_eq!(high_watermark(&router, "t", 0).await, 0);
+
+    // JSON data is stored as written (key order, spacing, big numbers);
+    // null data is a null value whatever the type.
+    let raw = r#"{"z": 1, "a": [123456789012345678901234567890]}"#;
+    let body = format!(
+        r#"{{"partition_id": 0, "key": {{"type": "JSON", "data": null}}, "value": {{"type": "JSON", "data": {raw}}}}}"#
+    );
+    let (status, r) = call(&router, "POST", &format!("{T}/t/records"), &body).await;
+    assert_eq!(status, StatusCode::OK, "{r:?}");
+    assert_eq!(r[0]["key"], Value::Null);
+    let (_, got) = call(
+        &router,
+        "GET",
+        &format!("{T}/t/partitions/0/records?format=string"),
+        "",
+    )
+    .await;
+    assert_eq!(got[0]["records"][0]["value"]["data"], raw);
+    assert_eq!(got[0]["records"][0]["key"], Value::Null);
 }
 
 #[tokio::test]
@@ -259,6 +278,27 @@ async fn bad_input_gets_its_status_and_code_and_writes_nothing() {
             good.clone(),
             StatusCode::NOT_FOUND,
             404,
+        ),
+        (
+            "timestamp in microseconds",
+            produce.clone(),
+            r#"{"value": null, "timestamp": 1700000000000000}"#.into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "timestamp with a bad offset",
+            produce.clone(),
+            r#"{"timestamp": "2026-01-01T00:00:00+99:00"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            400,
+        ),
+        (
+            "path not UTF-8",
+            format!("{T}/%FF/records"),
+            good.clone(),
+            StatusCode::BAD_REQUEST,
+            400,
         ),
     ];
     for (what, uri, body, status, code) in cases {
@@ -415,6 +455,19 @@ async fn offsets_commit_and_read_back_and_topics_are_managed() {
     assert_eq!(
         (status, &r[0]["error_code"]),
         (StatusCode::NOT_FOUND, &json!(40402))
+    );
+    let (status, r) = call(
+        &router,
+        "POST",
+        url,
+        r#"{"offsets": [{"topic_name": "o", "partition_id": 1, "offset": 1},
+                        {"topic_name": "o", "partition_id": 1, "offset": 2}]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, &r[0]["error_code"]),
+        (StatusCode::BAD_REQUEST, &json!(400)),
+        "a partition twice"
     );
 
     let (status, r) = call(&router, "GET", &format!("{T}/o/partitions"), "").await;

@@ -11,9 +11,24 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use silt_tiering::jobs::{Budget, Job};
 
-/// Time kept back from the function's deadline for answering and the
-/// checkpoint after the passes: a tenth of the time left, at most this.
+/// Time kept back from the function's deadline for the checkpoint after
+/// the passes and the answer: a tenth of the time left, at most this.
 const MARGIN: Duration = Duration::from_secs(5);
+
+/// Time left before the invocation's deadline.
+fn time_left(context: &lambda_runtime::Context) -> Duration {
+    match context.deadline().duration_since(SystemTime::now()) {
+        Ok(left) => left,
+        // Never so on AWS; local emulators may send a bare timeout.
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms = context.deadline,
+                "the invocation's deadline is in the past; assuming 60 s"
+            );
+            Duration::from_secs(60)
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -39,31 +54,38 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .collect::<Result<Vec<_>, _>>()?,
             None => configured.clone(),
         };
-        let left = match event.context.deadline().duration_since(SystemTime::now()) {
-            Ok(left) => left,
-            // Never so on AWS; local emulators may send a bare timeout.
-            Err(_) => {
-                tracing::warn!(
-                    deadline_ms = event.context.deadline,
-                    "the invocation's deadline is in the past; passes get jobs_pass_time"
-                );
-                settings.jobs_pass_time * list.len() as u32
-            }
-        };
-        let left = left.saturating_sub(MARGIN.min(left / 10));
-        let per_job = (left / list.len().max(1) as u32).min(settings.jobs_pass_time);
+        // Current first: the passes decide on the latest state.
+        log.catch_up(Duration::from_secs(5).min(time_left(&event.context) / 10))
+            .await;
+        let left = time_left(&event.context);
+        let margin = MARGIN.min(left / 10);
+        let work = left.saturating_sub(margin);
+        let per_job = (work / list.len().max(1) as u32).min(settings.jobs_pass_time);
         let budget = Budget {
             time: per_job,
             bytes: settings.compaction_pass_bytes.as_u64(),
         };
-        // Current first: the passes decide on the latest state.
-        log.catch_up(Duration::from_secs(5)).await;
-        let (reports, failed) = silt_agent::cluster::run_once(jobs, &list, budget).await;
+        // A pass checks its budget between units of work; the timeout ends
+        // it regardless (abandoning a pass is safe: an upload without its
+        // swap is an orphan that GC removes).
+        let (reports, failed) = match tokio::time::timeout(
+            work,
+            silt_agent::cluster::run_once(jobs, &list, budget),
+        )
+        .await
+        {
+            Ok(done) => done,
+            Err(_) => (
+                vec![json!({"timed_out": true, "after_ms": work.as_millis() as u64})],
+                None,
+            ),
+        };
         // The log since the last checkpoint shrinks too, so that cold starts
         // (of this function and of agents) stay short with no agent running.
-        let checkpoint = match log.checkpoint().await {
-            Ok(rev) => json!(rev),
-            Err(e) => json!({"error": e.to_string()}),
+        let checkpoint = match tokio::time::timeout(margin / 2, log.checkpoint()).await {
+            Ok(Ok(rev)) => json!(rev),
+            Ok(Err(e)) => json!({"error": e.to_string()}),
+            Err(_) => json!({"error": "no time left before the deadline"}),
         };
         let summary = json!({"jobs": reports, "checkpoint": checkpoint, "budget_ms": per_job.as_millis() as u64});
         tracing::info!(%summary, "jobs pass done");
