@@ -24,6 +24,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "building"
 cargo build --workspace --all-targets --locked
+# The Lambda functions as the emulator builds them (`cargo run` of the
+# silt-lambda package alone: its own feature set), so that no test waits
+# for a compile.
+cargo build -p silt-lambda --bins --locked
 
 step "Rust tests (unit, property, metadata conformance, end-to-end)"
 cargo test --workspace --locked
