@@ -5,6 +5,7 @@ S3 server on this machine and writes a report.
     bench/run.sh [--quick] [--s3 moto|seaweedfs]      (the documented entry)
     python3 bench/bench.py [--quick] [--s3 moto|seaweedfs] [--silt-bin PATH]
                            [--tansu-bin PATH] [--out DIR] [--no-docs]
+                           [--phases brokers,compaction,http,lambda]
 
 What runs (all on 127.0.0.1, ports chosen at run time):
 
@@ -18,6 +19,13 @@ What runs (all on 127.0.0.1, ports chosen at run time):
 
 The load generator is bench/loadgen.py (confluent-kafka, i.e. librdkafka),
 in separate processes, identical for every broker: 1 KiB records, acks=all.
+
+Phases (`--phases`, all by default): brokers (the above), compaction (cold
+reads before and after `silt jobs run --once --job compaction`), http (HTTP
+produce through `silt agent --rest`, batched requests from keep-alive
+connections, against Kafka produce on the same agent) and lambda (the
+`silt-http` function's cold start under `cargo lambda watch --release`
+against metadata of increasing size). Raw S3 always runs.
 
 Results: bench/results/<YYYY-MM-DD_HHMMSS>/{report.md, results.json, *.png,
 logs/}; a full run also regenerates docs/benchmarks.md and docs/bench/*.png.
@@ -80,6 +88,15 @@ FULL = {
     "low_rate_seconds": 10.0,
     "compaction_bytes": 1 * GIB,  # 64 MiB per partition: several read-ahead windows each
     "compaction_run_bytes": None,
+    "http_partitions": 16,
+    "http_batches": [1, 100, 1000],  # records per HTTP request
+    "http_threads": 16,  # per client process (SILT_BENCH_PRODUCERS processes)
+    "http_seconds": 15.0,
+    "lambda_sizes": [(10, 1), (100, 10), (1000, 10), (5000, 10)],  # topics × partitions per topic
+    # Log records since the checkpoint, cumulative steps after the empty log:
+    # 1000 is an agent's checkpoint_every; more when only functions write.
+    "lambda_log_records": [1000, 5000],
+    "lambda_repeats": 3,  # cold starts per row (a new emulator each), median reported
 }
 QUICK = {
     "partitions": [16],
@@ -93,7 +110,15 @@ QUICK = {
     "low_rate_seconds": 4.0,
     "compaction_bytes": 32 * MIB,
     "compaction_run_bytes": "1MiB",  # 2 MiB per partition: a run size they reach
+    "http_partitions": 16,
+    "http_batches": [1, 20],
+    "http_threads": 8,
+    "http_seconds": 3.0,
+    "lambda_sizes": [(10, 1)],
+    "lambda_log_records": [50],
+    "lambda_repeats": 1,
 }
+PHASES = ("brokers", "compaction", "http", "lambda")
 PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
 CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
 
@@ -1064,6 +1089,652 @@ def dig(d, path: str):
 
 
 
+# ------------------------------------------------------------------ HTTP produce against Kafka produce
+
+HTTP_CLUSTER = "http"
+HTTP_PREFIX = "http"  # s3://silt/http
+
+
+class SiltRestAgent(SiltAgent):
+    """`silt agent` on etcd + S3 with the HTTP API on (`--rest`), on a
+    cluster and bucket prefix of its own."""
+
+    def __init__(self, work, logs, silt_bin, etcd_urls, s3env, cluster: str, name: str,
+                 extra_env: dict | None = None):
+        self.name = name
+        super().__init__(work, logs, silt_bin, etcd_urls, s3env)
+        self.cluster = cluster
+        self.extra_env = extra_env or {}
+        self.rest_port = stack.free_ports(1)[0]
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{HOST}:{self.rest_port}"
+
+    def command(self):
+        return [*super().command(), "--rest", f"{HOST}:{self.rest_port}"]
+
+    def env(self):
+        return {**super().env(), "SILT_CLUSTER": self.cluster, **self.extra_env}
+
+    def start(self) -> "SiltRestAgent":
+        super().start()
+        stack.wait_for(f"{self.name} HTTP API on {HOST}:{self.rest_port}",
+                       lambda: stack.listening(self.rest_port), 30, self.log_path, [self.proc])
+        return self
+
+
+class HttpClient:
+    """One keep-alive HTTP/1.1 connection (http.client); answers are parsed
+    as a sequence of JSON values (the produce answer is one per line)."""
+
+    def __init__(self, base: str, timeout: float = 300.0):
+        import http.client
+
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def request(self, method: str, path: str, body=None) -> tuple[int, list, float]:
+        """(status, [JSON values], seconds from send to the last byte)."""
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        t = time.perf_counter()
+        try:
+            self.conn.request(method, path, data, {"content-type": "application/json"})
+            r = self.conn.getresponse()
+            raw = r.read()
+        except Exception:
+            self.conn.close()
+            raise
+        seconds = time.perf_counter() - t
+        return r.status, json_values(raw), seconds
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def json_values(raw: bytes) -> list:
+    dec, text, values, i = json.JSONDecoder(), raw.decode(errors="replace"), [], 0
+    try:
+        while i < len(text):
+            if text[i].isspace():
+                i += 1
+                continue
+            v, i = dec.raw_decode(text, i)
+            values.append(v)
+    except ValueError:
+        values.append({"undecodable": text[i:i + 300]})
+    return values
+
+
+def rest_create_topic(base: str, cid: str, topic: str, partitions: int) -> None:
+    c = HttpClient(base, timeout=60)
+    try:
+        status, v, _ = c.request("POST", f"/v3/clusters/{cid}/topics",
+                                 {"topic_name": topic, "partitions_count": partitions})
+        if status != 201 or v[0].get("partitions_count") != partitions:
+            raise RuntimeError(f"creating topic {topic} over HTTP: {status} {str(v)[:300]}")
+    finally:
+        c.close()
+
+
+def http_run(b: SiltRestAgent, cid: str, topic: str, batch: int, cfg: dict, wdir: Path) -> dict:
+    """`PRODUCERS` loadgen http-produce processes of `http_threads` threads
+    each against one topic, for `http_seconds`."""
+    import numpy as np
+
+    seconds, threads = cfg["http_seconds"], cfg["http_threads"]
+    tag = f"http-b{batch}"
+    with Phase(b) as ph:
+        ws = [spawn_worker(["http-produce", "--url", b.rest_url,
+                            "--path", f"/v3/clusters/{cid}/topics/{topic}/records",
+                            "--batch", str(batch), "--threads", str(threads), "--seconds", str(seconds),
+                            "--size", str(RECORD), "--id", str(i),
+                            "--lat-out", str(wdir / f"{tag}-p{i}.lat")], b)
+              for i in range(PRODUCERS)]
+        rs = [collect(w, seconds + 300) for w in ws]
+    lat_ms = np.concatenate([read_lat(wdir / f"{tag}-p{i}.lat") for i in range(PRODUCERS)]) / 1000.0
+    n = lambda k: sum(x[k] for x in rs)
+    elapsed = max(x["elapsed_s"] for x in rs)
+    r = {
+        "batch": batch, "concurrency": PRODUCERS * threads, "processes": PRODUCERS, "threads": threads,
+        "requests": n("requests"), "requests_ok": n("requests_ok"), "records_ok": n("records_ok"),
+        "failed_requests": n("failed_requests"), "failed_records": n("failed_records"),
+        "first_errors": [e for x in rs for e in x["first_errors"]][:5],
+        "connections": n("connections"), "elapsed_s": elapsed,
+        "body_bytes_per_record": n("body_bytes") / max(1, n("requests") * batch),
+        "answer_bytes_per_record": n("answer_bytes") / max(1, n("requests") * batch),
+        "client_cpu_s": n("cpu_s"),
+        # % of one core, for the busiest client process: near 100 % the
+        # client (one Python process, GIL) would be the limit.
+        "client_cpu_pct_max": max(100.0 * x["cpu_s"] / x["wall_s"] for x in rs),
+        "machine_cpu_busy_pct": ph.machine_busy_pct,
+        "latency_quantiles_ms": quantiles(lat_ms, 100),
+    }
+    nbytes = r["records_ok"] * RECORD
+    if nbytes:
+        r["agent_cpu_s_per_gib"] = ph.cpu_s / (nbytes / GIB)
+        puts = ph.delta("silt_object_store_puts_total")
+        if puts is not None:
+            r["puts_per_s"] = puts / ph.seconds
+    if r["failed_requests"] or r["records_ok"] == 0:
+        why = (f"failed: {r['failed_requests']} of {r['requests']} requests failed "
+               f"({r['failed_records']} records)" + (f"; first: {r['first_errors'][0]}" if r["first_errors"] else ""))
+        for k in FIGURES_HTTP_RUN:
+            r[k] = why
+    else:
+        r["records_per_s"] = r["records_ok"] / elapsed
+        r["requests_per_s"] = r["requests_ok"] / elapsed
+        r["mbps"] = nbytes / 1e6 / elapsed
+        r["p50_ms"] = pct(lat_ms, 50)
+        r["p99_ms"] = pct(lat_ms, 99)
+    return r
+
+
+def http_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd_urls: str, s3) -> dict:
+    """HTTP produce (batched requests, N concurrent keep-alive connections)
+    and Kafka produce (librdkafka, acks=all) through the same `silt agent`,
+    into topics of the same partition count, for the same duration."""
+    t_start = time.monotonic()
+    P = cfg["http_partitions"]
+    s3env = s3.env("silt", prefix=HTTP_PREFIX)
+    b = SiltRestAgent(work, logs, silt_bin, etcd_urls, s3env, HTTP_CLUSTER, "silt-rest")
+    out: dict = {"broker": "silt agent (etcd + S3)", "partitions": P, "record_bytes": RECORD,
+                 "seconds_per_run": cfg["http_seconds"], "processes": PRODUCERS,
+                 "threads_per_process": cfg["http_threads"], "concurrency": PRODUCERS * cfg["http_threads"],
+                 "flush_interval": os.environ.get("SILT_FLUSH_INTERVAL", "250ms (default)"),
+                 "runs": {}, "kafka": {}, "notes": []}
+    try:
+        b.start()
+        log(f"{b.name} up on {b.bootstrap}, HTTP API on {b.rest_url} (pid {b.proc['pid']})")
+        c = HttpClient(b.rest_url, timeout=30)
+        status, v, _ = c.request("GET", "/v3/clusters")
+        c.close()
+        if status != 200:
+            raise RuntimeError(f"GET /v3/clusters: {status} {v}")
+        cid = v[0]["data"][0]["cluster_id"]
+        out["cluster_id"] = cid
+        for B in cfg["http_batches"]:
+            topic = f"http-b{B}"
+            try:
+                rest_create_topic(b.rest_url, cid, topic, P)
+                r = http_run(b, cid, topic, B, cfg, work)
+            except Exception as e:
+                traceback.print_exc()
+                r = {k: failed(e) for k in FIGURES_HTTP_RUN}
+                kill_workers()
+            out["runs"][str(B)] = r
+            if is_num(r.get("records_per_s")):
+                log(f"http: {B} records/request, {out['concurrency']} concurrent: {r['records_per_s']:,.0f} rec/s "
+                    f"{r['mbps']:.1f} MB/s, {r['requests_per_s']:.0f} req/s, p50 {r['p50_ms']:.0f} ms "
+                    f"p99 {r['p99_ms']:.0f} ms; busiest client process {r['client_cpu_pct_max']:.0f} % of a core")
+            else:
+                log(f"http: {B} records/request: {r.get('records_per_s')}")
+            if is_num(r.get("client_cpu_pct_max")) and r["client_cpu_pct_max"] > 80:
+                out["notes"].append(f"{B} records/request: the busiest client process used "
+                                    f"{r['client_cpu_pct_max']:.0f} % of a core; the client may be the limit")
+        k = out["kafka"]
+        # Kafka produce, flat out: the same load generator as the brokers phase.
+        try:
+            topic = "kafka-max"
+            create_topic(b.bootstrap, topic, P)
+            with Phase(b) as ph:
+                res = produce_phase(b, topic, P, cfg["http_seconds"], 0, work, "http-kafka-max")
+            t = res["total"]
+            if t["errors"] or t["delivered"] == 0:
+                raise RuntimeError(f"{t['errors']} records not delivered ({t['first_errors'][:2]})")
+            k["max_records_per_s"] = t["delivered"] / t["elapsed_s"]
+            k["max_mbps"] = t["bytes"] / 1e6 / t["elapsed_s"]
+            k["max_client_cpu_pct"] = 100.0 * ph.client_cpu_s / ph.seconds / PRODUCERS
+            k["max_agent_cpu_s_per_gib"] = ph.cpu_s / (t["bytes"] / GIB)
+            k["max_machine_cpu_busy_pct"] = ph.machine_busy_pct
+            log(f"http: Kafka flat out {k['max_records_per_s']:,.0f} rec/s {k['max_mbps']:.1f} MB/s")
+        except Exception as e:
+            traceback.print_exc()
+            for key in ("max_records_per_s", "max_mbps"):
+                k[key] = failed(e)
+            kill_workers()
+        # Kafka produce at the rate the largest HTTP batch reached: per-record
+        # latency (produce() to acknowledgement) at the same load.
+        try:
+            best = [r for B, r in out["runs"].items() if is_num(r.get("records_per_s"))]
+            if best:
+                rate = max(best, key=lambda r: r["batch"])["records_per_s"]
+                k["rate_basis"] = f"the rate of the {max(best, key=lambda r: r['batch'])['batch']}-record HTTP run"
+            elif is_num(k.get("max_records_per_s")):
+                rate = 0.5 * k["max_records_per_s"]
+                k["rate_basis"] = "half the Kafka maximum (no HTTP rate measured)"
+            else:
+                raise RuntimeError("no rate to run at")
+            topic = "kafka-rate"
+            create_topic(b.bootstrap, topic, P)
+            with Phase(b) as ph:
+                res = produce_phase(b, topic, P, cfg["http_seconds"], rate, work, "http-kafka-rate")
+            t = res["total"]
+            if t["errors"] or t["delivered"] == 0:
+                raise RuntimeError(f"{t['errors']} records not delivered ({t['first_errors'][:2]})")
+            lat_ms = res["lat"] / 1000.0
+            k["rate_target_rps"] = rate
+            k["rate_records_per_s"] = t["delivered"] / t["produce_s"]
+            k["rate_mbps"] = t["bytes"] / 1e6 / t["produce_s"]
+            k["rate_p50_ms"] = pct(lat_ms, 50)
+            k["rate_p99_ms"] = pct(lat_ms, 99)
+            k["rate_client_cpu_pct"] = 100.0 * ph.client_cpu_s / ph.seconds / PRODUCERS
+            k["rate_machine_cpu_busy_pct"] = ph.machine_busy_pct
+            k["rate_latency_quantiles_ms"] = quantiles(lat_ms, 100)
+            log(f"http: Kafka at {rate:,.0f} rec/s: p50 {k['rate_p50_ms']:.0f} ms p99 {k['rate_p99_ms']:.0f} ms")
+        except Exception as e:
+            traceback.print_exc()
+            for key in ("rate_records_per_s", "rate_p50_ms", "rate_p99_ms"):
+                k[key] = failed(e)
+            kill_workers()
+        out["peak_rss_mib"] = b.note_hwm() / 1024
+    finally:
+        kill_workers()
+        b.stop()
+    out["seconds"] = time.monotonic() - t_start
+    return out
+
+
+FIGURES_HTTP_RUN = ("records_per_s", "requests_per_s", "mbps", "p50_ms", "p99_ms")
+FIGURES_HTTP_KAFKA = ("max_records_per_s", "max_mbps", "rate_records_per_s", "rate_p50_ms", "rate_p99_ms")
+
+
+# ------------------------------------------------------------------ silt-http Lambda cold start
+
+LAMBDA_DIR = ROOT / "lambda"
+
+
+def target_dir() -> str:
+    return os.environ.get("CARGO_TARGET_DIR", "/var/tmp/silt-target")
+
+
+def lambda_profile(silt_bin: str) -> list[str]:
+    """The cargo profile flags the function is built and run with: the
+    silt binary's (a debug silt, as the test suite's smoke run uses, means
+    the debug function the test suite built; no release compile)."""
+    return [] if build_kind(silt_bin) == "debug" else ["--release"]
+
+
+class LambdaEmulator(stack.Server):
+    """`cargo lambda watch [--release]` serving lambda/'s functions. It starts
+    a function instance (`cargo run [--release] --bin silt-http`) on the
+    first request, so that request is the cold start."""
+
+    name = "cargo lambda watch"
+    ready_timeout = 120.0
+
+    def __init__(self, log_path: Path, env_file: Path, profile: list[str]):
+        super().__init__(log_path, cwd=LAMBDA_DIR)
+        self.env_file = env_file
+        self.profile = profile
+        self.children: list[dict] = []
+
+    def command(self):
+        return ["cargo", "lambda", "watch", *self.profile, "--invoke-address", HOST, "--invoke-port", str(self.port),
+                "--env-file", str(self.env_file), "--ignore-changes"]
+
+    def environment(self):
+        return {**os.environ, "CARGO_TARGET_DIR": target_dir()}
+
+    def ready(self) -> bool:
+        return stack.listening(self.port)
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def path(self, p: str) -> str:
+        return f"/lambda-url/silt-http{p}"
+
+    def start(self) -> "LambdaEmulator":
+        super().start(wait=False)
+        STARTED.append({**self.proc, "what": self.name})
+        self.wait_ready()
+        return self
+
+    def note_children(self) -> list[dict]:
+        """The emulator's descendants (cargo run, the function instance),
+        recorded so they can be stopped by PID should they outlive it."""
+        for d in descendants(self.proc["pid"]) if self.proc.get("pid") else []:
+            if not any(c["pid"] == d["pid"] and c["start"] == d["start"] for c in self.children):
+                self.children.append(d)
+                STARTED.append({"pid": d["pid"], "start": d["start"], "what": f"emulator child {d['comm']}"})
+        return self.children
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> int | None:
+        if self.proc.get("pid"):
+            self.note_children()
+        rc = super().stop(sig, grace)
+        for c in self.children:
+            if stack.alive(c):
+                log(f"{c['comm']} (pid {c['pid']}) outlived the emulator; stopping it")
+                stack.stop(c)
+        return rc
+
+
+def descendants(root: int) -> list[dict]:
+    """{pid, start, comm} of every live descendant of `root`."""
+    parents, comms = {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        pid = int(d.name)
+        comms[pid] = stat[stat.index("(") + 1:stat.rindex(")")]
+        parents[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+    out = []
+    for pid in parents:
+        p = parents[pid]
+        while p not in (0, 1) and p != root and p in parents:
+            p = parents[p]
+        if p == root:
+            st = stack.start_time(pid)
+            if st is not None:
+                out.append({"pid": pid, "start": st, "comm": comms[pid]})
+    return out
+
+
+def etcd_range(endpoint: str, key: str, prefix: bool = False, count_only: bool = False) -> dict:
+    """etcd's JSON gateway (/v3/kv/range)."""
+    import base64
+    import urllib.request
+
+    enc = lambda s: base64.b64encode(s.encode()).decode()
+    body = {"key": enc(key)}
+    if prefix:
+        body["range_end"] = enc(key[:-1] + chr(ord(key[-1]) + 1))
+    if count_only:
+        body["count_only"] = True
+    req = urllib.request.Request(endpoint + "/v3/kv/range", json.dumps(body).encode(),
+                                 {"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def metadata_size(etcd_endpoint: str, cluster: str, client, bucket: str, prefix: str) -> dict:
+    """Log records since the checkpoint (keys under the log prefix), the
+    checkpoint pointer and the size of its object in the bucket."""
+    import base64
+
+    logs = etcd_range(etcd_endpoint, f"/silt/{cluster}/log/", prefix=True, count_only=True)
+    ptr = etcd_range(etcd_endpoint, f"/silt/{cluster}/checkpoint")
+    out = {"log_records": int(logs.get("count", 0)), "etcd_revision": int(ptr["header"]["revision"])}
+    kvs = ptr.get("kvs") or []
+    if kvs:
+        p = json.loads(base64.b64decode(kvs[0]["value"]))
+        out["checkpoint_revision"] = p["revision"]
+        out["checkpoint_object"] = p["object"]
+        out["checkpoint_bytes"] = client.head_object(Bucket=bucket, Key=f"{prefix}/{p['object']}")["ContentLength"]
+    else:
+        out["checkpoint_bytes"] = 0
+    n = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/checkpoints/"):
+        n += len(page.get("Contents", []))
+    out["checkpoint_objects"] = n
+    return out
+
+
+def uptime_s() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+class LogWatch:
+    """Timestamps (perf_counter) of the lines appended to a log file after
+    `offset`, polled every 2 ms by a thread: when cargo printed `Running`
+    (just before it execs the function), when the function logged
+    `cold_start_ms`."""
+
+    def __init__(self, path: Path, offset: int):
+        self.path, self.offset = path, offset
+        self.lines: list[tuple[float, str]] = []
+        self._buf = b""
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            time.sleep(0.002)
+
+    def poll(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size <= self.offset:
+            return
+        now = time.perf_counter()
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        self.offset += len(data)
+        self._buf += data
+        *done, self._buf = self._buf.split(b"\n")
+        self.lines.extend((now, l.decode(errors="replace")) for l in done)
+
+    def first(self, needle: str) -> tuple[float, str] | None:
+        return next(((t, l) for t, l in self.lines if needle in l), None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join()
+        self.poll()
+
+
+def lambda_cold(log_path: Path, env_file: Path, cid: str, topic: str, profile: list[str], tries: int = 3):
+    """Start the emulator, time the first request (the function instance is
+    started for it: `cargo run`, process start, metadata load, then the
+    request) and read the function's `cold_start_ms`; then warm requests.
+    Returns the row and the emulator, still running (the caller stops it),
+    or None as the emulator when every try compiled or waited for a lock."""
+    path = emu_path = f"/v3/clusters/{cid}/topics/{topic}"
+    for attempt in range(1, tries + 1):
+        emu = LambdaEmulator(log_path, env_file, profile)
+        watch = None
+        try:
+            emu.start()
+            emu_path = emu.path(path)
+            watch = LogWatch(log_path, log_path.stat().st_size)
+            c = HttpClient(emu.base, timeout=600)
+            t_send = time.perf_counter()
+            status, v, first_s = c.request("GET", emu_path)
+            t_answer = t_send + first_s
+            if status != 200:
+                raise RuntimeError(f"first request: {status} {str(v)[:300]}")
+            warm = []
+            for _ in range(5):
+                status, v, s = c.request("GET", emu_path)
+                if status != 200:
+                    raise RuntimeError(f"warm request: {status} {str(v)[:300]}")
+                warm.append(s * 1000)
+            c.close()
+            emu.note_children()
+            deadline = time.monotonic() + 10
+            while watch.first('"cold_start_ms"') is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            watch.stop()
+            loaded = watch.first('"cold_start_ms"')
+            if loaded is None:
+                raise RuntimeError(f"no cold_start_ms line in {log_path}")
+            fields = json.loads(loaded[1][loaded[1].index("{"):])["fields"]
+            running = watch.first("Running `")
+            row = {
+                "first_request_ms": first_s * 1000,
+                "cold_start_ms": float(fields["cold_start_ms"]),
+                "function_revision": fields.get("revision"),
+                "function_topics": fields.get("topics"),
+                "function_partitions": fields.get("partitions"),
+                "warm_ms": float(sorted(warm)[len(warm) // 2]),
+                "warm_max_ms": max(warm),
+                # From sending the first request: to cargo's `Running` (the
+                # function exec'd), to the metadata loaded; then to the answer.
+                "to_exec_ms": (running[0] - t_send) * 1000 if running else None,
+                "to_loaded_ms": (loaded[0] - t_send) * 1000,
+                # Not below 0: the log is polled every 2 ms.
+                "loaded_to_answer_ms": max(0.0, (t_answer - loaded[0]) * 1000),
+                "attempt": attempt,
+            }
+            seg = "\n".join(l for _, l in watch.lines)
+            compiled = "Compiling " in seg
+            waited = "Blocking waiting for file lock" in seg
+            if not (compiled or waited):
+                return row, emu
+            why = "compiled the function" if compiled else "waited for a cargo lock"
+            log(f"lambda: the emulator {why} during the first request (attempt {attempt}); restarting it")
+            emu.stop()
+            if attempt == tries:
+                row["first_request_ms"] = f"failed: the emulator {why} during the first request {tries} times"
+                return row, None
+        except BaseException:
+            if watch is not None:
+                watch.stop()
+            emu.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
+def median_row(rows: list[dict]) -> dict:
+    """The first row with every numeric timing replaced by its median over
+    the rows (the samples kept under `samples`)."""
+    keys = ("first_request_ms", "cold_start_ms", "warm_ms", "to_exec_ms", "to_loaded_ms", "loaded_to_answer_ms")
+    out = dict(rows[-1])
+    out["samples"] = {k: [r.get(k) for r in rows] for k in keys}
+    for k in keys:
+        vals = sorted(r[k] for r in rows if is_num(r.get(k)))
+        if len(vals) == len(rows):
+            out[k] = vals[len(vals) // 2] if len(vals) % 2 else (vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2
+        else:
+            bad = [r.get(k) for r in rows if not is_num(r.get(k))]
+            if bad and isinstance(bad[0], str):
+                out[k] = bad[0]
+    out["repeats"] = len(rows)
+    return out
+
+
+def lambda_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd, s3) -> dict:
+    """Cold start of the `silt-http` function (under `cargo lambda watch
+    --release`) against metadata of increasing size: topics × partitions
+    written by a `silt agent` (stopped before the function starts, its last
+    act a checkpoint), then the same again with log records since that
+    checkpoint (single-record produce requests through the warm function,
+    one commit each). Each cold start is measured `lambda_repeats` times
+    (a new emulator each time); the medians are reported."""
+    import numpy as np
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    t_start = time.monotonic()
+    repeats = cfg["lambda_repeats"]
+    out: dict = {"rows": [], "notes": [], "log_records_target": cfg["lambda_log_records"],
+                 "sizes": [list(x) for x in cfg["lambda_sizes"]], "repeats": repeats}
+    # The function as the emulator runs it (`cargo run --release` of the
+    # silt-lambda package alone), so that no first request waits for a
+    # compile; a no-op when bench/run.sh has just built it.
+    t = time.monotonic()
+    profile = lambda_profile(silt_bin)
+    build = subprocess.run(["cargo", "build", *profile, "-p", "silt-lambda", "--bins"], cwd=ROOT,
+                           env={**os.environ, "CARGO_TARGET_DIR": target_dir()},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=3600)
+    (logs / "cargo-build-silt-lambda.log").write_text(build.stdout)
+    if build.returncode != 0:
+        raise RuntimeError(f"cargo build {' '.join(profile)} -p silt-lambda failed: {build.stdout[-1500:]}")
+    out["build_check_s"] = time.monotonic() - t
+    out["function_bin"] = str(Path(target_dir()) / ("release" if profile else "debug") / "silt-http")
+    out["function_build"] = build_kind(out["function_bin"])
+    # The binary alone, given no settings: it exits at its first step. What
+    # starting the process costs, with nothing to connect to or load.
+    bare = []
+    for _ in range(5):
+        t = time.perf_counter()
+        subprocess.run([out["function_bin"]], env={"SILT_LOG": "off"}, capture_output=True, timeout=60)
+        bare.append((time.perf_counter() - t) * 1000)
+    out["bare_process_ms"] = min(bare)
+    client = s3.client()
+    ep = etcd.endpoints[0]
+    for k, (T, PP) in enumerate(cfg["lambda_sizes"]):
+        cluster = prefix = f"lambda{k}"
+        s3env = s3.env("silt", prefix=prefix)
+        cid = f"silt-{cluster}"
+        topic = "t0000"
+        # --- the metadata, written by an agent
+        a = SiltRestAgent(work, logs, silt_bin, ",".join(etcd.endpoints), s3env, cluster, f"silt-lambda-meta{k}")
+        try:
+            a.start()
+            admin = AdminClient({"bootstrap.servers": a.bootstrap})
+            tc = time.monotonic()
+            for i in range(0, T, 100):
+                fs = admin.create_topics([NewTopic(f"t{j:04d}", PP, 1) for j in range(i, min(T, i + 100))],
+                                         request_timeout=120)
+                for f in fs.values():
+                    f.result(120)
+            create_s = time.monotonic() - tc
+        finally:
+            rc = a.stop()  # SIGTERM: its last act is a checkpoint
+        if rc not in (0, None):
+            out["notes"].append(f"{T}×{PP}: the agent exited {rc} when stopped")
+        log(f"lambda: {T:,} topics × {PP} partitions created in {create_s:.1f} s; agent stopped")
+        env_file = work / f"lambda{k}.env"
+        env = {"SILT_ETCD": ",".join(etcd.endpoints), "SILT_CLUSTER": cluster, "SILT_LOG": "info",
+               **{kk: v for kk, v in s3env.items() if kk.startswith("AWS_") or kk == "SILT_BUCKET"}}
+        env_file.write_text("".join(f"{kk}={v}\n" for kk, v in env.items()))
+        wlog = logs / f"lambda-watch-{k}.log"
+        if k == 0:
+            # One start not measured: the binary and cargo's metadata into the
+            # page cache, as for every later start.
+            row, emu = lambda_cold(wlog, env_file, cid, topic, profile)
+            if emu is not None:
+                emu.stop()
+            out["discarded_first_start"] = {x: row.get(x) for x in ("cold_start_ms", "first_request_ms")}
+        targets = [0, *cfg["lambda_log_records"]]
+        lat: list[float] = []
+        for si, target in enumerate(targets):
+            size = metadata_size(ep, cluster, client, "silt", prefix)
+            runs = []
+            for i in range(repeats):
+                row, emu = lambda_cold(wlog, env_file, cid, topic, profile)
+                runs.append(row)
+                try:
+                    if i == repeats - 1 and emu is not None and si + 1 < len(targets):
+                        # More log records since the checkpoint: one commit per request.
+                        c = HttpClient(emu.base, timeout=120)
+                        for n in range(targets[si + 1] - target):
+                            status, v, sec = c.request(
+                                "POST", emu.path(f"/v3/clusters/{cid}/topics/{topic}/records"),
+                                {"value": {"type": "STRING", "data": f"r{target + n}"}})
+                            if status != 200 or v[0].get("error_code") != 200:
+                                raise RuntimeError(f"produce through the function: {status} {str(v)[:300]}")
+                            lat.append(sec * 1000)
+                        c.close()
+                finally:
+                    if emu is not None:
+                        emu.stop()
+            row = {"topics": T, "partitions_per_topic": PP, "partitions": T * PP, **size, **median_row(runs)}
+            if row.get("function_topics") != T or row.get("function_partitions") != T * PP:
+                out["notes"].append(f"{T}×{PP}: the function loaded {row.get('function_topics')} topics, "
+                                    f"{row.get('function_partitions')} partitions")
+            out["rows"].append(row)
+            log(f"lambda: {T:,}×{PP}, {row['log_records']:,} log records since the checkpoint "
+                f"({row['checkpoint_bytes']:,} B checkpoint): cold start {fmt(row['cold_start_ms'], 0)} ms, first "
+                f"request {fmt(row['first_request_ms'], 0)} ms (function exec'd at {fmt(row.get('to_exec_ms'), 0)} ms, "
+                f"metadata loaded at {fmt(row['to_loaded_ms'], 0)} ms), warm {fmt(row['warm_ms'])} ms")
+        if lat:
+            out.setdefault("produce", []).append({
+                "topics": T, "partitions_per_topic": PP, "requests": len(lat),
+                "p50_ms": pct(np.array(lat), 50), "p99_ms": pct(np.array(lat), 99)})
+            log(f"lambda: {T:,}×{PP}: {len(lat)} single-record produce requests through the warm function, "
+                f"p50 {out['produce'][-1]['p50_ms']:.1f} ms, p99 {out['produce'][-1]['p99_ms']:.1f} ms")
+    out["seconds"] = time.monotonic() - t_start
+    return out
+
+
+FIGURES_LAMBDA = ("cold_start_ms", "first_request_ms", "warm_ms", "log_records", "checkpoint_bytes")
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -1265,6 +1936,239 @@ def compaction_md(res: dict, heading: str = "###") -> list[str]:
     return L
 
 
+def http_md(res: dict, heading: str = "###") -> list[str]:
+    h = res.get("http")
+    if h is None:
+        return []
+    L = [f"{heading} HTTP produce against Kafka produce", ""]
+    if not isinstance(h, dict):
+        return L + [f"The phase did not complete: {h}", ""]
+    runs = h["runs"]
+    k = h["kafka"]
+    bpr = [r.get("body_bytes_per_record") for r in runs.values() if is_num(r.get("body_bytes_per_record"))]
+    L.append(f"One `silt agent` on etcd + the S3 server, as the brokers phase's \"{h['broker']}\" (the same "
+             f"binary, etcd and S3 server; a cluster and bucket prefix of its own, `s3://silt/{HTTP_PREFIX}`), "
+             f"serving Kafka and the HTTP API (`--rest`). Every run writes {h['record_bytes']}-byte records "
+             f"for {h['seconds_per_run']:.0f} s into a fresh topic of {h['partitions']} partitions (records "
+             f"without key or partition: round-robin). Flush interval: {h['flush_interval']}.")
+    L.append("")
+    L.append(f"HTTP: `bench/loadgen.py http-produce`, {h['processes']} processes × {h['threads_per_process']} "
+             f"threads = {h['concurrency']} requests in flight; each thread keeps one HTTP/1.1 keep-alive "
+             "connection (Python `http.client`), POSTs a request of B records (concatenated JSON objects, "
+             "value `BINARY` base64"
+             + (f", {min(bpr):.0f}" + (f"–{max(bpr):.0f}" if round(max(bpr)) != round(min(bpr)) else "")
+                + " bytes of JSON per record" if bpr else "")
+             + "), waits for the answer (its delivery reports come after the commit) and sends the next. "
+             "A request counts only if its status is 200 and every delivery report has `error_code` 200; "
+             "a run with any failure is reported as failed. Latency: per request, from sending it to the "
+             "last byte of the answer. Kafka: `bench/loadgen.py produce` (confluent-kafka, acks=all, "
+             f"linger.ms=10), {res['meta'].get('producers', PRODUCERS)} producer processes, first flat out "
+             "(as the brokers phase), then at the rate of the largest HTTP batch, where the latency is "
+             "per record, from `produce()` to the acknowledgement.")
+    L.append("")
+    L.append("| load | requests/s | records/s | MB/s | p50 ms | p99 ms | failed requests | client CPU ¹ | "
+             "agent CPU s/GiB | machine busy |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for B, r in runs.items():
+        L.append(f"| HTTP, {B} record{'s' if B != '1' else ''}/request, {h['concurrency']} in flight | "
+                 f"{fmt(r.get('requests_per_s'))} | {fmt(r.get('records_per_s'))} | {fmt(r.get('mbps'))} | "
+                 f"{fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} | {fmt(r.get('failed_requests'), 0)} | "
+                 f"{fmt(r.get('client_cpu_pct_max'), 0)} % | {fmt(r.get('agent_cpu_s_per_gib'))} | "
+                 f"{fmt(r.get('machine_cpu_busy_pct'), 0)} % |")
+    L.append(f"| Kafka, flat out | — | {fmt(k.get('max_records_per_s'))} | {fmt(k.get('max_mbps'))} | — | — | 0 | "
+             f"{fmt(k.get('max_client_cpu_pct'), 0)} % | {fmt(k.get('max_agent_cpu_s_per_gib'))} | "
+             f"{fmt(k.get('max_machine_cpu_busy_pct'), 0)} % |")
+    L.append(f"| Kafka, at {fmt(k.get('rate_target_rps'))} records/s ({k.get('rate_basis', '—')}) | — | "
+             f"{fmt(k.get('rate_records_per_s'))} | {fmt(k.get('rate_mbps'))} | {fmt(k.get('rate_p50_ms'))} ² | "
+             f"{fmt(k.get('rate_p99_ms'))} ² | 0 | {fmt(k.get('rate_client_cpu_pct'), 0)} % | — | "
+             f"{fmt(k.get('rate_machine_cpu_busy_pct'), 0)} % |")
+    L.append("")
+    L.append("¹ HTTP: the busiest client process's CPU time over its run, in % of one core (a Python process "
+             "runs its threads on one core at a time); Kafka: the producer processes' average. "
+             "² per record, not per request. MB/s counts record values (1 KiB each), not the JSON and base64 "
+             "around them.")
+    L.append("")
+    L.extend(f"- {x}" for x in http_findings(res))
+    L.append("")
+    return L
+
+
+def http_findings(res: dict) -> list[str]:
+    """Plain statements computed from the http phase's figures."""
+    h = res["http"]
+    k = h["kafka"]
+    out = []
+    flush = parse_duration(os.environ.get("SILT_FLUSH_INTERVAL", "250ms")) * 1000
+    ok = {int(B): r for B, r in h["runs"].items() if is_num(r.get("records_per_s"))}
+    if ok:
+        p50s = ", ".join(f"{fmt(r['p50_ms'])} ms at {B}" for B, r in sorted(ok.items()))
+        out.append(f"HTTP request latency p50: {p50s} records/request, against a flush interval of "
+                   f"{flush:.0f} ms: an answer waits for its segment to be sealed (after the flush interval, or "
+                   f"earlier once it holds flush_bytes, 8 MiB), uploaded and committed, as an acks=all Kafka "
+                   "produce does"
+                   + (f" (Kafka per-record p50 {fmt(k['rate_p50_ms'])} ms at the same record rate)"
+                      if is_num(k.get("rate_p50_ms")) else "") + ".")
+        near = {B: r for B, r in ok.items() if flush <= r["p50_ms"] <= flush + 50}
+        if near:
+            out.append(f"At {', '.join(map(str, sorted(near)))} records/request the p50 was the whole flush interval "
+                       f"plus {span([r['p50_ms'] - flush for r in near.values()])} ms. The clients wait for their "
+                       "answers, which come together at a commit, and send again together, so their requests "
+                       "open a new segment and wait for its whole interval; Kafka records sent at a steady rate "
+                       "arrive all through an interval and wait part of it.")
+        out.append(f"Each client thread has one request in flight, so records/s ≈ {h['concurrency']} × records "
+                   "per request / latency: with 1 record per request the rate is set by the number of requests in "
+                   "flight and the flush interval, not by the server's capacity.")
+        top_b, top = max(ok.items())
+        if is_num(k.get("max_records_per_s")):
+            out.append(f"At {top_b} records/request HTTP produce reached {top['records_per_s']:,.0f} records/s "
+                       f"({top['mbps']:.0f} MB/s), {100 * top['records_per_s'] / k['max_records_per_s']:.0f} % of "
+                       f"Kafka produce flat out on the same agent ({k['max_records_per_s']:,.0f} records/s).")
+        if is_num(top.get("agent_cpu_s_per_gib")) and is_num(k.get("max_agent_cpu_s_per_gib")):
+            out.append(f"The agent spent {top['agent_cpu_s_per_gib']:.1f} CPU seconds per GiB at {top_b} "
+                       f"records/request against {k['max_agent_cpu_s_per_gib']:.1f} for Kafka produce flat out "
+                       f"({top['agent_cpu_s_per_gib'] / k['max_agent_cpu_s_per_gib']:.1f}×): an HTTP request has "
+                       "JSON and base64 to decode and a JSON delivery report per record to write.")
+        cpu = max(r["client_cpu_pct_max"] for r in ok.values())
+        out.append(f"The busiest HTTP client process used at most {cpu:.0f} % of a core"
+                   + (": the client was not the limit." if cpu < 80 else
+                      ": the client may have been the limit (see the notes)."))
+    for n in h.get("notes", []):
+        out.append(n)
+    return out
+
+
+def lambda_md(res: dict, heading: str = "###") -> list[str]:
+    lm = res.get("lambda")
+    if lm is None:
+        return []
+    L = [f"{heading} silt-http Lambda cold start", ""]
+    if not isinstance(lm, dict):
+        return L + [f"The phase did not complete: {lm}", ""]
+    m = res["meta"]
+    rel = " --release" if lm.get("function_build") == "release" else ""
+    L.append("The `silt-http` function (`lambda/`, the HTTP API with no agent) under the cargo-lambda emulator: "
+             f"`cargo lambda watch{rel}` ({m.get('cargo_lambda', 'cargo-lambda')}; {lm.get('function_build')} "
+             f"build, built beforehand with `cargo build{rel} -p silt-lambda --bins`; a first request during "
+             "which the emulator's log shows a compile or a cargo lock wait is discarded and the emulator "
+             "restarted), on the same etcd and S3 server. For each size, a `silt agent` on a cluster and bucket "
+             "prefix of its own creates the topics (Kafka CreateTopics) and is stopped with SIGTERM, which ends "
+             "with a checkpoint: the log since the checkpoint is then empty. The emulator starts the function "
+             "instance (`cargo run --release --bin silt-http`) on the first request, `GET "
+             "/v3/clusters/{cluster_id}/topics/t0000` through the function URL; then "
+             "single-record produce requests through the warm function (one commit, one log record each; "
+             "nothing checkpoints meanwhile, as when no agent runs and `silt-jobs` has not run yet) until "
+             + " and ".join(f"{n:,}" for n in lm["log_records_target"])
+             + " log records follow the checkpoint, the cold start measured again at each.")
+    L.append("")
+    L.append("| topics | partitions (all topics) | log records since checkpoint | checkpoint KiB | "
+             "cold start ms (function) ¹ | "
+             "first request ms ² | function exec'd at ms ³ | metadata loaded at ms ³ | loaded → answer ms ³ | "
+             "warm request ms ⁴ |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in lm["rows"]:
+        L.append(f"| {r['topics']:,} | {r['partitions']:,} | {r['log_records']:,} | "
+                 f"{fmt(r['checkpoint_bytes'] / 1024 if is_num(r.get('checkpoint_bytes')) else None)} | "
+                 f"{fmt(r.get('cold_start_ms'), 0)} | {fmt(r.get('first_request_ms'), 0)} | "
+                 f"{fmt(r.get('to_exec_ms'), 0)} | {fmt(r.get('to_loaded_ms'), 0)} | "
+                 f"{fmt(r.get('loaded_to_answer_ms'), 0)} | {fmt(r.get('warm_ms'), 1)} |")
+    L.append("")
+    L.append(f"Each row: the median of {lm.get('repeats', 1)} cold start{'s' if lm.get('repeats', 1) != 1 else ''}, "
+             "each with a new emulator (the samples are in `results.json`); one earlier start, not reported, "
+             "brought the binary into the page cache. "
+             "¹ the function's own `cold_start_ms` (logged once the metadata is loaded): from the start of `main` "
+             "through reading the settings, connecting to etcd and the bucket, reading the checkpoint object and "
+             "replaying the log records after it. ² the first request as the client sees it, from sending it to "
+             "the last byte of the answer. ³ when, counted from sending the first request, the emulator's log "
+             "showed cargo's `Running` line (the emulator starts `cargo run`, which checks the build is fresh "
+             "and execs the function: the emulator's share, not the function's; Lambda starts the binary "
+             "directly, after a sandbox start of its own that the emulator does not have) and the function's "
+             "`cold_start_ms` line; then the time from that line to the answer (the Lambda runtime client "
+             "fetching the invocation from the emulator, the request, the answer relayed); the log is polled every "
+             "2 ms, so these three are good to a few ms. "
+             "⁴ median of 5 further identical requests to the warm instance.")
+    prod = lm.get("produce", [])
+    if prod:
+        L.append("")
+        L.append("The single-record produce requests through the warm function that wrote those log records (its "
+                 "flush interval defaults to 5 ms; each answer follows the segment PUT and the commit): "
+                 + "; ".join(f"{r['topics']:,}×{r['partitions_per_topic']}: {r['requests']:,} requests, p50 "
+                             f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms" for r in prod) + ".")
+    L.append("")
+    L.extend(f"- {x}" for x in lambda_findings(res))
+    L.append("")
+    return L
+
+
+def span(vals, digits: int = 0) -> str:
+    """"a–b", or "a" when both ends print the same."""
+    lo, hi = f"{min(vals):,.{digits}f}", f"{max(vals):,.{digits}f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def lambda_findings(res: dict) -> list[str]:
+    lm = res["lambda"]
+    rows = [r for r in lm["rows"] if is_num(r.get("cold_start_ms"))]
+    out = []
+    base = [r for r in rows if r["log_records"] <= 10]
+    if len(base) >= 2:
+        a, b = base[0], base[-1]
+        out.append(f"With an empty log, cold start went from {a['cold_start_ms']:.0f} ms ({a['topics']:,} topics, "
+                   f"{a['partitions']:,} partitions, {a['checkpoint_bytes'] / 1024:,.1f} KiB checkpoint) to "
+                   f"{b['cold_start_ms']:.0f} ms ({b['topics']:,} topics, {b['partitions']:,} partitions, "
+                   f"{b['checkpoint_bytes'] / 1024:,.1f} KiB checkpoint).")
+    by_size: dict = {}
+    for r in rows:
+        by_size.setdefault((r["topics"], r["partitions_per_topic"]), []).append(r)
+    series = [(k, v) for k, v in by_size.items() if len(v) > 1]
+    if series:
+        out.append("With log records since the checkpoint: " + "; ".join(
+            f"{T:,}×{PP}: " + " → ".join(f"{r['cold_start_ms']:.0f}" for r in v) + " ms at "
+            + ", ".join(f"{r['log_records']:,}" for r in v) + " records" for (T, PP), v in series) + ".")
+    # Least-squares slopes: cold start against log records (each size's
+    # series, its own intercept) and against checkpoint bytes (empty logs).
+    import numpy as np
+
+    xs, ys = [], []
+    for _, v in series:
+        x = np.array([r["log_records"] for r in v], dtype=float)
+        y = np.array([r["cold_start_ms"] for r in v], dtype=float)
+        xs.append(x - x.mean())
+        ys.append(y - y.mean())
+    per_log = None
+    if xs and np.concatenate(xs).any():
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        per_log = float((x * y).sum() / (x * x).sum()) * 1000
+    per_mib = None
+    if len(base) >= 2 and len({r["checkpoint_bytes"] for r in base}) > 1:
+        per_mib = float(np.polyfit([r["checkpoint_bytes"] / MIB for r in base],
+                                   [r["cold_start_ms"] for r in base], 1)[0])
+    if per_log is not None or per_mib is not None:
+        out.append("Least squares over these rows: "
+                   + "; ".join(x for x in (
+                       f"{per_log:.1f} ms more per 1,000 log records since the checkpoint" if per_log is not None
+                       else "", f"{per_mib:.1f} ms more per MiB of checkpoint" if per_mib is not None else "")
+                       if x) + ".")
+    gap = [r["to_loaded_ms"] - r["to_exec_ms"] - r["cold_start_ms"] for r in rows
+           if is_num(r.get("to_loaded_ms")) and is_num(r.get("to_exec_ms"))]
+    if gap:
+        out.append(f"Between cargo's `Running` line and the function's log line, {span(gap)} ms more than "
+                   "`cold_start_ms` passed, which the function's own figure does not count"
+                   + (f"; the silt-http binary started with no settings, so that it exits at its first step, "
+                      f"takes {lm['bare_process_ms']:.0f} ms (fastest of 5 runs)" if is_num(lm.get("bare_process_ms"))
+                      else "") + ".")
+    firsts = [r for r in rows if is_num(r.get("first_request_ms")) and is_num(r.get("to_exec_ms"))]
+    if firsts:
+        ex = [r["to_exec_ms"] for r in firsts]
+        la = [r["loaded_to_answer_ms"] for r in firsts if is_num(r.get("loaded_to_answer_ms"))]
+        out.append(f"Of the first request, {span(ex)} ms passed before the function was exec'd "
+                   "(the emulator and `cargo run`: not the function's time)"
+                   + (f", and {span(la)} ms from the metadata loaded to the answer" if la else "")
+                   + ".")
+    for n in lm.get("notes", []):
+        out.append(n)
+    return out
+
+
 def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
     import matplotlib
 
@@ -1323,7 +2227,10 @@ def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
     return files
 
 
-def report_md(res: dict, png_dir: str = "") -> str:
+def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
+    """The run's report; without `sections`, the compaction, http and lambda
+    sections are left out (docs/benchmarks.md has them as sections of their
+    own)."""
     m = res["meta"]
     L = []
     L.append(f"Run {m['started']} ({m['mode']} mode), {m['seconds']:.0f} s. Machine: {m['nproc']} cores, "
@@ -1411,7 +2318,10 @@ def report_md(res: dict, png_dir: str = "") -> str:
         for name, n in notes:
             L.append(f"- {name}: {n}")
         L.append("")
-    L.extend(compaction_md(res))
+    if sections:
+        L.extend(compaction_md(res))
+        L.extend(http_md(res))
+        L.extend(lambda_md(res))
     L.append("### What limits these figures")
     L.append("")
     for line in limits_text(res):
@@ -1499,6 +2409,27 @@ def figures_check(res: dict) -> list[str]:
             bad.append(f"compaction: {c}")
         else:
             bad.extend(f"compaction {k}: {dig(c, k)}" for k in FIGURES_COMPACTION if not is_num(dig(c, k)))
+    if "http" in res:
+        h = res["http"]
+        if not isinstance(h, dict):
+            bad.append(f"http: {h}")
+        else:
+            for B in res["meta"].get("http_batches", []):
+                r = h["runs"].get(str(B), {})
+                bad.extend(f"http {B} records/request {k}: {r.get(k)}" for k in FIGURES_HTTP_RUN
+                           if not is_num(r.get(k)))
+            bad.extend(f"http kafka {k}: {h['kafka'].get(k)}" for k in FIGURES_HTTP_KAFKA
+                       if not is_num(h["kafka"].get(k)))
+    if "lambda" in res:
+        lm = res["lambda"]
+        if not isinstance(lm, dict):
+            bad.append(f"lambda: {lm}")
+        else:
+            if not lm["rows"]:
+                bad.append("lambda: no rows")
+            for r in lm["rows"]:
+                bad.extend(f"lambda {r.get('topics')}×{r.get('partitions_per_topic')} log {r.get('log_records')} "
+                           f"{k}: {r.get(k)}" for k in FIGURES_LAMBDA if not is_num(r.get(k)))
     return bad
 
 
@@ -1531,9 +2462,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="results directory (default bench/results/<timestamp>)")
     ap.add_argument("--brokers", help="comma-separated subset of " + ",".join(FULL["brokers"]))
     ap.add_argument("--partitions", help="comma-separated partition counts")
-    ap.add_argument("--phases", default="brokers,compaction",
-                    help="comma-separated subset of brokers,compaction (raw S3 always runs); a full run of "
-                         "compaction alone updates only its section of docs/benchmarks.md")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help="comma-separated subset of " + ",".join(PHASES) + " (raw S3 always runs); a full run "
+                         "without brokers updates only the sections of its phases in docs/benchmarks.md")
     ap.add_argument("--compaction-mib", type=int, help="size of the compaction phase's topic in MiB")
     ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md")
     ap.add_argument("--render", metavar="DIR", help="redraw report, plots (and docs) from DIR/results.json")
@@ -1550,8 +2481,8 @@ def main(argv=None) -> int:
         if cfg["consume_partitions"] not in cfg["partitions"]:
             cfg["consume_partitions"] = cfg["partitions"][0]
     phases = [p for p in args.phases.split(",") if p]
-    if set(phases) - {"brokers", "compaction"}:
-        raise SystemExit(f"unknown phase in {args.phases}")
+    if set(phases) - set(PHASES):
+        raise SystemExit(f"unknown phase in {args.phases} (phases: {','.join(PHASES)})")
     if "brokers" not in phases:
         cfg["brokers"] = []
     if args.compaction_mib:
@@ -1608,7 +2539,12 @@ def main(argv=None) -> int:
         "record_bytes": RECORD,
         "phases": phases,
         "compaction_mib": cfg["compaction_bytes"] / MIB,
+        "http_batches": cfg["http_batches"] if "http" in phases else [],
+        "lambda_sizes": [list(x) for x in cfg["lambda_sizes"]] if "lambda" in phases else [],
     }
+    if "lambda" in phases:
+        v = subprocess.run(["cargo", "lambda", "--version"], capture_output=True, text=True)
+        meta["cargo_lambda"] = v.stdout.strip() or f"cargo lambda --version failed: {v.stderr.strip()[:200]}"
     res: dict = {"meta": meta, "brokers": {}}
     lats: dict = {}
     etcd = s3 = None
@@ -1670,6 +2606,20 @@ def main(argv=None) -> int:
                 res["compaction"] = failed(e)
             finally:
                 kill_workers()
+        if "http" in phases:
+            try:
+                res["http"] = http_bench(cfg, work, logs, silt_bin, ",".join(etcd.endpoints), s3)
+            except Exception as e:
+                traceback.print_exc()
+                res["http"] = failed(e)
+            finally:
+                kill_workers()
+        if "lambda" in phases:
+            try:
+                res["lambda"] = lambda_bench(cfg, work, logs, silt_bin, etcd, s3)
+            except Exception as e:
+                traceback.print_exc()
+                res["lambda"] = failed(e)
     finally:
         kill_workers()
         for b in current:
@@ -1732,45 +2682,87 @@ def render(outdir: Path, docs: bool) -> int:
     return 0
 
 
-COMPACTION_DOCS_HEADING = "## Cold reads before and after compaction"
+# docs/benchmarks.md: the latest full run with the brokers ("## Latest run"),
+# then one section per other phase, each rewritten by the last full run that
+# ran it (a run of that phase alone rewrites only its section).
+PHASE_DOCS = {
+    "compaction": "Cold reads before and after compaction",
+    "http": "HTTP produce against Kafka produce",
+    "lambda": "silt-http Lambda cold start",
+}
+COMPACTION_DOCS_HEADING = "## " + PHASE_DOCS["compaction"]
 
 
-def write_compaction_docs(res: dict) -> None:
-    """A run of the compaction phase alone: replace (or add) its section of
-    docs/benchmarks.md, leaving the rest of the file as the last full run
-    wrote it."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    m = res["meta"]
+def compaction_docs_body(res: dict) -> list[str]:
     raw = res.get("raw_s3", {})
-    body = [COMPACTION_DOCS_HEADING, "",
-            f"Run {m['started']}, {m['seconds']:.0f} s. Machine: {m['nproc']} cores, {m['mem_gib']:.0f} GiB "
-            f"memory, {m['kernel']}; S3 server: {m['s3']} on 127.0.0.1; silt {m['silt_build']} build. "
-            "This section is rewritten by a run of this phase alone:", "",
-            "```sh", m["command"], "```", ""]
+    body = []
     if isinstance(raw, dict) and "get_range_par4" in raw:
         g = raw["get_range_par4"]
         body += [f"The same run's raw S3 ranged GET (1 MiB blocks, 4 boto3 streams): {g['mbps']:.1f} MB/s, "
                  f"p50 {g['p50_ms']:.1f} ms, p99 {g['p99_ms']:.1f} ms.", ""]
     body += compaction_md(res, "")[2:]
-    body += ["| target | result | measured | note |", "|---|---|---|---|"]
-    for t in compaction_targets(res):
-        verdict = {True: "met", False: "**missed**", None: "not evaluated"}[t["met"]]
-        body.append(f"| {t['target']} | {verdict} | {t['value']} | {t['note']} |")
-    section = "\n".join(body) + "\n"
-    start = text.find(COMPACTION_DOCS_HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(COMPACTION_DOCS_HEADING))
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    if isinstance(res.get("compaction"), dict):
+        body += ["| target | result | measured | note |", "|---|---|---|---|"]
+        for t in compaction_targets(res):
+            verdict = {True: "met", False: "**missed**", None: "not evaluated"}[t["met"]]
+            body.append(f"| {t['target']} | {verdict} | {t['value']} | {t['note']} |")
+    return body
+
+
+def phase_docs_section(res: dict, phase: str) -> str:
+    m = res["meta"]
+    secs = res[phase].get("seconds") if isinstance(res[phase], dict) else None
+    body = [f"## {PHASE_DOCS[phase]}", "",
+            f"Run {m['started']}" + (f", this phase {secs:.0f} s of {m['seconds']:.0f} s" if is_num(secs)
+                                      else f", {m['seconds']:.0f} s")
+            + f". Machine: {m['nproc']} cores, {m['mem_gib']:.0f} GiB memory, {m['kernel']}; S3 server: "
+            f"{m['s3']} on 127.0.0.1; silt {m['silt_build']} build. This section is rewritten by a full run "
+            "and by a run of this phase alone:", "",
+            "```sh", m["command"], "```", ""]
+    if phase == "compaction":
+        body += compaction_docs_body(res)
+    elif phase == "http":
+        body += http_md(res, "")[2:]
     else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-    log("docs/benchmarks.md: section 'Cold reads before and after compaction' updated")
+        body += lambda_md(res, "")[2:]
+    return "\n".join(body).rstrip("\n") + "\n"
+
+
+def docs_split(text: str) -> list[tuple[str, str]]:
+    """[(heading line or "", chunk)]: the text cut before every line that
+    starts with "## " (a "### " line does not)."""
+    out, start, title = [], 0, ""
+    for m in re.finditer(r"^## .*$", text, flags=re.M):
+        out.append((title, text[start:m.start()]))
+        start, title = m.start(), m.group(0).strip()
+    out.append((title, text[start:]))
+    return [(t, c) for t, c in out if c or t]
+
+
+def docs_join(chunks: list[str]) -> str:
+    return "\n".join(c.rstrip("\n") + "\n" for c in chunks if c.strip())
 
 
 def write_docs(res: dict, outdir: Path) -> None:
-    if res["meta"].get("phases", ["brokers"]) == ["compaction"]:
-        write_compaction_docs(res)
+    path = ROOT / "docs" / "benchmarks.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    phases = res["meta"].get("phases", ["brokers"])
+    ran = [p for p in PHASE_DOCS if p in phases and p in res]
+    new = {f"## {PHASE_DOCS[p]}": phase_docs_section(res, p) for p in ran}
+    if "brokers" not in phases:
+        chunks = docs_split(old)
+        seen = set()
+        out = []
+        for title, chunk in chunks:
+            if title in new:
+                out.append(new[title])
+                seen.add(title)
+            else:
+                out.append(chunk)
+        out += [sec for title, sec in new.items() if title not in seen]
+        path.write_text(docs_join(out))
+        log("docs/benchmarks.md: section" + ("s " if len(new) > 1 else " ")
+            + ", ".join(f"'{PHASE_DOCS[p]}'" for p in ran) + " updated")
         return
     docs = ROOT / "docs"
     (docs / "bench").mkdir(parents=True, exist_ok=True)
@@ -1784,23 +2776,32 @@ edit by hand). One command starts an S3-compatible server, etcd, silt (one
 `silt agent` on etcd + S3, and `silt dev`) and the peer broker tansu
 {m['tansu_version']} (on the same S3 server, and in memory), measures the raw
 S3 server, drives every broker with the same librdkafka-based load generator
-and writes `bench/results/<date>/report.md`, `results.json` and the plots:
+and writes `bench/results/<date>/report.md`, `results.json` and the plots.
+The sections after "Latest run" are the other phases (cold reads before and
+after compaction, HTTP produce against Kafka produce, the `silt-http` Lambda
+function's cold start), each as its last run left it:
 
 ```sh
 {m['command']}
 bench/run.sh --quick        # the under-3-minute smoke run CI uses (no docs update)
+bench/run.sh --phases http,lambda   # those phases alone: rewrites only their sections
 ```
 
-Options: `--s3 moto|seaweedfs`, `SILT_BIN=/path/to/silt` (default
-`$CARGO_TARGET_DIR/release/silt`, built with `cargo build --release -p
-silt-agent` when missing), `SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS`
-(load generator processes, default 2 each). See `bench/README.md`.
+Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda`,
+`SILT_BIN=/path/to/silt` (default `$CARGO_TARGET_DIR/release/silt`, built
+with `cargo build --release -p silt-agent` when missing),
+`SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS` (load generator processes,
+default 2 each). See `bench/README.md`.
 
 ## Latest run
 
 """
-    (docs / "benchmarks.md").write_text(head + report_md(res, "bench/") + "\n")
+    # Sections of phases this run did not run stay as their last run left them.
+    kept = {t: c for t, c in docs_split(old) if t in {f"## {v}" for v in PHASE_DOCS.values()}}
+    sections = [new.get(f"## {v}") or kept.get(f"## {v}", "") for v in PHASE_DOCS.values()]
+    path.write_text(docs_join([head + report_md(res, "bench/", sections=False), *sections]))
     log("docs/benchmarks.md updated")
+
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ code and client settings (confluent-kafka, i.e. librdkafka).
                        [--rate R] [--size 1024] [--lat-out FILE]
     loadgen.py consume --bootstrap B --topic T --partitions 0,1,2 --count N
                        [--timeout S] [--lat-out FILE]
+    loadgen.py http-produce --url http://HOST:PORT --path /v3/clusters/C/topics/T/records
+                       --batch B --threads N --seconds S [--size 1024] [--lat-out FILE]
 
 Each prints one JSON line with its counts and times on stdout. Latencies (in
 microseconds, float64) go to --lat-out as raw native doubles.
@@ -18,15 +20,28 @@ call to the acknowledgement, Message.latency()). Every value starts with a
 16-byte header: the wall-clock send time in nanoseconds (time.time_ns, shared
 by all processes on this machine) and a sequence number, so a consumer can
 compute the end-to-end latency without any shared state.
+
+http-produce drives silt's HTTP API (docs/http-api.md) instead: N threads,
+each with its own keep-alive connection (http.client, HTTP/1.1), POST one
+request of B records (concatenated JSON objects, BINARY base64 values of
+--size bytes, the same 16-byte header + padding as Kafka values) and wait for
+its answer before sending the next. Latency is per request (send to the last
+byte of the answer, which comes after the commit). A request counts as
+delivered only if its status is 200 and every one of its B delivery reports
+has error_code 200; anything else is counted as failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import array
+import base64
+import http.client
 import json
+import resource
 import struct
 import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -212,6 +227,134 @@ def consume(args) -> dict:
     }
 
 
+def http_produce(args) -> dict:
+    host, _, port = args.url.removeprefix("http://").rstrip("/").partition(":")
+    pad = b"\x00" * (args.size - HEADER.size)
+    # One body per thread, built once: the client's cost per request is the
+    # socket I/O and the check of the answer, not JSON encoding.
+    def body(thread: int) -> bytes:
+        recs = []
+        for i in range(args.batch):
+            value = base64.b64encode(HEADER.pack(time.time_ns(), thread * args.batch + i) + pad).decode()
+            recs.append(json.dumps({"value": {"type": "BINARY", "data": value}}, separators=(",", ":")))
+        return "".join(recs).encode()
+
+    headers = {"content-type": "application/json"}
+    ok_marker = b'"error_code":200'
+    lock = threading.Lock()
+    lat = array.array("d")
+    stats = {"requests": 0, "requests_ok": 0, "records_ok": 0, "failed_requests": 0,
+             "failed_records": 0, "connections": 0, "body_bytes": 0, "answer_bytes": 0}
+    errors: list[str] = []
+    first_sent = [None]
+    last_answer = [0.0]
+    start = time.monotonic()
+    end = start + args.seconds
+
+    def fail(n_records: int, why: str) -> None:
+        with lock:
+            stats["failed_requests"] += 1
+            stats["failed_records"] += n_records
+            if len(errors) < 5:
+                errors.append(why[:300])
+
+    def worker(thread: int) -> None:
+        payload = body(thread)
+        conn = None
+        sock = None
+        my_lat = array.array("d")
+        n = ok = recs = got = 0
+        while time.monotonic() < end:
+            if conn is None:
+                conn = http.client.HTTPConnection(host, int(port), timeout=120)
+            t = time.perf_counter()
+            if first_sent[0] is None:
+                first_sent[0] = time.monotonic()
+            try:
+                conn.request("POST", args.path, payload, headers)
+                if conn.sock is not sock:
+                    sock = conn.sock
+                    with lock:
+                        stats["connections"] += 1
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                n += 1
+                fail(args.batch, f"{type(e).__name__}: {e}")
+                conn.close()
+                conn = sock = None
+                continue
+            dt = time.perf_counter() - t
+            n += 1
+            got += len(data)
+            if resp.status != 200:
+                fail(args.batch, f"HTTP {resp.status}: {data[:200]!r}")
+                continue
+            # Fast path: every report says error_code 200 (serde_json writes
+            # no spaces); otherwise parse the reports to count the failures.
+            if data.count(ok_marker) == args.batch and data.count(b"\n") <= args.batch:
+                good = args.batch
+            else:
+                good = 0
+                bad = []
+                dec = json.JSONDecoder()
+                text = data.decode(errors="replace")
+                i = 0
+                try:
+                    while i < len(text):
+                        if text[i].isspace():
+                            i += 1
+                            continue
+                        v, i = dec.raw_decode(text, i)
+                        if isinstance(v, dict) and v.get("error_code") == 200:
+                            good += 1
+                        else:
+                            bad.append(v)
+                except ValueError as e:
+                    bad.append(f"undecodable answer: {e}")
+                if good != args.batch:
+                    fail(max(0, args.batch - good) or args.batch,
+                         f"{good} of {args.batch} reports with error_code 200: {str(bad[:1])[:200]}")
+                    continue
+            my_lat.append(dt * 1e6)
+            ok += 1
+            recs += good
+            with lock:
+                last_answer[0] = max(last_answer[0], time.monotonic())
+        if conn is not None:
+            conn.close()
+        with lock:
+            lat.extend(my_lat)
+            stats["requests"] += n
+            stats["requests_ok"] += ok
+            stats["records_ok"] += recs
+            stats["body_bytes"] += len(payload) * n
+            stats["answer_bytes"] += got
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = time.monotonic()
+    if args.lat_out:
+        with open(args.lat_out, "wb") as f:
+            lat.tofile(f)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = first_sent[0] or start
+    return {
+        **stats,
+        "batch": args.batch,
+        "threads": args.threads,
+        "first_errors": errors,
+        "bytes": stats["records_ok"] * args.size,
+        "elapsed_s": (last_answer[0] or done) - t0,
+        "wall_s": done - start,
+        "cpu_s": ru.ru_utime + ru.ru_stime,
+        "latencies": len(lat),
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -236,8 +379,17 @@ def main(argv=None) -> int:
                     help="once records flow, stop after this long without one")
     cp.add_argument("--id", type=int, default=0)
     cp.add_argument("--lat-out")
+    hp = sub.add_parser("http-produce")
+    hp.add_argument("--url", required=True, help="http://HOST:PORT")
+    hp.add_argument("--path", required=True, help="/v3/clusters/C/topics/T/records")
+    hp.add_argument("--batch", type=int, required=True, help="records per request")
+    hp.add_argument("--threads", type=int, required=True, help="concurrent requests (one connection each)")
+    hp.add_argument("--seconds", type=float, required=True)
+    hp.add_argument("--size", type=int, default=1024)
+    hp.add_argument("--id", type=int, default=0)
+    hp.add_argument("--lat-out")
     args = ap.parse_args(argv)
-    result = produce(args) if args.cmd == "produce" else consume(args)
+    result = {"produce": produce, "consume": consume, "http-produce": http_produce}[args.cmd](args)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -3,7 +3,11 @@ produces every figure.
 
 It asserts only that each figure is present and numeric (or marked "n/a" for
 a reason that holds by design, e.g. a memory broker has no object store), that
-the report and plots exist, and that nothing the run started is left running.
+the report and plots exist, and that nothing the run started is left running
+(the Lambda emulator's function instances included). The quick run includes
+the http and lambda phases; the latter needs cargo-lambda and the silt-http
+function built in the silt binary's profile (bench/run.sh builds it, a no-op
+when fresh: with the debug silt, the test suite has built it already).
 It never asserts a timing or a throughput: those are the benchmark's output,
 not pass/fail criteria.
 
@@ -53,8 +57,11 @@ def descendants() -> set[int]:
 def test_quick_run_produces_every_figure(tmp_path):
     out = tmp_path / "results"
     env = dict(os.environ)
+    # The run itself takes under 2 minutes; the timeout leaves room for a
+    # first build of the silt-http function (lambda phase) in the profile of
+    # a release silt.
     proc = subprocess.run([str(BENCH / "run.sh"), "--quick", "--out", str(out)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=2400)
     text = proc.stdout.decode(errors="replace")
     print(text[-6000:])
     assert (out / "results.json").is_file(), "no results.json"
@@ -104,11 +111,40 @@ def test_quick_run_produces_every_figure(tmp_path):
     assert c["after_bucket"]["compacted_objects"] > 0, c["after_bucket"]
     assert c["before_one"]["gets"] > 0 and c["after_one"]["gets"] > 0, c
 
+    # HTTP produce against Kafka produce: every batch size ran with no
+    # failed request, and the Kafka figures of the same phase are there.
+    h = res["http"]
+    assert isinstance(h, dict), h
+    for B in bench.QUICK["http_batches"]:
+        r = h["runs"][str(B)]
+        for k in bench.FIGURES_HTTP_RUN:
+            assert numeric(r.get(k)), (B, k, r.get(k))
+        assert r["failed_requests"] == 0 and r["records_ok"] > 0, r
+        assert r["connections"] == r["concurrency"], r  # keep-alive: one connection per thread
+        assert numeric(r["client_cpu_pct_max"]), r
+    for k in bench.FIGURES_HTTP_KAFKA:
+        assert numeric(h["kafka"].get(k)), (k, h["kafka"].get(k))
+
+    # silt-http cold start: a row per size and log length, every figure, and
+    # the function loaded the topics the agent created.
+    lm = res["lambda"]
+    assert isinstance(lm, dict), lm
+    sizes = bench.QUICK["lambda_sizes"]
+    assert len(lm["rows"]) == len(sizes) * (1 + len(bench.QUICK["lambda_log_records"])), lm["rows"]
+    for r in lm["rows"]:
+        for k in bench.FIGURES_LAMBDA:
+            assert numeric(r.get(k)), (k, r.get(k))
+        assert r["function_topics"] == r["topics"] and r["function_partitions"] == r["partitions"], r
+        assert r["checkpoint_bytes"] > 0, r
+    assert lm["rows"][-1]["log_records"] >= bench.QUICK["lambda_log_records"][-1], lm["rows"]
+
     # Every target has a verdict line; the report and plots were written.
     assert len(res["targets"]) >= 5
     report = (out / "report.md").read_text()
     assert "### Targets" in report and "| silt agent" in report
     assert "### Cold reads before and after compaction" in report
+    assert "### HTTP produce against Kafka produce" in report
+    assert "### silt-http Lambda cold start" in report
     for png in ("latency_cdf.png", "throughput_by_partitions.png"):
         assert (out / png).stat().st_size > 1000, png
     assert proc.returncode == 0, text[-3000:]
