@@ -1,0 +1,69 @@
+output "bootstrap_address" {
+  description = "Kafka bootstrap address (bootstrap.servers): the load balancer's DNS name and the Kafka port. Clients then connect to the agents' private addresses."
+  value       = "${aws_lb.this.dns_name}:${var.kafka_port}"
+}
+
+output "http_url" {
+  description = "Base URL of silt's HTTP API through the load balancer (port 8082), or null when enable_http_api is false."
+  value       = var.enable_http_api ? "http://${aws_lb.this.dns_name}:${local.rest_port}" : null
+}
+
+output "silt_http_function_url" {
+  description = "Function URL of silt-http (AWS_IAM auth: sign requests with SigV4), or null when enable_lambda is false."
+  value       = var.enable_lambda ? aws_lambda_function_url.silt_http[0].function_url : null
+}
+
+output "bucket_name" {
+  description = "Name of the bucket holding silt's data (under bucket_prefix) and the etcd snapshots."
+  value       = aws_s3_bucket.this.id
+}
+
+output "bucket_url" {
+  description = "The --bucket / SILT_BUCKET value the agents and functions use."
+  value       = local.bucket_url
+}
+
+output "etcd_endpoints" {
+  description = "etcd client endpoints, comma-separated (the --etcd / SILT_ETCD value)."
+  value       = local.etcd_endpoints
+}
+
+output "etcd_member_ips" {
+  description = "Private IP addresses of the etcd members, by member name (stable across instance replacement)."
+  value       = zipmap(local.etcd_members, aws_network_interface.etcd[*].private_ip)
+}
+
+output "etcd_instance_ids" {
+  description = "EC2 instance IDs of the etcd members, by member name."
+  value       = zipmap(local.etcd_members, aws_instance.etcd[*].id)
+}
+
+output "etcd_ca_cert_pem" {
+  description = "PEM certificate of the CA that signed the etcd member certificates."
+  value       = local.etcd_ca_cert_pem
+}
+
+output "agent_autoscaling_group_name" {
+  description = "Name of the agents' autoscaling group (for instance refreshes)."
+  value       = aws_autoscaling_group.agent.name
+}
+
+output "agent_security_group_id" {
+  description = "Security group of the agents."
+  value       = aws_security_group.agent.id
+}
+
+output "vpc_id" {
+  description = "VPC the cluster runs in."
+  value       = local.vpc_id
+}
+
+output "private_subnet_ids" {
+  description = "Private subnets of the agents, etcd members and functions."
+  value       = local.private_subnet_ids
+}
+
+output "silt_jobs_function_name" {
+  description = "Name of the silt-jobs function, or null when enable_lambda is false."
+  value       = var.enable_lambda ? aws_lambda_function.silt_jobs[0].function_name : null
+}
