@@ -191,26 +191,27 @@ resource "aws_instance" "etcd" {
   }
 
   user_data = templatefile("${path.module}/templates/etcd.sh.tftpl", {
-    member_name          = local.etcd_members[count.index]
-    member_fqdn          = local.etcd_fqdns[count.index]
-    initial_cluster      = local.etcd_initial_cluster
-    cluster_token        = "${local.name}-etcd"
-    client_scheme        = local.etcd_client_scheme
-    client_tls_flags     = local.etcd_client_tls_flags
-    etcdctl_tls_flags    = local.etcdctl_tls_flags
-    quota_backend_bytes  = var.etcd_quota_backend_bytes
-    compaction_retention = var.etcd_auto_compaction_retention
-    data_volume_id       = aws_ebs_volume.etcd[count.index].id
-    etcd_release_url     = local.etcd_release_url
-    etcd_release_sha256  = var.etcd_release_sha256
-    ca_cert_pem          = local.etcd_ca_cert_pem
-    cert_pem             = tls_locally_signed_cert.etcd_member[count.index].cert_pem
-    key_pem              = tls_private_key.etcd_member[count.index].private_key_pem
-    bucket               = aws_s3_bucket.this.id
-    snapshot_prefix      = "${var.etcd_snapshot_prefix}/"
-    snapshot_schedule    = var.etcd_snapshot_schedule
-    region               = data.aws_region.current.name
-    log_group            = aws_cloudwatch_log_group.etcd.name
+    member_name           = local.etcd_members[count.index]
+    member_fqdn           = local.etcd_fqdns[count.index]
+    initial_cluster       = local.etcd_initial_cluster
+    initial_cluster_state = var.etcd_initial_cluster_state
+    cluster_token         = "${local.name}-etcd"
+    client_scheme         = local.etcd_client_scheme
+    client_tls_flags      = local.etcd_client_tls_flags
+    etcdctl_tls_flags     = local.etcdctl_tls_flags
+    quota_backend_bytes   = var.etcd_quota_backend_bytes
+    compaction_retention  = var.etcd_auto_compaction_retention
+    data_volume_id        = aws_ebs_volume.etcd[count.index].id
+    etcd_release_url      = local.etcd_release_url
+    etcd_release_sha256   = var.etcd_release_sha256
+    ca_cert_pem           = local.etcd_ca_cert_pem
+    cert_pem              = tls_locally_signed_cert.etcd_member[count.index].cert_pem
+    key_pem               = tls_private_key.etcd_member[count.index].private_key_pem
+    bucket                = aws_s3_bucket.this.id
+    snapshot_prefix       = "${var.etcd_snapshot_prefix}/"
+    snapshot_schedule     = var.etcd_snapshot_schedule
+    region                = data.aws_region.current.name
+    log_group             = aws_cloudwatch_log_group.etcd.name
   })
 
   tags        = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}", "silt:etcd-member" = local.etcd_members[count.index] })

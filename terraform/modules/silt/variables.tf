@@ -415,6 +415,17 @@ variable "etcd_ca_private_key_pem" {
   }
 }
 
+variable "etcd_initial_cluster_state" {
+  description = "etcd --initial-cluster-state written to a member's /etc/etcd/etcd.env at its first boot. It only matters for an empty data volume: \"new\" for the first apply (the three members bootstrap together); \"existing\" to replace a member whose volume was lost, after `etcdctl member add` (README, \"Upgrade\"). Members with data ignore it, and changing it does not touch running members."
+  type        = string
+  default     = "new"
+
+  validation {
+    condition     = contains(["new", "existing"], var.etcd_initial_cluster_state)
+    error_message = "The etcd_initial_cluster_state must be new or existing."
+  }
+}
+
 variable "etcd_quota_backend_bytes" {
   description = "etcd --quota-backend-bytes: the size at which etcd raises NOSPACE and refuses writes. silt checkpoints and deletes its log, so the live data stays small; 8 GiB is etcd's recommended maximum."
   type        = number
