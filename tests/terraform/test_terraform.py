@@ -62,6 +62,13 @@ def blocks(d: Path, kind: str) -> list[tuple[str, str, dict]]:
     return found
 
 
+def flat(x) -> list:
+    """python-hcl2 wraps attribute values in lists: the scalars, flattened."""
+    if isinstance(x, list):
+        return [y for v in x for y in flat(v)]
+    return [x]
+
+
 def render(template: Path, values: dict[str, str]) -> str:
     """Terraform's templatefile for the subset the templates use: `${name}`
     interpolations, and `$${` for a literal `${`."""
@@ -205,10 +212,9 @@ def policy_actions(d: Path, name_part: str) -> set[str]:
         if typ != "aws_iam_policy_document" or name_part not in name:
             continue
         for st in body.get("statement", []):
-            if st.get("effect", "Allow") != "Allow":
+            if flat(st.get("effect", "Allow")) != ["Allow"]:
                 continue
-            acts = st.get("actions", [])
-            actions |= {a for a in (acts if isinstance(acts, list) else [acts]) if a.startswith("s3:")}
+            actions |= {a for a in flat(st.get("actions", [])) if a.startswith("s3:")}
     return actions
 
 
@@ -227,8 +233,7 @@ def test_no_security_group_admits_the_world_except_through_a_variable():
         if isinstance(v, dict):
             for k, x in v.items():
                 if k in ("cidr_blocks", "ipv6_cidr_blocks", "cidr_ipv4", "cidr_ipv6"):
-                    vals = x if isinstance(x, list) else [x]
-                    for c in vals:
+                    for c in flat(x):
                         if isinstance(c, str) and ("0.0.0.0/0" in c or "::/0" in c):
                             offenders.append(f"{path}.{k} = {c}")
                 walk(f"{path}.{k}", x)
@@ -236,11 +241,11 @@ def test_no_security_group_admits_the_world_except_through_a_variable():
             for i, x in enumerate(v):
                 walk(f"{path}[{i}]", x)
 
-    for typ, name, body in blocks(MODULE, "resource"):
-        if "security_group" not in typ:
-            continue
+    groups = [b for b in blocks(MODULE, "resource") if "security_group" in b[0]]
+    assert len(groups) >= 4, f"security groups and rules: {[(t, n) for t, n, _ in groups]}"
+    for typ, name, body in groups:
         ingress_only = {k: v for k, v in body.items() if k != "egress"}
-        if typ in ("aws_security_group_rule",) and body.get("type") == "egress":
+        if typ == "aws_security_group_rule" and flat(body.get("type")) == ["egress"]:
             continue
         if typ.endswith("egress_rule"):
             continue
@@ -257,7 +262,7 @@ def test_every_variable_is_used_and_documented(d):
     for doc in parsed(d).values():
         for entry in doc.get("variable", []):
             for name, body in entry.items():
-                if not (body.get("description") or "").strip():
+                if not "".join(flat(body.get("description") or "")).strip():
                     undocumented.append(name)
                 if not re.search(rf"\bvar\.{name}\b", text):
                     unused.append(name)
