@@ -19,7 +19,6 @@ locals {
   azs        = length(var.availability_zones) > 0 ? var.availability_zones : slice(data.aws_availability_zones.available[0].names, 0, 3)
 
   vpc_id             = local.create_vpc ? aws_vpc.this[0].id : var.vpc_id
-  vpc_cidr           = local.create_vpc ? aws_vpc.this[0].cidr_block : data.aws_vpc.existing[0].cidr_block
   private_subnet_ids = local.create_vpc ? aws_subnet.private[*].id : var.subnet_ids
   route_table_ids    = local.create_vpc ? aws_route_table.private[*].id : var.private_route_table_ids
   nlb_subnet_ids     = length(var.nlb_subnet_ids) > 0 ? var.nlb_subnet_ids : local.private_subnet_ids
@@ -30,11 +29,6 @@ locals {
   tags = merge(var.tags, {
     "silt:cluster" = var.cluster_name
   })
-}
-
-data "aws_vpc" "existing" {
-  count = local.create_vpc ? 0 : 1
-  id    = var.vpc_id
 }
 
 resource "aws_vpc" "this" {

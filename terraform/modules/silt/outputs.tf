@@ -67,3 +67,13 @@ output "silt_jobs_function_name" {
   description = "Name of the silt-jobs function, or null when enable_lambda is false."
   value       = var.enable_lambda ? aws_lambda_function.silt_jobs[0].function_name : null
 }
+
+output "agent_role_arn" {
+  description = "IAM role of the agents. Its S3 rights cover only silt's bucket and prefix: for an s3:// silt_artifact_url, grant this role s3:GetObject in the artifact bucket's policy."
+  value       = aws_iam_role.agent.arn
+}
+
+output "etcd_role_arn" {
+  description = "IAM role of the etcd members (may only write snapshots). For an s3:// etcd_release_url, grant it s3:GetObject in that bucket's policy."
+  value       = aws_iam_role.etcd.arn
+}

@@ -72,7 +72,7 @@ variable "vpc_cidr" {
   default     = "10.40.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && try(tonumber(split("/", var.vpc_cidr)[1]) <= 20, false)
     error_message = "The vpc_cidr must be an IPv4 CIDR block of size /20 or larger."
   }
 }
@@ -157,7 +157,7 @@ variable "s3_kms_key_arn" {
 # ---------------------------------------------------------------------------
 
 variable "silt_artifact_url" {
-  description = "Where the agents download silt from: an s3:// or https:// URL of the silt binary (Linux, matching the architecture) or of a .tar.gz holding it. A new URL rolls the agents (instance refresh)."
+  description = "Where the agents download silt from: an s3:// or https:// URL of the silt binary (Linux, matching the architecture) or of a .tar.gz holding it. A new URL rolls the agents (instance refresh). For an s3:// URL the artifact bucket's policy must grant the agent role (output agent_role_arn) s3:GetObject: the role itself holds S3 rights on silt's bucket only."
   type        = string
 
   validation {
@@ -354,7 +354,7 @@ variable "etcd_version" {
 }
 
 variable "etcd_release_url" {
-  description = "s3:// or https:// URL of the etcd release tarball (etcd-vX.Y.Z-linux-ARCH.tar.gz). Empty uses the pinned GitHub release of etcd_version for the architecture."
+  description = "s3:// or https:// URL of the etcd release tarball (etcd-vX.Y.Z-linux-ARCH.tar.gz). Empty uses the pinned GitHub release of etcd_version for the architecture. For an s3:// URL the bucket's policy must grant the etcd role (output etcd_role_arn) s3:GetObject."
   type        = string
   default     = ""
 
