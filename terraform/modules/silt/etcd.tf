@@ -188,6 +188,7 @@ resource "aws_instance" "etcd" {
     volume_size = 16
     encrypted   = true
     kms_key_id  = var.ebs_kms_key_arn
+    tags        = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}-root" })
   }
 
   user_data = templatefile("${path.module}/templates/etcd.sh.tftpl", {
@@ -214,8 +215,7 @@ resource "aws_instance" "etcd" {
     log_group             = aws_cloudwatch_log_group.etcd.name
   })
 
-  tags        = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}", "silt:etcd-member" = local.etcd_members[count.index] })
-  volume_tags = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}-root" })
+  tags = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}", "silt:etcd-member" = local.etcd_members[count.index] })
 
   lifecycle {
     # A new AMI or rendered user data must not replace all three members at
