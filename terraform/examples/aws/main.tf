@@ -2,7 +2,7 @@
 # members, the bucket, an internal load balancer and the Lambda functions.
 
 terraform {
-  required_version = ">= 1.0"
+  required_version = ">= 1.2"
 
   required_providers {
     aws = {
@@ -41,6 +41,7 @@ module "silt" {
   allowed_cidrs = var.allowed_cidrs
 
   silt_artifact_url      = var.silt_artifact_url
+  agent_ami_id           = var.agent_ami_id
   agent_instance_type    = "c7g.large"
   agent_min_size         = 3
   agent_desired_capacity = 3

@@ -32,6 +32,12 @@ variable "silt_artifact_url" {
   type        = string
 }
 
+variable "agent_ami_id" {
+  description = "AMI of the agents; null follows the latest Amazon Linux 2023 (a new release rolls the agents at the next apply). Pin it to choose when they move."
+  type        = string
+  default     = null
+}
+
 variable "enable_http_api" {
   description = "Serve silt's HTTP API on the agents and on the load balancer's port 8082."
   type        = bool

@@ -6,6 +6,10 @@ locals {
   bucket_url = "s3://${aws_s3_bucket.this.id}/${var.bucket_prefix}"
   rest_port  = 8082
   rest_flag  = var.enable_http_api ? "--rest 0.0.0.0:${local.rest_port}" : ""
+
+  # A pinned image, or the latest Amazon Linux 2023 at each plan (a new
+  # release then makes a new launch template version and rolls the agents).
+  agent_ami_id = var.agent_ami_id != null ? var.agent_ami_id : data.aws_ssm_parameter.al2023_ami.value
 }
 
 resource "aws_cloudwatch_log_group" "agent" {
@@ -21,7 +25,7 @@ resource "aws_cloudwatch_log_group" "agent" {
 resource "aws_launch_template" "agent" {
   name_prefix            = "${local.name}-agent-"
   description            = "silt agent of cluster ${var.cluster_name}"
-  image_id               = data.aws_ssm_parameter.al2023_ami.value
+  image_id               = local.agent_ami_id
   instance_type          = var.agent_instance_type
   ebs_optimized          = true
   update_default_version = true
@@ -100,7 +104,8 @@ resource "aws_autoscaling_group" "agent" {
   }
 
   # A new launch template version (new silt_artifact_url, instance type,
-  # AMI, settings) replaces the agents a few at a time.
+  # image: agent_ami_id or, unpinned, a new Amazon Linux release; settings)
+  # replaces the agents a few at a time.
   instance_refresh {
     strategy = "Rolling"
 
@@ -120,9 +125,26 @@ resource "aws_autoscaling_group" "agent" {
     }
   }
 
+  lifecycle {
+    precondition {
+      condition     = var.agent_min_size <= var.agent_desired_capacity && var.agent_desired_capacity <= var.agent_max_size
+      error_message = "The agent sizes must satisfy agent_min_size <= agent_desired_capacity <= agent_max_size."
+    }
+  }
+
   # Agents need etcd to start; creating them after the members avoids a
-  # round of restarts at first apply.
-  depends_on = [aws_instance.etcd, aws_volume_attachment.etcd]
+  # round of restarts at first apply. They also need a route out (NAT, when
+  # the module creates one) for the artifact, the S3 endpoint and their
+  # role's policies from their first boot.
+  depends_on = [
+    aws_instance.etcd,
+    aws_volume_attachment.etcd,
+    aws_route_table_association.private,
+    aws_route.private_nat,
+    aws_vpc_endpoint.s3,
+    aws_iam_role_policy.agent,
+    aws_iam_role_policy_attachment.agent_ssm,
+  ]
 }
 
 # --- Network load balancer ----------------------------------------------------
@@ -138,6 +160,13 @@ resource "aws_lb" "this" {
   enable_cross_zone_load_balancing = true
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.nlb_internal || length(var.nlb_subnet_ids) > 0
+      error_message = "An internet-facing load balancer (nlb_internal = false) needs public nlb_subnet_ids."
+    }
+  }
 }
 
 resource "aws_lb_target_group" "kafka" {

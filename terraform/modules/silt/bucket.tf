@@ -1,6 +1,11 @@
 # The bucket holds silt's segments and checkpoints under var.bucket_prefix
 # and the etcd snapshots under var.etcd_snapshot_prefix.
 
+locals {
+  # Length of the shorter prefix: the two prefixes must differ within it.
+  prefix_overlap = min(length(var.bucket_prefix), length(var.etcd_snapshot_prefix))
+}
+
 resource "aws_s3_bucket" "this" {
   # checkov:skip=CKV_AWS_21:No versioning: silt deletes superseded segments and old checkpoints itself (object GC); versions would keep every deleted byte and bill for it.
   # checkov:skip=CKV_AWS_18:Server access logging needs a second bucket the operator owns; silt exports its own object-store request metrics on /metrics.
@@ -11,6 +16,16 @@ resource "aws_s3_bucket" "this" {
   force_destroy = var.bucket_force_destroy
 
   tags = merge(local.tags, { Name = var.bucket_name })
+
+  lifecycle {
+    # silt's object GC deletes unreferenced objects under bucket_prefix, and
+    # the snapshot lifecycle rule expires everything under
+    # etcd_snapshot_prefix: neither may reach into the other.
+    precondition {
+      condition     = substr(var.bucket_prefix, 0, local.prefix_overlap) != substr(var.etcd_snapshot_prefix, 0, local.prefix_overlap)
+      error_message = "The bucket_prefix and etcd_snapshot_prefix must differ, and neither may be a prefix of the other."
+    }
+  }
 }
 
 resource "aws_s3_bucket_public_access_block" "this" {

@@ -2,6 +2,9 @@
 # a fixed network interface (stable private IP), a Route 53 private record
 # and a persistent encrypted EBS data volume. Replacing a member's instance
 # keeps all three: the new instance boots into the same identity and data.
+# The volumes and interfaces carry prevent_destroy, and the instances ignore
+# every change that would stop or replace the three members at once: members
+# are replaced one at a time with -replace (README, "Upgrade").
 
 locals {
   etcd_zone_name = var.etcd_dns_zone != "" ? var.etcd_dns_zone : "${var.cluster_name}.silt.internal"
@@ -40,6 +43,13 @@ data "aws_ssm_parameter" "al2023_ami" {
 data "aws_subnet" "etcd" {
   count = 3
   id    = local.etcd_subnet_ids[count.index]
+
+  lifecycle {
+    precondition {
+      condition     = length(local.private_subnet_ids) >= 3
+      error_message = "With an existing VPC (vpc_id), subnet_ids must list at least three private subnets in three availability zones; the first three carry the etcd members."
+    }
+  }
 }
 
 # --- TLS: a CA (generated, or supplied) and one certificate per member -------
@@ -106,6 +116,13 @@ resource "tls_locally_signed_cert" "etcd_member" {
     "server_auth",
     "client_auth",
   ]
+
+  lifecycle {
+    precondition {
+      condition     = (var.etcd_ca_cert_pem == null) == (var.etcd_ca_private_key_pem == null)
+      error_message = "Give etcd_ca_cert_pem and etcd_ca_private_key_pem together, or neither (the module then generates a CA)."
+    }
+  }
 }
 
 # --- Stable identity: network interface, DNS record, data volume -----------
@@ -117,6 +134,13 @@ resource "aws_network_interface" "etcd" {
   description     = "${local.name} ${local.etcd_members[count.index]}"
 
   tags = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}" })
+
+  lifecycle {
+    # The member's private IP is in its certificate and DNS record: losing
+    # it needs the membership procedure of README "Upgrade". A full destroy
+    # must lift this first (README, "Destroy").
+    prevent_destroy = true
+  }
 }
 
 resource "aws_route53_zone" "etcd" {
@@ -152,6 +176,19 @@ resource "aws_ebs_volume" "etcd" {
   kms_key_id        = var.ebs_kms_key_arn
 
   tags = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}-data" })
+
+  lifecycle {
+    # etcd's data. Changing ebs_kms_key_arn, the zones or the order of the
+    # etcd subnets would replace all three volumes at once, so such a plan
+    # fails here instead (README, "Upgrade"). A full destroy must lift this
+    # first (README, "Destroy").
+    prevent_destroy = true
+
+    precondition {
+      condition     = length(distinct(data.aws_subnet.etcd[*].availability_zone)) == 3
+      error_message = "The first three private subnets carry the etcd members and must be in three different availability zones."
+    }
+  }
 }
 
 resource "aws_cloudwatch_log_group" "etcd" {
@@ -218,12 +255,25 @@ resource "aws_instance" "etcd" {
   tags = merge(local.tags, { Name = "${local.name}-${local.etcd_members[count.index]}", "silt:etcd-member" = local.etcd_members[count.index] })
 
   lifecycle {
-    # A new AMI or rendered user data must not replace all three members at
-    # once: members are replaced one at a time on purpose (README, "Upgrade").
-    ignore_changes = [ami, user_data]
+    # Nothing an ordinary apply changes may stop or replace the three members
+    # at once: a new AMI or rendered user data (replacement), a new instance
+    # type or EBS optimisation (stop and start), a root volume change
+    # (replacement). Such changes reach a member when it is replaced on its
+    # own with -replace, one at a time (README, "Upgrade").
+    ignore_changes = [ami, user_data, user_data_base64, instance_type, ebs_optimized, root_block_device]
   }
 
-  depends_on = [aws_route53_record.etcd]
+  # The members need their DNS names, a route out (NAT, when the module
+  # creates one) for the release download, the S3 endpoint for snapshots and
+  # their role's policies from their first boot.
+  depends_on = [
+    aws_route53_record.etcd,
+    aws_route_table_association.private,
+    aws_route.private_nat,
+    aws_vpc_endpoint.s3,
+    aws_iam_role_policy.etcd,
+    aws_iam_role_policy_attachment.etcd_ssm,
+  ]
 }
 
 resource "aws_volume_attachment" "etcd" {

@@ -1,5 +1,6 @@
 # Least privilege: the agents get exactly the S3 actions silt calls, on the
-# bucket and prefix only; the etcd members may only write snapshots; the
+# bucket and prefix only; the etcd members may only write snapshots
+# (PutObject and AbortMultipartUpload under their prefix); the
 # Lambda functions get what lambda/README.md lists.
 
 locals {
@@ -111,8 +112,9 @@ resource "aws_iam_instance_profile" "agent" {
 
 data "aws_iam_policy_document" "etcd" {
   statement {
-    sid       = "EtcdSnapshots"
-    actions   = ["s3:PutObject"]
+    sid = "EtcdSnapshots"
+    # aws s3 cp uploads a snapshot in parts; a failed upload is aborted.
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
     resources = [local.snapshot_objects_arn]
   }
 
@@ -133,8 +135,9 @@ data "aws_iam_policy_document" "etcd" {
     for_each = length(local.kms_key_arns) > 0 ? [1] : []
 
     content {
-      sid       = "BucketKey"
-      actions   = ["kms:GenerateDataKey"]
+      sid = "BucketKey"
+      # A multipart upload to an SSE-KMS bucket also needs kms:Decrypt.
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
       resources = local.kms_key_arns
     }
   }

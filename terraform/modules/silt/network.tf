@@ -23,8 +23,10 @@ locals {
   route_table_ids    = local.create_vpc ? aws_route_table.private[*].id : var.private_route_table_ids
   nlb_subnet_ids     = length(var.nlb_subnet_ids) > 0 ? var.nlb_subnet_ids : local.private_subnet_ids
 
-  # The etcd members sit in the first three private subnets, one per zone.
-  etcd_subnet_ids = slice(local.private_subnet_ids, 0, 3)
+  # The etcd members sit in the first three private subnets, one per zone
+  # (fewer only when subnet_ids is missing: a precondition on
+  # data.aws_subnet.etcd then says so).
+  etcd_subnet_ids = slice(local.private_subnet_ids, 0, min(3, length(local.private_subnet_ids)))
 
   tags = merge(var.tags, {
     "silt:cluster" = var.cluster_name
@@ -146,6 +148,13 @@ resource "aws_vpc_endpoint" "s3" {
   route_table_ids   = local.route_table_ids
 
   tags = merge(local.tags, { Name = "${local.name}-s3" })
+
+  lifecycle {
+    precondition {
+      condition     = length(local.route_table_ids) > 0
+      error_message = "With an existing VPC and create_s3_gateway_endpoint = true, private_route_table_ids must list the private subnets' route tables (or set create_s3_gateway_endpoint = false if they already have an S3 gateway endpoint)."
+    }
+  }
 }
 
 # --- Security groups --------------------------------------------------------

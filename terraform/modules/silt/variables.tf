@@ -34,7 +34,7 @@ variable "vpc_id" {
 }
 
 variable "subnet_ids" {
-  description = "Private subnets of the existing VPC (vpc_id), one per availability zone, at least three in three different zones; the first three carry the etcd members. Ignored when the module creates the VPC."
+  description = "Private subnets of the existing VPC (vpc_id), one per availability zone: required with vpc_id, at least three in three different zones (checked at plan); the first three carry the etcd members. Ignored when the module creates the VPC."
   type        = list(string)
   default     = []
 
@@ -50,7 +50,7 @@ variable "subnet_ids" {
 }
 
 variable "private_route_table_ids" {
-  description = "Route tables of the existing VPC's private subnets, to which the S3 gateway endpoint is attached (when create_s3_gateway_endpoint is true). Ignored when the module creates the VPC."
+  description = "Route tables of the existing VPC's private subnets, to which the S3 gateway endpoint is attached: required (non-empty) when create_s3_gateway_endpoint is true. Ignored when the module creates the VPC."
   type        = list(string)
   default     = []
 
@@ -95,12 +95,12 @@ variable "enable_nat_gateway" {
 }
 
 variable "allowed_cidrs" {
-  description = "CIDR blocks allowed to reach the Kafka port (9092, on the load balancer and on every agent, since clients connect to the agents' advertised private addresses after bootstrap) and the HTTP API port (8082) when enabled. Typically the VPC's or the clients' networks."
+  description = "IPv4 CIDR blocks allowed to reach the Kafka port (9092, on the load balancer and on every agent, since clients connect to the agents' advertised private addresses after bootstrap) and the HTTP API port (8082) when enabled. Typically the VPC's or the clients' networks."
   type        = list(string)
 
   validation {
-    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0))])
-    error_message = "Each entry of allowed_cidrs must be a CIDR block such as 10.0.0.0/16, and the list must not be empty."
+    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0)) && can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+/[0-9]+$", c))])
+    error_message = "Each entry of allowed_cidrs must be an IPv4 CIDR block such as 10.0.0.0/16 (the security group rules take IPv4 only), and the list must not be empty."
   }
 }
 
@@ -125,7 +125,7 @@ variable "bucket_name" {
 }
 
 variable "bucket_prefix" {
-  description = "Key prefix of silt's objects in the bucket (the agents get --bucket s3://<bucket_name>/<bucket_prefix>). Must be non-empty and differ from etcd_snapshot_prefix so that silt's object GC never sees the etcd snapshots."
+  description = "Key prefix of silt's objects in the bucket (the agents get --bucket s3://<bucket_name>/<bucket_prefix>). Must be non-empty, differ from etcd_snapshot_prefix and neither be a prefix of it nor start with it, so that silt's object GC never sees the etcd snapshots and the snapshot expiry never reaches silt's objects."
   type        = string
   default     = "silt"
 
@@ -136,7 +136,7 @@ variable "bucket_prefix" {
 }
 
 variable "bucket_force_destroy" {
-  description = "Allow terraform destroy to delete the bucket while it still holds objects (all of silt's data). Keep false in production."
+  description = "Allow terraform destroy to delete the bucket while it still holds objects (all of silt's data). Takes effect only once applied: set it, terraform apply, then terraform destroy. Keep false in production."
   type        = bool
   default     = false
 }
@@ -189,7 +189,7 @@ variable "agent_instance_type" {
 }
 
 variable "agent_min_size" {
-  description = "Minimum number of agents in the autoscaling group."
+  description = "Minimum number of agents in the autoscaling group (at most agent_desired_capacity)."
   type        = number
   default     = 3
 
@@ -221,6 +221,17 @@ variable "agent_desired_capacity" {
   }
 }
 
+variable "agent_ami_id" {
+  description = "AMI of the agents. Null uses the latest Amazon Linux 2023 image for the architecture at each plan, so an apply after a new Amazon Linux release makes a new launch template version and rolls the agents (one at a time, health-checked). Pin an AMI ID to choose when the agents move to a new image."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.agent_ami_id == null || can(regex("^ami-[0-9a-f]+$", var.agent_ami_id))
+    error_message = "The agent_ami_id must be null or look like ami-0123456789abcdef0."
+  }
+}
+
 variable "agent_root_volume_size" {
   description = "Size in GiB of each agent's encrypted root volume, which also holds the block cache (cache_disk, 2 GiB by default) under /var/lib/silt."
   type        = number
@@ -233,7 +244,7 @@ variable "agent_root_volume_size" {
 }
 
 variable "ebs_kms_key_arn" {
-  description = "ARN of a KMS key for the agents' and etcd members' EBS volumes. Null uses the account's default EBS encryption key (volumes are always encrypted)."
+  description = "ARN of a KMS key for the agents' and etcd members' EBS volumes. Null uses the account's default EBS encryption key (volumes are always encrypted). The key policy must allow the EC2 Auto Scaling service-linked role (AWSServiceRoleForAutoScaling) to use the key (kms:CreateGrant, Encrypt, Decrypt, ReEncrypt*, GenerateDataKey*, DescribeKey), or agents fail to launch. Changing it later replaces the etcd data volumes, which the module refuses (README, \"Upgrade\")."
   type        = string
   default     = null
 
@@ -272,7 +283,7 @@ variable "enable_http_api" {
 }
 
 variable "nlb_internal" {
-  description = "Make the network load balancer internal (reachable only inside the VPC and connected networks). An internet-facing one also needs public nlb_subnet_ids, and clients must still reach the agents' private addresses."
+  description = "Make the network load balancer internal (reachable only inside the VPC and connected networks). An internet-facing one (false) needs public nlb_subnet_ids (checked at plan), and clients must still reach the agents' private addresses."
   type        = bool
   default     = true
 }
@@ -404,7 +415,7 @@ variable "etcd_ca_cert_pem" {
 }
 
 variable "etcd_ca_private_key_pem" {
-  description = "PEM private key of etcd_ca_cert_pem (required with it)."
+  description = "PEM private key of etcd_ca_cert_pem (required with it, and only with it)."
   type        = string
   default     = null
   sensitive   = true
@@ -449,7 +460,7 @@ variable "etcd_auto_compaction_retention" {
 }
 
 variable "etcd_snapshot_prefix" {
-  description = "Key prefix in the bucket for the etcd snapshots (<prefix>/<member>/<date>.db). Must differ from bucket_prefix."
+  description = "Key prefix in the bucket for the etcd snapshots (<prefix>/<member>/<date>.db). Must differ from bucket_prefix, and neither may be a prefix of the other."
   type        = string
   default     = "etcd-snapshots"
 
@@ -492,7 +503,7 @@ variable "enable_lambda" {
 }
 
 variable "silt_http_zip_url" {
-  description = "s3://bucket/key of the silt-http zip (holding the bootstrap built by `cargo lambda build --release --arm64`), in the same region. Required when enable_lambda is true; use a new key per release so that Terraform updates the function."
+  description = "s3://bucket/key of the silt-http zip (holding the bootstrap built by `cargo lambda build --release --arm64`), in the same region. Required when enable_lambda is true (checked at plan); use a new key per release so that Terraform updates the function."
   type        = string
   default     = null
 
@@ -503,7 +514,7 @@ variable "silt_http_zip_url" {
 }
 
 variable "silt_jobs_zip_url" {
-  description = "s3://bucket/key of the silt-jobs zip (holding the bootstrap built by `cargo lambda build --release --arm64`), in the same region. Required when enable_lambda is true; use a new key per release."
+  description = "s3://bucket/key of the silt-jobs zip (holding the bootstrap built by `cargo lambda build --release --arm64`), in the same region. Required when enable_lambda is true (checked at plan); use a new key per release."
   type        = string
   default     = null
 
@@ -521,6 +532,17 @@ variable "jobs_schedule" {
   validation {
     condition     = can(regex("^(rate\\([0-9]+ (minute|minutes|hour|hours|day|days)\\)|cron\\(.+\\))$", var.jobs_schedule))
     error_message = "The jobs_schedule must be an EventBridge rate(...) or cron(...) expression."
+  }
+}
+
+variable "jobs_reserved_concurrency" {
+  description = "Reserved concurrency of silt-jobs. Null reserves none: the passes take etcd locks, so overlapping runs are safe. 1 keeps runs from overlapping but takes one execution from the account's pool, which AWS refuses when it would leave fewer than 10 unreserved (as in new accounts with a limit of 10)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.jobs_reserved_concurrency == null || try(var.jobs_reserved_concurrency >= 1 && floor(var.jobs_reserved_concurrency) == var.jobs_reserved_concurrency, false)
+    error_message = "The jobs_reserved_concurrency must be null or a whole number of at least 1."
   }
 }
 
