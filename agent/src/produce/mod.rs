@@ -495,6 +495,33 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
     }
 }
 
+/// Where a committed segment's chunks landed, read from the index: each
+/// chunk's entry (same object and position) and its base offset. `None`
+/// unless every chunk is found covering all of its records (a chunk some of
+/// whose idempotent batches were duplicates is not: its outcome is per
+/// batch, and the producer's retry is deduplicated).
+fn placed_in_index(
+    state: &silt_coordinator::state::State,
+    object: &str,
+    chunks: &[ChunkMeta],
+) -> Option<Vec<ChunkOutcome>> {
+    chunks
+        .iter()
+        .map(|c| {
+            let topic = state.topic_by_id(&TopicId(c.topic_id))?;
+            let entry = state
+                .index(topic.name(), c.partition)?
+                .iter()
+                .find(|e| e.object == object && e.position == c.position)?;
+            (entry.end_offset - entry.base_offset == c.records as i64).then_some(
+                ChunkOutcome::Appended {
+                    base: entry.base_offset,
+                },
+            )
+        })
+        .collect()
+}
+
 /// The base offset of one partition append (`n` batches from `first` in
 /// chunk `chunk`), from the commit's outcome.
 fn slot_result(
@@ -575,6 +602,22 @@ async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendEr
             "segment {}: sealed before the commit horizon (it took longer than half of gc_orphan_age to commit); refused",
             s.key
         ))),
+        // The record was applied, but this process caught up through a
+        // checkpoint and kept no outcome for it: where the chunks landed is
+        // in the index. Answering an error here would report committed
+        // records as failed (and a client's resend would duplicate them).
+        Ok(Outcome::Invalid(m)) if log.state().knows_object(&s.key) => {
+            match placed_in_index(&log.state(), &s.key, &s.chunks) {
+                Some(outcomes) => {
+                    tracing::info!(object = %s.key, "commit outcome recovered from the index");
+                    Ok(outcomes)
+                }
+                None => Err(AppendError::Commit(format!(
+                    "segment {}: committed ({m}), but its chunks are no longer in the index whole",
+                    s.key
+                ))),
+            }
+        }
         Ok(other) => Err(AppendError::Commit(format!(
             "segment {}: unexpected commit outcome {other:?}",
             s.key

@@ -531,3 +531,87 @@ async fn a_hostile_record_count_fails_only_its_own_request() {
     // A plausible count passes.
     validate::validate(claiming(1), &Default::default()).unwrap();
 }
+
+/// A commit applied while this process caught up through a checkpoint has
+/// no kept outcome; where its chunks landed is read from the index, so the
+/// records are answered as committed (not as a retriable failure a client
+/// would resend, duplicating them).
+#[tokio::test]
+async fn a_commit_whose_outcome_was_lost_to_a_reload_is_placed_from_the_index() {
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+    let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = MetaLog::open(meta, objects, "c", "w-1").await.unwrap();
+    let topic = TopicId([9; 16]);
+    log.propose(Command::CreateTopic {
+        name: "t".into(),
+        id: topic,
+        partitions: 2,
+        config: Default::default(),
+    })
+    .await
+    .unwrap();
+    let chunk = |partition: i32, position: u64, records: u64| ChunkMeta {
+        topic_id: topic.0,
+        partition,
+        position,
+        length: 100,
+        records,
+        min_timestamp: 1,
+        max_timestamp: 2,
+        batches: vec![],
+    };
+    let commit = |object: &str, chunks: &[ChunkMeta]| Command::Commit {
+        object: object.into(),
+        size: 1000,
+        chunks: chunks
+            .iter()
+            .map(|c| ChunkRef {
+                topic,
+                partition: c.partition,
+                position: c.position,
+                length: c.length,
+                records: c.records,
+                max_timestamp: c.max_timestamp,
+                append_time: 0,
+                batches: vec![],
+            })
+            .collect(),
+    };
+    let first = [chunk(0, 0, 3), chunk(1, 100, 4)];
+    let second = [chunk(0, 0, 5), chunk(1, 100, 1)];
+    log.propose(commit("segments/a.silt", &first))
+        .await
+        .unwrap();
+    let answered = log
+        .propose(commit("segments/b.silt", &second))
+        .await
+        .unwrap();
+    let Outcome::Committed(bases) = answered else {
+        panic!("{answered:?}")
+    };
+    assert_eq!(
+        placed_in_index(&log.state(), "segments/b.silt", &second),
+        Some(bases),
+        "the index gives what the commit answered"
+    );
+    assert_eq!(
+        placed_in_index(&log.state(), "segments/b.silt", &second)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                ChunkOutcome::Appended { base } => base,
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    // Not committed, or not whole: no answer from the index.
+    assert_eq!(
+        placed_in_index(&log.state(), "segments/c.silt", &second),
+        None
+    );
+    assert_eq!(
+        placed_in_index(&log.state(), "segments/b.silt", &[chunk(0, 0, 6)]),
+        None
+    );
+}
