@@ -87,13 +87,13 @@ pub(super) async fn fetch(
         let h = parse_one(data, at).map_err(|e| corrupt(e.to_string()))?;
         let batch = &data[at..at + h.size as usize];
         let base = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
-        let undecodable = |e: RecordsError| {
+        let refuse = |e: RecordsError| {
             tracing::warn!(topic = %topic, partition, offset = base, error = %e, "HTTP fetch cannot decode a batch");
             undecodable(base, e)
         };
-        let batch = decode_batch(batch, api.limits.max_decompressed()).map_err(undecodable)?;
+        let batch = decode_batch(batch, api.limits.max_decompressed()).map_err(refuse)?;
         for r in batch.into_iter().flatten() {
-            let r = r.map_err(undecodable)?;
+            let r = r.map_err(refuse)?;
             if r.offset < offset {
                 continue;
             }
