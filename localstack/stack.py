@@ -76,10 +76,17 @@ def ephemeral_low() -> int:
         return 32768
 
 
+# Every port this process has handed out. A port is released as soon as it is
+# chosen, so without this two calls (an agent's Kafka port, then a test's HTTP
+# port) can return the same port, and the second server to bind it fails.
+_HANDED_OUT: set[int] = set()
+
+
 def free_ports(n: int, plus: int | None = None) -> list[int]:
     """n distinct loopback ports that are free now, chosen at random below the
-    ephemeral range (see LOWEST_PORT). With `plus`, port+plus is free too.
-    Sockets are held until all are chosen, then released."""
+    ephemeral range (see LOWEST_PORT) and never handed out before by this
+    process. With `plus`, port+plus is free and unused too. Sockets are held
+    until all are chosen, then released."""
     import random
 
     top = ephemeral_low() - 1 - (plus or 0)
@@ -92,9 +99,9 @@ def free_ports(n: int, plus: int | None = None) -> list[int]:
             if len(ports) == n:
                 return ports
             port = rng.randint(LOWEST_PORT, top)
-            if port in ports:
-                continue
             wanted = [port] + ([port + plus] if plus is not None else [])
+            if any(q in _HANDED_OUT for q in wanted):
+                continue
             socks = []
             try:
                 for q in wanted:
@@ -107,6 +114,7 @@ def free_ports(n: int, plus: int | None = None) -> list[int]:
                 continue
             held.extend(socks)
             ports.append(port)
+            _HANDED_OUT.update(wanted)
         if len(ports) == n:
             return ports
         raise RuntimeError(f"found only {len(ports)} of {n} free ports")

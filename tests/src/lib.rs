@@ -35,8 +35,14 @@ pub fn silt_bin() -> PathBuf {
 /// can meanwhile go to an outgoing connection ("Address already in use").
 const LOWEST_PORT: u16 = 10000;
 
+/// Every port this process has handed out: a port is free when chosen but not
+/// held, so without this two tests running at once could be handed the same
+/// port and the second server to bind it would fail.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// A loopback port that is free now, chosen at random below the ephemeral
-/// range (see `LOWEST_PORT`).
+/// range (see `LOWEST_PORT`) and never handed out before by this process.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, RandomState};
     let low_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -47,7 +53,12 @@ pub fn free_port() -> u16 {
     let seed = RandomState::new();
     for attempt in 0u64..10_000 {
         let port = LOWEST_PORT + (seed.hash_one(attempt) % span) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.contains(&port) {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
