@@ -118,7 +118,7 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub object_store_timeout: Duration,
     /// Background jobs this agent takes part in (one holder per job in the
-    /// cluster at a time): `retention,compaction,gc`, or `none`.
+    /// cluster at a time): `retention,compaction,cleaner,gc`, or `none`.
     pub jobs: String,
     /// Most time one job pass spends before it leaves the rest for the
     /// next pass.
@@ -153,6 +153,14 @@ pub struct Settings {
     /// partition has less than a run's worth.
     #[serde(with = "humantime_serde")]
     pub compaction_max_lag: Duration,
+    /// How often the cleaner looks for compacted topics' partitions to
+    /// clean (Kafka's `log.cleaner.backoff.ms`).
+    #[serde(with = "humantime_serde")]
+    pub cleaner_interval: Duration,
+    /// Memory for the cleaner's map of keys in one pass (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`); a partition with more keys is
+    /// cleaned in several passes.
+    pub cleaner_dedupe_buffer_bytes: ByteSize,
     /// How often object GC runs.
     #[serde(with = "humantime_serde")]
     pub gc_interval: Duration,
@@ -212,7 +220,7 @@ impl Default for Settings {
             lease_ttl: Duration::from_secs(10),
             cache_readahead: ByteSize::mib(16),
             object_store_timeout: Duration::from_secs(30),
-            jobs: "retention,compaction,gc".into(),
+            jobs: "retention,compaction,cleaner,gc".into(),
             jobs_pass_time: Duration::from_secs(120),
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
@@ -224,6 +232,8 @@ impl Default for Settings {
             compaction_pass_bytes: ByteSize::gib(1),
             compaction_min_age: Duration::from_secs(60),
             compaction_max_lag: Duration::from_secs(600),
+            cleaner_interval: Duration::from_secs(15),
+            cleaner_dedupe_buffer_bytes: ByteSize::mib(128),
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(600),
             gc_orphan_age: Duration::from_secs(3600),
@@ -296,6 +306,8 @@ pub const KEYS: &[&str] = &[
     "compaction_pass_bytes",
     "compaction_min_age",
     "compaction_max_lag",
+    "cleaner_interval",
+    "cleaner_dedupe_buffer_bytes",
     "gc_interval",
     "gc_grace",
     "gc_orphan_age",
@@ -465,6 +477,7 @@ impl Settings {
         for (name, d) in [
             ("retention_check_interval", self.retention_check_interval),
             ("compaction_interval", self.compaction_interval),
+            ("cleaner_interval", self.cleaner_interval),
             ("gc_interval", self.gc_interval),
             ("jobs_pass_time", self.jobs_pass_time),
         ] {
@@ -485,6 +498,9 @@ impl Settings {
         }
         if self.compaction_entry_bytes.as_u64() < 4096 {
             return bad("compaction_entry_bytes", "must be at least 4KiB");
+        }
+        if self.cleaner_dedupe_buffer_bytes.as_u64() < 1 << 20 {
+            return bad("cleaner_dedupe_buffer_bytes", "must be at least 1MiB");
         }
         if self.cache_readahead.as_u64() > 256 << 20 {
             return bad("cache_readahead", "must be at most 256MiB");
@@ -523,7 +539,9 @@ impl Settings {
         s.split(',')
             .map(|j| {
                 silt_tiering::jobs::Job::parse(j.trim()).ok_or_else(|| {
-                    format!("unknown job {j:?} (known: retention, compaction, gc, or none)")
+                    format!(
+                        "unknown job {j:?} (known: retention, compaction, cleaner, gc, or none)"
+                    )
                 })
             })
             .collect()
@@ -544,6 +562,9 @@ impl Settings {
                 entry_bytes: self.compaction_entry_bytes.as_u64(),
                 min_age: self.compaction_min_age,
                 max_lag: self.compaction_max_lag,
+            },
+            cleaner: CleanerSettings {
+                dedupe_bytes: self.cleaner_dedupe_buffer_bytes.as_u64(),
             },
             gc: GcSettings {
                 grace: self.gc_grace,

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     InvalidPartitions,
     InvalidReplicationFactor,
     InvalidConfig,
+    /// A request the topic's configuration forbids (DeleteRecords on a
+    /// compacted topic).
+    PolicyViolation,
     TopicExists,
     /// Transactions are not offered yet: fail at once, never retried.
     TransactionsUnsupported,
@@ -79,6 +82,7 @@ impl ErrorKind {
             InvalidPartitions => R::InvalidPartitions,
             InvalidReplicationFactor => R::InvalidReplicationFactor,
             InvalidConfig => R::InvalidConfig,
+            PolicyViolation => R::PolicyViolation,
             TopicExists => R::TopicAlreadyExists,
             TransactionsUnsupported => R::TransactionalIdAuthorizationFailed,
             OutOfOrderSequence => R::OutOfOrderSequenceNumber,
@@ -190,6 +194,7 @@ mod tests {
             (InvalidPartitions, 37),
             (InvalidReplicationFactor, 38),
             (InvalidConfig, 40),
+            (PolicyViolation, 44),
             (TopicExists, 36),
             (TransactionsUnsupported, 53),
             (OutOfOrderSequence, 45),

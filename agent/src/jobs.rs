@@ -17,6 +17,7 @@ pub fn interval(settings: &Settings, job: Job) -> Duration {
     match job {
         Job::Retention => settings.retention_check_interval,
         Job::Compaction => settings.compaction_interval,
+        Job::Cleaner => settings.cleaner_interval,
         Job::Gc => settings.gc_interval,
     }
 }

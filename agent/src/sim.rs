@@ -466,6 +466,7 @@ async fn run(seed: u64) -> Stats {
                         min_age: Duration::ZERO,
                         max_lag: Duration::ZERO,
                     },
+                    cleaner: silt_tiering::jobs::CleanerSettings::default(),
                     gc: GcSettings {
                         grace: Duration::from_millis(rng.below(30)),
                         orphan_age: Duration::from_secs(3600),

@@ -45,6 +45,8 @@ pub enum TopicError {
     /// (a concurrent change won).
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 impl Classify for TopicError {
@@ -60,6 +62,7 @@ impl Classify for TopicError {
             TopicError::Config(e) => e.kind(),
             TopicError::Log(e) => e.kind(),
             TopicError::Refused(_) => ErrorKind::InvalidRequest,
+            TopicError::PolicyViolation(_) => ErrorKind::PolicyViolation,
         }
     }
 }
@@ -351,6 +354,18 @@ impl Topics {
         };
         if offset < 0 || offset > p.high_watermark {
             return Err(out_of_range());
+        }
+        // Kafka's rule: records of a topic without the delete policy stay
+        // until the cleaner removes them.
+        let deletable = self
+            .log
+            .state()
+            .topic(name)
+            .is_some_and(|t| t.config().delete);
+        if !deletable {
+            return Err(TopicError::PolicyViolation(format!(
+                "Records of partition {name}-{partition} can not be deleted due to the configured policy"
+            )));
         }
         match self
             .log

@@ -11,10 +11,11 @@ pub const RECORD_VERSION: u32 = 1;
 
 /// Record kinds added to format 1, named for agents to advertise: `tiering`
 /// is `Compact`, `ForgetObjects` and the topic id and times of
-/// `DeleteRecords` and `DeleteTopic`. A build that writes them first checks
+/// `DeleteRecords` and `DeleteTopic`; `cleaner` is `Clean` and the
+/// `cleaned_at` time of index entries. A build that writes them first checks
 /// that every registered agent lists them (an older agent would skip them,
 /// and its checkpoints would lose them).
-pub const FEATURES: &[&str] = &["tiering"];
+pub const FEATURES: &[&str] = &["tiering", "cleaner"];
 
 /// A topic's 16-byte id (the Kafka topic UUID), written as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -153,6 +154,21 @@ pub enum Command {
         at: i64,
         runs: Vec<CompactRun>,
     },
+    /// Key compaction (the cleaner) of one stretch of a compacted topic's
+    /// partition: `object` holds the stretch's batches with superseded
+    /// records and expired tombstones removed. A compare-and-swap like
+    /// `Compact`, except that the new entries hold fewer bytes; with
+    /// `clean_to` > 0 the partition's clean offset moves there (the cleaner
+    /// has seen every key before it).
+    Clean {
+        object: String,
+        size: u64,
+        time: i64,
+        at: i64,
+        run: CompactRun,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        clean_to: i64,
+    },
     /// Object GC: `objects` were deleted from the bucket and leave the
     /// state's unreferenced set. From now on a commit sealed (or a
     /// compaction started) before `horizon` (ms) is refused, so an upload
@@ -188,6 +204,17 @@ pub struct NewEntry {
     pub length: u64,
     pub max_timestamp: i64,
     pub append_time: i64,
+    /// When the cleaner first passed these records (ms), 0 if it never
+    /// did; tombstones go `delete.retention.ms` after it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cleaned_at: i64,
+    /// The cleaner left tombstones in these records.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tombstones: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// A consecutive stretch of one partition's index, rewritten.

@@ -40,6 +40,22 @@ pub struct IndexEntry {
     pub max_timestamp: i64,
     #[serde(default)]
     pub append_time: i64,
+    /// When the cleaner first passed this entry's records (ms), 0 if it
+    /// never did.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cleaned_at: i64,
+    /// The cleaner left tombstones in this entry's records (they expire
+    /// `delete.retention.ms` after `cleaned_at`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tombstones: bool,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// How many recent batches per producer are remembered for deduplication
@@ -69,6 +85,10 @@ pub(crate) struct Partition {
     /// Idempotent-producer state: producer id -> recent batches.
     #[serde(default)]
     pub(crate) producers: BTreeMap<i64, ProducerEntry>,
+    /// Compacted topics: the cleaner has seen every key before this offset
+    /// (Kafka's cleaner checkpoint, the first dirty offset).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) clean_offset: i64,
 }
 
 /// The verdict on one batch of an idempotent chunk.
@@ -248,6 +268,8 @@ pub enum Outcome {
     StaleCommit,
     /// Per run of a compaction: whether it replaced its entries.
     Compacted(Vec<bool>),
+    /// Whether a cleaner's run replaced its entries.
+    Cleaned(bool),
     /// How many objects left the unreferenced set.
     Forgotten(usize),
     Invalid(String),
@@ -344,6 +366,13 @@ impl State {
             timestamp_type: t.config.timestamp_type,
             index_entries: p.index.len(),
         })
+    }
+
+    /// A compacted partition's clean offset: the cleaner has seen every key
+    /// before it.
+    pub fn clean_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let p = self.topics.get(topic)?.partition(partition)?;
+        Some(p.clean_offset)
     }
 
     /// Up to `max` index entries of a partition, from the one holding
@@ -663,7 +692,7 @@ impl State {
                 let mut applied = Vec::with_capacity(runs.len());
                 let mut refs = 0;
                 for run in runs {
-                    let ok = self.swap_run(object, *size, run, revision);
+                    let ok = self.swap_run(object, *size, run, revision, true);
                     if ok {
                         refs += run.entries.len() as u64;
                     }
@@ -671,6 +700,36 @@ impl State {
                 }
                 self.add_refs(object, *size, *time, refs, revision);
                 Outcome::Compacted(applied)
+            }
+            Command::Clean {
+                object,
+                size,
+                time,
+                at,
+                run,
+                clean_to,
+            } => {
+                if self.knows_object(object) {
+                    return Outcome::DuplicateObject;
+                }
+                if *time < self.commit_horizon {
+                    return Outcome::StaleCommit;
+                }
+                self.advance_log_time((*time).max(*at));
+                let ok = self.swap_run(object, *size, run, revision, false);
+                if ok && *clean_to > 0 {
+                    if let Some(p) = self.partition_mut(run.topic, run.partition) {
+                        p.clean_offset = p.clean_offset.max(*clean_to);
+                    }
+                }
+                self.add_refs(
+                    object,
+                    *size,
+                    *time,
+                    if ok { run.entries.len() as u64 } else { 0 },
+                    revision,
+                );
+                Outcome::Cleaned(ok)
             }
             Command::ForgetObjects {
                 time,
@@ -722,19 +781,29 @@ impl State {
         }
     }
 
-    /// Replaces a run's entries if they are still exactly in the index and
-    /// the new entries hold exactly their offsets and bytes.
-    fn swap_run(&mut self, object: &str, size: u64, run: &CompactRun, revision: i64) -> bool {
-        let Some(p) = self
-            .topic_names
-            .get(&run.topic)
+    fn partition_mut(&mut self, topic: TopicId, partition: i32) -> Option<&mut Partition> {
+        self.topic_names
+            .get(&topic)
             .and_then(|n| self.topics.get_mut(n))
             .and_then(|t| {
-                usize::try_from(run.partition)
+                usize::try_from(partition)
                     .ok()
                     .and_then(|i| t.partitions.get_mut(i))
             })
-        else {
+    }
+
+    /// Replaces a run's entries if they are still exactly in the index and
+    /// the new entries hold exactly their offsets (and, with `same_bytes`,
+    /// their byte count: the cleaner removes records, compaction does not).
+    fn swap_run(
+        &mut self,
+        object: &str,
+        size: u64,
+        run: &CompactRun,
+        revision: i64,
+        same_bytes: bool,
+    ) -> bool {
+        let Some(p) = self.partition_mut(run.topic, run.partition) else {
             return false;
         };
         let (Some(first), Some(last)) = (run.replaces.first(), run.replaces.last()) else {
@@ -768,7 +837,7 @@ impl State {
         }
         let old_bytes: u64 = run.replaces.iter().map(|r| r.length).sum();
         let new_bytes: u64 = run.entries.iter().map(|e| e.length).sum();
-        if next != last.end_offset || old_bytes != new_bytes {
+        if next != last.end_offset || (same_bytes && old_bytes != new_bytes) {
             return false;
         }
         let new = run.entries.iter().map(|e| IndexEntry {
@@ -779,6 +848,8 @@ impl State {
             length: e.length,
             max_timestamp: e.max_timestamp,
             append_time: e.append_time,
+            cleaned_at: e.cleaned_at,
+            tombstones: e.tombstones,
         });
         let old: Vec<IndexEntry> = p.index.splice(at..at + run.replaces.len(), new).collect();
         for e in old {
@@ -839,6 +910,8 @@ fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome,
         length,
         max_timestamp: c.max_timestamp,
         append_time: c.append_time,
+        cleaned_at: 0,
+        tombstones: false,
     };
     // Forget producers idle past the expiration, by the log's own clock.
     p.producers
@@ -1278,6 +1351,8 @@ mod tests {
                     length,
                     max_timestamp: old.iter().map(|e| e.max_timestamp).max().unwrap(),
                     append_time: old.iter().map(|e| e.append_time).max().unwrap(),
+                    cleaned_at: 0,
+                    tombstones: false,
                 }],
             }],
         })
@@ -1289,6 +1364,62 @@ mod tests {
             chunks[0].append_time = time;
         }
         c
+    }
+
+    #[test]
+    fn the_cleaner_swaps_fewer_bytes_and_moves_the_clean_offset() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        for (i, o) in ["o1", "o2", "o3"].iter().enumerate() {
+            s.apply(2 + i as i64, &commit_at(o, 5, 100));
+        }
+        let Some(Command::Compact { runs, .. }) = compact_from(&s, "k1", 200, 0, 2) else {
+            panic!("planned")
+        };
+        let mut run = runs[0].clone();
+        run.entries[0].length -= 20;
+        run.entries[0].cleaned_at = 200;
+        let clean = |object: &str, run: &CompactRun, clean_to: i64| Command::Clean {
+            object: object.into(),
+            size: 1000,
+            time: 200,
+            at: 200,
+            run: run.clone(),
+            clean_to,
+        };
+        // Compaction must keep the bytes; the cleaner may drop some.
+        let mut shrunk = compact_from(&s, "c1", 200, 0, 2).unwrap();
+        if let Command::Compact { runs, .. } = &mut shrunk {
+            runs[0] = run.clone();
+        }
+        assert_eq!(s.clone().apply(5, &shrunk), Outcome::Compacted(vec![false]));
+        // Offsets must still tile.
+        let mut gap = run.clone();
+        gap.entries[0].end_offset -= 1;
+        assert_eq!(
+            s.clone().apply(5, &clean("k0", &gap, 10)),
+            Outcome::Cleaned(false)
+        );
+        assert_eq!(s.apply(5, &clean("k1", &run, 10)), Outcome::Cleaned(true));
+        assert_eq!(s.clean_offset("a", 0), Some(10));
+        let p = &s.topics["a"].partitions[0];
+        assert_eq!(
+            (
+                p.index[0].base_offset,
+                p.index[0].end_offset,
+                p.index[0].cleaned_at
+            ),
+            (0, 10, 200)
+        );
+        assert!(s.unreferenced.contains_key("o1") && s.objects.contains_key("k1"));
+        // A stale swap changes nothing, and the clean offset never moves back.
+        assert_eq!(s.apply(6, &clean("k2", &run, 5)), Outcome::Cleaned(false));
+        assert_eq!(s.clean_offset("a", 0), Some(10));
+        assert!(s.unreferenced.contains_key("k2"));
+        // Round trip through a checkpoint keeps both.
+        let back = State::from_checkpoint(&s.to_checkpoint()).unwrap();
+        assert_eq!(back.clean_offset("a", 0), Some(10));
+        assert_eq!(back.topics["a"].partitions[0].index[0].cleaned_at, 200);
     }
 
     #[test]

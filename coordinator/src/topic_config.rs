@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 /// (name, default) of every supported topic config.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
+    ("delete.retention.ms", "86400000"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
     ("max.message.bytes", "1048588"),
     ("message.timestamp.type", "CreateTime"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
     ("retention.bytes", "-1"),
     ("retention.ms", "604800000"),
 ];
@@ -48,6 +52,22 @@ pub struct TopicConfig {
     pub retention_ms: Option<i64>,
     /// `retention.bytes` per partition; `None` means no size limit.
     pub retention_bytes: Option<i64>,
+    /// `cleanup.policy` holds `delete`: retention applies.
+    pub delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the last record
+    /// of every key, and records without a key are refused.
+    pub compact: bool,
+    /// `delete.retention.ms`: how long a tombstone stays after the cleaner
+    /// first passed it.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record older than this is cleaned even
+    /// below the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in millionths (the state machine holds
+    /// no floats).
+    pub min_cleanable_dirty_ratio_ppm: u32,
 }
 
 impl Default for TopicConfig {
@@ -80,12 +100,19 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
                 "{name}={value:?}: expected a non-negative 32-bit integer"
             ))),
         },
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => Err(err(format!(
-                "{name}={value:?}: log compaction is not supported yet; only \"delete\" is"
+        "cleanup.policy" => match parse_policy(value) {
+            Some(_) => Ok(()),
+            None => Err(err(format!(
+                "{name}={value:?}: expected \"delete\", \"compact\" or \"compact,delete\""
             ))),
-            _ => Err(err(format!("{name}={value:?}: expected \"delete\""))),
+        },
+        "delete.retention.ms" | "min.compaction.lag.ms" => long_at_least(0),
+        "max.compaction.lag.ms" => long_at_least(1),
+        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(err(format!(
+                "{name}={value:?}: expected a number between 0 and 1"
+            ))),
         },
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
@@ -102,6 +129,20 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
                 .join(", ")
         ))),
     }
+}
+
+/// `(delete, compact)` of a `cleanup.policy` value: a comma-separated list
+/// of `delete` and `compact` (Kafka accepts either order, with spaces).
+fn parse_policy(value: &str) -> Option<(bool, bool)> {
+    let (mut delete, mut compact) = (false, false);
+    for part in value.split(',') {
+        match part.trim() {
+            "delete" => delete = true,
+            "compact" => compact = true,
+            _ => return None,
+        }
+    }
+    (delete || compact).then_some((delete, compact))
 }
 
 impl TopicConfig {
@@ -130,7 +171,22 @@ impl TopicConfig {
             Ok(-1) => None,
             _ => default,
         };
+        let (delete, compact) = parse_policy(get("cleanup.policy")).unwrap_or((true, false));
+        let at_least = |k: &str, min: i64, default: i64| match get(k).parse::<i64>() {
+            Ok(v) if v >= min => v,
+            _ => default,
+        };
+        let ratio = match get("min.cleanable.dirty.ratio").trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => (v * 1e6).round() as u32,
+            _ => 500_000,
+        };
         Self {
+            delete,
+            compact,
+            delete_retention_ms: at_least("delete.retention.ms", 0, 86_400_000),
+            min_compaction_lag_ms: at_least("min.compaction.lag.ms", 0, 0),
+            max_compaction_lag_ms: at_least("max.compaction.lag.ms", 1, i64::MAX),
+            min_cleanable_dirty_ratio_ppm: ratio,
             max_message_bytes: get("max.message.bytes").parse().unwrap_or(1_048_588),
             timestamp_type: match get("message.timestamp.type") {
                 "LogAppendTime" => TimestampType::LogAppendTime,
@@ -186,10 +242,16 @@ mod tests {
     fn validates() {
         assert!(validate("retention.ms", "-1").is_ok());
         assert!(validate("retention.ms", "-2").is_err());
-        assert!(validate("cleanup.policy", "compact")
-            .unwrap_err()
-            .message
-            .contains("not supported"));
+        for ok in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(validate("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "compact,", "keep", "compact;delete"] {
+            assert!(validate("cleanup.policy", bad).is_err(), "{bad}");
+        }
+        assert!(validate("min.cleanable.dirty.ratio", "0.01").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("max.compaction.lag.ms", "0").is_err());
+        assert!(validate("delete.retention.ms", "-1").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         let e = validate("segment.bytes", "1").unwrap_err();
         assert_eq!(e.name, "segment.bytes");
@@ -217,6 +279,21 @@ mod tests {
         assert_eq!(c.retention_bytes, Some(1000));
         assert_eq!(c.max_message_bytes, 10);
         assert!(TopicConfig::parse(map(&[("retention.ms", "soon")])).is_err());
+        assert!(d.delete && !d.compact);
+        assert_eq!(d.delete_retention_ms, 86_400_000);
+        assert_eq!(d.max_compaction_lag_ms, i64::MAX);
+        assert_eq!(d.min_cleanable_dirty_ratio_ppm, 500_000);
+        let k = TopicConfig::parse(map(&[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+        ]))
+        .unwrap();
+        assert!(k.compact && !k.delete);
+        assert_eq!(k.min_cleanable_dirty_ratio_ppm, 10_000);
+        assert_eq!(k.delete_retention_ms, 100);
+        let both = TopicConfig::parse(map(&[("cleanup.policy", "delete,compact")])).unwrap();
+        assert!(both.compact && both.delete);
         // Serialized as the overrides alone; read back to the same config.
         let json = serde_json::to_string(&c).unwrap();
         assert!(json.starts_with("{\"max.message.bytes\":\"10\""), "{json}");

@@ -3,7 +3,10 @@
 //!
 //! The write and read paths never look inside batches; this is for the
 //! places that must: the HTTP API (records arrive as JSON and leave as
-//! JSON). Duplicate header names are kept, in order, as Kafka keeps them.
+//! JSON), the check for keys on compacted topics, and the cleaner (which
+//! rebuilds batches from the records it keeps, byte for byte, recompressed
+//! with the batch's codec). Duplicate header names are kept, in order, as
+//! Kafka keeps them.
 
 use std::io::Read;
 
@@ -138,20 +141,27 @@ impl Iterator for BatchRecords {
     type Item = Result<Record, RecordsError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_raw().map(|r| r.map(|(record, _)| record))
+    }
+}
+
+impl BatchRecords {
+    /// The next record with its encoding as stored (length prefix
+    /// included, offset and timestamp deltas relative to the batch's).
+    pub fn next_raw(&mut self) -> Option<Result<(Record, Bytes), RecordsError>> {
         if self.left <= 0 {
             return None;
         }
         self.left -= 1;
+        let start = self.at;
         let r = self.decode_one();
         if r.is_err() {
             // Nothing after a damaged record can be trusted.
             self.left = 0;
         }
-        Some(r)
+        Some(r.map(|record| (record, self.body.slice(start..self.at))))
     }
-}
 
-impl BatchRecords {
     fn decode_one(&mut self) -> Result<Record, RecordsError> {
         let mut cur = Cursor {
             buf: &self.body,
@@ -250,6 +260,153 @@ pub fn decode_all(
     decode_batch(batch, max_decompressed)?
         .map(|r| r.collect::<Result<Vec<_>, _>>())
         .transpose()
+}
+
+/// A stored record (as [`BatchRecords::next_raw`] returns it) with `shift`
+/// added to its offset delta: the record moved into a batch whose base
+/// offset is `shift` lower.
+pub fn rebase_record(raw: &[u8], shift: i64) -> Result<Vec<u8>, RecordsError> {
+    let mut cur = Cursor { buf: raw, at: 0 };
+    let len = cur.varint()?;
+    if len < 0 || len as usize != cur.remaining() {
+        return Err(RecordsError::Corrupt("record length does not match"));
+    }
+    let attributes = cur.byte()?;
+    let ts_delta = cur.varint()?;
+    let offset_delta = cur.varint()?;
+    let mut rec = Vec::with_capacity(raw.len() + 4);
+    rec.push(attributes);
+    put_varint(&mut rec, ts_delta);
+    put_varint(&mut rec, offset_delta + shift);
+    rec.extend_from_slice(&raw[cur.at..]);
+    let mut out = Vec::with_capacity(rec.len() + 5);
+    put_varint(&mut out, rec.len() as i64);
+    out.extend_from_slice(&rec);
+    Ok(out)
+}
+
+/// The parts of a batch header a rebuilt batch keeps from its original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchShape {
+    pub attributes: i16,
+    pub base_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl From<&crate::batch::BatchHeader> for BatchShape {
+    fn from(h: &crate::batch::BatchHeader) -> Self {
+        Self {
+            attributes: h.attributes,
+            base_timestamp: h.base_timestamp,
+            producer_id: h.producer_id,
+            producer_epoch: h.producer_epoch,
+            base_sequence: h.base_sequence,
+        }
+    }
+}
+
+impl BatchShape {
+    /// The shape of a batch holding no records (what is left of a batch
+    /// whose every record was removed: only its offsets).
+    pub const EMPTY: BatchShape = BatchShape {
+        attributes: 0,
+        base_timestamp: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
+/// Builds a batch of `count` records whose encodings (as stored,
+/// concatenated) are `body`, spanning offsets `base_offset ..= base_offset
+/// + last_offset_delta`, compressed with the codec of `shape.attributes`.
+pub fn build_batch(
+    shape: &BatchShape,
+    base_offset: i64,
+    last_offset_delta: i32,
+    count: i32,
+    max_timestamp: i64,
+    body: &[u8],
+) -> Result<Vec<u8>, RecordsError> {
+    let codec = shape.attributes & 0x07;
+    let compressed;
+    let records = if codec == 0 || count == 0 {
+        body
+    } else {
+        compressed = compress(codec, body)?;
+        &compressed[..]
+    };
+    // An empty batch is never compressed.
+    let attributes = if count == 0 {
+        shape.attributes & !0x07
+    } else {
+        shape.attributes
+    };
+    let mut after_crc = Vec::with_capacity(40 + records.len());
+    after_crc.put_i16(attributes);
+    after_crc.put_i32(last_offset_delta);
+    after_crc.put_i64(shape.base_timestamp);
+    after_crc.put_i64(max_timestamp);
+    after_crc.put_i64(shape.producer_id);
+    after_crc.put_i16(shape.producer_epoch);
+    after_crc.put_i32(shape.base_sequence);
+    after_crc.put_i32(count);
+    after_crc.extend_from_slice(records);
+    let mut b = Vec::with_capacity(21 + after_crc.len());
+    b.put_i64(base_offset);
+    b.put_i32((4 + 1 + 4 + after_crc.len()) as i32);
+    b.put_i32(-1);
+    b.put_i8(2);
+    b.put_u32(crc32c::crc32c(&after_crc));
+    b.extend_from_slice(&after_crc);
+    Ok(b)
+}
+
+/// Compresses a batch's records with `codec` (1 gzip, 2 snappy in the
+/// xerial framing the Java client writes and every client reads, 3 lz4
+/// frames with independent blocks, 4 zstd).
+fn compress(codec: i16, body: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    use std::io::Write;
+    let err = |e: std::io::Error| RecordsError::Decompress(format!("compressing: {e}"));
+    match codec {
+        1 => {
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            w.write_all(body).map_err(err)?;
+            w.finish().map_err(err)
+        }
+        2 => {
+            const BLOCK: usize = 32 << 10;
+            let mut out = Vec::with_capacity(16 + body.len() / 2);
+            out.extend_from_slice(b"\x82SNAPPY\x00");
+            out.put_i32(1);
+            out.put_i32(1);
+            let mut enc = snap::raw::Encoder::new();
+            for block in body.chunks(BLOCK) {
+                let c = enc
+                    .compress_vec(block)
+                    .map_err(|e| RecordsError::Decompress(format!("compressing: {e}")))?;
+                out.put_u32(c.len() as u32);
+                out.extend_from_slice(&c);
+            }
+            Ok(out)
+        }
+        3 => {
+            let mut w = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(Vec::new())
+                .map_err(err)?;
+            w.write_all(body).map_err(err)?;
+            let (out, result) = w.finish();
+            result.map_err(err)?;
+            Ok(out)
+        }
+        4 => zstd::bulk::compress(body, 3).map_err(err),
+        c => Err(RecordsError::Codec(c)),
+    }
 }
 
 struct Cursor<'a> {
@@ -467,6 +624,124 @@ mod tests {
                 "{compression:?}"
             );
         }
+    }
+
+    /// What the cleaner writes decodes, with Kafka's own decoder, to the
+    /// records it kept: offsets, timestamps, keys, values and headers, for
+    /// every codec, also when the batch starts earlier than its first
+    /// record (removed offsets before it).
+    #[test]
+    fn rebuilt_batches_keep_their_records_for_every_codec() {
+        use kafka_protocol::{
+            protocol::StrBytes,
+            records::{
+                Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder,
+                RecordEncodeOptions, TimestampType,
+            },
+        };
+        let records: Vec<KRecord> = (0..20)
+            .map(|i| KRecord {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                delete_horizon: false,
+                producer_id: 7,
+                producer_epoch: 1,
+                timestamp_type: TimestampType::Creation,
+                offset: 100 + i,
+                sequence: i as i32,
+                timestamp: 5_000 + i * 3,
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: (i % 4 != 3).then(|| Bytes::from(vec![b'v'; 100 + i as usize])),
+                headers: [(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from(format!("{i}"))),
+                )]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut buf = bytes::BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &records,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .unwrap();
+            let h = parse_one(&buf, 0).unwrap();
+            assert_eq!(h.records, 20, "{compression:?}: one batch");
+            let mut decoded = decode_batch(&buf, 1 << 20).unwrap().unwrap();
+            let mut kept = Vec::new();
+            while let Some(r) = decoded.next_raw() {
+                let (r, raw) = r.unwrap();
+                if r.offset % 3 == 1 {
+                    kept.push((r, raw));
+                }
+            }
+            // From 98: two removed offsets before the batch's first.
+            for (base, shift) in [(100, 0), (98, 2)] {
+                let body: Vec<u8> = kept
+                    .iter()
+                    .flat_map(|(_, raw)| rebase_record(raw, shift).unwrap())
+                    .collect();
+                let b = build_batch(
+                    &BatchShape::from(&h),
+                    base,
+                    (119 - base) as i32,
+                    kept.len() as i32,
+                    h.max_timestamp,
+                    &body,
+                )
+                .unwrap();
+                let got = parse_one(&b, 0).unwrap();
+                assert_eq!(
+                    got.attributes & 7,
+                    h.attributes & 7,
+                    "{compression:?}: same codec"
+                );
+                assert_eq!(got.record_count() as i64, 120 - base);
+                let mut bytes = Bytes::from(b);
+                let theirs = RecordBatchDecoder::decode(&mut bytes).unwrap().records;
+                assert_eq!(theirs.len(), kept.len());
+                for (t, (k, _)) in theirs.iter().zip(&kept) {
+                    let want = &records[(k.offset - 100) as usize];
+                    assert_eq!(
+                        (
+                            t.offset,
+                            t.timestamp,
+                            &t.key,
+                            &t.value,
+                            &t.headers,
+                            t.producer_id
+                        ),
+                        (
+                            want.offset,
+                            want.timestamp,
+                            &want.key,
+                            &want.value,
+                            &want.headers,
+                            7
+                        ),
+                        "{compression:?} from {base}"
+                    );
+                }
+            }
+        }
+        // A batch left with no records holds only its offsets.
+        let empty = build_batch(&BatchShape::EMPTY, 40, 9, 0, -1, &[]).unwrap();
+        let h = parse_one(&empty, 0).unwrap();
+        assert_eq!((h.records, h.record_count(), empty.len()), (0, 10, 61));
+        assert!(decode_all(&empty, 1 << 20).unwrap().unwrap().is_empty());
     }
 
     #[test]

@@ -510,6 +510,7 @@ async fn a_lagging_reader_catches_up_when_its_object_is_gone() {
             min_age: Duration::ZERO,
             max_lag: Duration::ZERO,
         },
+        cleaner: silt_tiering::jobs::CleanerSettings::default(),
         gc: GcSettings {
             grace: Duration::ZERO,
             orphan_age: Duration::from_secs(3600),

@@ -357,13 +357,15 @@ async fn write_object(
 /// The new index entries of a piece laid out from `position`: neighbours
 /// merge up to `entry_bytes`, unless the topic stamps LogAppendTime and
 /// their append times differ (the read path stamps an entry's batches with
-/// its one append time).
+/// its one append time), or the cleaner passed them at different times
+/// (their tombstones expire at different times).
 fn collapse(piece: &Piece, position: u64, entry_bytes: u64) -> Vec<NewEntry> {
     let mut out: Vec<NewEntry> = Vec::new();
     let mut at = position;
     for (e, _) in &piece.entries {
         let merge = out.last().is_some_and(|l| {
             l.length + e.length <= entry_bytes
+                && l.cleaned_at == e.cleaned_at
                 && (piece.timestamp_type == TimestampType::CreateTime
                     || l.append_time == e.append_time)
         });
@@ -373,6 +375,7 @@ fn collapse(piece: &Piece, position: u64, entry_bytes: u64) -> Vec<NewEntry> {
             l.length += e.length;
             l.max_timestamp = l.max_timestamp.max(e.max_timestamp);
             l.append_time = l.append_time.max(e.append_time);
+            l.tombstones |= e.tombstones;
         } else {
             out.push(NewEntry {
                 base_offset: e.base_offset,
@@ -381,6 +384,8 @@ fn collapse(piece: &Piece, position: u64, entry_bytes: u64) -> Vec<NewEntry> {
                 length: e.length,
                 max_timestamp: e.max_timestamp,
                 append_time: e.append_time,
+                cleaned_at: e.cleaned_at,
+                tombstones: e.tombstones,
             });
         }
         at += e.length;
@@ -388,15 +393,29 @@ fn collapse(piece: &Piece, position: u64, entry_bytes: u64) -> Vec<NewEntry> {
     out
 }
 
-/// Each entry's bytes, keyed by (object, position); ranges of one source
-/// object close together are read in one GET.
+/// The bytes of every entry of `pieces` (see [`read_entries`]).
 async fn read_sources(
     jobs: &Jobs,
     pieces: &[Piece],
     report: &mut Report,
 ) -> Result<BTreeMap<(String, u64), Bytes>, JobError> {
+    read_entries(
+        jobs,
+        pieces.iter().flat_map(|p| &p.entries).map(|(e, _)| e),
+        report,
+    )
+    .await
+}
+
+/// Each entry's bytes, keyed by (object, position); ranges of one source
+/// object close together are read in one GET.
+pub(super) async fn read_entries<'a>(
+    jobs: &Jobs,
+    entries: impl Iterator<Item = &'a IndexEntry>,
+    report: &mut Report,
+) -> Result<BTreeMap<(String, u64), Bytes>, JobError> {
     let mut by_object: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
-    for (e, _) in pieces.iter().flat_map(|p| &p.entries) {
+    for e in entries {
         by_object
             .entry(e.object.as_str())
             .or_default()

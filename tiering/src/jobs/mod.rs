@@ -1,5 +1,6 @@
 //! Background jobs over the bucket and the index: retention, segment
-//! compaction and object GC.
+//! compaction, the cleaner (key compaction of compacted topics) and object
+//! GC.
 //!
 //! Each job is one library call, [`Jobs::run`], bounded by a [`Budget`];
 //! agents run them in a loop (one holder per job at a time, by a lease lock
@@ -10,6 +11,7 @@
 //! the log says have been unreferenced for the grace period (or never
 //! referenced, behind the commit horizon).
 
+mod cleaner;
 mod compaction;
 mod gc;
 mod retention;
@@ -28,6 +30,7 @@ use silt_coordinator::{keys::Layout, Lock, LogError, MetaLog};
 
 use crate::clock::Clock;
 
+pub use cleaner::{CleanerSettings, MAX_CLEANER_BATCH_BYTES};
 pub use compaction::CompactionSettings;
 pub use gc::GcSettings;
 pub use retention::RetentionDefaults;
@@ -49,17 +52,27 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 pub enum Job {
     Retention,
     Compaction,
+    Cleaner,
     Gc,
 }
 
 impl Job {
-    pub const ALL: [Job; 3] = [Job::Retention, Job::Compaction, Job::Gc];
+    pub const ALL: [Job; 4] = [Job::Retention, Job::Compaction, Job::Cleaner, Job::Gc];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Retention => "retention",
             Job::Compaction => "compaction",
+            Job::Cleaner => "cleaner",
             Job::Gc => "gc",
+        }
+    }
+
+    /// The record kinds its records need every agent to understand.
+    fn feature(self) -> &'static str {
+        match self {
+            Job::Cleaner => "cleaner",
+            _ => "tiering",
         }
     }
 
@@ -100,6 +113,7 @@ pub enum JobError {
 pub struct JobSettings {
     pub retention: RetentionDefaults,
     pub compaction: CompactionSettings,
+    pub cleaner: CleanerSettings,
     pub gc: GcSettings,
 }
 
@@ -111,6 +125,9 @@ pub struct Report {
     /// Index entries rewritten (compaction) and the entries they became.
     pub entries_compacted: u64,
     pub entries_written: u64,
+    /// Partitions the cleaner cleaned, and the records it removed.
+    pub partitions_cleaned: u64,
+    pub records_cleaned: u64,
     /// Compaction runs refused because the index changed under them.
     pub runs_refused: u64,
     pub objects_written: u64,
@@ -127,8 +144,10 @@ pub struct Report {
 /// Counters over every pass of this process, for metrics.
 #[derive(Debug, Default)]
 pub struct JobCounters {
-    runs: [AtomicU64; 3],
-    failures: [AtomicU64; 3],
+    runs: [AtomicU64; 4],
+    failures: [AtomicU64; 4],
+    partitions_cleaned: AtomicU64,
+    records_cleaned: AtomicU64,
     partitions_trimmed: AtomicU64,
     entries_compacted: AtomicU64,
     runs_refused: AtomicU64,
@@ -153,6 +172,8 @@ impl JobCounters {
         };
         let add = |a: &AtomicU64, v: u64| a.fetch_add(v, Ordering::Relaxed);
         add(&self.partitions_trimmed, r.partitions_trimmed);
+        add(&self.partitions_cleaned, r.partitions_cleaned);
+        add(&self.records_cleaned, r.records_cleaned);
         add(&self.entries_compacted, r.entries_compacted);
         add(&self.runs_refused, r.runs_refused);
         add(&self.objects_written, r.objects_written);
@@ -185,6 +206,16 @@ impl JobCounters {
                 "silt_retention_partitions_trimmed_total",
                 "log start offsets moved by retention",
                 &self.partitions_trimmed,
+            ),
+            (
+                "silt_cleaner_partitions_cleaned_total",
+                "partitions of compacted topics cleaned",
+                &self.partitions_cleaned,
+            ),
+            (
+                "silt_cleaner_records_removed_total",
+                "superseded records and expired tombstones the cleaner removed",
+                &self.records_cleaned,
             ),
             (
                 "silt_compaction_entries_total",
@@ -293,7 +324,7 @@ pub struct Jobs {
     /// pass resumes there.
     orphan_cursor: std::sync::Mutex<Option<(usize, String)>>,
     /// Per job, the partition where its last pass stopped.
-    cursors: std::sync::Mutex<[Option<(String, i32)>; 3]>,
+    cursors: std::sync::Mutex<[Option<(String, i32)>; 4]>,
     /// Names the objects compaction writes.
     ids: Arc<dyn crate::segment::ObjectIds>,
 }
@@ -346,7 +377,7 @@ impl Jobs {
             tracing::debug!(%job, "job lock held elsewhere");
             return Ok(None);
         };
-        let result = match self.older_agent().await {
+        let result = match self.older_agent(job.feature()).await {
             Ok(Some(agent)) => {
                 tracing::warn!(
                     %job,
@@ -365,15 +396,18 @@ impl Jobs {
         result.map(Some)
     }
 
-    /// A registered agent that does not understand the jobs' records, if
-    /// any.
-    async fn older_agent(&self) -> Result<Option<String>, silt_coordinator::MetaError> {
+    /// A registered agent that does not understand the records of
+    /// `feature`, if any.
+    async fn older_agent(
+        &self,
+        feature: &str,
+    ) -> Result<Option<String>, silt_coordinator::MetaError> {
         let agents =
             silt_coordinator::membership::registered_agents(&*self.log.store(), &self.cluster)
                 .await?;
         Ok(agents
             .into_iter()
-            .find(|a| !a.features.iter().any(|f| f == "tiering"))
+            .find(|a| !a.features.iter().any(|f| f == feature))
             .map(|a| a.agent_id))
     }
 
@@ -392,6 +426,7 @@ impl Jobs {
             match job {
                 Job::Retention => retention::run(self, deadline).await,
                 Job::Compaction => compaction::run(self, deadline, budget.bytes).await,
+                Job::Cleaner => cleaner::run(self, deadline, budget.bytes).await,
                 Job::Gc => gc::run(self, deadline).await,
             }
         };
@@ -402,6 +437,8 @@ impl Jobs {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 trimmed = r.partitions_trimmed,
                 compacted = r.entries_compacted,
+                cleaned = r.partitions_cleaned,
+                removed = r.records_cleaned,
                 refused = r.runs_refused,
                 written = r.objects_written,
                 bytes_read = r.bytes_read,

@@ -45,6 +45,10 @@ pub fn trim_for(
 ) -> Option<Trim> {
     let t = state.topic(topic)?;
     let c = t.config();
+    // `cleanup.policy=compact` alone: nothing is deleted by age or size.
+    if !c.delete {
+        return None;
+    }
     let ms = if c.overrides().contains_key("retention.ms") {
         c.retention_ms
     } else {

@@ -44,6 +44,7 @@ fn settings() -> JobSettings {
             min_age: Duration::from_secs(1),
             max_lag: Duration::from_secs(10),
         },
+        cleaner: CleanerSettings::default(),
         gc: GcSettings {
             grace: Duration::from_secs(60),
             orphan_age: Duration::from_secs(3600),
@@ -698,4 +699,353 @@ async fn compaction_cuts_runs_between_run_and_object_size() {
     }
     // Per partition, all but the last two are a whole object's worth.
     assert!(sizes[0] + 600 > s.object_bytes, "{sizes:?}");
+}
+
+/// A record the cleaner tests produced, as a consumer must see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Produced {
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    timestamp: i64,
+    headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+/// A small deterministic generator (xorshift) for the randomized tests.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+impl World {
+    /// Commits one segment holding `batches` (each a list of records) in
+    /// partition 0, each batch compressed with its codec, sealed now; the
+    /// records go into `model` at their offsets.
+    async fn keyed_segment(
+        &mut self,
+        batches: &[(Vec<Produced>, kafka_protocol::records::Compression)],
+        model: &mut BTreeMap<i64, Produced>,
+    ) {
+        use kafka_protocol::{
+            protocol::StrBytes,
+            records::{Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType},
+        };
+        self.seq += 1;
+        let now = self.clock.now_ms();
+        let mut b = SegmentBuilder::new();
+        let mut all = Vec::new();
+        for (records, compression) in batches {
+            let krecords: Vec<KRecord> = records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| KRecord {
+                    transactional: false,
+                    control: false,
+                    partition_leader_epoch: 0,
+                    delete_horizon: false,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i as i64,
+                    sequence: -1,
+                    timestamp: r.timestamp,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (StrBytes::from_utf8(k.clone()).unwrap(), v.clone()))
+                        .collect(),
+                })
+                .collect();
+            let mut buf = bytes::BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &krecords,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: *compression,
+                },
+            )
+            .unwrap();
+            let hs = batch::parse_all(&buf).unwrap();
+            let min_ts = hs.iter().map(|h| h.base_timestamp).min().unwrap();
+            b.append(
+                TOPIC.0,
+                0,
+                buf.freeze(),
+                hs.iter().map(crate::segment::BatchMeta::from).collect(),
+                min_ts,
+            );
+            all.extend(records.iter().cloned());
+        }
+        let (object, chunks) = b.finish();
+        let key = crate::segment::dated_key(SEGMENTS_PREFIX, ulid::Ulid::new());
+        self.bucket
+            .put(&ObjectPath::from(key.as_str()), object.clone().into())
+            .await
+            .unwrap();
+        let c = &chunks[0];
+        let out = self
+            .log
+            .propose(Command::Commit {
+                object: key,
+                size: object.len() as u64,
+                chunks: vec![ChunkRef {
+                    topic: TOPIC,
+                    partition: 0,
+                    position: c.position,
+                    length: c.length,
+                    records: c.records,
+                    max_timestamp: c.max_timestamp,
+                    append_time: now,
+                    batches: vec![],
+                }],
+            })
+            .await
+            .unwrap();
+        let Outcome::Committed(bases) = out else {
+            panic!("{out:?}")
+        };
+        let ChunkOutcome::Appended { base } = bases[0] else {
+            panic!("{bases:?}")
+        };
+        for (i, r) in all.into_iter().enumerate() {
+            model.insert(base + i as i64, r);
+        }
+    }
+
+    /// Every record of partition 0 as a consumer reads it from offset 0:
+    /// (offset, record), in order. Checks that every index entry's batches
+    /// tile its offsets.
+    async fn read_keyed(&self, reader: &ObjectReader) -> Vec<(i64, Produced)> {
+        let chunks = self.log.state().chunks_from("t", 0, 0, usize::MAX);
+        let mut out = Vec::new();
+        for c in chunks {
+            let e = &c.entry;
+            let bytes = reader
+                .read(&e.object, c.object_size, e.position..e.position + e.length)
+                .await
+                .unwrap();
+            let (batches, next, _) =
+                batch::rewrite_chunk(&bytes, e.base_offset, 0, usize::MAX, true, None).unwrap();
+            assert_eq!(next, e.end_offset, "the batches of {e:?} tile its offsets");
+            let mut at = 0;
+            while at < batches.len() {
+                let h = batch::parse_one(&batches, at).unwrap();
+                let one = &batches[at..at + h.size as usize];
+                for r in crate::records::decode_all(one, 1 << 26).unwrap().unwrap() {
+                    out.push((
+                        r.offset,
+                        Produced {
+                            key: r.key,
+                            value: r.value,
+                            timestamp: r.timestamp,
+                            headers: r.headers,
+                        },
+                    ));
+                }
+                at += h.size as usize;
+            }
+        }
+        out
+    }
+}
+
+/// Kafka's guarantees for a compacted partition, checked against what was
+/// produced: every record read is the one produced at its offset, in offset
+/// order; every record from the clean offset on is there; for every key,
+/// the last record read is the last produced, or, when the last produced
+/// is a tombstone, nothing of the key is left at all.
+fn check_compacted(model: &BTreeMap<i64, Produced>, read: &[(i64, Produced)], clean: i64) {
+    let mut last_offset = -1;
+    for (o, r) in read {
+        assert!(
+            *o > last_offset,
+            "offset {o} after {last_offset}: order kept"
+        );
+        last_offset = *o;
+        assert_eq!(
+            Some(r),
+            model.get(o),
+            "offset {o} holds the record produced there"
+        );
+    }
+    let present: std::collections::BTreeSet<i64> = read.iter().map(|(o, _)| *o).collect();
+    for o in model.range(clean..).map(|(o, _)| *o) {
+        assert!(
+            present.contains(&o),
+            "offset {o} at or after the clean offset {clean} is kept"
+        );
+    }
+    let mut last_produced: BTreeMap<&Bytes, (i64, &Produced)> = BTreeMap::new();
+    for (o, r) in model {
+        if let Some(k) = &r.key {
+            last_produced.insert(k, (*o, r));
+        }
+    }
+    let mut last_read: BTreeMap<&Bytes, i64> = BTreeMap::new();
+    for (o, r) in read {
+        if let Some(k) = &r.key {
+            last_read.insert(k, *o);
+        }
+    }
+    for (k, (o, r)) in &last_produced {
+        match last_read.get(k) {
+            Some(got) => assert_eq!(got, o, "key {k:?}: its last record is kept"),
+            None => assert!(
+                r.value.is_none(),
+                "key {k:?}: its last value (offset {o}) is gone"
+            ),
+        }
+    }
+}
+
+/// Randomized runs of the cleaner against a model: keys overwritten many
+/// times, tombstones, every codec, a key map too small for the key space
+/// (several passes), segment compaction and retention in between, and a
+/// compactor racing the cleaner. `SILT_CLEANER_SEEDS` sets how many runs.
+#[tokio::test]
+async fn the_cleaner_keeps_kafkas_guarantees() {
+    use kafka_protocol::records::Compression;
+    let seeds: u64 = std::env::var("SILT_CLEANER_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let (mut removed, mut passes) = (0u64, 0u64);
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut w = World::new(
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.1"),
+                ("delete.retention.ms", "5000"),
+                ("min.compaction.lag.ms", "1000"),
+            ],
+        )
+        .await;
+        let mut s = settings();
+        // Room for about 40 keys: the key space needs several passes.
+        s.cleaner.dedupe_bytes = 40 * cleaner::MAP_BYTES_PER_KEY;
+        let jobs = w.jobs_with("j", s);
+        let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+        let mut model = BTreeMap::new();
+        let keys = 10 + rng.below(90);
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for step in 0..40 {
+            let mut batches = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                let n = 1 + rng.below(12);
+                let records = (0..n)
+                    .map(|i| {
+                        let k = rng.below(keys);
+                        Produced {
+                            key: Some(Bytes::from(format!("key-{k}"))),
+                            value: (rng.below(8) != 0).then(|| {
+                                Bytes::from(
+                                    format!("s{seed}-{step}-{i}-")
+                                        .repeat(1 + rng.below(20) as usize),
+                                )
+                            }),
+                            timestamp: w.clock.now_ms() - rng.below(1000) as i64,
+                            headers: if rng.below(4) == 0 {
+                                vec![(
+                                    Bytes::from_static(b"h"),
+                                    Some(Bytes::from(format!("{step}"))),
+                                )]
+                            } else {
+                                vec![]
+                            },
+                        }
+                    })
+                    .collect();
+                batches.push((records, codecs[rng.below(5) as usize]));
+            }
+            w.keyed_segment(&batches, &mut model).await;
+            w.advance(200 + rng.below(2000) as i64);
+            match rng.below(6) {
+                0..=2 => {
+                    let r = jobs.run_unlocked(Job::Cleaner, BUDGET).await.unwrap();
+                    removed += r.records_cleaned;
+                    passes += r.partitions_cleaned;
+                }
+                3 => {
+                    jobs.run_unlocked(Job::Compaction, BUDGET).await.unwrap();
+                }
+                4 => {
+                    // A compactor that planned before the cleaner swapped.
+                    let plan = compaction::plan_for_test(
+                        &w.log.state(),
+                        w.clock.now_ms(),
+                        &jobs.settings.compaction,
+                    );
+                    jobs.run_unlocked(Job::Cleaner, BUDGET).await.unwrap();
+                    let mut report = Report::default();
+                    compaction::write_for_test(&jobs, plan, &mut report)
+                        .await
+                        .unwrap();
+                }
+                _ => {}
+            }
+            let clean = w.log.state().clean_offset("t", 0).unwrap();
+            check_compacted(&model, &w.read_keyed(&reader).await, clean);
+        }
+        // Settle: any dirty part is cleanable now; past every lag and the
+        // tombstones' retention, clean until the clean offset reaches the
+        // end; then nothing superseded and no tombstone is left.
+        let config = [
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("delete.retention.ms", "5000"),
+        ];
+        let outcome = w
+            .log
+            .propose(Command::SetTopicConfig {
+                name: "t".into(),
+                config: config
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::ConfigSet);
+        for _ in 0..8 {
+            w.advance(6000);
+            let r = jobs.run_unlocked(Job::Cleaner, BUDGET).await.unwrap();
+            removed += r.records_cleaned;
+        }
+        let read = w.read_keyed(&reader).await;
+        let hw = w.log.state().partition("t", 0).unwrap().high_watermark;
+        assert_eq!(w.log.state().clean_offset("t", 0), Some(hw), "seed {seed}");
+        check_compacted(&model, &read, hw);
+        let mut seen = std::collections::BTreeSet::new();
+        for (o, r) in &read {
+            assert!(
+                seen.insert(r.key.clone()),
+                "seed {seed}: offset {o}: one record per key"
+            );
+            assert!(
+                r.value.is_some(),
+                "seed {seed}: offset {o}: the tombstone expired"
+            );
+        }
+    }
+    assert!(
+        removed > 0 && passes > 0,
+        "the cleaner removed {removed} in {passes} passes"
+    );
+    eprintln!("cleaner: {seeds} seeds, {passes} partition passes, {removed} records removed");
 }
