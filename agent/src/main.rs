@@ -39,7 +39,7 @@ enum JobsCmd {
         /// One pass of each job, a JSON report line per job, then exit.
         #[arg(long)]
         once: bool,
-        /// Only this job: retention, compaction or gc.
+        /// Only this job: retention, compaction, cleaner or gc.
         #[arg(long)]
         job: Option<String>,
     },
@@ -159,17 +159,19 @@ fn main() -> std::process::ExitCode {
     let jobs = match &cli.command {
         Cmd::Jobs {
             command: JobsCmd::Run { once, job, .. },
-        } => match job
-            .as_deref()
-            .map(|j| (j, silt_tiering::jobs::Job::parse(j)))
-        {
-            Some((j, None)) => {
-                eprintln!("silt: --job {j:?}: unknown job (known: retention, compaction, gc)");
-                return std::process::ExitCode::from(2);
+        } => {
+            match job
+                .as_deref()
+                .map(|j| (j, silt_tiering::jobs::Job::parse(j)))
+            {
+                Some((j, None)) => {
+                    eprintln!("silt: --job {j:?}: unknown job (known: retention, compaction, cleaner, gc)");
+                    return std::process::ExitCode::from(2);
+                }
+                Some((_, job)) => Some((*once, job)),
+                None => Some((*once, None)),
             }
-            Some((_, job)) => Some((*once, job)),
-            None => Some((*once, None)),
-        },
+        }
         _ => None,
     };
     let settings = Settings::load(

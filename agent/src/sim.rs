@@ -16,6 +16,10 @@
 //! - every acknowledged append is in every agent's state exactly once, at
 //!   the offset it was acknowledged with (read back through the read path);
 //! - offsets are dense from the log start;
+//! - on a compacted topic (one seed in three: keyed records over a few
+//!   keys, and cleaner passes with a key map of a few keys), every record
+//!   read is the one acknowledged at its offset, and an acknowledged record
+//!   may be missing only when a record of its key is at a later offset;
 //! - all agents' states are equal once they have applied the same records,
 //!   and equal to a fresh agent's loaded from checkpoint and log;
 //! - the checkpoint pointer never moved backwards;
@@ -38,9 +42,12 @@ use silt_coordinator::{
     EmbeddedStore, MetaLog, MetaStore, TopicId,
 };
 use silt_tiering::{
-    batch::{self, simple_batch},
+    batch::{self, keyed_batch},
     clock::Clock,
-    jobs::{Budget, CompactionSettings, GcSettings, Job, JobSettings, Jobs, RetentionDefaults},
+    jobs::{
+        Budget, CleanerSettings, CompactionSettings, GcSettings, Job, JobSettings, Jobs,
+        RetentionDefaults,
+    },
     segment::SequentialIds,
     store::{FaultConfig, Faulty, RetryConfig, Retrying},
     NoCache, ObjectReader,
@@ -98,6 +105,8 @@ struct World {
     bucket: Arc<InMemory>,
     topic: TopicId,
     partitions: i32,
+    /// `cleanup.policy=compact`: keyed records, cleaner passes.
+    compacted: bool,
     incarnation: u64,
     /// The wall clock every agent and job reads; each step moves it on.
     clock: ManualClock,
@@ -189,8 +198,25 @@ struct Acks {
     sent: BTreeMap<u64, u32>,
 }
 
-/// Record values of the simple batches the simulation writes: 8-byte ids.
+/// Keys of a compacted topic's records: few, so that they are overwritten.
+const KEYS: u64 = 5;
+
+/// The key of the `i`th record of append `id` on a compacted topic.
+fn key_of(id: u64, i: i64) -> Vec<u8> {
+    format!("k{}", (id * 7 + i as u64) % KEYS).into_bytes()
+}
+
+/// Record values of the simple batches the simulation writes: 8-byte ids,
+/// with each record's offset.
 fn values(batch_bytes: &[u8]) -> Vec<(i64, u64)> {
+    keyed_values(batch_bytes)
+        .into_iter()
+        .map(|(o, id, _)| (o, id))
+        .collect()
+}
+
+/// [`values`] with each record's key.
+fn keyed_values(batch_bytes: &[u8]) -> Vec<(i64, u64, Option<Vec<u8>>)> {
     fn varint(b: &[u8], at: &mut usize) -> i64 {
         let mut v = 0u64;
         let mut shift = 0;
@@ -216,23 +242,38 @@ fn values(batch_bytes: &[u8]) -> Vec<(i64, u64)> {
             r += 1; // attributes
             let _ts = varint(batch_bytes, &mut r);
             let delta = varint(batch_bytes, &mut r);
-            let key = varint(batch_bytes, &mut r);
-            if key > 0 {
-                r += key as usize;
-            }
+            let key_len = varint(batch_bytes, &mut r);
+            let key = (key_len >= 0).then(|| batch_bytes[r..r + key_len as usize].to_vec());
+            r += key_len.max(0) as usize;
             let vlen = varint(batch_bytes, &mut r) as usize;
             let id = u64::from_be_bytes(batch_bytes[r..r + 8].try_into().unwrap());
             r += vlen;
             let _headers = varint(batch_bytes, &mut r);
-            out.push((base + delta, id));
+            out.push((base + delta, id, key));
         }
         at += h.size as usize;
     }
     out
 }
 
-/// Every record of a partition, offset -> id, read through `read`.
-async fn read_all(read: &ReadPath, partition: i32, seed: u64) -> (i64, BTreeMap<i64, u64>) {
+/// One past the last offset the batches span.
+fn batches_end(bytes: &[u8]) -> i64 {
+    let mut at = 0;
+    let mut end = 0;
+    while at < bytes.len() {
+        let h = batch::parse_one(bytes, at).expect("read batches parse");
+        let base = i64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        end = base + h.last_offset_delta as i64 + 1;
+        at += h.size as usize;
+    }
+    end
+}
+
+/// A partition's records: offset -> (id, key).
+type Records = BTreeMap<i64, (u64, Option<Vec<u8>>)>;
+
+/// Every record of a partition, read through `read`.
+async fn read_all(read: &ReadPath, partition: i32, seed: u64) -> (i64, Records) {
     let pos = read.position(TOPIC, partition).unwrap();
     let mut out = BTreeMap::new();
     let mut next = pos.log_start_offset;
@@ -253,15 +294,22 @@ async fn read_all(read: &ReadPath, partition: i32, seed: u64) -> (i64, BTreeMap<
             !r.bytes.is_empty(),
             "seed {seed}: p{partition}: nothing at {next}"
         );
-        for (offset, id) in values(&r.bytes) {
+        for (offset, id, key) in keyed_values(&r.bytes) {
             if offset >= next {
                 assert!(
-                    out.insert(offset, id).is_none(),
+                    out.insert(offset, (id, key)).is_none(),
                     "seed {seed}: p{partition}: offset {offset} read twice"
                 );
             }
         }
-        next = *out.keys().last().unwrap() + 1;
+        // Where the batches end, not their last record: on a compacted
+        // topic a batch may end with removed offsets.
+        let end = batches_end(&r.bytes);
+        assert!(
+            end > next,
+            "seed {seed}: p{partition}: no progress at {next}"
+        );
+        next = end;
     }
     (pos.high_watermark, out)
 }
@@ -283,6 +331,9 @@ struct Stats {
     reads: u64,
     /// Compaction runs refused because the index changed under them.
     refused: u64,
+    /// Runs on a compacted topic, and records the cleaner removed.
+    compacted_runs: usize,
+    cleaned: u64,
 }
 
 async fn run(seed: u64) -> Stats {
@@ -294,17 +345,33 @@ async fn run(seed: u64) -> Stats {
     let admin = MetaLog::open(meta.clone(), bucket.clone(), CLUSTER, "admin")
         .await
         .unwrap();
+    // Decided by the seed alone, so that the other draws stay as they were.
+    let compacted = seed.is_multiple_of(3);
+    let config = if compacted {
+        stats.compacted_runs = 1;
+        [
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    } else {
+        Default::default()
+    };
     let topic = Topics::new(admin.clone(), false, 1)
-        .create(TOPIC, partitions, Default::default(), false)
+        .create(TOPIC, partitions, config, false)
         .await
         .unwrap()
         .id;
+    let topic_config = admin.state().topic(TOPIC).unwrap().config().clone();
     let mut world = World {
         seed,
         meta: meta.clone(),
         bucket,
         topic,
         partitions,
+        compacted,
         incarnation: 0,
         clock: ManualClock::new(1_000_000),
         ids: Arc::default(),
@@ -346,8 +413,10 @@ async fn run(seed: u64) -> Stats {
                 } else {
                     None
                 };
-                let data = simple_batch(records, 1, &id.to_be_bytes(), producer_state);
-                let v = validate(Bytes::from(data), &Default::default()).unwrap();
+                let data = keyed_batch(records, 1, &id.to_be_bytes(), producer_state, |i| {
+                    compacted.then(|| key_of(id, i as i64))
+                });
+                let v = validate(Bytes::from(data), &topic_config).unwrap();
                 let append = move || PartitionAppend {
                     topic: world.topic,
                     partition,
@@ -466,7 +535,9 @@ async fn run(seed: u64) -> Stats {
                         min_age: Duration::ZERO,
                         max_lag: Duration::ZERO,
                     },
-                    cleaner: silt_tiering::jobs::CleanerSettings::default(),
+                    cleaner: CleanerSettings {
+                        dedupe_bytes: silt_tiering::jobs::MAP_BYTES_PER_KEY * (1 + rng.below(6)),
+                    },
                     gc: GcSettings {
                         grace: Duration::from_millis(rng.below(30)),
                         orphan_age: Duration::from_secs(3600),
@@ -482,7 +553,9 @@ async fn run(seed: u64) -> Stats {
                     &agents[a].token,
                 )
                 .with_ids(world.ids.clone());
-                let job = if rng.chance(0.5) {
+                let job = if compacted && rng.chance(0.4) {
+                    Job::Cleaner
+                } else if rng.chance(0.5) {
                     Job::Compaction
                 } else {
                     Job::Gc
@@ -502,8 +575,13 @@ async fn run(seed: u64) -> Stats {
                         jobs.run_unlocked(job, budget).await.map(Some)
                     };
                     match r {
-                        Ok(Some(r)) => (r.entries_compacted, r.objects_deleted, r.runs_refused),
-                        _ => (0, 0, 0),
+                        Ok(Some(r)) => (
+                            r.entries_compacted,
+                            r.objects_deleted,
+                            r.runs_refused,
+                            r.records_cleaned,
+                        ),
+                        _ => (0, 0, 0, 0),
                     }
                 }));
             }
@@ -559,7 +637,8 @@ async fn run(seed: u64) -> Stats {
         p.await.unwrap();
     }
     for j in job_passes {
-        let (compacted, collected, refused) = j.await.unwrap();
+        let (compacted, collected, refused, cleaned) = j.await.unwrap();
+        stats.cleaned += cleaned;
         stats.compacted += compacted;
         stats.collected += collected;
         stats.refused += refused;
@@ -635,16 +714,23 @@ async fn check(seed: u64, world: &World, agents: &[Agent], acks: &Acks) {
         }
     }
     for (p, (hwm, records)) in views.iter().enumerate() {
-        // Dense from the log start (0: nothing is deleted here).
+        // Dense from the log start (0: nothing is deleted here), unless
+        // the cleaner removed records.
         let offsets: Vec<i64> = records.keys().copied().collect();
-        assert_eq!(
-            offsets,
-            (0..*hwm).collect::<Vec<_>>(),
-            "seed {seed}: p{p} offsets not dense"
+        if !world.compacted {
+            assert_eq!(
+                offsets,
+                (0..*hwm).collect::<Vec<_>>(),
+                "seed {seed}: p{p} offsets not dense"
+            );
+        }
+        assert!(
+            offsets.last().is_none_or(|o| o < hwm),
+            "seed {seed}: p{p}: offsets beyond the high watermark"
         );
         // No id twice in a partition.
         let mut seen = BTreeMap::new();
-        for (offset, id) in records {
+        for (offset, (id, _)) in records {
             let first = *seen.entry(*id).or_insert(*offset);
             let n = acks.sent.get(id).copied().unwrap_or(1);
             assert!(
@@ -656,11 +742,20 @@ async fn check(seed: u64, world: &World, agents: &[Agent], acks: &Acks) {
     for (id, (p, base, n)) in &acks.acked {
         let (_, records) = &views[*p as usize];
         for o in *base..*base + *n as i64 {
-            assert_eq!(
-                records.get(&o),
-                Some(id),
-                "seed {seed}: acknowledged record {id} is not at p{p} offset {o}"
-            );
+            let key = world.compacted.then(|| key_of(*id, o - base));
+            match records.get(&o) {
+                Some(got) => assert_eq!(
+                    got,
+                    &(*id, key),
+                    "seed {seed}: p{p} offset {o} holds another record than {id}"
+                ),
+                // Removed by the cleaner: a later record of its key is there.
+                None if world.compacted => assert!(
+                    records.range(o + 1..).any(|(_, (_, k))| *k == key),
+                    "seed {seed}: acknowledged record {id} at p{p} offset {o} is gone, and no later record of its key {key:?} is there"
+                ),
+                None => panic!("seed {seed}: acknowledged record {id} is not at p{p} offset {o}"),
+            }
         }
     }
     fresh_log.close();
@@ -704,6 +799,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.collected += s.collected;
                 total.reads += s.reads;
                 total.refused += s.refused;
+                total.compacted_runs += s.compacted_runs;
+                total.cleaned += s.cleaned;
             }
             Err(e) => {
                 eprintln!("simulation failed; replay with: {}", replay_hint(seed));
@@ -723,7 +820,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 && total.fenced > 0
                 && total.compacted > 0
                 && total.collected > 0
-                && total.reads > 0,
+                && total.reads > 0
+                && total.cleaned > 0,
             "{total:?}"
         );
     }

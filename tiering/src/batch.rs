@@ -222,6 +222,17 @@ pub fn set_log_append_time(batch: &mut [u8], t: i64) {
 /// key, `value` and no headers, all at timestamp `ts`; `producer` is the
 /// idempotent producer's (id, epoch, first sequence). Base offset 0.
 pub fn simple_batch(n: i32, ts: i64, value: &[u8], producer: Option<(i64, i16, i32)>) -> Vec<u8> {
+    keyed_batch(n, ts, value, producer, |_| None)
+}
+
+/// [`simple_batch`] with the key `key(i)` for the `i`th record.
+pub fn keyed_batch(
+    n: i32,
+    ts: i64,
+    value: &[u8],
+    producer: Option<(i64, i16, i32)>,
+    key: impl Fn(i32) -> Option<Vec<u8>>,
+) -> Vec<u8> {
     use bytes::BufMut;
     fn put_varint(buf: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -236,13 +247,19 @@ pub fn simple_batch(n: i32, ts: i64, value: &[u8], producer: Option<(i64, i16, i
     }
     let mut body = Vec::new();
     for i in 0..n {
-        // record: length, attributes, timestamp delta, offset delta, key
-        // (null), value, header count
+        // record: length, attributes, timestamp delta, offset delta, key,
+        // value, header count
         let mut rec = Vec::new();
         rec.put_i8(0);
         put_varint(&mut rec, 0);
         put_varint(&mut rec, i as i64);
-        put_varint(&mut rec, -1);
+        match key(i) {
+            Some(k) => {
+                put_varint(&mut rec, k.len() as i64);
+                rec.extend_from_slice(&k);
+            }
+            None => put_varint(&mut rec, -1),
+        }
         put_varint(&mut rec, value.len() as i64);
         rec.extend_from_slice(value);
         put_varint(&mut rec, 0);

@@ -30,7 +30,7 @@ use silt_coordinator::{keys::Layout, Lock, LogError, MetaLog};
 
 use crate::clock::Clock;
 
-pub use cleaner::{CleanerSettings, MAX_CLEANER_BATCH_BYTES};
+pub use cleaner::{CleanerSettings, MAP_BYTES_PER_KEY, MAX_CLEANER_BATCH_BYTES};
 pub use compaction::CompactionSettings;
 pub use gc::GcSettings;
 pub use retention::RetentionDefaults;
