@@ -302,6 +302,24 @@ GROUP_RULES = [
 ]
 
 
+# What silt's topics offer beyond the basics (each checked by its own tests).
+TOPIC_FEATURES = [
+    "## Topic features",
+    "",
+    "- **Compacted topics** (`cleanup.policy=compact` or `compact,delete`, set at creation or",
+    "  with AlterConfigs/IncrementalAlterConfigs): the cleaner keeps the last record of every",
+    "  key with Kafka's guarantees (offsets and order never change; a removed offset reads as",
+    "  the next surviving record; tombstones stay `delete.retention.ms` after the cleaner first",
+    "  passed them); `delete.retention.ms`, `min.compaction.lag.ms`, `max.compaction.lag.ms`",
+    "  and `min.cleanable.dirty.ratio` are honoured. A record without a key is",
+    "  `INVALID_RECORD`, DeleteRecords on a topic without the `delete` policy",
+    "  `POLICY_VIOLATION`. Checked with librdkafka and every codec by",
+    "  `tests/e2e/test_compacted.py`, against a model by the tiering tests, and under faults by",
+    "  the simulation (`agent/src/sim.rs`).",
+    "",
+]
+
+
 def write_matrix(results, versions, path: Path):
     lines = [
         "# Client compatibility",
@@ -336,6 +354,7 @@ def write_matrix(results, versions, path: Path):
     if footnotes:
         lines += ["## Notes", "", *footnotes, ""]
     lines += GROUP_RULES
+    lines += TOPIC_FEATURES
     lines += ["## API versions silt advertises", "", "| API | key | versions |", "|---|---|---|"]
     lines += [f"| {name} | {key} | {lo}–{hi} |" for key, name, lo, hi in versions]
     path.write_text("\n".join(lines) + "\n")
