@@ -118,7 +118,8 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub object_store_timeout: Duration,
     /// Background jobs this agent takes part in (one holder per job in the
-    /// cluster at a time): `retention,compaction,cleaner,gc`, or `none`.
+    /// cluster at a time): `retention,compaction,cleaner,tables,gc`, or
+    /// `none`.
     pub jobs: String,
     /// Most time one job pass spends before it leaves the rest for the
     /// next pass.
@@ -161,6 +162,17 @@ pub struct Settings {
     /// `log.cleaner.dedupe.buffer.size`); a partition with more keys is
     /// cleaned in several passes.
     pub cleaner_dedupe_buffer_bytes: ByteSize,
+    /// How often table export looks for records to write as Parquet.
+    #[serde(with = "humantime_serde")]
+    pub tables_interval: Duration,
+    /// Export topics without their own `silt.table.enable` as tables.
+    pub table_enable_default: bool,
+    /// Record bytes of one table file at most (it is built in memory).
+    pub table_file_bytes: ByteSize,
+    /// A table file is written once the oldest record waiting is this old,
+    /// even below `table_file_bytes`.
+    #[serde(with = "humantime_serde")]
+    pub table_max_age: Duration,
     /// How often object GC runs.
     #[serde(with = "humantime_serde")]
     pub gc_interval: Duration,
@@ -220,7 +232,7 @@ impl Default for Settings {
             lease_ttl: Duration::from_secs(10),
             cache_readahead: ByteSize::mib(16),
             object_store_timeout: Duration::from_secs(30),
-            jobs: "retention,compaction,cleaner,gc".into(),
+            jobs: "retention,compaction,cleaner,tables,gc".into(),
             jobs_pass_time: Duration::from_secs(120),
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
@@ -234,6 +246,10 @@ impl Default for Settings {
             compaction_max_lag: Duration::from_secs(600),
             cleaner_interval: Duration::from_secs(15),
             cleaner_dedupe_buffer_bytes: ByteSize::mib(128),
+            tables_interval: Duration::from_secs(30),
+            table_enable_default: false,
+            table_file_bytes: ByteSize::mib(128),
+            table_max_age: Duration::from_secs(300),
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(600),
             gc_orphan_age: Duration::from_secs(3600),
@@ -308,6 +324,10 @@ pub const KEYS: &[&str] = &[
     "compaction_max_lag",
     "cleaner_interval",
     "cleaner_dedupe_buffer_bytes",
+    "tables_interval",
+    "table_enable_default",
+    "table_file_bytes",
+    "table_max_age",
     "gc_interval",
     "gc_grace",
     "gc_orphan_age",
@@ -478,6 +498,8 @@ impl Settings {
             ("retention_check_interval", self.retention_check_interval),
             ("compaction_interval", self.compaction_interval),
             ("cleaner_interval", self.cleaner_interval),
+            ("tables_interval", self.tables_interval),
+            ("table_max_age", self.table_max_age),
             ("gc_interval", self.gc_interval),
             ("jobs_pass_time", self.jobs_pass_time),
         ] {
@@ -498,6 +520,9 @@ impl Settings {
         }
         if self.compaction_entry_bytes.as_u64() < 4096 {
             return bad("compaction_entry_bytes", "must be at least 4KiB");
+        }
+        if !(1 << 10..=1 << 30).contains(&self.table_file_bytes.as_u64()) {
+            return bad("table_file_bytes", "must be between 1KiB and 1GiB");
         }
         if self.cleaner_dedupe_buffer_bytes.as_u64() < 1 << 20 {
             return bad("cleaner_dedupe_buffer_bytes", "must be at least 1MiB");
@@ -540,7 +565,7 @@ impl Settings {
             .map(|j| {
                 silt_tiering::jobs::Job::parse(j.trim()).ok_or_else(|| {
                     format!(
-                        "unknown job {j:?} (known: retention, compaction, cleaner, gc, or none)"
+                        "unknown job {j:?} (known: retention, compaction, cleaner, tables, gc, or none)"
                     )
                 })
             })
@@ -565,6 +590,11 @@ impl Settings {
             },
             cleaner: CleanerSettings {
                 dedupe_bytes: self.cleaner_dedupe_buffer_bytes.as_u64(),
+            },
+            tables: TableSettings {
+                enable_default: self.table_enable_default,
+                file_bytes: self.table_file_bytes.as_u64(),
+                max_age: self.table_max_age,
             },
             gc: GcSettings {
                 grace: self.gc_grace,

@@ -18,6 +18,7 @@ pub fn interval(settings: &Settings, job: Job) -> Duration {
         Job::Retention => settings.retention_check_interval,
         Job::Compaction => settings.compaction_interval,
         Job::Cleaner => settings.cleaner_interval,
+        Job::Tables => settings.tables_interval,
         Job::Gc => settings.gc_interval,
     }
 }

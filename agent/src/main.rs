@@ -39,7 +39,7 @@ enum JobsCmd {
         /// One pass of each job, a JSON report line per job, then exit.
         #[arg(long)]
         once: bool,
-        /// Only this job: retention, compaction, cleaner or gc.
+        /// Only this job: retention, compaction, cleaner, tables or gc.
         #[arg(long)]
         job: Option<String>,
     },
@@ -165,7 +165,7 @@ fn main() -> std::process::ExitCode {
                 .map(|j| (j, silt_tiering::jobs::Job::parse(j)))
             {
                 Some((j, None)) => {
-                    eprintln!("silt: --job {j:?}: unknown job (known: retention, compaction, cleaner, gc)");
+                    eprintln!("silt: --job {j:?}: unknown job (known: retention, compaction, cleaner, tables, gc)");
                     return std::process::ExitCode::from(2);
                 }
                 Some((_, job)) => Some((*once, job)),

@@ -538,6 +538,7 @@ async fn run(seed: u64) -> Stats {
                     cleaner: CleanerSettings {
                         dedupe_bytes: silt_tiering::jobs::MAP_BYTES_PER_KEY * (1 + rng.below(6)),
                     },
+                    tables: silt_tiering::jobs::TableSettings::default(),
                     gc: GcSettings {
                         grace: Duration::from_millis(rng.below(30)),
                         orphan_age: Duration::from_secs(3600),

@@ -12,10 +12,10 @@ pub const RECORD_VERSION: u32 = 1;
 /// Record kinds added to format 1, named for agents to advertise: `tiering`
 /// is `Compact`, `ForgetObjects` and the topic id and times of
 /// `DeleteRecords` and `DeleteTopic`; `cleaner` is `Clean` and the
-/// `cleaned_at` time of index entries. A build that writes them first checks
+/// `cleaned_at` time of index entries; `tables` is `TableExported`. A build that writes them first checks
 /// that every registered agent lists them (an older agent would skip them,
 /// and its checkpoints would lose them).
-pub const FEATURES: &[&str] = &["tiering", "cleaner"];
+pub const FEATURES: &[&str] = &["tiering", "cleaner", "tables"];
 
 /// A topic's 16-byte id (the Kafka topic UUID), written as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -168,6 +168,16 @@ pub enum Command {
         run: CompactRun,
         #[serde(default, skip_serializing_if = "is_zero")]
         clean_to: i64,
+    },
+    /// Table export: a partition's records `[from, to)` are in table files
+    /// now. Applies only if the partition's export progress is `from` (a
+    /// compare-and-swap), so a repeated or racing export never counts a
+    /// range twice.
+    TableExported {
+        topic: TopicId,
+        partition: i32,
+        from: i64,
+        to: i64,
     },
     /// Object GC: `objects` were deleted from the bucket and leave the
     /// state's unreferenced set. From now on a commit sealed (or a

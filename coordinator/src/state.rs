@@ -89,6 +89,9 @@ pub(crate) struct Partition {
     /// (Kafka's cleaner checkpoint, the first dirty offset).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) clean_offset: i64,
+    /// Tables: records before this offset are in table files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) exported: i64,
 }
 
 /// The verdict on one batch of an idempotent chunk.
@@ -270,6 +273,8 @@ pub enum Outcome {
     Compacted(Vec<bool>),
     /// Whether a cleaner's run replaced its entries.
     Cleaned(bool),
+    /// Whether a table export moved the partition's progress.
+    Exported(bool),
     /// How many objects left the unreferenced set.
     Forgotten(usize),
     Invalid(String),
@@ -373,6 +378,13 @@ impl State {
     pub fn clean_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         let p = self.topics.get(topic)?.partition(partition)?;
         Some(p.clean_offset)
+    }
+
+    /// Where a partition's table export stands: records before this offset
+    /// are in table files.
+    pub fn exported(&self, topic: &str, partition: i32) -> Option<i64> {
+        let p = self.topics.get(topic)?.partition(partition)?;
+        Some(p.exported)
     }
 
     /// Up to `max` index entries of a partition, from the one holding
@@ -730,6 +742,21 @@ impl State {
                     revision,
                 );
                 Outcome::Cleaned(ok)
+            }
+            Command::TableExported {
+                topic,
+                partition,
+                from,
+                to,
+            } => {
+                let Some(p) = self.partition_mut(*topic, *partition) else {
+                    return Outcome::Exported(false);
+                };
+                let ok = p.exported == *from && *from < *to && *to <= p.high_watermark;
+                if ok {
+                    p.exported = *to;
+                }
+                Outcome::Exported(ok)
             }
             Command::ForgetObjects {
                 time,
@@ -1364,6 +1391,36 @@ mod tests {
             chunks[0].append_time = time;
         }
         c
+    }
+
+    #[test]
+    fn table_progress_moves_once_per_range() {
+        let mut s = State::default();
+        s.apply(1, &create("a", 1, 1));
+        s.apply(2, &commit_at("o1", 10, 100));
+        let id = s.topics["a"].id;
+        let exported = |from, to| Command::TableExported {
+            topic: id,
+            partition: 0,
+            from,
+            to,
+        };
+        assert_eq!(s.apply(3, &exported(0, 6)), Outcome::Exported(true));
+        assert_eq!(s.exported("a", 0), Some(6));
+        // A repeated or racing export of the same range, a gap, a range
+        // beyond the high watermark or an empty one changes nothing.
+        for (i, (from, to)) in [(0, 6), (0, 8), (7, 9), (6, 11), (6, 6)]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(
+                s.apply(4 + i as i64, &exported(from, to)),
+                Outcome::Exported(false)
+            );
+        }
+        assert_eq!(s.apply(10, &exported(6, 10)), Outcome::Exported(true));
+        let back = State::from_checkpoint(&s.to_checkpoint()).unwrap();
+        assert_eq!(back.exported("a", 0), Some(10));
     }
 
     #[test]

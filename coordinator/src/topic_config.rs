@@ -21,7 +21,77 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("min.compaction.lag.ms", "0"),
     ("retention.bytes", "-1"),
     ("retention.ms", "604800000"),
+    ("silt.table.enable", "false"),
+    ("silt.table.retention.ms", "-1"),
+    ("silt.table.value.schema", ""),
 ];
+
+/// Columns every table has; a value schema's fields may not reuse them.
+pub const TABLE_COLUMNS: &[&str] = &[
+    "partition",
+    "offset",
+    "timestamp",
+    "timestamp_type",
+    "key",
+    "value",
+    "headers",
+    "date",
+    "hour",
+];
+
+/// The types a table's value schema may give a field.
+pub const TABLE_FIELD_TYPES: &[&str] = &["string", "int", "long", "double", "boolean"];
+
+/// One field of a topic's `silt.table.value.schema`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSchema {
+    fields: Vec<TableField>,
+}
+
+/// Parses `silt.table.value.schema`: `{"fields": [{"name": ..., "type":
+/// ...}, ...]}` with types from [`TABLE_FIELD_TYPES`]; empty for none.
+pub fn parse_table_schema(value: &str) -> Result<Vec<TableField>, String> {
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let s: TableSchema = serde_json::from_str(value).map_err(|e| {
+        format!("expected {{\"fields\": [{{\"name\": ..., \"type\": ...}}, ...]}}: {e}")
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &s.fields {
+        if f.name.is_empty() || TABLE_COLUMNS.contains(&f.name.as_str()) {
+            return Err(format!(
+                "field name {:?} is empty or one of the fixed columns ({})",
+                f.name,
+                TABLE_COLUMNS.join(", ")
+            ));
+        }
+        if !seen.insert(f.name.as_str()) {
+            return Err(format!("field {:?} appears twice", f.name));
+        }
+        if !TABLE_FIELD_TYPES.contains(&f.kind.as_str()) {
+            return Err(format!(
+                "field {:?}: type {:?} is not one of {}",
+                f.name,
+                f.kind,
+                TABLE_FIELD_TYPES.join(", ")
+            ));
+        }
+    }
+    if s.fields.is_empty() {
+        return Err("a value schema needs at least one field".into());
+    }
+    Ok(s.fields)
+}
 
 /// A topic config value that silt does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +138,12 @@ pub struct TopicConfig {
     /// `min.cleanable.dirty.ratio`, in millionths (the state machine holds
     /// no floats).
     pub min_cleanable_dirty_ratio_ppm: u32,
+    /// `silt.table.enable` when set on the topic (else the cluster default).
+    pub table_enable: Option<bool>,
+    /// `silt.table.retention.ms`; `None` keeps table files forever.
+    pub table_retention_ms: Option<i64>,
+    /// `silt.table.value.schema`: fields decoded from JSON values.
+    pub table_fields: Vec<TableField>,
 }
 
 impl Default for TopicConfig {
@@ -108,6 +184,14 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
         },
         "delete.retention.ms" | "min.compaction.lag.ms" => long_at_least(0),
         "max.compaction.lag.ms" => long_at_least(1),
+        "silt.table.enable" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(err(format!("{name}={value:?}: expected true or false"))),
+        },
+        "silt.table.retention.ms" => long_at_least(-1),
+        "silt.table.value.schema" => parse_table_schema(value)
+            .map(|_| ())
+            .map_err(|m| err(format!("{name}: {m}"))),
         "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
             Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
             _ => Err(err(format!(
@@ -181,6 +265,13 @@ impl TopicConfig {
             _ => 500_000,
         };
         Self {
+            table_enable: match overrides.get("silt.table.enable").map(String::as_str) {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            },
+            table_retention_ms: limit("silt.table.retention.ms", None),
+            table_fields: parse_table_schema(get("silt.table.value.schema")).unwrap_or_default(),
             delete,
             compact,
             delete_retention_ms: at_least("delete.retention.ms", 0, 86_400_000),
@@ -294,6 +385,31 @@ mod tests {
         assert_eq!(k.delete_retention_ms, 100);
         let both = TopicConfig::parse(map(&[("cleanup.policy", "delete,compact")])).unwrap();
         assert!(both.compact && both.delete);
+        // Tables.
+        assert_eq!(d.table_enable, None);
+        assert_eq!(d.table_retention_ms, None);
+        let t = TopicConfig::parse(map(&[
+            ("silt.table.enable", "true"),
+            ("silt.table.retention.ms", "3600000"),
+            (
+                "silt.table.value.schema",
+                r#"{"fields":[{"name":"user","type":"string"},{"name":"n","type":"long"}]}"#,
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(t.table_enable, Some(true));
+        assert_eq!(t.table_retention_ms, Some(3_600_000));
+        assert_eq!(t.table_fields.len(), 2);
+        for bad in [
+            r#"{"fields":[{"name":"offset","type":"long"}]}"#,
+            r#"{"fields":[{"name":"a","type":"decimal"}]}"#,
+            r#"{"fields":[{"name":"a","type":"long"},{"name":"a","type":"int"}]}"#,
+            r#"{"fields":[]}"#,
+            "not json",
+        ] {
+            assert!(validate("silt.table.value.schema", bad).is_err(), "{bad}");
+        }
+        assert!(validate("silt.table.enable", "yes").is_err());
         // Serialized as the overrides alone; read back to the same config.
         let json = serde_json::to_string(&c).unwrap();
         assert!(json.starts_with("{\"max.message.bytes\":\"10\""), "{json}");

@@ -247,7 +247,7 @@ def test_jobs_function_runs_a_pass_on_a_scheduled_event_and_retention_moves_the_
 
     summary = emu.invoke("silt-jobs", EVENT)
     jobs = {j["job"]: j for j in summary["jobs"]}
-    assert set(jobs) == {"retention", "compaction", "cleaner", "gc"}, summary
+    assert set(jobs) == {"retention", "compaction", "cleaner", "tables", "gc"}, summary
     assert jobs["retention"]["ran"] is True, summary
     assert jobs["retention"]["partitions_trimmed"] >= 1, summary
     assert isinstance(summary["checkpoint"], int), summary

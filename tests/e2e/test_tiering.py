@@ -207,7 +207,8 @@ def test_compaction_during_load_with_kill9(make_cluster):
     # only when no agent holds that job's lock, and changes nothing anyone
     # acknowledged either way.
     once = [r for _ in range(3) for r in run_jobs(c, "--once", env=FAST_JOBS)]
-    assert {r["job"] for r in once} == {"retention", "compaction", "cleaner", "gc"}, once
+    assert {r["job"] for r in once} == {"retention", "compaction", "cleaner", "tables",
+                                        "gc"}, once
     assert all(r["ran"] or "lock" in r.get("reason", "") for r in once), once
     c.kill9(1)
     res = load.wait(timeout=180)
@@ -263,7 +264,7 @@ def test_orphans_and_jobs_run_once(make_cluster):
     assert produce(c.bootstrap, topic, 10) == list(range(300, 310))
     reports = run_jobs(c, "--once", env=age)
     by_job = {r["job"]: r for r in reports}
-    assert set(by_job) == {"retention", "compaction", "cleaner", "gc"}, reports
+    assert set(by_job) == {"retention", "compaction", "cleaner", "tables", "gc"}, reports
     assert by_job["gc"]["orphans_deleted"] == 1, reports
     left = set(bucket_objects(c, "segments/"))
     assert orphan not in left

@@ -511,6 +511,7 @@ async fn a_lagging_reader_catches_up_when_its_object_is_gone() {
             max_lag: Duration::ZERO,
         },
         cleaner: silt_tiering::jobs::CleanerSettings::default(),
+        tables: silt_tiering::jobs::TableSettings::default(),
         gc: GcSettings {
             grace: Duration::ZERO,
             orphan_age: Duration::from_secs(3600),

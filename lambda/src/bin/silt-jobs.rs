@@ -49,7 +49,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .map(|n| {
                     n.as_str()
                         .and_then(Job::parse)
-                        .ok_or_else(|| anyhow::anyhow!("unknown job {n} (retention, compaction, cleaner, gc)"))
+                        .ok_or_else(|| anyhow::anyhow!("unknown job {n} (retention, compaction, cleaner, tables, gc)"))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             None => configured.clone(),

@@ -103,7 +103,7 @@ resource "aws_lambda_function" "silt_jobs" {
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the artifact comes from an S3 location the operator controls.
   count                          = var.enable_lambda ? 1 : 0
   function_name                  = local.silt_jobs_name
-  description                    = "silt retention, compaction, cleaner and object GC of cluster ${var.cluster_name}"
+  description                    = "silt retention, compaction, cleaner, table export and object GC of cluster ${var.cluster_name}"
   role                           = aws_iam_role.silt_jobs[0].arn
   runtime                        = "provided.al2023"
   handler                        = "bootstrap"

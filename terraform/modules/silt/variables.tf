@@ -525,7 +525,7 @@ variable "silt_jobs_zip_url" {
 }
 
 variable "jobs_schedule" {
-  description = "EventBridge schedule expression of silt-jobs (retention, compaction, cleaner and object GC passes)."
+  description = "EventBridge schedule expression of silt-jobs (retention, compaction, cleaner, table export and object GC passes)."
   type        = string
   default     = "rate(5 minutes)"
 

@@ -1,6 +1,6 @@
 //! Background jobs over the bucket and the index: retention, segment
-//! compaction, the cleaner (key compaction of compacted topics) and object
-//! GC.
+//! compaction, the cleaner (key compaction of compacted topics), table
+//! export (Parquet) and object GC.
 //!
 //! Each job is one library call, [`Jobs::run`], bounded by a [`Budget`];
 //! agents run them in a loop (one holder per job at a time, by a lease lock
@@ -15,6 +15,7 @@ mod cleaner;
 mod compaction;
 mod gc;
 mod retention;
+mod tables;
 
 use std::{
     fmt,
@@ -34,6 +35,10 @@ pub use cleaner::{CleanerSettings, MAP_BYTES_PER_KEY, MAX_CLEANER_BATCH_BYTES};
 pub use compaction::CompactionSettings;
 pub use gc::GcSettings;
 pub use retention::RetentionDefaults;
+pub use tables::{
+    date_hour, table_schema, TableSettings, DEAD_LETTER_PREFIX, ROW_GROUP_ROWS, TABLES_PREFIX,
+    TABLE_LIST_MAX,
+};
 
 /// Object key prefix of segments written by the produce path.
 pub const SEGMENTS_PREFIX: &str = "segments/";
@@ -53,17 +58,25 @@ pub enum Job {
     Retention,
     Compaction,
     Cleaner,
+    Tables,
     Gc,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Retention, Job::Compaction, Job::Cleaner, Job::Gc];
+    pub const ALL: [Job; 5] = [
+        Job::Retention,
+        Job::Compaction,
+        Job::Cleaner,
+        Job::Tables,
+        Job::Gc,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Retention => "retention",
             Job::Compaction => "compaction",
             Job::Cleaner => "cleaner",
+            Job::Tables => "tables",
             Job::Gc => "gc",
         }
     }
@@ -72,6 +85,7 @@ impl Job {
     fn feature(self) -> &'static str {
         match self {
             Job::Cleaner => "cleaner",
+            Job::Tables => "tables",
             _ => "tiering",
         }
     }
@@ -114,6 +128,7 @@ pub struct JobSettings {
     pub retention: RetentionDefaults,
     pub compaction: CompactionSettings,
     pub cleaner: CleanerSettings,
+    pub tables: TableSettings,
     pub gc: GcSettings,
 }
 
@@ -128,6 +143,12 @@ pub struct Report {
     /// Partitions the cleaner cleaned, and the records it removed.
     pub partitions_cleaned: u64,
     pub records_cleaned: u64,
+    /// Table export: rows and files written, values sent to dead-letter
+    /// files, files deleted by the table's retention.
+    pub table_rows_exported: u64,
+    pub table_files_written: u64,
+    pub table_dead_letters: u64,
+    pub table_files_deleted: u64,
     /// Compaction runs refused because the index changed under them.
     pub runs_refused: u64,
     pub objects_written: u64,
@@ -144,10 +165,14 @@ pub struct Report {
 /// Counters over every pass of this process, for metrics.
 #[derive(Debug, Default)]
 pub struct JobCounters {
-    runs: [AtomicU64; 4],
-    failures: [AtomicU64; 4],
+    runs: [AtomicU64; 5],
+    failures: [AtomicU64; 5],
     partitions_cleaned: AtomicU64,
     records_cleaned: AtomicU64,
+    table_rows_exported: AtomicU64,
+    table_files_written: AtomicU64,
+    table_dead_letters: AtomicU64,
+    table_files_deleted: AtomicU64,
     partitions_trimmed: AtomicU64,
     entries_compacted: AtomicU64,
     runs_refused: AtomicU64,
@@ -174,6 +199,10 @@ impl JobCounters {
         add(&self.partitions_trimmed, r.partitions_trimmed);
         add(&self.partitions_cleaned, r.partitions_cleaned);
         add(&self.records_cleaned, r.records_cleaned);
+        add(&self.table_rows_exported, r.table_rows_exported);
+        add(&self.table_files_written, r.table_files_written);
+        add(&self.table_dead_letters, r.table_dead_letters);
+        add(&self.table_files_deleted, r.table_files_deleted);
         add(&self.entries_compacted, r.entries_compacted);
         add(&self.runs_refused, r.runs_refused);
         add(&self.objects_written, r.objects_written);
@@ -216,6 +245,26 @@ impl JobCounters {
                 "silt_cleaner_records_removed_total",
                 "superseded records and expired tombstones the cleaner removed",
                 &self.records_cleaned,
+            ),
+            (
+                "silt_table_rows_exported_total",
+                "records written to table files",
+                &self.table_rows_exported,
+            ),
+            (
+                "silt_table_files_written_total",
+                "Parquet table files written",
+                &self.table_files_written,
+            ),
+            (
+                "silt_table_dead_letters_total",
+                "values that did not match the table's schema, written to dead-letter files",
+                &self.table_dead_letters,
+            ),
+            (
+                "silt_table_files_deleted_total",
+                "table files deleted by silt.table.retention.ms",
+                &self.table_files_deleted,
             ),
             (
                 "silt_compaction_entries_total",
@@ -324,7 +373,7 @@ pub struct Jobs {
     /// pass resumes there.
     orphan_cursor: std::sync::Mutex<Option<(usize, String)>>,
     /// Per job, the partition where its last pass stopped.
-    cursors: std::sync::Mutex<[Option<(String, i32)>; 4]>,
+    cursors: std::sync::Mutex<[Option<(String, i32)>; 5]>,
     /// Names the objects compaction writes.
     ids: Arc<dyn crate::segment::ObjectIds>,
 }
@@ -427,6 +476,7 @@ impl Jobs {
                 Job::Retention => retention::run(self, deadline).await,
                 Job::Compaction => compaction::run(self, deadline, budget.bytes).await,
                 Job::Cleaner => cleaner::run(self, deadline, budget.bytes).await,
+                Job::Tables => tables::run(self, deadline, budget.bytes).await,
                 Job::Gc => gc::run(self, deadline).await,
             }
         };
@@ -439,6 +489,8 @@ impl Jobs {
                 compacted = r.entries_compacted,
                 cleaned = r.partitions_cleaned,
                 removed = r.records_cleaned,
+                table_rows = r.table_rows_exported,
+                table_files = r.table_files_written,
                 refused = r.runs_refused,
                 written = r.objects_written,
                 bytes_read = r.bytes_read,

@@ -45,6 +45,7 @@ fn settings() -> JobSettings {
             max_lag: Duration::from_secs(10),
         },
         cleaner: CleanerSettings::default(),
+        tables: TableSettings::default(),
         gc: GcSettings {
             grace: Duration::from_secs(60),
             orphan_age: Duration::from_secs(3600),
@@ -1048,4 +1049,241 @@ async fn the_cleaner_keeps_kafkas_guarantees() {
         "the cleaner removed {removed} in {passes} passes"
     );
     eprintln!("cleaner: {seeds} seeds, {passes} partition passes, {removed} records removed");
+}
+
+/// Every row of every Parquet file under `prefix`: (offset, record), and
+/// the files' typed columns by name.
+async fn read_table(
+    w: &World,
+    prefix: &str,
+) -> (Vec<(i64, Produced)>, Vec<BTreeMap<String, String>>) {
+    use arrow_array::{cast::AsArray, types::*, Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut rows = Vec::new();
+    let mut typed = Vec::new();
+    for key in w.objects(prefix).await {
+        if !key.ends_with(".parquet") {
+            continue;
+        }
+        let body = w
+            .bucket
+            .get(&ObjectPath::from(key.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let offsets = b
+                .column_by_name("offset")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let ts = b
+                .column_by_name("timestamp")
+                .unwrap()
+                .as_primitive::<TimestampMillisecondType>();
+            let keys = b.column_by_name("key").unwrap().as_binary::<i32>();
+            let values = b.column_by_name("value").unwrap().as_binary::<i32>();
+            let headers = b.column_by_name("headers").unwrap().as_list::<i32>();
+            for i in 0..b.num_rows() {
+                let h = headers.value(i);
+                let h = h.as_struct();
+                let hk = h.column(0).as_string::<i32>();
+                let hv = h.column(1).as_binary::<i32>();
+                let bytes = |a: &arrow_array::BinaryArray, i: usize| {
+                    (!a.is_null(i)).then(|| Bytes::copy_from_slice(a.value(i)))
+                };
+                rows.push((
+                    offsets.value(i),
+                    Produced {
+                        key: bytes(keys, i),
+                        value: bytes(values, i),
+                        timestamp: ts.value(i),
+                        headers: (0..h.len())
+                            .map(|j| (Bytes::copy_from_slice(hk.value(j).as_bytes()), bytes(hv, j)))
+                            .collect(),
+                    },
+                ));
+                let mut t = BTreeMap::new();
+                for (f, col) in b.schema().fields().iter().zip(b.columns()).skip(7) {
+                    if !col.is_null(i) {
+                        let v = arrow_cast_value(col.as_ref(), i);
+                        t.insert(f.name().clone(), v);
+                    }
+                }
+                typed.push(t);
+            }
+        }
+    }
+    rows.sort_by_key(|(o, _)| *o);
+    (rows, typed)
+}
+
+/// A typed cell as text (the test's schema uses string and long).
+fn arrow_cast_value(col: &dyn arrow_array::Array, i: usize) -> String {
+    use arrow_array::{cast::AsArray, types::Int64Type};
+    match col.data_type() {
+        arrow_schema::DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        _ => col.as_string::<i32>().value(i).to_string(),
+    }
+}
+
+/// Table export writes every record once, at its offset, byte for byte:
+/// over several steps and hours, after a step that stopped between its
+/// files and its progress record (redone from its marker, with a larger
+/// file size this time), and with records of many keys, null keys and
+/// values, headers and every codec.
+#[tokio::test]
+async fn table_export_writes_every_record_once() {
+    use kafka_protocol::records::Compression;
+    let mut w = World::new(1, &[("silt.table.enable", "true")]).await;
+    let mut model = BTreeMap::new();
+    let mut rng = Rng(42);
+    for step in 0..12 {
+        let batches: Vec<_> = (0..3)
+            .map(|b| {
+                let records = (0..20)
+                    .map(|i| Produced {
+                        key: (i % 5 != 0).then(|| Bytes::from(format!("k{}", rng.below(50)))),
+                        value: (i % 7 != 3).then(|| Bytes::from(format!("v{step}-{b}-{i}"))),
+                        timestamp: w.clock.now_ms() + i,
+                        headers: if i % 3 == 0 {
+                            vec![(Bytes::from_static(b"h"), Some(Bytes::from(format!("{i}"))))]
+                        } else {
+                            vec![]
+                        },
+                    })
+                    .collect();
+                let codec = [Compression::None, Compression::Zstd, Compression::Lz4][b];
+                (records, codec)
+            })
+            .collect();
+        w.keyed_segment(&batches, &mut model).await;
+        // Records over two hours.
+        w.advance(if step == 6 { 3_600_000 } else { 1000 });
+    }
+    let mut s = settings();
+    s.tables.file_bytes = 2000;
+    s.tables.max_age = Duration::ZERO;
+    let small = w.jobs_with("j", s.clone());
+    // A step that wrote its marker and files but never counted them.
+    let config = w.log.state().topic("t").unwrap().config().clone();
+    let mut report = Report::default();
+    let crashed = tables::write_step(&small, "t", 0, &config, &mut report)
+        .await
+        .unwrap()
+        .expect("a step is due");
+    assert!(report.table_files_written > 0);
+    // The job runs again with larger files: the crashed step is finished
+    // as it began, then the rest follows.
+    s.tables.file_bytes = 6000;
+    let jobs = w.jobs_with("j", s);
+    for _ in 0..20 {
+        jobs.run_unlocked(Job::Tables, BUDGET).await.unwrap();
+    }
+    let hw = w.log.state().partition("t", 0).unwrap().high_watermark;
+    assert_eq!(w.log.state().exported("t", 0), Some(hw));
+    let (rows, _) = read_table(&w, TABLES_PREFIX).await;
+    let offsets: Vec<i64> = rows.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..hw).collect::<Vec<_>>(), "every offset once");
+    for (o, r) in &rows {
+        assert_eq!(Some(r), model.get(o), "offset {o}");
+    }
+    let keys = w.objects(TABLES_PREFIX).await;
+    assert!(keys.iter().any(|k| k.contains("/hour=")), "{keys:?}");
+    let hours: std::collections::BTreeSet<_> = keys
+        .iter()
+        .filter_map(|k| k.split("/hour=").nth(1)?.get(..2))
+        .collect();
+    assert!(hours.len() >= 2, "records of two hours: {keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.contains("_progress")),
+        "markers of counted steps are gone: {keys:?}"
+    );
+    let _ = crashed;
+}
+
+/// With a value schema, JSON values fill typed columns; one that does not
+/// match lands in a dead-letter file with its offset, and its row stays.
+#[tokio::test]
+async fn table_export_decodes_json_and_keeps_bad_values_aside() {
+    use kafka_protocol::records::Compression;
+    let schema = r#"{"fields":[{"name":"user","type":"string"},{"name":"n","type":"long"}]}"#;
+    let mut w = World::new(
+        1,
+        &[
+            ("silt.table.enable", "true"),
+            ("silt.table.value.schema", schema),
+        ],
+    )
+    .await;
+    let mut model = BTreeMap::new();
+    let values = [
+        r#"{"user":"ann","n":1}"#,
+        r#"{"user":"bob"}"#,
+        r#"{"user":"cy","n":"three"}"#,
+        r#"{"user":"di","n":4,"more":true}"#,
+    ];
+    let records = values
+        .iter()
+        .map(|v| Produced {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from(v.to_string())),
+            timestamp: w.clock.now_ms(),
+            headers: vec![],
+        })
+        .collect();
+    w.keyed_segment(&[(records, Compression::Gzip)], &mut model)
+        .await;
+    let mut s = settings();
+    s.tables.max_age = Duration::ZERO;
+    w.jobs_with("j", s)
+        .run_unlocked(Job::Tables, BUDGET)
+        .await
+        .unwrap();
+    let (rows, typed) = read_table(&w, TABLES_PREFIX).await;
+    assert_eq!(rows.len(), 4);
+    let get = |i: usize, k: &str| typed[i].get(k).cloned();
+    assert_eq!(
+        (get(0, "user"), get(0, "n")),
+        (Some("ann".into()), Some("1".into()))
+    );
+    assert_eq!((get(1, "user"), get(1, "n")), (Some("bob".into()), None));
+    assert_eq!((get(2, "user"), get(2, "n")), (None, None));
+    assert_eq!(get(3, "n"), Some("4".into()));
+    let dead_files: Vec<String> = w.objects(DEAD_LETTER_PREFIX).await;
+    assert_eq!(dead_files.len(), 1, "{dead_files:?}");
+    let body = w
+        .bucket
+        .get(&ObjectPath::from(dead_files[0].as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+        .unwrap()
+        .build()
+        .unwrap();
+    let b = reader.into_iter().next().unwrap().unwrap();
+    use arrow_array::{cast::AsArray, types::Int64Type};
+    assert_eq!(b.num_rows(), 1);
+    assert_eq!(
+        b.column_by_name("offset")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .value(0),
+        2
+    );
+    assert!(b
+        .column_by_name("error")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .contains("\"n\""));
 }
