@@ -441,8 +441,9 @@ pub(super) async fn run(
             Some(t) if t.config().table_enable.unwrap_or(s.enable_default) => t.config().clone(),
             _ => continue,
         };
-        if let Some(ms) = config.table_retention_ms {
-            if swept.insert(topic.clone()) {
+        if swept.insert(topic.clone()) {
+            sweep_markers(jobs, &topic).await?;
+            if let Some(ms) = config.table_retention_ms {
                 sweep(jobs, &topic, ms, &mut report).await?;
             }
         }
@@ -655,8 +656,41 @@ pub(super) async fn write_step(
     }))
 }
 
+/// Deletes markers of steps already counted (an exporter stopped between
+/// its progress record and deleting the marker).
+async fn sweep_markers(jobs: &Jobs, topic: &str) -> Result<(), JobError> {
+    use futures::TryStreamExt;
+    let dir = ObjectPath::from(format!("{TABLES_PREFIX}{topic}/_progress/"));
+    let mut list = jobs.store.list(Some(&dir));
+    let mut stale = Vec::new();
+    let mut seen = 0;
+    while let Some(meta) = list.try_next().await? {
+        seen += 1;
+        if seen > TABLE_LIST_MAX {
+            break;
+        }
+        let name = meta.location.filename().unwrap_or_default().to_string();
+        let parsed = name
+            .strip_suffix(".json")
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(p, f)| Some((p.parse::<i32>().ok()?, f.parse::<i64>().ok()?)));
+        let Some((partition, from)) = parsed else {
+            continue;
+        };
+        let exported = jobs.log.state().exported(topic, partition);
+        if exported.is_some_and(|e| e > from) {
+            stale.push(meta.location);
+        }
+    }
+    drop(list);
+    for key in stale {
+        jobs.store.delete(&key).await?;
+    }
+    Ok(())
+}
+
 /// Deletes table and dead-letter files of hours older than the table's
-/// retention, and markers of steps already counted.
+/// retention.
 async fn sweep(
     jobs: &Jobs,
     topic: &str,
