@@ -11,6 +11,14 @@ index entries, GC deletes objects 30 s after they leave the index);
 in some runs (chosen by the seed) the agents also lose the answers to a
 few commit-log writes (SILT_TEST_FAULTS commit_ack_loss_rate).
 
+Every second run (odd seeds; --compacted always|never overrides) is
+compacted: the topic has cleanup.policy=compact and
+min.cleanable.dirty.ratio=0.01, the agents run the cleaner every 2 s
+(CLEANER_JOBS), and every record has one of KEYS_PER_PARTITION keys of its
+partition (record_key), so that the cleaner removes superseded records
+while the faults happen. The history records each record's key and the
+topic's kind (history["config"]); checker.py's rules 1c-6c apply.
+
 Clients (confluent-kafka), on a topic with 6 partitions:
     idem1, idem2   idempotent producers writing through agents a1 and a2
     plain3         non-idempotent, librdkafka retries=0, the application
@@ -21,8 +29,9 @@ Clients (confluent-kafka), on a topic with 6 partitions:
     g1, g2         one consumer group: poll, commit synchronously
 Producers give up on a record after message.timeout.ms = 60 s
 (--message-timeout). Each record's value names its producer and sequence number
-(checker.record_value). Every delivery report, consumed record and
-commit goes into the run's history.json with its time.
+(checker.record_value); records have no key, except in compacted runs
+(record_key). Every delivery report, consumed record and commit goes into
+the run's history.json with its time.
 
 The nemesis, for the run's duration, picks faults one after another with a
 random generator seeded by the run's seed (printed and recorded):
@@ -45,10 +54,11 @@ its docstring states the rules.
     python3 tests/chaos/campaign.py --runs 20 --duration 60  # writes docs/reliability.md
     python3 tests/chaos/campaign.py --seed 4711 --runs 1 --duration 60 --no-report  # replay
     ... --faults agent_kill,s3_errors     only these fault kinds
+    ... --compacted always                every run on a compacted topic
     ... --agent-log debug --client-debug msg,eos,protocol   diagnose a replay
 
-Every run prints one line: `run <n> seed <s>: <faults> faults, <acked>
-acked, <anomalies> anomalies: OK|FAIL ...`. A failing run keeps its
+Every run prints one line: `run <n> seed <s>[ compacted]: <faults> faults,
+<acked> acked, <anomalies> anomalies: OK|FAIL ...`. A failing run keeps its
 directory (history.json, verdict.txt, every process log) and prints the
 command that replays its seed; a passing run keeps only history.json and
 verdict.txt. The timing of real processes is not reproducible, but the
@@ -61,6 +71,7 @@ Environment: SILT_BIN, the silt binary (default
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -102,6 +113,13 @@ FULL = {"runs": 10, "duration": 60.0, "rate": 100.0}
 REPORT = ROOT / "docs" / "reliability.md"
 FAULT_KINDS = ("agent_kill", "agent_pause", "etcd_leader_kill", "etcd_follower_kill",
                "etcd_pause", "s3_errors", "s3_latency")
+# Compacted runs: the topic's configs (a dirty ratio this low makes every
+# cleaner pass find work), and keys per partition - with about 1,600
+# records per partition in the quick mode, each key is overwritten some 30
+# times, by every producer.
+COMPACTED_TOPIC = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}
+KEYS_PER_PARTITION = 50
+COMPACTED_MODES = ("auto", "always", "never")
 
 
 def say(msg: str) -> None:
@@ -111,6 +129,19 @@ def say(msg: str) -> None:
 def decode(value: bytes | None) -> str | None:
     """A value read, as the history stores it (checker.compact)."""
     return None if value is None else checker.compact(value.decode(errors="backslashreplace"))
+
+
+def is_compacted(seed: int, mode: str) -> bool:
+    """Whether the run of `seed` is on a compacted topic: every odd seed
+    under "auto", so that any two consecutive runs include one."""
+    return mode == "always" or (mode == "auto" and seed % 2 == 1)
+
+
+def record_key(producer: str, seq: int, partition: int) -> str:
+    """The key of record `seq` of `producer` in a compacted run: one of
+    KEYS_PER_PARTITION keys of its partition, shared by every producer."""
+    digest = hashlib.blake2b(f"{producer}|{seq}".encode(), digest_size=8).digest()
+    return f"p{partition}-k{int.from_bytes(digest, 'big') % KEYS_PER_PARTITION}"
 
 
 # --------------------------------------------------------------------------
@@ -385,8 +416,10 @@ class Nemesis(threading.Thread):
 
 
 def producer_specs(c: cl.Cluster, history: History, rng: random.Random, n: int,
-                   logger: logging.Logger, message_timeout: float) -> list:
-    """The four producers of the module docstring, n records each."""
+                   logger: logging.Logger, message_timeout: float,
+                   compacted: bool = False) -> list:
+    """The four producers of the module docstring, n records each; keyed by
+    record_key on a compacted topic."""
     common = {"message.timeout.ms": int(message_timeout * 1000), "logger": logger}
     plan = [
         ("idem1", True, 0, {"client.id": c.client_id(0, "idem1"), "compression.type": "lz4",
@@ -401,33 +434,49 @@ def producer_specs(c: cl.Cluster, history: History, rng: random.Random, n: int,
     specs = []
     for k, (name, idempotent, resend, conf) in enumerate(plan):
         parts = [rng.randrange(PARTITIONS) for _ in range(n)]
+        keys = [record_key(name, seq, p) for seq, p in enumerate(parts)] if compacted else None
         records = []
         for seq, p in enumerate(parts):
             idx = k * 10_000_000 + seq
             history.ids[idx] = (name, seq)
             value = checker.record_value(name, seq).encode()
             records.append(rt.Rec(idx, value.split(b"|")[0] + b"-" + str(seq).encode(), p,
-                                  conf["compression.type"], None, value, []))
+                                  conf["compression.type"], keys[seq].encode() if keys else None,
+                                  value, []))
         history.data["producers"][name] = {"idempotent": idempotent, "resend": resend,
                                            "config": conf, "partitions": parts}
+        if keys:
+            history.data["producers"][name]["keys"] = keys
         specs.append(cl.ProducerSpec(name, records, {**common, **conf}, resend=resend))
     return specs
 
 
-def create_topic(bootstrap: str, topic: str, attempts: int = 4) -> None:
+def create_topic(bootstrap: str, topic: str, config: dict[str, str] | None = None,
+                 attempts: int = 4) -> None:
     """CreateTopics, again while it fails: with lost commit answers
-    (SILT_TEST_FAULTS) it may fail although the topic was created."""
+    (SILT_TEST_FAULTS) it may fail although the topic was created. A topic
+    with `config` is then described, so that a run never tests a topic
+    without the configs it meant to."""
     for attempt in range(attempts):
         try:
-            rt.create_topic(bootstrap, topic, PARTITIONS)
-            return
+            rt.create_topic(bootstrap, topic, PARTITIONS, config=config)
+            break
         except AssertionError:
             try:
                 rt.wait_for_topic(bootstrap, topic, PARTITIONS, timeout=5)
-                return
+                break
             except AssertionError:
                 if attempt == attempts - 1:
                     raise
+    if config:
+        from confluent_kafka.admin import AdminClient, ConfigResource
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until answered
+        res = ConfigResource("TOPIC", topic)
+        described = admin.describe_configs([res])[res].result(30)
+        got = {k: described[k].value if k in described else None for k in config}
+        if got != config:
+            raise AssertionError(f"topic {topic}: configs {got} described, {config} created")
 
 
 def heal(c: cl.Cluster, proxy: S3Proxy, nemesis: Nemesis, history: History) -> None:
@@ -449,14 +498,16 @@ def heal(c: cl.Cluster, proxy: S3Proxy, nemesis: Nemesis, history: History) -> N
         history.incident("heal_failed", "cluster", f"{e!r}")
 
 
-def read_everything(c: cl.Cluster, topic: str, history: History) -> None:
-    """The whole topic through each agent, into history['reads']."""
+def read_everything(c: cl.Cluster, topic: str, history: History, keys: bool = False) -> None:
+    """The whole topic through each agent, into history['reads'] (with each
+    record's key if `keys`)."""
     for i, a in enumerate(c.agents):
         try:
             consumed, high = cl.consume_via(c, i, topic, PARTITIONS)
             history.data["reads"][a.agent_id] = {
                 "high": {str(p): h for p, h in high.items()},
-                "records": {str(p): [[m.offset, decode(m.value)] for m in msgs]
+                "records": {str(p): [[m.offset, decode(m.value)]
+                                     + ([decode(m.key)] if keys else []) for m in msgs]
                             for p, msgs in consumed.items()},
                 "error": None}
         except Exception as e:
@@ -495,8 +546,11 @@ FAST_JOBS = {
     "SILT_GC_GRACE": "30s",
     "SILT_GC_ORPHAN_AGE": "60s",
 }
+# Compacted runs: the cleaner as often as the other jobs.
+CLEANER_JOBS = {"SILT_CLEANER_INTERVAL": "2s"}
 JOB_METRICS = ("silt_compaction_entries_total", "silt_compaction_runs_refused_total",
-               "silt_gc_objects_deleted_total", "silt_gc_orphans_deleted_total")
+               "silt_gc_objects_deleted_total", "silt_gc_orphans_deleted_total",
+               "silt_cleaner_partitions_cleaned_total", "silt_cleaner_records_removed_total")
 
 
 def jobs_done(c: cl.Cluster) -> dict[str, float]:
@@ -521,14 +575,21 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
     rundir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     ack_loss = rng.choice((0.0, 0.0, 0.02))
+    compacted = is_compacted(seed, args.compacted)
+    config = {"compacted": compacted}
+    if compacted:
+        config.update(topic_config=COMPACTED_TOPIC, keys_per_partition=KEYS_PER_PARTITION,
+                      agent_env=CLEANER_JOBS)
     history = History(run=n, seed=seed, duration=duration, rate=rate, partitions=PARTITIONS,
                       fault_kinds=list(args.faults), message_timeout=args.message_timeout,
-                      commit_ack_loss_rate=ack_loss, checkpoint_every=CHECKPOINT_EVERY)
+                      commit_ack_loss_rate=ack_loss, checkpoint_every=CHECKPOINT_EVERY,
+                      config=config)
     proxy: S3Proxy | None = None
 
     def agent_env(i: int) -> dict:
         env = {"SILT_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
-               "AWS_ENDPOINT_URL": proxy.endpoint, "SILT_LOG": args.agent_log, **FAST_JOBS}
+               "AWS_ENDPOINT_URL": proxy.endpoint, "SILT_LOG": args.agent_log, **FAST_JOBS,
+               **(CLEANER_JOBS if compacted else {})}
         if ack_loss:
             env["SILT_TEST_FAULTS"] = (f"commit_ack_loss_rate={ack_loss},"
                                        f"seed={2 * (seed * AGENTS + i) + 1}")
@@ -553,9 +614,9 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
         c.start()
         topic = rt.unique_topic(f"chaos{n}")
         history.data["topic"] = topic
-        create_topic(c.bootstrap, topic)
+        create_topic(c.bootstrap, topic, COMPACTED_TOPIC if compacted else None)
         specs = producer_specs(c, history, rng, int(rate * duration), logger,
-                               args.message_timeout)
+                               args.message_timeout, compacted)
         if args.client_debug:
             for spec in specs:
                 spec.config["debug"] = args.client_debug
@@ -595,7 +656,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
         except Exception as e:
             history.add("load_errors", f"committed offsets: {e!r}")
         nemesis.recover_crashes()
-        read_everything(c, topic, history)
+        read_everything(c, topic, history, keys=compacted)
         nemesis.recover_crashes()  # nothing may die during the reads either
         history.data["jobs"] = jobs_done(c)
         history.data["proxy"] = proxy.stats()
@@ -625,7 +686,8 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
     if not acked:
         invalid.append("nothing was acknowledged")
     ok = not verdict.total and not invalid
-    line = (f"run {n} seed {seed}: {sum(faults.values())} faults, {acked} acked, "
+    line = (f"run {n} seed {seed}{' compacted' if compacted else ''}: "
+            f"{sum(faults.values())} faults, {acked} acked, "
             f"{verdict.total} anomalies: {'OK' if ok else 'FAIL'}")
     if not ok:
         line += " (" + "; ".join(([verdict.summary()] if verdict.total else []) + invalid) + ")"
@@ -645,7 +707,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     return {"run": n, "seed": seed, "ok": ok, "line": line, "faults": dict(faults),
             "acked": acked, "jobs": history.data.get("jobs", {}), "anomalies": dict(verdict.anomalies), "invalid": invalid,
-            "info": dict(verdict.info), "commit_ack_loss_rate": ack_loss,
+            "info": dict(verdict.info), "commit_ack_loss_rate": ack_loss, "compacted": compacted,
             "seconds": round(time.monotonic() - t_start, 1), "dir": str(rundir),
             "details": verdict.details()}
 
@@ -662,6 +724,8 @@ def options(args) -> str:
         out += f" --faults {','.join(args.faults)}"
     if args.message_timeout != MESSAGE_TIMEOUT_S:
         out += f" --message-timeout {args.message_timeout:g}"
+    if args.compacted != "auto":
+        out += f" --compacted {args.compacted}"
     return out
 
 
@@ -696,7 +760,12 @@ def write_report(path: Path, command: str, results: list[dict], base_seed: int,
         f"(checkpoint every {CHECKPOINT_EVERY} log records), a three-member etcd, moto behind "
         "a fault-injecting",
         "HTTP proxy; two idempotent and two non-idempotent confluent-kafka producers, a",
-        "consumer group; then the topic is read from offset 0 through every agent. How",
+        "consumer group; then the topic is read from offset 0 through every agent. In",
+        f"{sum(1 for r in results if r.get('compacted'))} of the {len(results)} runs the "
+        f"topic is compacted (`cleanup.policy=compact`,",
+        f"{KEYS_PER_PARTITION} keys per partition, the cleaner every "
+        f"{CLEANER_JOBS['SILT_CLEANER_INTERVAL']}): a record the cleaner removed must",
+        "be superseded by a later record of its key, and the rest keep their offsets. How",
         "faults are injected: `tests/chaos/campaign.py` (module docstring); the rules:",
         "`tests/chaos/checker.py` (module docstring). This section is written by the",
         "campaign itself.",
@@ -726,6 +795,10 @@ def write_report(path: Path, command: str, results: list[dict], base_seed: int,
         f"{info['duplicates_after_failed_send']} |",
         f"| runs with lost commit answers (SILT_TEST_FAULTS) | "
         f"{sum(1 for r in results if r['commit_ack_loss_rate'])} |",
+        f"| runs on a compacted topic | "
+        f"{sum(1 for r in results if r.get('compacted'))} |",
+        f"| acknowledged records the cleaner removed, superseded (allowed) | "
+        f"{info['acked_removed']} |",
         "",
         "Faults injected, by kind:",
         "",
@@ -787,6 +860,8 @@ def main(argv=None) -> int:
                     help="the fault kinds the nemesis picks from (comma-separated; default all)")
     ap.add_argument("--message-timeout", type=float, default=MESSAGE_TIMEOUT_S,
                     help="the producers' message.timeout.ms, in seconds")
+    ap.add_argument("--compacted", choices=COMPACTED_MODES, default="auto",
+                    help="which runs use a compacted topic: auto (odd seeds), always, never")
     ap.add_argument("--agent-log", default="info", help="SILT_LOG of the agents (e.g. debug)")
     ap.add_argument("--client-debug", default="",
                     help="librdkafka `debug` contexts of the producers (e.g. msg,protocol), "

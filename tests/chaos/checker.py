@@ -8,7 +8,10 @@ never duplicated beyond what the producer's own retries allow.
 History (format 1), written by campaign.py; times are seconds since the run
 started; partition-keyed maps have string keys in JSON:
 
-    producers  {name: {"idempotent": bool, "partitions": [partition of seq 0, 1, ...]}}
+    config     {"compacted": bool, ...}  the topic's cleanup.policy is compact
+               (absent: not compacted)
+    producers  {name: {"idempotent": bool, "partitions": [partition of seq 0, 1, ...],
+                       "keys": [key of seq 0, 1, ...]}}   (keys: compacted only)
                each record is identified by its value, record_value(name, seq)
     reports    [[t, producer, seq, partition, offset, error, resent], ...]
                one per delivery report: error None = acknowledged at
@@ -19,9 +22,10 @@ started; partition-keyed maps have string keys in JSON:
                 "final_committed": {p: offset}}   (OffsetFetch after healing; -1001: none)
     reads      {agent: {"high": {p: hw}, "records": {p: [[offset, value], ...]},
                         "error": None or text}}  whole topic read through that agent
+               (compacted: [offset, value, key], the key as read)
     incidents  [[t, kind, target, text], ...]  recorded by the campaign
     load_errors [text, ...]  producers that failed or never finished
-    nemesis, proxy, config ...  (not checked here)
+    nemesis, proxy, faults, jobs ...  (not checked here)
 
 Values read (in `group.consumed` and `reads`) are stored compact(value):
 "=producer|seq" when the value is exactly record_value(producer, seq),
@@ -78,6 +82,43 @@ Rules. Each broken rule is an anomaly of the kind named in brackets:
    came before Y was sent, Y's offset >= X's; and the offset the group
    reads back after healing is >= every successfully committed one
    [commit_backwards]. Overlapping commits are not ordered.
+
+A compacted topic (config.compacted): the cleaner removes records
+superseded by a later record of their key, and every record it keeps stays
+at its offset; the newest record of a key is never removed (the campaign
+sends no tombstones). Every record names its key through its value
+(producers' "keys"). Rules 0 and 5 stand as above; the others become:
+
+1c. Reads. Every agent answers a full read once the cluster is healed
+   [read_failed]. In each read, a partition's offsets are strictly
+   increasing, below its high watermark, and the last is the high
+   watermark - 1 (it holds the newest record of its key) [offset_gap];
+   offsets in between may be missing. Reads taken one after another may
+   see different cleaning progress, so two reads agree when they have the
+   same high watermarks and the same record at every offset both hold, and
+   for an offset only one of them holds, the other holds a record of the
+   same key at a higher offset (it was read after the cleaner removed the
+   record) [divergent]. The first complete read is "the log".
+2c. Content, in addition to rule 2: every record in the log was read with
+   the key it was sent with [unknown].
+3c. Acknowledged writes. As rule 3, except that the log may hold nothing
+   at the acknowledged offset when it holds a record of the same key at a
+   higher offset of that partition (the cleaner removed the record; counted
+   as acked_removed). So an acknowledged record that the log does not hold,
+   with no later record of its key, is [lost]; one the log holds only at
+   other offsets (none of them a later record of its key) is [moved]; and
+   an acknowledged offset holding another record is [moved] or [lost] as in
+   rule 3.
+4c. Duplicates. As rule 4, where a record's copies are the offsets the
+   log holds it at and the offsets, no longer in the log, it was
+   acknowledged at (3c) or a group consumer read it at (6c): the cleaner
+   removes all but the last copy of a record, which must not hide a
+   duplicate.
+6c. Consumers. As rule 6, except that a group consumer may have read a
+   record at an offset the log no longer holds, if it is a record sent to
+   that partition and the log holds a record of its key at a higher offset
+   [divergent otherwise]. Committed offsets never depended on offsets being
+   dense, so the commit rules stand.
 """
 
 from __future__ import annotations
@@ -179,7 +220,7 @@ def _check_read(agent: str, read: dict, v: Verdict) -> dict[int, list[str]] | No
     log: dict[int, list[str]] = {}
     for p in sorted(set(high) | set(records)):
         rows = records.get(p, [])
-        for pos, (off, _) in enumerate(rows):
+        for pos, (off, *_) in enumerate(rows):
             if off != pos:
                 v.flag("offset_gap", f"read through {agent}: partition {p}: record #{pos} "
                                      f"has offset {off}")
@@ -187,7 +228,7 @@ def _check_read(agent: str, read: dict, v: Verdict) -> dict[int, list[str]] | No
         if len(rows) != high.get(p):
             v.flag("offset_gap", f"read through {agent}: partition {p}: {len(rows)} records "
                                  f"read, high watermark {high.get(p)}")
-        log[p] = [expand(val) for _, val in rows]
+        log[p] = [expand(row[1]) for row in rows]
     return log
 
 
@@ -201,6 +242,84 @@ def _compare(ref_name: str, ref: dict, name: str, other: dict, v: Verdict) -> No
             if x != y:
                 v.flag("divergent", f"partition {p} offset {off}: {ref_name} has "
                                     f"{_short(x)}, {name} has {_short(y)}")
+
+
+def _check_compacted_read(agent: str, read: dict, v: Verdict
+                          ) -> tuple[dict[int, dict[int, str]], dict[int, int],
+                                     dict[int, dict[int, str]]] | None:
+    """One read of a compacted topic as ({p: {offset: value}}, {p: high
+    watermark}, {p: {offset: key read}}), None if the read failed."""
+    if read.get("error"):
+        v.flag("read_failed", f"read through {agent}: {read['error']}")
+        return None
+    high = _pmap(read.get("high"))
+    records = _pmap(read.get("records"))
+    log: dict[int, dict[int, str]] = {}
+    keys: dict[int, dict[int, str]] = {}
+    highs: dict[int, int] = {}
+    for p in sorted(set(high) | set(records)):
+        rows = records.get(p, [])
+        hw = high.get(p)
+        held = log[p] = {}
+        keys[p] = {}
+        for row in rows:
+            held.setdefault(row[0], expand(row[1]))
+            if len(row) > 2:
+                keys[p].setdefault(row[0], row[2])
+        if hw is None:
+            v.flag("offset_gap", f"read through {agent}: partition {p}: {len(rows)} records "
+                                 f"read, no high watermark")
+            highs[p] = max(held, default=-1) + 1
+            continue
+        highs[p] = hw
+        prev = -1
+        for pos, row in enumerate(rows):
+            if row[0] <= prev or row[0] >= hw:
+                v.flag("offset_gap", f"read through {agent}: partition {p}: record #{pos} has "
+                                     f"offset {row[0]}, after {prev}, high watermark {hw}")
+                break
+            prev = row[0]
+        end = rows[-1][0] if rows else -1
+        if end != hw - 1:
+            v.flag("offset_gap", f"read through {agent}: partition {p}: the read ends at offset "
+                                 f"{end}, high watermark {hw}")
+    return log, highs, keys
+
+
+def _latest(log: dict[int, dict[int, str]], key_of) -> dict[int, dict[str, int]]:
+    """{p: {key: the highest offset holding a record of that key}}."""
+    out: dict[int, dict[str, int]] = {}
+    for p, held in log.items():
+        top = out[p] = {}
+        for off, val in held.items():
+            k = key_of(val)
+            if k is not None and off > top.get(k, -1):
+                top[k] = off
+    return out
+
+
+def _compare_compacted(ref_name: str, ref: tuple, name: str, other: tuple, key_of,
+                       v: Verdict) -> None:
+    """Rule 1c's agreement of two reads of a compacted topic."""
+    (a_log, a_high), (b_log, b_high) = ref, other
+    latest = {ref_name: _latest(a_log, key_of), name: _latest(b_log, key_of)}
+    for p in sorted(set(a_high) | set(b_high)):
+        if a_high.get(p) != b_high.get(p):
+            v.flag("divergent", f"partition {p}: high watermark {a_high.get(p)} through "
+                                f"{ref_name}, {b_high.get(p)} through {name}")
+        a, b = a_log.get(p, {}), b_log.get(p, {})
+        for off in sorted(set(a) | set(b)):
+            if off in a and off in b:
+                if a[off] != b[off]:
+                    v.flag("divergent", f"partition {p} offset {off}: {ref_name} has "
+                                        f"{_short(a[off])}, {name} has {_short(b[off])}")
+                continue
+            holder, lacker, val = (ref_name, name, a[off]) if off in a else (name, ref_name, b[off])
+            k = key_of(val)
+            if k is None or latest[lacker].get(p, {}).get(k, -1) <= off:
+                v.flag("divergent", f"partition {p} offset {off}: {holder} has {_short(val)}, "
+                                    f"{lacker} has neither it nor a later record of its key "
+                                    f"{k!r}")
 
 
 def _short(value: str | None) -> str:
@@ -221,27 +340,61 @@ def check(history: dict) -> Verdict:
     for text in history.get("load_errors", []):
         v.flag("client_error", text)
 
-    # 1. reads
+    compacted = bool((history.get("config") or {}).get("compacted"))
+
+    def key_of(val: str | None) -> str | None:
+        """The key a record was sent with (compacted topics), None for a
+        value no producer sent."""
+        rid = parse_value(val)
+        keys = (producers.get(rid[0]) or {}).get("keys") if rid else None
+        if keys is None or rid[1] >= len(keys) or val != record_value(*rid):
+            return None
+        return keys[rid[1]]
+
+    # 1. reads; the log as {p: {offset: value}} with its high watermarks
     reads = history.get("reads", {})
     if not reads:
         v.flag("read_failed", "no read of the topic in the history")
-    logs = {}
-    for agent in sorted(reads):
-        got = _check_read(agent, reads[agent], v)
-        if got is not None:
-            logs[agent] = got
-    if not logs:
-        return v
-    ref_name = sorted(logs)[0]
-    log = logs[ref_name]
-    for name in sorted(logs)[1:]:
-        _compare(ref_name, log, name, logs[name], v)
+    read_keys: dict[int, dict[int, str]] = {}
+    if compacted:
+        got = {}
+        for agent in sorted(reads):
+            one = _check_compacted_read(agent, reads[agent], v)
+            if one is not None:
+                got[agent] = one
+        if not got:
+            return v
+        ref_name = sorted(got)[0]
+        log, high, read_keys = got[ref_name]
+        for name in sorted(got)[1:]:
+            _compare_compacted(ref_name, (log, high), name, got[name][:2], key_of, v)
+    else:
+        logs = {}
+        for agent in sorted(reads):
+            dense = _check_read(agent, reads[agent], v)
+            if dense is not None:
+                logs[agent] = dense
+        if not logs:
+            return v
+        ref_name = sorted(logs)[0]
+        for name in sorted(logs)[1:]:
+            _compare(ref_name, logs[ref_name], name, logs[name], v)
+        log = {p: dict(enumerate(values)) for p, values in logs[ref_name].items()}
+        high = {p: len(values) for p, values in logs[ref_name].items()}
     v.info["records_in_log"] = sum(len(x) for x in log.values())
+    if compacted:
+        v.info["offsets_removed"] = sum(high[p] - len(held) for p, held in log.items())
+    latest = _latest(log, key_of) if compacted else {}
+
+    def superseded(p: int, val: str | None, off: int) -> bool:
+        """The log holds a record of val's key above `off` (compacted)."""
+        k = key_of(val)
+        return k is not None and latest.get(p, {}).get(k, -1) > off
 
     # 2. content; where each record is
     where: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
-    for p, values in sorted(log.items()):
-        for off, val in enumerate(values):
+    for p, held in sorted(log.items()):
+        for off, val in sorted(held.items()):
             rid = parse_value(val)
             spec = producers.get(rid[0]) if rid else None
             if (spec is None or rid[1] >= len(spec["partitions"])
@@ -251,6 +404,10 @@ def check(history: dict) -> Verdict:
             if spec["partitions"][rid[1]] != p:
                 v.flag("unknown", f"partition {p} offset {off}: {rid[0]} #{rid[1]} was sent to "
                                   f"partition {spec['partitions'][rid[1]]}")
+            got_key = read_keys.get(p, {}).get(off)
+            if got_key is not None and got_key != key_of(val):
+                v.flag("unknown", f"partition {p} offset {off}: {rid[0]} #{rid[1]} read with key "
+                                  f"{got_key!r}, sent with {key_of(val)!r}")
             where[rid].append((p, off))
 
     # 3. acknowledged writes
@@ -258,6 +415,9 @@ def check(history: dict) -> Verdict:
     failed: Counter = Counter()  # failed sends per record
     resends: Counter = Counter()  # sends after the first, per record
     owner: dict[tuple[int, int], tuple[str, int]] = {}
+    # Offsets the log no longer holds but a record was acknowledged or read
+    # at (compacted): copies of it for rule 4.
+    removed: dict[tuple[str, int], set[tuple[int, int]]] = defaultdict(set)
     for t, prod, seq, p, off, err, resent in history.get("reports", []):
         rid = (prod, seq)
         if err is not None:
@@ -280,12 +440,18 @@ def check(history: dict) -> Verdict:
                                    f"#{prev[1]} and for {prod} #{seq}")
     v.info["failed_reports"] = sum(failed.values())
     for rid, (p, off) in sorted(acked.items()):
-        held = log.get(p, [])
-        if off < len(held) and held[off] == record_value(*rid):
+        held = log.get(p, {})
+        value = record_value(*rid)
+        if off in held and held[off] == value:
+            continue
+        hw = high.get(p, 0)
+        if compacted and off < hw and off not in held and superseded(p, value, off):
+            v.info["acked_removed"] += 1
+            removed[rid].add((p, off))
             continue
         found = where.get(rid)
-        at = f"offset {off} holds {_short(held[off])}" if off < len(held) else (
-            f"high watermark {len(held)}")
+        at = (f"offset {off} holds {_short(held[off])}" if off in held
+              else f"offset {off} holds nothing" if off < hw else f"high watermark {hw}")
         if found:
             v.flag("moved", f"{rid[0]} #{rid[1]} acknowledged at partition {p} offset {off}, "
                             f"found at {found} ({at})")
@@ -294,8 +460,30 @@ def check(history: dict) -> Verdict:
                            f"not in the log ({at})")
     v.info["unacked_present"] = sum(1 for rid in where if rid not in acked)
 
+    # 6. (first part, before 4: a record a group consumer read at an offset
+    # the cleaner removed since is one more copy of it)
+    group = history.get("group") or {}
+    for t, consumer, p, off, val in group.get("consumed", []):
+        val = expand(val)
+        held = log.get(p, {})
+        hw = high.get(p, 0)
+        if off < hw and off in held and held[off] == val:
+            continue
+        if compacted and off < hw and off not in held and superseded(p, val, off):
+            rid = parse_value(val)
+            parts = producers[rid[0]]["partitions"]
+            if rid[1] < len(parts) and parts[rid[1]] == p:
+                removed[rid].add((p, off))  # removed by the cleaner since
+                continue
+        now = (_short(held[off]) if off in held and off < hw
+               else f"nothing (high watermark {hw})" if not compacted or off >= hw
+               else "nothing there and no later record of its key")
+        v.flag("divergent", f"group consumer {consumer} read {_short(val)} at partition {p} "
+                            f"offset {off} (t={t:.1f}s); the log holds {now}")
+
     # 4. duplicates: each send stores a record at most once
-    for rid, places in sorted(where.items()):
+    for rid in sorted(set(where) | set(removed)):
+        places = where.get(rid, []) + sorted(removed.get(rid, set()) - set(where.get(rid, [])))
         if len(places) < 2:
             continue
         prod, seq = rid
@@ -321,15 +509,7 @@ def check(history: dict) -> Verdict:
                 v.flag("reorder", f"{prod}, partition {p}: #{s1} acknowledged at offset {o1}, "
                                   f"later #{s2} at offset {o2}")
 
-    # 6. consumer group
-    group = history.get("group") or {}
-    for t, consumer, p, off, val in group.get("consumed", []):
-        val = expand(val)
-        held = log.get(p, [])
-        if off >= len(held) or held[off] != val:
-            now = _short(held[off]) if off < len(held) else f"nothing (high watermark {len(held)})"
-            v.flag("divergent", f"group consumer {consumer} read {_short(val)} at partition {p} "
-                                f"offset {off} (t={t:.1f}s); the log holds {now}")
+    # 6. consumer group (the records read are checked above)
     v.info["consumed"] = len(group.get("consumed", []))
     commits: dict[int, list[tuple[float, float, int, str]]] = defaultdict(list)
     for t0, t1, consumer, offsets, ok, _err in group.get("commits", []):

@@ -191,12 +191,14 @@ def unique_topic(prefix: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60.0,
+                 config: dict[str, str] | None = None) -> None:
+    """CreateTopics, with the topic configs `config` (e.g. cleanup.policy)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=timeout,
         request_timeout=timeout,
     )
@@ -204,8 +206,8 @@ def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 6
         futures[topic].result(timeout=timeout)
     except Exception as e:  # KafkaException or a futures timeout
         raise AssertionError(
-            f"CreateTopics {topic!r} (partitions={partitions}, replication_factor=1) "
-            f"failed: {e!r}"
+            f"CreateTopics {topic!r} (partitions={partitions}, replication_factor=1, "
+            f"config={config or {}}) failed: {e!r}"
         ) from e
     wait_for_topic(bootstrap, topic, partitions, timeout=timeout)
     log(f"created topic {topic} with {partitions} partitions")
