@@ -6,9 +6,10 @@
 //!
 //! Exactly once. A partition's export progress (the next offset to export)
 //! is part of the replicated state. One step exports `[from, to)`: it
-//! first writes a marker `tables/<topic>/_progress/<partition>-<from>.json`
-//! naming `to` (create-only), then one file per hour the records fall in,
-//! each named `<partition>-<from>.parquet` (create-only), then proposes
+//! first writes a marker `tables/<topic>/_progress/<name>.json` naming `to`
+//! (create-only), then one file per hour the records fall in, each named
+//! `<name>.parquet` (create-only), where the name is the partition, `from`
+//! and the topic's id; then it proposes
 //! `TableExported { from, to }`, which applies only if the progress is
 //! still `from`. A step that crashed or raced is redone from its marker:
 //! the same range, the same file names; a file already there is kept. So
@@ -45,7 +46,7 @@ use parquet::{
     basic::{Compression, ZstdLevel},
     file::{metadata::KeyValue, properties::WriterProperties},
 };
-use silt_coordinator::{topic_config::TableField, Command, Outcome, TimestampType};
+use silt_coordinator::{topic_config::TableField, Command, Outcome, TimestampType, TopicId};
 
 use super::{cleaner::MAX_CLEANER_BATCH_BYTES, Job, JobError, Jobs, Report};
 use crate::{batch, records};
@@ -137,14 +138,17 @@ fn hour_end_of(key: &str) -> Option<i64> {
     Some((days_from_civil(y, m, d) * 24 + hour + 1) * 3_600_000)
 }
 
-fn file_name(partition: i32, from: i64) -> String {
-    format!("{partition:05}-{from:020}")
+/// A step's file name: the partition, where the step begins, and the
+/// topic's id (a topic deleted and created again under the same name
+/// starts over at offset 0 and must not meet the old topic's names).
+fn file_name(id: TopicId, partition: i32, from: i64) -> String {
+    format!("{partition:05}-{from:020}-{id}")
 }
 
-fn marker_key(topic: &str, partition: i32, from: i64) -> String {
+fn marker_key(topic: &str, id: TopicId, partition: i32, from: i64) -> String {
     format!(
         "{TABLES_PREFIX}{topic}/_progress/{}.json",
-        file_name(partition, from)
+        file_name(id, partition, from)
     )
 }
 
@@ -530,7 +534,7 @@ pub(super) async fn write_step(
         return Ok(None);
     }
     // A step begun before (crashed, or raced) is finished as it began.
-    let marker = marker_key(topic, partition, from);
+    let marker = marker_key(topic, topic_id, partition, from);
     let target = match jobs.store.get(&ObjectPath::from(marker.as_str())).await {
         Ok(got) => {
             let m: Marker =
@@ -625,7 +629,7 @@ pub(super) async fn write_step(
     for r in &rows {
         hours.entry(date_hour(r.timestamp)).or_default().push(r);
     }
-    let name = file_name(partition, from);
+    let name = file_name(topic_id, partition, from);
     for ((date, hour), part) in &hours {
         let dir = format!("{topic}/date={date}/hour={hour:02}");
         let (file, dead) = table_file(partition, part, &config.table_fields, (from, to))?;
@@ -670,15 +674,25 @@ async fn sweep_markers(jobs: &Jobs, topic: &str) -> Result<(), JobError> {
             break;
         }
         let name = meta.location.filename().unwrap_or_default().to_string();
-        let parsed = name
-            .strip_suffix(".json")
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(p, f)| Some((p.parse::<i32>().ok()?, f.parse::<i64>().ok()?)));
-        let Some((partition, from)) = parsed else {
+        let parsed = name.strip_suffix(".json").and_then(|n| {
+            let mut parts = n.splitn(3, '-');
+            let p = parts.next()?.parse::<i32>().ok()?;
+            let from = parts.next()?.parse::<i64>().ok()?;
+            let id = parts.next()?.parse::<TopicId>().ok()?;
+            Some((p, from, id))
+        });
+        let Some((partition, from, id)) = parsed else {
             continue;
         };
-        let exported = jobs.log.state().exported(topic, partition);
-        if exported.is_some_and(|e| e > from) {
+        // Counted steps of this topic, and any step of a deleted one.
+        let (current, exported) = {
+            let state = jobs.log.state();
+            (
+                state.topic(topic).map(|t| t.id()),
+                state.exported(topic, partition),
+            )
+        };
+        if current != Some(id) || exported.is_some_and(|e| e > from) {
             stale.push(meta.location);
         }
     }

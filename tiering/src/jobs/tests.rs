@@ -1287,3 +1287,88 @@ async fn table_export_decodes_json_and_keeps_bad_values_aside() {
         .value(0)
         .contains("\"n\""));
 }
+
+/// A topic deleted and created again under the same name exports from
+/// offset 0 again without meeting the old topic's file names.
+#[tokio::test]
+async fn a_recreated_topic_exports_under_new_names() {
+    use kafka_protocol::records::Compression;
+    let mut w = World::new(1, &[("silt.table.enable", "true")]).await;
+    let mut s = settings();
+    s.tables.max_age = Duration::ZERO;
+    let jobs = w.jobs_with("j", s);
+    let record = |v: &str| Produced {
+        key: None,
+        value: Some(Bytes::from(v.to_string())),
+        timestamp: T0,
+        headers: vec![],
+    };
+    let mut model = BTreeMap::new();
+    w.keyed_segment(&[(vec![record("old")], Compression::None)], &mut model)
+        .await;
+    jobs.run_unlocked(Job::Tables, BUDGET).await.unwrap();
+    assert_eq!(w.objects(TABLES_PREFIX).await.len(), 1);
+    w.log
+        .propose(Command::DeleteTopic {
+            name: "t".into(),
+            time: 0,
+        })
+        .await
+        .unwrap();
+    // Table files outlive the topic: retention and GC leave them.
+    w.advance(3_600_000);
+    jobs.run_unlocked(Job::Retention, BUDGET).await.unwrap();
+    let gc = jobs.run_unlocked(Job::Gc, BUDGET).await.unwrap();
+    assert!(gc.objects_deleted > 0, "{gc:?}");
+    assert_eq!(w.objects(TABLES_PREFIX).await.len(), 1);
+    const NEW: TopicId = TopicId([6; 16]);
+    w.log
+        .propose(Command::CreateTopic {
+            name: "t".into(),
+            id: NEW,
+            partitions: 1,
+            config: [("silt.table.enable".to_string(), "true".to_string())].into(),
+        })
+        .await
+        .unwrap();
+    // keyed_segment writes to TOPIC's id: commit one record to the new id.
+    let bytes = batch::simple_batch(1, T0, b"new", None);
+    let h = batch::parse_all(&bytes).unwrap();
+    let mut b = SegmentBuilder::new();
+    b.append(
+        NEW.0,
+        0,
+        Bytes::from(bytes),
+        h.iter().map(crate::segment::BatchMeta::from).collect(),
+        T0,
+    );
+    let (object, chunks) = b.finish();
+    let key = crate::segment::dated_key(SEGMENTS_PREFIX, ulid::Ulid::new());
+    w.bucket
+        .put(&ObjectPath::from(key.as_str()), object.clone().into())
+        .await
+        .unwrap();
+    let c = &chunks[0];
+    w.log
+        .propose(Command::Commit {
+            object: key,
+            size: object.len() as u64,
+            chunks: vec![ChunkRef {
+                topic: NEW,
+                partition: 0,
+                position: c.position,
+                length: c.length,
+                records: c.records,
+                max_timestamp: c.max_timestamp,
+                append_time: T0,
+                batches: vec![],
+            }],
+        })
+        .await
+        .unwrap();
+    jobs.run_unlocked(Job::Tables, BUDGET).await.unwrap();
+    assert_eq!(w.log.state().exported("t", 0), Some(1));
+    let (rows, _) = read_table(&w, TABLES_PREFIX).await;
+    let values: Vec<_> = rows.iter().map(|(_, r)| r.value.clone().unwrap()).collect();
+    assert_eq!(values, [Bytes::from("old"), Bytes::from("new")]);
+}
