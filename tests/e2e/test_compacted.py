@@ -329,3 +329,46 @@ def test_connect_style_configs_topic(make_cluster):
     # The tombstone stays until delete.retention.ms (a day by default).
     assert latest[b"connector-mirror"] is None
     assert len(got[0]) == 3, [r[:2] for r in got[0]]
+
+
+def test_one_key_overwritten_leaves_one_record_for_every_client(make_cluster):
+    """A key written a few thousand times over several cleaner pieces: the
+    pieces before the last keep no record (only their offsets, as empty
+    batches), and librdkafka and kafka-python both read the one record left
+    and reach the end of the partition."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTopicPartition
+
+    env = {**CLEANER_ENV, "SILT_COMPACTION_RUN_BYTES": "128KiB",
+           "SILT_COMPACTION_OBJECT_BYTES": "256KiB"}
+    c = make_cluster(agents=1, etcd_members=1, s3="moto", agent_env=env)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    topic = rt.unique_topic("one-key")
+    create(admin, topic, 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})
+    model = Model()
+    p = Producer({"bootstrap.servers": c.bootstrap, "linger.ms": 5, "compression.type": "lz4"})
+    for i in range(3000):
+        p.produce(topic, key=b"the-key", value=b"%06d" % i + os.urandom(300),
+                  on_delivery=model.on_delivery())
+        if i % 300 == 299:
+            p.flush(30)
+    assert p.flush(30) == 0 and not model.errors
+    hw = high_watermarks(c.bootstrap, topic, 1)
+    assert hw == {0: 3000}
+    got = wait_until("the cleaner to leave one record",
+                     lambda: (lambda g: g if len(g[0]) == 1 else None)(
+                         read_all(c.bootstrap, topic, hw)), timeout=60, every=1)
+    check_read(model, got)
+    assert got[0][0][0] == 2999 and got[0][0][2].startswith(b"002999")
+    # kafka-python reads the same one record and reaches the end.
+    kc = KafkaConsumer(bootstrap_servers=c.bootstrap, enable_auto_commit=False,
+                       auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    try:
+        tp = KTopicPartition(topic, 0)
+        kc.assign([tp])
+        kc.seek(tp, 0)
+        records = [(m.offset, m.value[:6]) for m in kc]
+        assert records == [(2999, b"002999")], records
+        assert kc.position(tp) == 3000
+    finally:
+        kc.close()

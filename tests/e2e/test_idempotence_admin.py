@@ -83,8 +83,8 @@ def test_admin_client_operations(silt):
     topic = roundtrip.unique_topic("adm")
     admin.create_topics([NewTopic(topic, 2, 1, config={"retention.ms": "3600000"})])[topic].result(30)
     # Unsupported values are rejected with a clear error.
-    with pytest.raises(KafkaException, match="compaction is not supported"):
-        admin.create_topics([NewTopic(topic + "-c", 1, 1, config={"cleanup.policy": "compact"})])[topic + "-c"].result(30)
+    with pytest.raises(KafkaException, match='expected "delete", "compact" or "compact,delete"'):
+        admin.create_topics([NewTopic(topic + "-c", 1, 1, config={"cleanup.policy": "keep"})])[topic + "-c"].result(30)
     with pytest.raises(KafkaException, match="TOPIC_ALREADY_EXISTS|already exists"):
         admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
 
