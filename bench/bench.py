@@ -5,7 +5,7 @@ S3 server on this machine and writes a report.
     bench/run.sh [--quick] [--s3 moto|seaweedfs]      (the documented entry)
     python3 bench/bench.py [--quick] [--s3 moto|seaweedfs] [--silt-bin PATH]
                            [--tansu-bin PATH] [--out DIR] [--no-docs]
-                           [--phases brokers,compaction,http,lambda]
+                           [--phases brokers,compaction,http,lambda,tables]
 
 What runs (all on 127.0.0.1, ports chosen at run time):
 
@@ -23,9 +23,11 @@ in separate processes, identical for every broker: 1 KiB records, acks=all.
 Phases (`--phases`, all by default): brokers (the above), compaction (cold
 reads before and after `silt jobs run --once --job compaction`), http (HTTP
 produce through `silt agent --rest`, batched requests from keep-alive
-connections, against Kafka produce on the same agent) and lambda (the
+connections, against Kafka produce on the same agent), lambda (the
 `silt-http` function's cold start under `cargo lambda watch --release`
-against metadata of increasing size). Raw S3 always runs.
+against metadata of increasing size) and tables (the cleaner on a compacted
+topic of keyed records, and Parquet table export of the same load). Raw S3
+always runs.
 
 Results: bench/results/<YYYY-MM-DD_HHMMSS>/{report.md, results.json, *.png,
 logs/}; a full run also regenerates docs/benchmarks.md and docs/bench/*.png.
@@ -97,6 +99,11 @@ FULL = {
     # 1000 is an agent's checkpoint_every; more when only functions write.
     "lambda_log_records": [1000, 5000],
     "lambda_repeats": 3,  # cold starts per row (a new emulator each), median reported
+    # Phase "tables": keyed records (100-byte values) over so many keys, for
+    # the cleaner and for each table export run; seconds to wait for a job.
+    "keyed_records": 5_000_000,  # a few seconds of load: the jobs' intervals are a small part of the times
+    "keyed_keys": 10_000,
+    "keyed_timeout": 300.0,
 }
 QUICK = {
     "partitions": [16],
@@ -117,8 +124,11 @@ QUICK = {
     "lambda_sizes": [(10, 1)],
     "lambda_log_records": [50],
     "lambda_repeats": 1,
+    "keyed_records": 50_000,
+    "keyed_keys": 10_000,
+    "keyed_timeout": 120.0,
 }
-PHASES = ("brokers", "compaction", "http", "lambda")
+PHASES = ("brokers", "compaction", "http", "lambda", "tables")
 PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
 CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
 
@@ -425,11 +435,12 @@ def admin_ready(bootstrap: str, timeout: float = 60) -> None:
         time.sleep(0.3)
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60,
+                 config: dict | None = None) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     a = AdminClient({"bootstrap.servers": bootstrap})
-    fut = a.create_topics([NewTopic(topic, partitions, 1)], request_timeout=timeout)[topic]
+    fut = a.create_topics([NewTopic(topic, partitions, 1, config=config or {})], request_timeout=timeout)[topic]
     fut.result(timeout)
     deadline = time.monotonic() + timeout
     while True:
@@ -603,10 +614,11 @@ class Phase:
 
 
 def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: float,
-                  wdir: Path, tag: str, count: int = 0) -> dict:
+                  wdir: Path, tag: str, count: int = 0, extra: list[str] | None = None) -> dict:
     """`PRODUCERS` processes; rate 0 = flat out (with `count`, until that
-    many records are sent, `seconds` at most). Returns summed results and
-    the per-record produce latencies (µs) when rate > 0."""
+    many records are sent, `seconds` at most); `extra`: more loadgen.py
+    produce options. Returns summed results and the per-record produce
+    latencies (µs) when rate > 0."""
     import numpy as np
 
     procs = []
@@ -617,7 +629,7 @@ def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: 
             a += ["--count", str(count // PRODUCERS + (1 if i < count % PRODUCERS else 0))]
         if rate:
             a += ["--lat-out", str(wdir / f"{tag}-p{i}.lat")]
-        procs.append(spawn_worker(a, b))
+        procs.append(spawn_worker(a + (extra or []), b))
     res = [collect(p, seconds + 300) for p in procs]
     total = {
         "sent": sum(r["sent"] for r in res),
@@ -625,6 +637,7 @@ def produce_phase(b: Broker, topic: str, partitions: int, seconds: float, rate: 
         "errors": sum(r["errors"] + r["undelivered"] for r in res),
         "first_errors": [e for r in res for e in r["first_errors"]][:5],
         "bytes": sum(r["bytes"] for r in res),
+        "key_bytes": sum(r.get("key_bytes", 0) for r in res),
         "elapsed_s": max(r["elapsed_s"] for r in res),
         "produce_s": max(r["produce_s"] for r in res),
     }
@@ -961,9 +974,9 @@ def cold_read_kcat(b: Broker, topic: str, partition: int, wm: dict, seconds: flo
 
 
 def compaction_pass(silt_bin: str, env: dict, args: list[str], logs: Path, out: Path,
-                    timeout: float = 900) -> dict:
-    """One `silt jobs run --once --job compaction`; its JSON report."""
-    w = stack.spawn([silt_bin, "jobs", "run", "--once", "--job", "compaction", *args],
+                    timeout: float = 900, job: str = "compaction") -> dict:
+    """One `silt jobs run --once --job <job>`; its JSON report."""
+    w = stack.spawn([silt_bin, "jobs", "run", "--once", "--job", job, *args],
                     logs / "silt-jobs.log", env=env, stdout=out)
     STARTED.append({**w, "what": "silt jobs run --once"})
     try:
@@ -972,7 +985,7 @@ def compaction_pass(silt_bin: str, env: dict, args: list[str], logs: Path, out: 
         stack.stop(w, signal.SIGKILL)
         raise RuntimeError(f"silt jobs run --once did not finish in {timeout:.0f}s") from None
     lines = [json.loads(l) for l in out.read_text().splitlines() if l.startswith("{")]
-    rep = next((l for l in lines if l.get("job") == "compaction"), None)
+    rep = next((l for l in lines if l.get("job") == job), None)
     if rc != 0 or rep is None:
         raise RuntimeError(f"silt jobs run --once exited {rc}: {rep or stack.tail(logs / 'silt-jobs.log', 300)}")
     return rep
@@ -1735,6 +1748,335 @@ def lambda_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd, s3) -> 
 FIGURES_LAMBDA = ("cold_start_ms", "first_request_ms", "warm_ms", "log_records", "checkpoint_bytes")
 
 
+# ------------------------------------------------------------------ compacted topics and Parquet tables
+
+KEYED_PARTITIONS = 8
+KEYED_VALUE_BYTES = 100  # a 16-byte header (send time, sequence) + 84 random bytes
+CLEANER_CLUSTER = "cleaner"
+CLEANER_PREFIX = "cleaner"  # s3://silt/cleaner
+TABLES_CLUSTER = "tables"
+TABLES_PREFIX = "parquet"  # s3://silt/parquet; table files under parquet/tables/<topic>/
+# min.compaction.lag.ms while the load runs: the cleaner leaves the topic
+# alone until the load is over, so what it removes afterwards is its own rate.
+CLEANER_HOLD_MS = 3_600_000
+# The smallest gc_grace an agent accepts with object_store_timeout=1s (twice
+# 3 attempts), for the one GC pass that leaves only live objects.
+GC_ENV = {"SILT_OBJECT_STORE_TIMEOUT": "1s", "SILT_GC_GRACE": "6s"}
+STORE_REQUESTS = ("gets", "puts", "lists", "deletes")
+TABLE_ENV = {"SILT_JOBS": "tables", "SILT_TABLES_INTERVAL": "1s", "SILT_TABLE_MAX_AGE": "2s"}
+
+
+def keyed_args(keys: int) -> list[str]:
+    return ["--keys", str(keys), "--size", str(KEYED_VALUE_BYTES), "--random-values"]
+
+
+class SiltJobsAgent(SiltAgent):
+    """`silt agent` on a cluster and bucket prefix of its own that runs only
+    the job under measurement (`SILT_JOBS`), so the job counters and the
+    object-store requests after the load are that job's."""
+
+    def __init__(self, work, logs, silt_bin, etcd_urls, s3env, cluster: str, name: str, extra_env: dict):
+        self.name = name
+        super().__init__(work, logs, silt_bin, etcd_urls, s3env)
+        self.cluster = cluster
+        self.extra_env = extra_env
+
+    def env(self):
+        return {**super().env(), "SILT_CLUSTER": self.cluster, **self.extra_env}
+
+
+def alter_topic(bootstrap: str, topic: str, configs: dict, timeout: float = 60) -> None:
+    """IncrementalAlterConfigs SET of `configs` on a topic."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    r = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()])
+    a.incremental_alter_configs([r], request_timeout=timeout)[r].result(timeout)
+
+
+def wait_metric(b: Broker, name: str, target: float, base: float, timeout: float,
+                poll: float = 0.1) -> tuple[float, float, dict]:
+    """Polls the broker's /metrics until `name` has grown by `target` over
+    `base`: (when, by how much, the metrics then)."""
+    t0 = time.monotonic()
+    grown = None
+    while True:
+        m = b.metrics() or {}
+        if name in m:
+            grown = m[name] - base
+            if grown >= target:
+                return time.monotonic(), grown, m
+        if b.crashed() is not None:
+            raise RuntimeError(f"{b.name} exited {b.crashed()} while waiting for {name}")
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"{name} grew by {grown} of {target:.0f} in {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def list_prefix(client, bucket: str, prefix: str, skip: tuple[str, ...] = ()) -> tuple[int, int]:
+    """(objects, bytes) under prefix, leaving out keys containing any of `skip`."""
+    n = size = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            if not any(s in o["Key"] for s in skip):
+                n += 1
+                size += o["Size"]
+    return n, size
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, timeout: float) -> dict:
+    """Every record of a topic from offset 0 (one consumer, to the end of
+    each partition): records, distinct keys, key + value bytes."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-read-topic", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    done, keys, records, nbytes = set(), set(), 0, 0
+    deadline = time.monotonic() + timeout
+    try:
+        while len(done) < partitions:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"read {records} records, {len(done)} of {partitions} partitions to their end "
+                                   f"in {timeout:.0f} s")
+            for m in c.consume(10_000, 0.5):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        done.add(m.partition())
+                        continue
+                    raise RuntimeError(f"reading {topic}: {err}")
+                k, v = m.key(), m.value()
+                records += 1
+                keys.add(k)
+                nbytes += len(k or b"") + len(v or b"")
+    finally:
+        c.close()
+    return {"records": records, "keys": len(keys), "bytes": nbytes}
+
+
+def s3_cpu(s3) -> float:
+    """CPU seconds of the S3 server process so far."""
+    return cpu_seconds(s3.proc["pid"]) or 0.0
+
+
+def requests_delta(m0: dict, m1: dict) -> dict:
+    return {k: m1.get(f"silt_object_store_{k}_total", 0.0) - m0.get(f"silt_object_store_{k}_total", 0.0)
+            for k in STORE_REQUESTS}
+
+
+def cleaner_run(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd_urls: str, s3) -> dict:
+    """The cleaner on a backlog: N keyed records over K keys into a compacted
+    topic it may not clean yet, then the time until it removed N − K."""
+    t_start = time.monotonic()
+    N, K, P = cfg["keyed_records"], cfg["keyed_keys"], KEYED_PARTITIONS
+    topic = "compacted"
+    s3env = s3.env("silt", prefix=CLEANER_PREFIX)
+    job_env = {"SILT_JOBS": "cleaner", "SILT_CLEANER_INTERVAL": "250ms"}
+    b = SiltJobsAgent(work, logs, silt_bin, etcd_urls, s3env, CLEANER_CLUSTER, "silt-cleaner", job_env)
+    client = s3.client()
+    out: dict = {"topic": topic, "partitions": P, "records": N, "keys": K, "value_bytes": KEYED_VALUE_BYTES,
+                 "settings": {**job_env, "SILT_CLEANER_DEDUPE_BUFFER_BYTES":
+                              os.environ.get("SILT_CLEANER_DEDUPE_BUFFER_BYTES", "128MiB (default)"),
+                              "min.cleanable.dirty.ratio": "0.5 (default)"},
+                 "notes": []}
+    try:
+        b.start()
+        log(f"{b.name} up on {b.bootstrap} (pid {b.proc['pid']})")
+        create_topic(b.bootstrap, topic, P, config={"cleanup.policy": "compact",
+                                                     "min.compaction.lag.ms": str(CLEANER_HOLD_MS)})
+        t = produce_phase(b, topic, P, 600, 0, work, "cleaner", count=N, extra=keyed_args(K))["total"]
+        if t["delivered"] < N:
+            raise RuntimeError(f"produced {t['delivered']} of {N} records ({t['first_errors']})")
+        out["record_bytes"] = t["bytes"] + t["key_bytes"]
+        out["produce_records_per_s"] = t["delivered"] / t["elapsed_s"]
+        out["produce_mbps"] = out["record_bytes"] / 1e6 / t["elapsed_s"]
+        out["before_bucket"] = bucket_usage(client, "silt", CLEANER_PREFIX + "/")
+        seg = out["before_bucket"]["segments_bytes"]
+        m0 = b.metrics() or {}
+        if m0.get("silt_cleaner_records_removed_total", 0.0):
+            out["notes"].append(f"the cleaner removed {m0['silt_cleaner_records_removed_total']:.0f} records "
+                                "during the load")
+        cpu0, s3cpu0, busy0 = b.cpu(), s3_cpu(s3), machine_busy()
+        t0 = time.monotonic()
+        alter_topic(b.bootstrap, topic, {"min.compaction.lag.ms": "0"})
+        t1, removed, m1 = wait_metric(b, "silt_cleaner_records_removed_total", N - K,
+                                      m0.get("silt_cleaner_records_removed_total", 0.0), cfg["keyed_timeout"])
+        cpu1, s3cpu1, busy1 = b.cpu(), s3_cpu(s3), machine_busy()
+        d = lambda k: m1.get(k, 0.0) - m0.get(k, 0.0)
+        secs = t1 - t0
+        per_record = out["record_bytes"] / N
+        out.update({
+            "seconds": secs,
+            "records_removed": removed,
+            "records_removed_per_s": removed / secs,
+            "removed_mbps": removed * per_record / 1e6 / secs,
+            "bytes_read": d("silt_compaction_read_bytes_total"),
+            "bytes_written": d("silt_compaction_written_bytes_total"),
+            "objects_written": d("silt_compaction_objects_written_total"),
+            "passes": d("silt_job_runs_total"),
+            "partitions_cleaned": d("silt_cleaner_partitions_cleaned_total"),
+            "requests": requests_delta(m0, m1),
+            "agent_cpu_s": cpu1 - cpu0,
+            "s3_cpu_s": s3cpu1 - s3cpu0,
+            "machine_cpu_busy_pct": 100.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
+            "denominator_bytes": seg,
+        })
+        out["read_mbps"] = out["bytes_read"] / 1e6 / secs
+        out["cleaned_mbps"] = seg / 1e6 / secs
+        out["read_per_byte"] = out["bytes_read"] / seg
+        out["written_per_byte"] = out["bytes_written"] / seg
+        out["moved_per_byte"] = out["read_per_byte"] + out["written_per_byte"]
+        log(f"cleaner: removed {removed:,.0f} of {N:,} records in {secs:.1f} s ({out['records_removed_per_s']:,.0f} "
+            f"records/s), read {out['read_per_byte']:.2f} and wrote {out['written_per_byte']:.3f} bytes per byte "
+            f"of raw segments; {out['requests']['gets']:.0f} GETs, {out['requests']['puts']:.0f} PUTs")
+        after = read_topic(b.bootstrap, topic, P, 120)
+        out["records_after"], out["keys_after"], out["bytes_after"] = after["records"], after["keys"], after["bytes"]
+        if after["records"] != K or after["keys"] != K:
+            out["notes"].append(f"a consumer from offset 0 read {after['records']:,} records of {after['keys']:,} "
+                                f"keys, not {K:,}")
+        # Live objects: one GC pass once the grace after the last swap is over.
+        try:
+            time.sleep(max(0.0, 7.0 - (time.monotonic() - t1)))
+            env = {**os.environ, **{k: v for k, v in s3env.items() if k.startswith("AWS_")},
+                   "SILT_CLUSTER": CLEANER_CLUSTER, "SILT_LOG": os.environ.get("SILT_LOG", "warn"), **GC_ENV}
+            rep = compaction_pass(silt_bin, env, ["--etcd", etcd_urls, "--bucket", s3env["SILT_BUCKET"]], logs,
+                                  work / "cleaner-gc.out", timeout=300, job="gc")
+            out["gc"] = rep
+            out["after_bucket"] = bucket_usage(client, "silt", CLEANER_PREFIX + "/")
+            ab = out["after_bucket"]
+            out["live_bytes_after"] = ab["segments_bytes"] + ab["compacted_bytes"]
+            out["live_share_after"] = out["live_bytes_after"] / seg
+            log(f"cleaner: live objects {out['before_bucket']['segments_objects']} ({seg / MIB:.1f} MiB) before, "
+                f"{ab['segments_objects'] + ab['compacted_objects']} ({out['live_bytes_after'] / MIB:.2f} MiB) "
+                f"after; a consumer from offset 0 reads {after['records']:,} records")
+        except Exception as e:
+            traceback.print_exc()
+            out["after_bucket"] = failed(e)
+        out["peak_rss_mib"] = b.note_hwm() / 1024
+    finally:
+        kill_workers()
+        b.stop()
+    out["phase_seconds"] = time.monotonic() - t_start
+    return out
+
+
+def table_run(b: Broker, s3, variant: str, cfg: dict, work: Path) -> dict:
+    """N keyed records into a fresh topic, then the time until the tables job
+    exported them all. "backlog": export is switched on (AlterConfigs) after
+    the load; "live": on from the start, the job exporting while the load
+    runs."""
+    N, K, P = cfg["keyed_records"], cfg["keyed_keys"], KEYED_PARTITIONS
+    client = s3.client()
+    topic = f"table-{variant}"
+    live = variant == "live"
+    rows_m = "silt_table_rows_exported_total"
+    create_topic(b.bootstrap, topic, P, config={"silt.table.enable": "true"} if live else None)
+    base = b.metrics() or {}
+    t_load = time.monotonic()
+    t = produce_phase(b, topic, P, 600, 0, work, f"table-{variant}", count=N, extra=keyed_args(K))["total"]
+    t_load_end = time.monotonic()
+    if t["delivered"] < N:
+        raise RuntimeError(f"produced {t['delivered']} of {N} records ({t['first_errors']})")
+    m_load = b.metrics() or {}
+    out: dict = {"topic": topic, "records": N, "record_bytes": t["bytes"] + t["key_bytes"],
+                 "produce_records_per_s": t["delivered"] / t["elapsed_s"]}
+    if live:
+        m0, t0 = base, t_load_end
+        # Rows of the passes that had ended by then (the counter moves when a
+        # pass ends, and a pass can take longer than the load).
+        out["rows_counted_at_load_end"] = m_load.get(rows_m, 0.0) - base.get(rows_m, 0.0)
+    else:
+        # The bucket holds only this topic's segments so far (backlog runs first).
+        out["segments_bytes"] = bucket_usage(client, "silt", TABLES_PREFIX + "/")["segments_bytes"]
+        # Every record already old enough for a file (table_max_age), so the
+        # time below is the export's, not a wait for the records to age.
+        time.sleep(max(0.0, t_load + parse_duration(TABLE_ENV["SILT_TABLE_MAX_AGE"]) + 0.2 - time.monotonic()))
+        m0, t0 = b.metrics() or {}, time.monotonic()
+        alter_topic(b.bootstrap, topic, {"silt.table.enable": "true"})
+    cpu0, s3cpu0, busy0 = b.cpu(), s3_cpu(s3), machine_busy()
+    t1, rows, m1 = wait_metric(b, rows_m, N, m0.get(rows_m, 0.0), cfg["keyed_timeout"])
+    cpu1, s3cpu1, busy1 = b.cpu(), s3_cpu(s3), machine_busy()
+    d = lambda k: m1.get(k, 0.0) - m0.get(k, 0.0)
+    secs = t1 - t0
+    files, nbytes = list_prefix(client, "silt", f"{TABLES_PREFIX}/tables/{topic}/", skip=("/_progress/",))
+    out.update({
+        "seconds": secs, "rows": rows, "files": d("silt_table_files_written_total"), "files_listed": files,
+        "parquet_bytes": nbytes, "parquet_per_record_byte": nbytes / out["record_bytes"],
+        "bytes_read": d("silt_compaction_read_bytes_total"), "agent_cpu_s": cpu1 - cpu0,
+        "s3_cpu_s": s3cpu1 - s3cpu0,
+        "machine_cpu_busy_pct": 100.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]),
+    })
+    if live:
+        out["lag_seconds"] = secs
+    else:
+        out["rows_per_s"] = rows / secs
+        out["mbps"] = out["record_bytes"] / 1e6 / secs
+        out["parquet_per_segment_byte"] = nbytes / out["segments_bytes"] if out["segments_bytes"] else None
+        out["requests"] = requests_delta(m0, m1)
+        out["requests_per_file"] = sum(out["requests"].values()) / max(1.0, out["files"])
+        out["requests_per_file_by_kind"] = {k: v / max(1.0, out["files"]) for k, v in out["requests"].items()}
+    if files != out["files"]:
+        out.setdefault("notes", []).append(f"{files} files listed, {out['files']:.0f} counted")
+    return out
+
+
+def tables_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd_urls: str, s3) -> dict:
+    """Phase "tables": the cleaner on a compacted topic, then table export of
+    a backlog and of a live load, each on an agent of its own."""
+    t_start = time.monotonic()
+    out: dict = {"partitions": KEYED_PARTITIONS, "records": cfg["keyed_records"], "keys": cfg["keyed_keys"],
+                 "value_bytes": KEYED_VALUE_BYTES, "producers": PRODUCERS}
+    try:
+        out["cleaner"] = cleaner_run(cfg, work, logs, silt_bin, etcd_urls, s3)
+    except Exception as e:
+        traceback.print_exc()
+        out["cleaner"] = failed(e)
+        kill_workers()
+    job_env = TABLE_ENV
+    out["settings"] = {**job_env, "SILT_TABLE_FILE_BYTES": os.environ.get("SILT_TABLE_FILE_BYTES",
+                                                                          "128MiB (default)")}
+    b = SiltJobsAgent(work, logs, silt_bin, etcd_urls, s3.env("silt", prefix=TABLES_PREFIX), TABLES_CLUSTER,
+                      "silt-tables", job_env)
+    try:
+        b.start()
+        log(f"{b.name} up on {b.bootstrap} (pid {b.proc['pid']})")
+        for variant in ("backlog", "live"):
+            try:
+                r = table_run(b, s3, variant, cfg, work)
+                if variant == "backlog":
+                    log(f"tables, backlog: {r['rows']:,.0f} rows in {r['seconds']:.1f} s ({r['rows_per_s']:,.0f} rows/s, "
+                        f"{r['mbps']:.1f} MB/s), {r['files']:.0f} files, {r['parquet_per_record_byte']:.2f} Parquet "
+                        f"bytes per record byte, {r['requests_per_file']:.1f} requests per file")
+                else:
+                    log(f"tables, live: last row exported {r['lag_seconds']:.1f} s after the load ended, "
+                        f"{r['files']:.0f} files")
+            except Exception as e:
+                traceback.print_exc()
+                r = failed(e)
+                kill_workers()
+            out[variant] = r
+        out["peak_rss_mib"] = b.note_hwm() / 1024
+    except Exception as e:
+        traceback.print_exc()
+        for variant in ("backlog", "live"):
+            out.setdefault(variant, failed(e))
+    finally:
+        kill_workers()
+        b.stop()
+    out["seconds"] = time.monotonic() - t_start
+    return out
+
+
+FIGURES_TABLES = ("cleaner.seconds", "cleaner.records_removed_per_s", "cleaner.removed_mbps", "cleaner.read_mbps",
+                  "cleaner.read_per_byte", "cleaner.written_per_byte", "cleaner.requests.gets",
+                  "cleaner.requests.puts", "cleaner.records_after",
+                  "backlog.seconds", "backlog.rows_per_s", "backlog.mbps", "backlog.files",
+                  "backlog.parquet_per_record_byte", "backlog.requests_per_file",
+                  "live.lag_seconds", "live.files", "live.parquet_per_record_byte")
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -2099,6 +2441,189 @@ def lambda_md(res: dict, heading: str = "###") -> list[str]:
     return L
 
 
+def tables_md(res: dict, heading: str = "###") -> list[str]:
+    tb = res.get("tables")
+    if tb is None:
+        return []
+    L = [f"{heading} Compacted topics and Parquet tables", ""]
+    if not isinstance(tb, dict):
+        return L + [f"The phase did not complete: {tb}", ""]
+    c, bl, lv = tb.get("cleaner"), tb.get("backlog"), tb.get("live")
+    N, K, P = tb["records"], tb["keys"], tb["partitions"]
+    L.append(f"Load: `bench/loadgen.py produce --keys {K} --size {tb['value_bytes']} --random-values`, "
+             f"{tb['producers']} processes flat out (acks=all, linger.ms=10, no compression), {N:,} records into "
+             f"a fresh topic of {P} partitions: 10-byte keys (`key-000000`…) taken in turn, every record of a key "
+             f"to the same partition (key index mod {P}), {tb['value_bytes']}-byte values (a 16-byte header, then "
+             "random bytes, so compression gains nothing from padding). Each part runs on a `silt agent` of its own "
+             "(etcd + the S3 server, a cluster and bucket prefix of its own) whose `SILT_JOBS` names only the job "
+             "measured, so the job counters and the object-store requests after the load are that job's.")
+    L.append("")
+    if isinstance(c, dict):
+        st = c["settings"]
+        L.append(f"**The cleaner** (`s3://silt/{CLEANER_PREFIX}`, `SILT_JOBS=cleaner`, "
+                 f"`SILT_CLEANER_INTERVAL={st['SILT_CLEANER_INTERVAL']}`, dedupe buffer "
+                 f"{st['SILT_CLEANER_DEDUPE_BUFFER_BYTES']}, `min.cleanable.dirty.ratio` "
+                 f"{st['min.cleanable.dirty.ratio']}). The topic is created with `cleanup.policy=compact` and "
+                 f"`min.compaction.lag.ms={CLEANER_HOLD_MS}`, so the cleaner leaves it alone while the load runs "
+                 f"(otherwise it would clean a moving log and compete with the producers for the "
+                 f"{res['meta']['nproc']} cores); when the "
+                 "load is over, IncrementalAlterConfigs sets `min.compaction.lag.ms=0` and the clock runs until "
+                 f"`silt_cleaner_records_removed_total` has grown by N − K = {N - K:,} (polled every 0.1 s; the "
+                 "counter moves when a pass ends). Bytes read and written are the deltas of "
+                 "`silt_compaction_read_bytes_total` / `silt_compaction_written_bytes_total`, to which the cleaner "
+                 "adds its reads (the dirty part once to map its keys, then the partition from its log start to "
+                 "rewrite it; ranges of one object at most 64 KiB apart are read in one GET, other partitions' bytes "
+                 "between them included) and the objects it writes; \"per byte produced\" is per byte of the "
+                 "topic's raw segments in the bucket. Requests: the deltas of `silt_object_store_*_total` over "
+                 "the same time. Then one consumer reads the topic from offset 0, and one `silt jobs run --once "
+                 f"--job gc` (`SILT_GC_GRACE={GC_ENV['SILT_GC_GRACE']}`, the least that "
+                 f"`SILT_OBJECT_STORE_TIMEOUT={GC_ENV['SILT_OBJECT_STORE_TIMEOUT']}` allows) deletes what the index "
+                 "no longer references, so that the bucket holds only live objects.")
+        L.append("")
+        L.append("| cleaner | value |")
+        L.append("|---|---:|")
+        L.append(f"| records produced → read from offset 0 after cleaning | {N:,} → {fmt(c.get('records_after'), 0)} "
+                 f"({fmt(c.get('keys_after'), 0)} distinct keys) |")
+        L.append(f"| load: records/s, MB/s (key + value bytes) | {fmt(c.get('produce_records_per_s'))}, "
+                 f"{fmt(c.get('produce_mbps'))} |")
+        L.append(f"| time from the config change to N − K records removed | {fmt(c.get('seconds'), 2)} s |")
+        L.append(f"| records removed per second | {fmt(c.get('records_removed_per_s'))} |")
+        L.append(f"| MB/s removed (key + value bytes of the removed records) | {fmt(c.get('removed_mbps'))} |")
+        L.append(f"| MB/s of raw segments cleaned; MB/s read | {fmt(c.get('cleaned_mbps'))}; {fmt(c.get('read_mbps'))} |")
+        L.append(f"| bytes read per byte produced | {fmt(c.get('read_per_byte'), 3)} |")
+        L.append(f"| bytes written per byte produced | {fmt(c.get('written_per_byte'), 4)} |")
+        rq = c.get("requests", {})
+        L.append("| object-store requests while cleaning: GET / PUT / LIST / DELETE | "
+                 + " / ".join(fmt(rq.get(k), 0) for k in STORE_REQUESTS) + " |")
+        L.append(f"| objects written; cleaner passes; partitions cleaned | {fmt(c.get('objects_written'), 0)}; "
+                 f"{fmt(c.get('passes'), 0)}; {fmt(c.get('partitions_cleaned'), 0)} |")
+        L.append(f"| CPU seconds while cleaning: agent; S3 server; machine busy | {fmt(c.get('agent_cpu_s'), 2)}; "
+                 f"{fmt(c.get('s3_cpu_s'), 2)}; {fmt(c.get('machine_cpu_busy_pct'), 0)} % |")
+        bb, ab = c.get("before_bucket", {}), c.get("after_bucket")
+        if isinstance(ab, dict):
+            L.append(f"| live objects before → after cleaning and GC | {bb['segments_objects']:,} raw segments, "
+                     f"{bb['segments_bytes'] / MIB:.1f} MiB → {ab['segments_objects'] + ab['compacted_objects']:,} "
+                     f"objects, {c['live_bytes_after'] / MIB:.2f} MiB ({100 * c['live_share_after']:.1f} %) |")
+        else:
+            L.append(f"| live objects before → after | {bb.get('segments_objects', '—')} raw segments, "
+                     f"{fmt(bb.get('segments_bytes', 0) / MIB)} MiB → {fmt(ab)} |")
+        L.append("")
+        for n in c.get("notes", []):
+            L.append(f"- {n}")
+        if c.get("notes"):
+            L.append("")
+    else:
+        L += [f"The cleaner: {c}", ""]
+    st = tb.get("settings", {})
+    L.append(f"**Tables** (`s3://silt/{TABLES_PREFIX}`, `SILT_JOBS=tables`, "
+             f"`SILT_TABLES_INTERVAL={st.get('SILT_TABLES_INTERVAL')}`, "
+             f"`SILT_TABLE_MAX_AGE={st.get('SILT_TABLE_MAX_AGE')}`, `SILT_TABLE_FILE_BYTES` "
+             f"{st.get('SILT_TABLE_FILE_BYTES')}). Backlog: the topic is created without "
+             "`silt.table.enable` and loaded; once its first record is `SILT_TABLE_MAX_AGE` old (so that a file is "
+             "due at once), IncrementalAlterConfigs sets `silt.table.enable=true`, and the time runs from there "
+             "until `silt_table_rows_exported_total` has grown by N. Live: the topic has "
+             "`silt.table.enable=true` from its creation, the job exports while the load runs, and the time runs "
+             "from the end of the load until the last row is exported (the table's lag behind the log). Files and "
+             "rows: `silt_table_files_written_total` / `silt_table_rows_exported_total`; Parquet bytes: a listing "
+             f"of `tables/<topic>/` (markers under `_progress/` left out). Requests: the deltas of "
+             "`silt_object_store_*_total` over the backlog's export (in the live run the load's own PUTs mix in).")
+    L.append("")
+    L.append("| table export | backlog (export switched on after the load) | live (export on during the load) |")
+    L.append("|---|---:|---:|")
+    g = lambda r, k, d=1: fmt(r.get(k), d) if isinstance(r, dict) else fmt(r)
+    L.append(f"| records (key + value MiB) | {N:,} ({fmt(bl.get('record_bytes', 0) / MIB) if isinstance(bl, dict) else '—'}) | "
+             f"{N:,} ({fmt(lv.get('record_bytes', 0) / MIB) if isinstance(lv, dict) else '—'}) |")
+    L.append(f"| load: records/s | {g(bl, 'produce_records_per_s')} | {g(lv, 'produce_records_per_s')} |")
+    L.append(f"| time to N rows exported | {g(bl, 'seconds', 2)} s from switching export on | "
+             f"{g(lv, 'lag_seconds', 2)} s from the end of the load |")
+    L.append(f"| rows/s exported | {g(bl, 'rows_per_s')} | — |")
+    L.append(f"| MB/s exported (key + value bytes) | {g(bl, 'mbps')} | — |")
+    L.append(f"| Parquet files | {g(bl, 'files', 0)} | {g(lv, 'files', 0)} |")
+    L.append(f"| Parquet MiB; bytes per record byte | "
+             f"{fmt(bl.get('parquet_bytes', 0) / MIB, 2) if isinstance(bl, dict) else '—'}; {g(bl, 'parquet_per_record_byte', 3)} | "
+             f"{fmt(lv.get('parquet_bytes', 0) / MIB, 2) if isinstance(lv, dict) else '—'}; {g(lv, 'parquet_per_record_byte', 3)} |")
+    L.append(f"| Parquet bytes per byte of raw segments | {g(bl, 'parquet_per_segment_byte', 3)} | — |")
+    if isinstance(bl, dict) and isinstance(bl.get("requests_per_file_by_kind"), dict):
+        k = bl["requests_per_file_by_kind"]
+        L.append(f"| object-store requests per file: all (GET / PUT / LIST / DELETE) | "
+                 f"{fmt(bl['requests_per_file'])} ({' / '.join(fmt(k[x]) for x in STORE_REQUESTS)}) | — |")
+    L.append(f"| CPU seconds over the time above: agent; S3 server; machine busy | {g(bl, 'agent_cpu_s', 2)}; "
+             f"{g(bl, 's3_cpu_s', 2)}; {g(bl, 'machine_cpu_busy_pct', 0)} % | {g(lv, 'agent_cpu_s', 2)}; "
+             f"{g(lv, 's3_cpu_s', 2)}; {g(lv, 'machine_cpu_busy_pct', 0)} % |")
+    L.append("")
+    L.extend(f"- {x}" for x in tables_findings(res))
+    L.append("")
+    return L
+
+
+def tables_findings(res: dict) -> list[str]:
+    """Plain statements computed from the tables phase's figures."""
+    tb = res["tables"]
+    c, bl, lv = tb.get("cleaner"), tb.get("backlog"), tb.get("live")
+    out = []
+    N, K = tb["records"], tb["keys"]
+    if isinstance(c, dict) and is_num(c.get("seconds")):
+        out.append(f"The cleaner turned {N:,} records over {K:,} keys into {fmt(c.get('records_after'), 0)} in "
+                   f"{c['seconds']:.1f} s, {c['passes']:.0f} pass{'es' if c['passes'] != 1 else ''} at a "
+                   f"{c['settings']['SILT_CLEANER_INTERVAL']} interval; the time includes the wait for the next "
+                   "pass after the config change (up to one interval) and the 0.1 s polling of the counter.")
+        extra = (f", plus other partitions' bytes inside coalesced ranges of the {tb['partitions']}-partition raw "
+                 "segments" if c["read_per_byte"] > 2.01 else "")
+        out.append(f"It read {c['read_per_byte']:.2f} bytes per byte of raw segments: every dirty byte twice (key "
+                   f"map, then rewrite){extra}; it wrote {c['written_per_byte']:.3f} bytes per byte (what is "
+                   f"left of {K:,} keys, about {100 * K / N:.1f} % of the records, plus empty batches covering removed "
+                   "offsets). On a log the cleaner has cleaned before, a pass rewrites the clean part again: "
+                   "`min.cleanable.dirty.ratio` bounds that cost.")
+        if is_num(c.get("agent_cpu_s")) and is_num(c.get("s3_cpu_s")):
+            out.append(f"In the {c['seconds']:.1f} s of cleaning the agent used {c['agent_cpu_s']:.1f} CPU seconds and "
+                       f"the S3 server ({res['meta']['s3']}) {c['s3_cpu_s']:.1f}, of the {res['meta']['nproc']} cores' "
+                       f"{res['meta']['nproc'] * c['seconds']:.1f} ({c['machine_cpu_busy_pct']:.0f} % busy).")
+    if isinstance(bl, dict) and is_num(bl.get("rows_per_s")):
+        out.append(f"Exporting the backlog took {bl['seconds']:.1f} s for {N:,} rows in {bl['files']:.0f} files "
+                   f"(one step per partition and pass; a step takes up to `table_file_bytes` of records, and one file "
+                   "per UTC hour the records fall in), including up to one `SILT_TABLES_INTERVAL` before the first "
+                   "pass.")
+        rq = bl.get("requests_per_file_by_kind", {})
+        if is_num(rq.get("gets")):
+            out.append(f"A file cost {bl['requests_per_file']:.0f} requests, {rq['gets']:.0f} of them GETs: the step "
+                       "reads each index entry of its partition with a GET of its own (an entry is one partition's "
+                       "part of one raw segment), and checks for its marker; then the marker's PUT, the file's PUT "
+                       "and the marker's DELETE.")
+        if is_num(bl.get("agent_cpu_s")) and is_num(bl.get("s3_cpu_s")):
+            out.append(f"In the {bl['seconds']:.1f} s of the backlog's export the agent used {bl['agent_cpu_s']:.1f} CPU "
+                       f"seconds and the S3 server ({res['meta']['s3']}) {bl['s3_cpu_s']:.1f}, of the "
+                       f"{res['meta']['nproc']} cores' {res['meta']['nproc'] * bl['seconds']:.1f} "
+                       f"({bl['machine_cpu_busy_pct']:.0f} % busy).")
+        if is_num(bl.get("parquet_per_record_byte")):
+            vb = tb["value_bytes"]
+            floor = (vb - 16) / (vb + 10)
+            out.append(f"Parquet (zstd) took {bl['parquet_per_record_byte']:.2f} bytes per key + value byte. The "
+                       f"{vb - 16} random bytes of each {vb + 10}-byte record do not compress (a floor of "
+                       f"{floor:.2f}); the keys, the values' 16-byte headers and the offset, timestamp and partition "
+                       "columns compress to little. Values that compress (JSON, text) give smaller files; "
+                       f"against the raw segments (batch headers and record framing included) the files took "
+                       f"{fmt(bl.get('parquet_per_segment_byte'), 2)} bytes per byte.")
+    if isinstance(lv, dict) and is_num(lv.get("lag_seconds")):
+        st = tb["settings"]
+        floor = parse_duration(st["SILT_TABLE_MAX_AGE"]) + parse_duration(st["SILT_TABLES_INTERVAL"])
+        out.append(f"With export on during the load, the last row was in a file {lv['lag_seconds']:.1f} s after the "
+                   f"load ended. A file is due once its oldest waiting record is `SILT_TABLE_MAX_AGE` "
+                   f"({st['SILT_TABLE_MAX_AGE']}) old, checked every `SILT_TABLES_INTERVAL` "
+                   f"({st['SILT_TABLES_INTERVAL']}), so up to {floor:g} s is the settings'"
+                   + ("; the rest is export work: a pass exports one partition after another, each step all that "
+                      "is then waiting in its partition, and rows that arrive behind a partition's step wait for "
+                      "the next pass." if lv["lag_seconds"] > floor + 0.5 else "."))
+        bf = dig(tb, "backlog.files")
+        if is_num(bf) and lv["files"] > bf:
+            out.append(f"The same rows took {lv['files']:.0f} files exported live against {bf:.0f} as a backlog: "
+                       "the smaller `table_max_age`, the fresher the table and the more, smaller files.")
+    out.append("Each figure comes from one run of each part on a machine whose cores the S3 server, etcd, the agent "
+               "and the load generator share: the times vary from run to run, and the job intervals (up to one "
+               "before the first pass) weigh more the shorter the run.")
+    return out
+
+
+
 def span(vals, digits: int = 0) -> str:
     """"a–b", or "a" when both ends print the same."""
     lo, hi = f"{min(vals):,.{digits}f}", f"{max(vals):,.{digits}f}"
@@ -2228,9 +2753,9 @@ def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
 
 
 def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
-    """The run's report; without `sections`, the compaction, http and lambda
-    sections are left out (docs/benchmarks.md has them as sections of their
-    own)."""
+    """The run's report; without `sections`, the compaction, http, lambda and
+    tables sections are left out (docs/benchmarks.md has them as sections of
+    their own)."""
     m = res["meta"]
     L = []
     L.append(f"Run {m['started']} ({m['mode']} mode), {m['seconds']:.0f} s. Machine: {m['nproc']} cores, "
@@ -2322,6 +2847,7 @@ def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
         L.extend(compaction_md(res))
         L.extend(http_md(res))
         L.extend(lambda_md(res))
+        L.extend(tables_md(res))
     L.append("### What limits these figures")
     L.append("")
     for line in limits_text(res):
@@ -2430,6 +2956,13 @@ def figures_check(res: dict) -> list[str]:
             for r in lm["rows"]:
                 bad.extend(f"lambda {r.get('topics')}×{r.get('partitions_per_topic')} log {r.get('log_records')} "
                            f"{k}: {r.get(k)}" for k in FIGURES_LAMBDA if not is_num(r.get(k)))
+    if "tables" in res:
+        tb = res["tables"]
+        if not isinstance(tb, dict):
+            bad.append(f"tables: {tb}")
+        else:
+            bad.extend(f"tables {k}: {dig(tb, k) if dig(tb, k) is not None else tb.get(k.split('.')[0])}"
+                       for k in FIGURES_TABLES if not is_num(dig(tb, k)))
     return bad
 
 
@@ -2541,6 +3074,7 @@ def main(argv=None) -> int:
         "compaction_mib": cfg["compaction_bytes"] / MIB,
         "http_batches": cfg["http_batches"] if "http" in phases else [],
         "lambda_sizes": [list(x) for x in cfg["lambda_sizes"]] if "lambda" in phases else [],
+        "keyed_records": cfg["keyed_records"] if "tables" in phases else 0,
     }
     if "lambda" in phases:
         v = subprocess.run(["cargo", "lambda", "--version"], capture_output=True, text=True)
@@ -2620,6 +3154,14 @@ def main(argv=None) -> int:
             except Exception as e:
                 traceback.print_exc()
                 res["lambda"] = failed(e)
+        if "tables" in phases:
+            try:
+                res["tables"] = tables_bench(cfg, work, logs, silt_bin, ",".join(etcd.endpoints), s3)
+            except Exception as e:
+                traceback.print_exc()
+                res["tables"] = failed(e)
+            finally:
+                kill_workers()
     finally:
         kill_workers()
         for b in current:
@@ -2689,6 +3231,7 @@ PHASE_DOCS = {
     "compaction": "Cold reads before and after compaction",
     "http": "HTTP produce against Kafka produce",
     "lambda": "silt-http Lambda cold start",
+    "tables": "Compacted topics and Parquet tables",
 }
 COMPACTION_DOCS_HEADING = "## " + PHASE_DOCS["compaction"]
 
@@ -2723,6 +3266,8 @@ def phase_docs_section(res: dict, phase: str) -> str:
         body += compaction_docs_body(res)
     elif phase == "http":
         body += http_md(res, "")[2:]
+    elif phase == "tables":
+        body += tables_md(res, "")[2:]
     else:
         body += lambda_md(res, "")[2:]
     return "\n".join(body).rstrip("\n") + "\n"
@@ -2779,7 +3324,8 @@ S3 server, drives every broker with the same librdkafka-based load generator
 and writes `bench/results/<date>/report.md`, `results.json` and the plots.
 The sections after "Latest run" are the other phases (cold reads before and
 after compaction, HTTP produce against Kafka produce, the `silt-http` Lambda
-function's cold start), each as its last run left it:
+function's cold start, the cleaner and table export), each as its last run
+left it:
 
 ```sh
 {m['command']}
@@ -2787,7 +3333,7 @@ bench/run.sh --quick        # the under-3-minute smoke run CI uses (no docs upda
 bench/run.sh --phases http,lambda   # those phases alone: rewrites only their sections
 ```
 
-Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda`,
+Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables`,
 `SILT_BIN=/path/to/silt` (default `$CARGO_TARGET_DIR/release/silt`, built
 with `cargo build --release -p silt-agent` when missing),
 `SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS` (load generator processes,

@@ -7,6 +7,7 @@ code and client settings (confluent-kafka, i.e. librdkafka).
 
     loadgen.py produce --bootstrap B --topic T --partitions N --seconds S
                        [--rate R] [--size 1024] [--lat-out FILE]
+                       [--count N] [--keys K] [--random-values]
     loadgen.py consume --bootstrap B --topic T --partitions 0,1,2 --count N
                        [--timeout S] [--lat-out FILE]
     loadgen.py http-produce --url http://HOST:PORT --path /v3/clusters/C/topics/T/records
@@ -20,6 +21,12 @@ call to the acknowledgement, Message.latency()). Every value starts with a
 16-byte header: the wall-clock send time in nanoseconds (time.time_ns, shared
 by all processes on this machine) and a sequence number, so a consumer can
 compute the end-to-end latency without any shared state.
+
+With --keys K (flat out only) each record gets one of K keys
+("key-000000"…), in turn, and goes to the partition `key index % N`, so
+every record of a key is in the same partition (what a compacted topic
+needs); --random-values fills the rest of each value with random bytes
+instead of zeros, so that compression has nothing to gain from the padding.
 
 http-produce drives silt's HTTP API (docs/http-api.md) instead: N threads,
 each with its own keep-alive connection (http.client, HTTP/1.1), POST one
@@ -38,6 +45,7 @@ import array
 import base64
 import http.client
 import json
+import os
 import resource
 import struct
 import sys
@@ -118,7 +126,29 @@ def produce(args) -> dict:
     prod = p.produce
     topic = args.topic
     limit = args.count if args.count > 0 else None
-    if args.rate <= 0:
+    if args.keys > 0:
+        if args.rate > 0:
+            raise SystemExit("--keys: flat out only (no --rate)")
+        keys = [b"key-%06d" % i for i in range(args.keys)]
+        nkeys = len(keys)
+        first = (offset * 7919) % nkeys  # processes start at different keys
+        urandom = os.urandom
+        padn = len(pad)
+        while True:
+            for _ in range(1000 if limit is None else min(1000, limit - sent)):
+                k = (first + sent) % nkeys
+                value = pack(now_ns(), sent) + (urandom(padn) if args.random_values else pad)
+                while True:
+                    try:
+                        prod(topic, value, keys[k], partition=k % parts)
+                        break
+                    except BufferError:
+                        p.poll(0.002)
+                sent += 1
+            p.poll(0)
+            if time.monotonic() >= end or (limit is not None and sent >= limit):
+                break
+    elif args.rate <= 0:
         while True:
             for _ in range(1000 if limit is None else min(1000, limit - sent)):
                 value = pack(now_ns(), sent) + pad
@@ -161,6 +191,7 @@ def produce(args) -> dict:
         with open(args.lat_out, "wb") as f:
             lat.tofile(f)
     delivered = sent - left - len(errors)
+    key_bytes = len(b"key-%06d" % 0) if args.keys > 0 else 0
     return {
         "sent": sent,
         "delivered": delivered,
@@ -168,6 +199,7 @@ def produce(args) -> dict:
         "errors": len(errors),
         "first_errors": errors[:5],
         "bytes": delivered * args.size,
+        "key_bytes": delivered * key_bytes,
         "produce_s": produced_until - start,
         "elapsed_s": done - start,
         "latencies": len(lat),
@@ -369,6 +401,10 @@ def main(argv=None) -> int:
     pp.add_argument("--lat-out")
     pp.add_argument("--count", type=int, default=0,
                     help="flat out only: stop after this many records (0 = no limit; --seconds still bounds)")
+    pp.add_argument("--keys", type=int, default=0,
+                    help="flat out only: K keys in turn, each always to the partition key index %% N (0 = no keys)")
+    pp.add_argument("--random-values", action="store_true",
+                    help="random bytes after the 16-byte header instead of zeros")
     cp = sub.add_parser("consume")
     cp.add_argument("--bootstrap", required=True)
     cp.add_argument("--topic", required=True)

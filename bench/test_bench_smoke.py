@@ -5,9 +5,10 @@ It asserts only that each figure is present and numeric (or marked "n/a" for
 a reason that holds by design, e.g. a memory broker has no object store), that
 the report and plots exist, and that nothing the run started is left running
 (the Lambda emulator's function instances included). The quick run includes
-the http and lambda phases; the latter needs cargo-lambda and the silt-http
-function built in the silt binary's profile (bench/run.sh builds it, a no-op
-when fresh: with the debug silt, the test suite has built it already).
+the http, lambda and tables phases; the lambda phase needs cargo-lambda and
+the silt-http function built in the silt binary's profile (bench/run.sh builds
+it, a no-op when fresh: with the debug silt, the test suite has built it
+already).
 It never asserts a timing or a throughput: those are the benchmark's output,
 not pass/fail criteria.
 
@@ -138,6 +139,22 @@ def test_quick_run_produces_every_figure(tmp_path):
         assert r["checkpoint_bytes"] > 0, r
     assert lm["rows"][-1]["log_records"] >= bench.QUICK["lambda_log_records"][-1], lm["rows"]
 
+    # Compacted topics and Parquet tables: the cleaner left one record per
+    # key for a consumer from offset 0, both export runs wrote every row to
+    # Parquet files, and every figure is there.
+    tb = res["tables"]
+    assert isinstance(tb, dict), tb
+    for k in bench.FIGURES_TABLES:
+        assert numeric(bench.dig(tb, k)), (k, bench.dig(tb, k))
+    c = tb["cleaner"]
+    assert c["records_removed"] == tb["records"] - tb["keys"], c
+    assert c["records_after"] == tb["keys"] and c["keys_after"] == tb["keys"], c
+    assert c["bytes_read"] > 0 and c["bytes_written"] > 0, c
+    for variant in ("backlog", "live"):
+        r = tb[variant]
+        assert r["rows"] >= tb["records"] and r["files"] > 0 and r["parquet_bytes"] > 0, (variant, r)
+        assert r["files_listed"] == r["files"], (variant, r)
+
     # Every target has a verdict line; the report and plots were written.
     assert len(res["targets"]) >= 5
     report = (out / "report.md").read_text()
@@ -145,6 +162,7 @@ def test_quick_run_produces_every_figure(tmp_path):
     assert "### Cold reads before and after compaction" in report
     assert "### HTTP produce against Kafka produce" in report
     assert "### silt-http Lambda cold start" in report
+    assert "### Compacted topics and Parquet tables" in report
     for png in ("latency_cdf.png", "throughput_by_partitions.png"):
         assert (out / png).stat().st_size > 1000, png
     assert proc.returncode == 0, text[-3000:]
