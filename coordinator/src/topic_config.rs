@@ -235,7 +235,17 @@ impl TopicConfig {
         for (k, v) in &overrides {
             validate(k, v)?;
         }
-        Ok(Self::from_overrides(overrides))
+        let c = Self::from_overrides(overrides);
+        if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+            return Err(ConfigError {
+                name: "min.compaction.lag.ms".into(),
+                message: format!(
+                    "conflict topic configs: min.compaction.lag.ms {} is greater than max.compaction.lag.ms {}",
+                    c.min_compaction_lag_ms, c.max_compaction_lag_ms
+                ),
+            });
+        }
+        Ok(c)
     }
 
     /// Builds the typed config from overrides already in the log. A value
@@ -410,6 +420,12 @@ mod tests {
             assert!(validate("silt.table.value.schema", bad).is_err(), "{bad}");
         }
         assert!(validate("silt.table.enable", "yes").is_err());
+        // Kafka refuses a minimum lag above the maximum.
+        assert!(TopicConfig::parse(map(&[
+            ("min.compaction.lag.ms", "1000"),
+            ("max.compaction.lag.ms", "999"),
+        ]))
+        .is_err());
         // Serialized as the overrides alone; read back to the same config.
         let json = serde_json::to_string(&c).unwrap();
         assert!(json.starts_with("{\"max.message.bytes\":\"10\""), "{json}");

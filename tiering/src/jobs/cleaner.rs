@@ -31,11 +31,16 @@
 //! compare-and-swap like segment compaction's; the last piece of a pass
 //! also moves the clean offset. A refused piece ends the partition's pass
 //! (the next pass starts over): removing a record is safe on its own,
-//! since the later record of its key stays in the log, and a tombstone
-//! only expires once the pass that first passed it, and removed the older
-//! records of its key, has been applied whole.
+//! since the later record of its key stays in the log; and a tombstone's
+//! entry is marked as cleaned only when its own piece applies, after the
+//! pieces before it, which removed the older records of its key (they
+//! precede it). Past a batch the cleaner cannot look into (kept whole),
+//! tombstones are kept: an older value may hide in it.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
@@ -154,7 +159,12 @@ pub(super) async fn run(
         let Some(plan) = plan_for(&jobs.log.state(), &key.0, key.1, now) else {
             continue;
         };
-        clean_partition(jobs, &key.0, plan, now, &mut report).await?;
+        // One partition's failure (a damaged object, say) must not hold
+        // up the others: it is tried again next pass.
+        if let Err(e) = clean_partition(jobs, &key.0, plan, now, &mut report).await {
+            tracing::warn!(topic = %key.0, partition = key.1, error = %e, "cleaning a partition failed");
+            report.partitions_failed += 1;
+        }
     }
     jobs.set_cursor(Job::Cleaner, None);
     Ok(report)
@@ -292,6 +302,7 @@ async fn clean_partition(
         salt: &salt,
         tombstones_before: now.saturating_sub(plan.delete_retention_ms),
         now,
+        opaque: AtomicBool::new(false),
     };
     for (i, piece) in pieces.into_iter().enumerate() {
         let applied = clean_piece(
@@ -313,6 +324,13 @@ async fn clean_partition(
             return Ok(());
         }
     }
+    if rules.opaque.load(Ordering::Relaxed) {
+        tracing::warn!(
+            topic,
+            partition = plan.partition,
+            "a record batch the cleaner cannot look into is kept whole; tombstones after it are kept"
+        );
+    }
     report.partitions_cleaned += 1;
     tracing::debug!(
         topic,
@@ -331,6 +349,9 @@ struct Rules<'a> {
     /// Tombstones in entries first cleaned before this time go.
     tombstones_before: i64,
     now: i64,
+    /// The pass met a batch it cannot look into (kept whole): tombstones
+    /// after it stay.
+    opaque: AtomicBool,
 }
 
 /// A batch being rebuilt: records kept so far, and the offsets it covers.
@@ -393,12 +414,12 @@ impl Output {
     }
 
     /// Offsets `[from, to)` whose records were all removed.
-    fn removed(&mut self, from: i64, to: i64, meta: Meta) {
+    fn removed(&mut self, from: i64, to: i64, meta: Meta) -> Result<(), JobError> {
         match &mut self.open {
             Some(o) if to - o.base <= i32::MAX as i64 => o.end = to,
             Some(_) => {
                 // The open batch cannot span more offsets.
-                let _ = self.close();
+                self.close()?;
                 self.gap = Some((from, meta));
             }
             None => {
@@ -407,6 +428,7 @@ impl Output {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -452,22 +474,34 @@ async fn clean_piece(
     if let Some((from, meta)) = out.gap.take() {
         out.fill(from, piece_end, meta)?;
     }
-    let Some(first) = out.batches.first() else {
-        return Ok(true);
-    };
-    debug_assert_eq!(first.1, piece[0].base_offset);
-    // One object holding the piece's batches.
+    // One object holding the piece's batches, which must span exactly the
+    // piece's offsets, one after another: checked here, before anything
+    // is written, not assumed.
     let mut bytes = Vec::new();
     let mut metas = Vec::with_capacity(out.batches.len());
     let mut min_ts = i64::MAX;
-    for (b, ..) in &out.batches {
-        let h = batch::parse_one(b, 0).map_err(|err| JobError::Corrupt {
+    let mut next = piece[0].base_offset;
+    for (b, base, ..) in &out.batches {
+        let broken = |message: String| JobError::Corrupt {
             object: "(cleaned batch)".into(),
-            message: err.to_string(),
-        })?;
+            message,
+        };
+        let h = batch::parse_one(b, 0).map_err(|err| broken(err.to_string()))?;
+        if *base != next {
+            return Err(broken(format!(
+                "a cleaned batch starts at {base}, not {next}"
+            )));
+        }
+        next = base + h.last_offset_delta as i64 + 1;
         min_ts = min_ts.min(h.base_timestamp);
         metas.push(segment::BatchMeta::from(&h));
         bytes.extend_from_slice(b);
+    }
+    if next != piece_end || out.batches.is_empty() {
+        return Err(JobError::Corrupt {
+            object: "(cleaned batch)".into(),
+            message: format!("cleaned batches end at {next}, not {piece_end}"),
+        });
     }
     let mut builder = segment::SegmentBuilder::new();
     builder.append(
@@ -546,13 +580,21 @@ fn clean_batch(
         out.batches.push((b.to_vec(), base, h.max_timestamp, meta));
         Ok(0)
     };
-    let Ok(Some(mut records)) = records::decode_batch(&b, MAX_CLEANER_BATCH_BYTES) else {
-        return verbatim(out, b);
+    let opaque = || rules.opaque.store(true, Ordering::Relaxed);
+    let mut records = match records::decode_batch(&b, MAX_CLEANER_BATCH_BYTES) {
+        Ok(Some(records)) => records,
+        // A control batch holds no keys.
+        Ok(None) => return verbatim(out, b),
+        Err(_) => {
+            opaque();
+            return verbatim(out, b);
+        }
     };
     let mut kept: Vec<(records::Record, Bytes)> = Vec::new();
     let mut removed = 0u64;
     while let Some(r) = records.next_raw() {
         let Ok((r, raw)) = r else {
+            opaque();
             return verbatim(out, b);
         };
         let keep = match &r.key {
@@ -562,7 +604,10 @@ fn clean_batch(
                     .map
                     .get(&digest(rules.salt, k))
                     .is_some_and(|&latest| r.offset < latest);
-                let expired_tombstone = r.value.is_none() && expired;
+                // Past a batch the cleaner cannot look into, an older value
+                // of this key may be in it: the tombstone stays.
+                let expired_tombstone =
+                    r.value.is_none() && expired && !rules.opaque.load(Ordering::Relaxed);
                 !superseded && !expired_tombstone
             }
         };
@@ -573,7 +618,7 @@ fn clean_batch(
         }
     }
     if kept.is_empty() {
-        out.removed(base, end, meta);
+        out.removed(base, end, meta)?;
         return Ok(removed);
     }
     out.close()?;
@@ -638,7 +683,10 @@ fn new_entries(
         let end = batches.get(i + 1).map_or(piece_end, |n| n.1);
         let len = b.len() as u64;
         let merge = out.last().is_some_and(|l| {
+            // Entries whose tombstones expire at different times stay
+            // apart; without tombstones the time does not matter.
             let same_clean = l.cleaned_at == meta.cleaned_at
+                || (!l.tombstones && !meta.tombstones)
                 || (l.cleaned_at <= tombstones_before && meta.cleaned_at <= tombstones_before);
             l.length + len <= entry_bytes
                 && same_clean

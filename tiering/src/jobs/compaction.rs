@@ -357,15 +357,17 @@ async fn write_object(
 /// The new index entries of a piece laid out from `position`: neighbours
 /// merge up to `entry_bytes`, unless the topic stamps LogAppendTime and
 /// their append times differ (the read path stamps an entry's batches with
-/// its one append time), or the cleaner passed them at different times
-/// (their tombstones expire at different times).
+/// its one append time), or the cleaner passed them at different times and
+/// tombstones remain in one (they expire at different times; a raw entry,
+/// never cleaned, may hold tombstones the cleaner has not seen).
 fn collapse(piece: &Piece, position: u64, entry_bytes: u64) -> Vec<NewEntry> {
     let mut out: Vec<NewEntry> = Vec::new();
     let mut at = position;
     for (e, _) in &piece.entries {
         let merge = out.last().is_some_and(|l| {
             l.length + e.length <= entry_bytes
-                && l.cleaned_at == e.cleaned_at
+                && (l.cleaned_at == e.cleaned_at
+                    || (l.cleaned_at > 0 && e.cleaned_at > 0 && !l.tombstones && !e.tombstones))
                 && (piece.timestamp_type == TimestampType::CreateTime
                     || l.append_time == e.append_time)
         });
@@ -376,6 +378,7 @@ fn collapse(piece: &Piece, position: u64, entry_bytes: u64) -> Vec<NewEntry> {
             l.max_timestamp = l.max_timestamp.max(e.max_timestamp);
             l.append_time = l.append_time.max(e.append_time);
             l.tombstones |= e.tombstones;
+            l.cleaned_at = l.cleaned_at.max(e.cleaned_at);
         } else {
             out.push(NewEntry {
                 base_offset: e.base_offset,

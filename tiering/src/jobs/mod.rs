@@ -158,6 +158,8 @@ pub struct Report {
     pub objects_deleted: u64,
     pub orphans_deleted: u64,
     pub checkpoints_deleted: u64,
+    /// Partitions a pass skipped after an error (tried again next pass).
+    pub partitions_failed: u64,
     /// Work left for the next pass (budget spent).
     pub more: bool,
 }
@@ -173,6 +175,7 @@ pub struct JobCounters {
     table_files_written: AtomicU64,
     table_dead_letters: AtomicU64,
     table_files_deleted: AtomicU64,
+    partitions_failed: AtomicU64,
     partitions_trimmed: AtomicU64,
     entries_compacted: AtomicU64,
     runs_refused: AtomicU64,
@@ -203,6 +206,7 @@ impl JobCounters {
         add(&self.table_files_written, r.table_files_written);
         add(&self.table_dead_letters, r.table_dead_letters);
         add(&self.table_files_deleted, r.table_files_deleted);
+        add(&self.partitions_failed, r.partitions_failed);
         add(&self.entries_compacted, r.entries_compacted);
         add(&self.runs_refused, r.runs_refused);
         add(&self.objects_written, r.objects_written);
@@ -245,6 +249,11 @@ impl JobCounters {
                 "silt_cleaner_records_removed_total",
                 "superseded records and expired tombstones the cleaner removed",
                 &self.records_cleaned,
+            ),
+            (
+                "silt_job_partitions_failed_total",
+                "partitions a job pass skipped after an error (tried again next pass)",
+                &self.partitions_failed,
             ),
             (
                 "silt_table_rows_exported_total",

@@ -58,8 +58,8 @@ pub const DEAD_LETTER_PREFIX: &str = "dead-letter/";
 
 /// Rows of one Parquet row group at most.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
-/// Objects one retention sweep lists per topic at most (it resumes there
-/// at the next pass).
+/// Objects one retention sweep lists per topic and pass at most (from the
+/// oldest hour: those are the ones it deletes).
 pub const TABLE_LIST_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +81,16 @@ impl Default for TableSettings {
             max_age: Duration::from_secs(300),
         }
     }
+}
+
+/// A row of a dead-letter file: a value that does not match the table's
+/// schema, or a whole batch that cannot be decoded (its raw bytes, at its
+/// first offset).
+struct DeadRow {
+    offset: i64,
+    timestamp: i64,
+    value: Option<Bytes>,
+    error: String,
 }
 
 /// One exported record.
@@ -265,7 +275,7 @@ fn table_file(
     rows: &[&Row],
     fields: &[TableField],
     range: (i64, i64),
-) -> Result<(Vec<u8>, usize), JobError> {
+) -> Result<Vec<u8>, JobError> {
     let schema = Arc::new(table_schema(fields));
     let mut headers = ListBuilder::new(StructBuilder::new(
         header_fields(),
@@ -310,18 +320,13 @@ fn table_file(
         )),
         Arc::new(headers.finish()),
     ];
-    let mut dead = 0;
     if !fields.is_empty() {
         let decoded: Vec<Decoded> = rows
             .iter()
             .map(
                 |r| match r.value.as_deref().map(|v| decode_json(v, fields)) {
                     Some(Ok(d)) => d,
-                    Some(Err(_)) => {
-                        dead += 1;
-                        vec![None; fields.len()]
-                    }
-                    None => vec![None; fields.len()],
+                    _ => vec![None; fields.len()],
                 },
             )
             .collect();
@@ -332,7 +337,7 @@ fn table_file(
         }
     }
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(parquet_error)?;
-    Ok((write_parquet(schema, batch, range)?, dead))
+    write_parquet(schema, batch, range)
 }
 
 fn write_parquet(
@@ -353,23 +358,30 @@ fn write_parquet(
     w.into_inner().map_err(parquet_error)
 }
 
-/// The dead-letter file of rows whose value did not match the schema.
-fn dead_letter_file(
-    partition: i32,
-    rows: &[&Row],
-    fields: &[TableField],
-    range: (i64, i64),
-) -> Result<Option<Vec<u8>>, JobError> {
-    let bad: Vec<(&Row, String)> = rows
-        .iter()
+/// The values of `rows` that do not match the schema, as dead-letter rows.
+fn json_failures(rows: &[Row], fields: &[TableField]) -> Vec<DeadRow> {
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    rows.iter()
         .filter_map(|r| {
             let v = r.value.as_deref()?;
-            decode_json(v, fields).err().map(|e| (*r, e))
+            decode_json(v, fields).err().map(|error| DeadRow {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                value: r.value.clone(),
+                error,
+            })
         })
-        .collect();
-    if bad.is_empty() {
-        return Ok(None);
-    }
+        .collect()
+}
+
+/// A dead-letter file of `bad` rows.
+fn dead_letter_file(
+    partition: i32,
+    bad: &[&DeadRow],
+    range: (i64, i64),
+) -> Result<Vec<u8>, JobError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("partition", DataType::Int32, false),
         Field::new("offset", DataType::Int64, false),
@@ -383,20 +395,31 @@ fn dead_letter_file(
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from(vec![partition; bad.len()])),
-        Arc::new(Int64Array::from_iter_values(
-            bad.iter().map(|(r, _)| r.offset),
-        )),
+        Arc::new(Int64Array::from_iter_values(bad.iter().map(|r| r.offset))),
         Arc::new(
-            TimestampMillisecondArray::from_iter_values(bad.iter().map(|(r, _)| r.timestamp))
+            TimestampMillisecondArray::from_iter_values(bad.iter().map(|r| r.timestamp))
                 .with_timezone("UTC"),
         ),
         Arc::new(BinaryArray::from_iter(
-            bad.iter().map(|(r, _)| r.value.as_deref()),
+            bad.iter().map(|r| r.value.as_deref()),
         )),
-        Arc::new(StringArray::from_iter_values(bad.iter().map(|(_, e)| e))),
+        Arc::new(StringArray::from_iter_values(
+            bad.iter().map(|r| r.error.as_str()),
+        )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(parquet_error)?;
-    write_parquet(schema, batch, range).map(Some)
+    write_parquet(schema, batch, range)
+}
+
+/// The bytes a row counts against `file_bytes`: its key, value and headers.
+fn row_bytes(r: &Row) -> u64 {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 8)
+        .sum();
+    (r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len) + headers + 32)
+        as u64
 }
 
 /// Writes `body` at `key` unless something is there already; whether it
@@ -451,7 +474,12 @@ pub(super) async fn run(
                 sweep(jobs, &topic, ms, &mut report).await?;
             }
         }
-        export_partition(jobs, &topic, partition, &config, &mut report).await?;
+        // One partition's failure (a damaged object, say) must not hold
+        // up the others: it is tried again next pass.
+        if let Err(e) = export_partition(jobs, &topic, partition, &config, &mut report).await {
+            tracing::warn!(topic, partition, error = %e, "table export of a partition failed");
+            report.partitions_failed += 1;
+        }
     }
     jobs.set_cursor(Job::Tables, None);
     Ok(report)
@@ -549,6 +577,7 @@ pub(super) async fn write_step(
     };
     let log_append = config.timestamp_type == TimestampType::LogAppendTime;
     let mut rows: Vec<Row> = Vec::new();
+    let mut dead: Vec<DeadRow> = Vec::new();
     let mut bytes = 0u64;
     let mut to = start;
     'read: for c in &chunks {
@@ -581,24 +610,39 @@ pub(super) async fn write_step(
             at += h.size as usize;
             let base = i64::from_be_bytes(one[0..8].try_into().expect("a batch header"));
             let end = base + h.last_offset_delta as i64 + 1;
-            if let Some(decoded) = records::decode_batch(one, MAX_CLEANER_BATCH_BYTES)
-                .map_err(|err| corrupt(err.to_string()))?
-            {
-                for r in decoded {
-                    let r = r.map_err(|err| corrupt(err.to_string()))?;
+            // A batch that cannot be decoded (a codec or a record the
+            // produce path does not look into) goes to the dead-letter
+            // file whole, at its first offset: never dropped, never stuck.
+            let mut batch_rows = Vec::new();
+            let decoded = records::decode_batch(one, MAX_CLEANER_BATCH_BYTES).and_then(|d| {
+                for r in d.into_iter().flatten() {
+                    let r = r?;
                     if r.offset < start || target.is_some_and(|t| r.offset >= t) {
                         continue;
                     }
-                    bytes += (r.key.as_ref().map_or(0, Bytes::len)
-                        + r.value.as_ref().map_or(0, Bytes::len)
-                        + 32) as u64;
-                    rows.push(Row {
+                    batch_rows.push(Row {
                         offset: r.offset,
                         timestamp: r.timestamp,
                         log_append_time: h.attributes & 0x08 != 0,
                         key: r.key,
                         value: r.value,
                         headers: r.headers,
+                    });
+                }
+                Ok(())
+            });
+            match decoded {
+                Ok(()) => {
+                    bytes += batch_rows.iter().map(row_bytes).sum::<u64>();
+                    rows.extend(batch_rows);
+                }
+                Err(err) => {
+                    bytes += one.len() as u64;
+                    dead.push(DeadRow {
+                        offset: base.max(start),
+                        timestamp: h.max_timestamp,
+                        value: Some(Bytes::copy_from_slice(one)),
+                        error: format!("record batch {base}..{end} cannot be decoded: {err}"),
                     });
                 }
             }
@@ -623,32 +667,44 @@ pub(super) async fn write_step(
             // Another exporter began this step: it is finished next pass.
             return Ok(None);
         }
+        // An exporter that looked at an old state (paused, or behind the
+        // metadata store) may have begun a step another one has counted
+        // and whose marker is gone: the progress has moved, and this
+        // step's files would repeat rows. Markers are deleted only after
+        // their step is counted, so the current state tells.
+        let current = jobs.log.catch_up(super::CATCH_UP).await
+            && jobs.log.state().exported(topic, partition) == Some(from);
+        if !current {
+            let _ = jobs.store.delete(&ObjectPath::from(marker.as_str())).await;
+            return Ok(None);
+        }
     }
-    // One file per hour the records fall in.
-    let mut hours: BTreeMap<(String, u32), Vec<&Row>> = BTreeMap::new();
+    // One file per hour the records fall in; dead letters likewise.
+    dead.extend(json_failures(&rows, &config.table_fields));
+    type Hour<'a> = (Vec<&'a Row>, Vec<&'a DeadRow>);
+    let mut hours: BTreeMap<(String, u32), Hour> = BTreeMap::new();
     for r in &rows {
-        hours.entry(date_hour(r.timestamp)).or_default().push(r);
+        hours.entry(date_hour(r.timestamp)).or_default().0.push(r);
+    }
+    for d in &dead {
+        hours.entry(date_hour(d.timestamp)).or_default().1.push(d);
     }
     let name = file_name(topic_id, partition, from);
-    for ((date, hour), part) in &hours {
+    for ((date, hour), (part, bad)) in &hours {
         let dir = format!("{topic}/date={date}/hour={hour:02}");
-        let (file, dead) = table_file(partition, part, &config.table_fields, (from, to))?;
-        if put_new(jobs, &format!("{TABLES_PREFIX}{dir}/{name}.parquet"), file).await? {
-            report.table_files_written += 1;
-            report.table_rows_exported += part.len() as u64;
+        if !part.is_empty() {
+            let file = table_file(partition, part, &config.table_fields, (from, to))?;
+            let key = format!("{TABLES_PREFIX}{dir}/{name}.parquet");
+            if put_new(jobs, &key, file).await? {
+                report.table_files_written += 1;
+                report.table_rows_exported += part.len() as u64;
+            }
         }
-        if dead > 0 {
-            if let Some(file) = dead_letter_file(partition, part, &config.table_fields, (from, to))?
-            {
-                if put_new(
-                    jobs,
-                    &format!("{DEAD_LETTER_PREFIX}{dir}/{name}.parquet"),
-                    file,
-                )
-                .await?
-                {
-                    report.table_dead_letters += dead as u64;
-                }
+        if !bad.is_empty() {
+            let file = dead_letter_file(partition, bad, (from, to))?;
+            let key = format!("{DEAD_LETTER_PREFIX}{dir}/{name}.parquet");
+            if put_new(jobs, &key, file).await? {
+                report.table_dead_letters += bad.len() as u64;
             }
         }
     }

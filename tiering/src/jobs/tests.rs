@@ -1372,3 +1372,145 @@ async fn a_recreated_topic_exports_under_new_names() {
     let values: Vec<_> = rows.iter().map(|(_, r)| r.value.clone().unwrap()).collect();
     assert_eq!(values, [Bytes::from("old"), Bytes::from("new")]);
 }
+
+/// A stored batch nothing can decode (unknown codec bits, valid CRC: the
+/// produce path checks headers only): `batch` with its attributes set to
+/// `attributes`.
+fn undecodable(mut b: Vec<u8>, attributes: i16) -> Vec<u8> {
+    b[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+impl World {
+    /// Commits one segment of raw batches in partition 0, sealed now.
+    async fn raw_segment(&mut self, batches: Vec<Vec<u8>>) {
+        let now = self.clock.now_ms();
+        let mut b = SegmentBuilder::new();
+        for bytes in batches {
+            let h = batch::parse_all(&bytes).unwrap();
+            b.append(
+                TOPIC.0,
+                0,
+                Bytes::from(bytes),
+                h.iter().map(crate::segment::BatchMeta::from).collect(),
+                now,
+            );
+        }
+        let (object, chunks) = b.finish();
+        let key = crate::segment::dated_key(SEGMENTS_PREFIX, ulid::Ulid::new());
+        self.bucket
+            .put(&ObjectPath::from(key.as_str()), object.clone().into())
+            .await
+            .unwrap();
+        let c = &chunks[0];
+        let out = self
+            .log
+            .propose(Command::Commit {
+                object: key,
+                size: object.len() as u64,
+                chunks: vec![ChunkRef {
+                    topic: TOPIC,
+                    partition: 0,
+                    position: c.position,
+                    length: c.length,
+                    records: c.records,
+                    max_timestamp: c.max_timestamp,
+                    append_time: now,
+                    batches: vec![],
+                }],
+            })
+            .await
+            .unwrap();
+        assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
+    }
+}
+
+/// A batch the table export cannot decode goes to the dead-letter file
+/// whole, at its first offset, and the export goes on past it.
+#[tokio::test]
+async fn an_undecodable_batch_goes_to_the_dead_letter_file() {
+    let mut w = World::new(1, &[("silt.table.enable", "true")]).await;
+    let good = batch::keyed_batch(2, T0, b"ok", None, |i| Some(vec![b'k', i as u8]));
+    let bad = undecodable(batch::keyed_batch(3, T0, b"??", None, |_| None), 5);
+    w.raw_segment(vec![good.clone(), bad, good]).await;
+    let mut s = settings();
+    s.tables.max_age = Duration::ZERO;
+    let r = w
+        .jobs_with("j", s)
+        .run_unlocked(Job::Tables, BUDGET)
+        .await
+        .unwrap();
+    assert_eq!((r.partitions_failed, r.table_dead_letters), (0, 1), "{r:?}");
+    assert_eq!(w.log.state().exported("t", 0), Some(7));
+    let (rows, _) = read_table(&w, TABLES_PREFIX).await;
+    let offsets: Vec<i64> = rows.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, [0, 1, 5, 6]);
+    assert_eq!(w.objects(DEAD_LETTER_PREFIX).await.len(), 1);
+}
+
+/// Past a batch the cleaner cannot look into, tombstones stay: an older
+/// value of their key may be in it, and would come back.
+#[tokio::test]
+async fn tombstones_after_an_opaque_batch_stay() {
+    let mut w = World::new(
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("delete.retention.ms", "1000"),
+        ],
+    )
+    .await;
+    // k=V, but in a batch nothing can decode; then k's tombstone.
+    let hidden = undecodable(
+        batch::keyed_batch(1, T0, b"V", None, |_| Some(b"k".to_vec())),
+        5,
+    );
+    w.raw_segment(vec![hidden]).await;
+    let tomb = crate::records::encode_batch(&[crate::records::Record {
+        offset: 0,
+        timestamp: T0,
+        key: Some(Bytes::from_static(b"k")),
+        value: None,
+        headers: vec![],
+    }]);
+    w.raw_segment(vec![tomb]).await;
+    let jobs = w.jobs("j");
+    for _ in 0..4 {
+        w.advance(5000);
+        jobs.run_unlocked(Job::Cleaner, BUDGET).await.unwrap();
+        // Something new, so that the cleaner has a dirty part each time.
+        let other = batch::keyed_batch(1, w.clock.now_ms(), b"x", None, |_| Some(b"o".to_vec()));
+        w.raw_segment(vec![other]).await;
+    }
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+    let chunks = w.log.state().chunks_from("t", 0, 0, usize::MAX);
+    let mut tombstone_kept = false;
+    for c in chunks {
+        let e = &c.entry;
+        let bytes = reader
+            .read(&e.object, c.object_size, e.position..e.position + e.length)
+            .await
+            .unwrap();
+        let (batches, _, _) =
+            batch::rewrite_chunk(&bytes, e.base_offset, 0, usize::MAX, true, None).unwrap();
+        let mut at = 0;
+        while at < batches.len() {
+            let h = batch::parse_one(&batches, at).unwrap();
+            if let Ok(Some(records)) =
+                crate::records::decode_all(&batches[at..at + h.size as usize], 1 << 20)
+            {
+                tombstone_kept |= records
+                    .iter()
+                    .any(|r| r.offset == 1 && r.key.as_deref() == Some(b"k") && r.value.is_none());
+            }
+            at += h.size as usize;
+        }
+    }
+    assert!(
+        tombstone_kept,
+        "the tombstone after the opaque batch was removed"
+    );
+}
