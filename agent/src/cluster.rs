@@ -176,6 +176,13 @@ pub async fn run_once(
                 "objects_deleted": r.objects_deleted,
                 "orphans_deleted": r.orphans_deleted,
                 "checkpoints_deleted": r.checkpoints_deleted,
+                "partitions_cleaned": r.partitions_cleaned,
+                "records_cleaned": r.records_cleaned,
+                "table_rows_exported": r.table_rows_exported,
+                "table_files_written": r.table_files_written,
+                "table_dead_letters": r.table_dead_letters,
+                "table_files_deleted": r.table_files_deleted,
+                "partitions_failed": r.partitions_failed,
                 "more": r.more,
             }),
             Ok(None) => serde_json::json!({

@@ -216,7 +216,8 @@ def test_failed_export_steps_leave_no_duplicate_rows(make_cluster, tmp_path):
             "SILT_TEST_FAULTS": f"put_error_rate=0.4,seed={seed}",
             "SILT_TABLE_FILE_BYTES": "64KiB"})
         reports = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
-        if any(r.get("error") for r in reports) or out.returncode != 0:
+        failed = any(r.get("error") or r.get("partitions_failed") for r in reports)
+        if failed or out.returncode != 0:
             if any("_progress" in k for k in bucket_objects(c, f"tables/{topic}/")):
                 interrupted += 1
         if interrupted >= 3:
