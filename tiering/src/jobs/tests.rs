@@ -737,9 +737,8 @@ impl World {
             records::{Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType},
         };
         self.seq += 1;
-        let now = self.clock.now_ms();
-        let mut b = SegmentBuilder::new();
         let mut all = Vec::new();
+        let mut encoded = Vec::new();
         for (records, compression) in batches {
             let krecords: Vec<KRecord> = records
                 .iter()
@@ -774,48 +773,10 @@ impl World {
                 },
             )
             .unwrap();
-            let hs = batch::parse_all(&buf).unwrap();
-            let min_ts = hs.iter().map(|h| h.base_timestamp).min().unwrap();
-            b.append(
-                TOPIC.0,
-                0,
-                buf.freeze(),
-                hs.iter().map(crate::segment::BatchMeta::from).collect(),
-                min_ts,
-            );
+            encoded.push(buf.freeze());
             all.extend(records.iter().cloned());
         }
-        let (object, chunks) = b.finish();
-        let key = crate::segment::dated_key(SEGMENTS_PREFIX, ulid::Ulid::new());
-        self.bucket
-            .put(&ObjectPath::from(key.as_str()), object.clone().into())
-            .await
-            .unwrap();
-        let c = &chunks[0];
-        let out = self
-            .log
-            .propose(Command::Commit {
-                object: key,
-                size: object.len() as u64,
-                chunks: vec![ChunkRef {
-                    topic: TOPIC,
-                    partition: 0,
-                    position: c.position,
-                    length: c.length,
-                    records: c.records,
-                    max_timestamp: c.max_timestamp,
-                    append_time: now,
-                    batches: vec![],
-                }],
-            })
-            .await
-            .unwrap();
-        let Outcome::Committed(bases) = out else {
-            panic!("{out:?}")
-        };
-        let ChunkOutcome::Appended { base } = bases[0] else {
-            panic!("{bases:?}")
-        };
+        let base = self.commit_batches(TOPIC, encoded).await;
         for (i, r) in all.into_iter().enumerate() {
             model.insert(base + i as i64, r);
         }
@@ -1331,41 +1292,9 @@ async fn a_recreated_topic_exports_under_new_names() {
         })
         .await
         .unwrap();
-    // keyed_segment writes to TOPIC's id: commit one record to the new id.
+    // One record under the new topic's id.
     let bytes = batch::simple_batch(1, T0, b"new", None);
-    let h = batch::parse_all(&bytes).unwrap();
-    let mut b = SegmentBuilder::new();
-    b.append(
-        NEW.0,
-        0,
-        Bytes::from(bytes),
-        h.iter().map(crate::segment::BatchMeta::from).collect(),
-        T0,
-    );
-    let (object, chunks) = b.finish();
-    let key = crate::segment::dated_key(SEGMENTS_PREFIX, ulid::Ulid::new());
-    w.bucket
-        .put(&ObjectPath::from(key.as_str()), object.clone().into())
-        .await
-        .unwrap();
-    let c = &chunks[0];
-    w.log
-        .propose(Command::Commit {
-            object: key,
-            size: object.len() as u64,
-            chunks: vec![ChunkRef {
-                topic: NEW,
-                partition: 0,
-                position: c.position,
-                length: c.length,
-                records: c.records,
-                max_timestamp: c.max_timestamp,
-                append_time: T0,
-                batches: vec![],
-            }],
-        })
-        .await
-        .unwrap();
+    w.commit_batches(NEW, vec![Bytes::from(bytes)]).await;
     jobs.run_unlocked(Job::Tables, BUDGET).await.unwrap();
     assert_eq!(w.log.state().exported("t", 0), Some(1));
     let (rows, _) = read_table(&w, TABLES_PREFIX).await;
@@ -1386,16 +1315,24 @@ fn undecodable(mut b: Vec<u8>, attributes: i16) -> Vec<u8> {
 impl World {
     /// Commits one segment of raw batches in partition 0, sealed now.
     async fn raw_segment(&mut self, batches: Vec<Vec<u8>>) {
+        self.commit_batches(TOPIC, batches.into_iter().map(Bytes::from).collect())
+            .await;
+    }
+
+    /// Uploads one segment holding `batches` in partition 0 of topic `id`,
+    /// sealed now, and commits it; the base offset it got.
+    async fn commit_batches(&self, id: TopicId, batches: Vec<Bytes>) -> i64 {
         let now = self.clock.now_ms();
         let mut b = SegmentBuilder::new();
         for bytes in batches {
             let h = batch::parse_all(&bytes).unwrap();
+            let min_ts = h.iter().map(|h| h.base_timestamp).min().unwrap();
             b.append(
-                TOPIC.0,
+                id.0,
                 0,
-                Bytes::from(bytes),
+                bytes,
                 h.iter().map(crate::segment::BatchMeta::from).collect(),
-                now,
+                min_ts,
             );
         }
         let (object, chunks) = b.finish();
@@ -1411,7 +1348,7 @@ impl World {
                 object: key,
                 size: object.len() as u64,
                 chunks: vec![ChunkRef {
-                    topic: TOPIC,
+                    topic: id,
                     partition: 0,
                     position: c.position,
                     length: c.length,
@@ -1423,7 +1360,13 @@ impl World {
             })
             .await
             .unwrap();
-        assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
+        let Outcome::Committed(bases) = out else {
+            panic!("{out:?}")
+        };
+        let ChunkOutcome::Appended { base } = bases[0] else {
+            panic!("{bases:?}")
+        };
+        base
     }
 }
 
