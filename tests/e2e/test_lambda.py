@@ -206,13 +206,36 @@ def test_http_function_serves_produce_and_fetch_with_no_agent_then_an_agent_sees
             seen.append((m.offset(), m.key(), m.value(),
                          [(k, v) for k, v in (m.headers() or [])], m.timestamp()[1]))
         assert seen == [(i, *e) for i, e in enumerate(EXPECTED)]
+        # Nothing more than what the function acknowledged.
+        assert consumer.get_watermark_offsets(TopicPartition("lam", 0), timeout=10) == (0, 3)
+        assert consumer.get_watermark_offsets(TopicPartition("lam", 1), timeout=10) == (0, 0)
+
+        # kafka-python reads the same.
+        from kafka import KafkaConsumer
+        from kafka import TopicPartition as KTopicPartition
+        kc = KafkaConsumer(bootstrap_servers=agent.addr, enable_auto_commit=False,
+                           consumer_timeout_ms=10_000)
+        try:
+            tp = KTopicPartition("lam", 0)
+            kc.assign([tp])
+            kc.seek(tp, 0)
+            got_kp = []
+            for m in kc:
+                got_kp.append((m.offset, m.key, m.value,
+                               [(k, v) for k, v in (m.headers or [])], m.timestamp))
+                if len(got_kp) == 3:
+                    break
+            assert got_kp == [(i, *e) for i, e in enumerate(EXPECTED)]
+        finally:
+            kc.close()
 
         # A record the agent takes is seen by the still-warm function, at the
-        # next offset.
+        # next offset, with its key, headers and timestamp.
         from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": agent.addr, "acks": "all"})
         acked = []
-        p.produce("lam", value=b"from-kafka", partition=0,
+        p.produce("lam", key=b"kk", value=b"from-kafka", partition=0,
+                  headers=[("h", b"\x07v")], timestamp=1_700_000_000_777,
                   on_delivery=lambda err, m: acked.append((err, m.offset() if m else None)))
         assert p.flush(30) == 0
         assert acked == [(None, 3)], acked
@@ -220,10 +243,15 @@ def test_http_function_serves_produce_and_fetch_with_no_agent_then_an_agent_sees
         consumer.close()
     status, got = request("GET", f"{topics}/lam/partitions/0/records?offset=3&max_wait_ms=5000")
     assert status == 200, got
-    assert [(r["offset"], b64(r["value"])) for r in got[0]["records"]] == [(3, b"from-kafka")]
+    assert [(r["offset"], b64(r["key"]), b64(r["value"]),
+             [(h["name"], base64.b64decode(h["value"])) for h in r["headers"]], r["timestamp"])
+            for r in got[0]["records"]] == [(3, b"kk", b"from-kafka", [("h", b"\x07v")],
+                                             1_700_000_000_777)]
     status, reports = request("POST", f"{topics}/lam/records",
                               {"partition_id": 0, "value": {"type": "STRING", "data": "after"}})
     assert status == 200 and reports[0]["offset"] == 4, reports
+    # The agent's own job loops would race the function's pass below.
+    assert agent.stop() == 0
     print(f"silt-http first call (cold start included) {first_call_s:.2f}s")
 
 

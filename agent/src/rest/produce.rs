@@ -196,7 +196,7 @@ pub(super) async fn produce(
 ) -> Result<Response, ApiError> {
     api.check_cluster(&cluster)?;
     let (body, _held) = api.read_body(body).await?;
-    let info = api.topic(&topic).await?;
+    let mut info = api.topic(&topic).await?;
     let config = api
         .topics
         .config(&topic)
@@ -251,7 +251,13 @@ pub(super) async fn produce(
             }
         };
         if partition < 0 || partition as usize >= info.partitions {
-            return Err(unknown_partition(&topic, partition));
+            // Partitions added elsewhere a moment ago (or while a Lambda
+            // function was frozen) are found once this process caught up.
+            let (fresh, _) = api.partition(&topic, &partition.to_string()).await?;
+            if fresh.id != info.id {
+                return Err(unknown_partition(&topic, partition));
+            }
+            info = fresh;
         }
         let record = Record {
             offset: 0,
@@ -320,9 +326,16 @@ pub(super) async fn produce(
     }
     let results = api.producer.submit(appends).await.await;
     if results.iter().all(|r| r.is_err()) {
+        // An append whose outcome is unknown makes the whole answer so: the
+        // request must not be reported as plainly failed if part of it may
+        // have been written.
         let e = results
-            .into_iter()
-            .find_map(|r| r.err())
+            .iter()
+            .find_map(|r| match r {
+                Err(e @ AppendError::Commit(_)) => Some(e.clone()),
+                _ => None,
+            })
+            .or_else(|| results.into_iter().find_map(|r| r.err()))
             .expect("at least one append");
         return Err(refused(e));
     }
