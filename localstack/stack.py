@@ -387,11 +387,16 @@ class Etcd:
     """One or three etcd 3.4 members on loopback; data in DIR/etcd/NAME,
     logs in DIR/etcd-NAME.log. Members are named m1, m2, m3."""
 
-    def __init__(self, dir, members: int = 1, binary: str = "/usr/bin/etcd"):
+    def __init__(self, dir, members: int = 1, binary: str = "/usr/bin/etcd", tls: dict | None = None):
+        """tls: {"ca", "cert", "key", "client_cert", "client_key"} paths of PEM
+        files: clients then connect over https:// and must present a
+        certificate the CA signed (etcd's --client-cert-auth); the client
+        pair is what this class itself uses to check health."""
         if members not in (1, 3):
             raise ValueError("members must be 1 or 3")
         self.dir = Path(dir)
         self.binary = binary
+        self.tls = {k: str(v) for k, v in tls.items()} if tls else None
         self.token = f"silt-{uuid.uuid4().hex[:8]}"
         ports = free_ports(2 * members)
         self.members = {
@@ -400,8 +405,27 @@ class Etcd:
         }
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def endpoints(self) -> list[str]:
-        return [f"http://{HOST}:{m['client']}" for m in self.members.values()]
+        return [f"{self.scheme}://{HOST}:{m['client']}" for m in self.members.values()]
+
+    def _http(self, name: str, path: str, body: bytes | None = None):
+        url = f"{self.scheme}://{HOST}:{self.members[name]['client']}{path}"
+        if not self.tls:
+            return http(url, body, 1.0)
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.tls["ca"])
+        ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
+        try:
+            with urllib.request.urlopen(url, data=body, timeout=1.0, context=ctx) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except (OSError, ValueError):
+            return None
 
     def env(self) -> dict:
         return {"SILT_ETCD": ",".join(self.endpoints)}
@@ -409,10 +433,14 @@ class Etcd:
     def _args(self, name: str) -> list[str]:
         m = self.members[name]
         cluster = ",".join(f"{n}=http://{HOST}:{x['peer']}" for n, x in self.members.items())
-        return [
-            self.binary, "--name", name, "--data-dir", str(self.dir / "etcd" / name),
-            "--listen-client-urls", f"http://{HOST}:{m['client']}",
-            "--advertise-client-urls", f"http://{HOST}:{m['client']}",
+        tls = []
+        if self.tls:
+            tls = ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+                   "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]
+        return [self.binary] + tls + [
+            "--name", name, "--data-dir", str(self.dir / "etcd" / name),
+            "--listen-client-urls", f"{self.scheme}://{HOST}:{m['client']}",
+            "--advertise-client-urls", f"{self.scheme}://{HOST}:{m['client']}",
             "--listen-peer-urls", f"http://{HOST}:{m['peer']}",
             "--initial-advertise-peer-urls", f"http://{HOST}:{m['peer']}",
             "--initial-cluster", cluster,
@@ -432,11 +460,11 @@ class Etcd:
     def _status(self, name: str) -> dict | None:
         """Maintenance status through the v3 gRPC gateway (works on 3.4):
         {"header": {"member_id": ...}, "leader": ...} with IDs as strings."""
-        r = http(f"http://{HOST}:{self.members[name]['client']}/v3/maintenance/status", b"{}", 1.0)
+        r = self._http(name, "/v3/maintenance/status", b"{}")
         return json.loads(r[1]) if r and r[0] == 200 else None
 
     def healthy(self, name: str) -> bool:
-        r = http(f"http://{HOST}:{self.members[name]['client']}/health", timeout=1.0)
+        r = self._http(name, "/health")
         return bool(r and r[0] == 200 and json.loads(r[1]).get("health") == "true")
 
     def _start_member(self, name: str) -> None:
@@ -490,12 +518,13 @@ class Etcd:
 
     def state(self) -> dict:
         return {"dir": str(self.dir), "binary": self.binary, "token": self.token,
-                "members": self.members}
+                "members": self.members, "tls": self.tls}
 
     @classmethod
     def from_state(cls, st: dict) -> "Etcd":
         self = cls.__new__(cls)
         self.dir, self.binary, self.token = Path(st["dir"]), st["binary"], st["token"]
+        self.tls = st.get("tls")
         self.members = st["members"]
         return self
 

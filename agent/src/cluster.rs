@@ -101,12 +101,27 @@ pub async fn connect(
     let meta: Arc<dyn MetaStore> = Arc::new(
         tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            EtcdStore::connect(&endpoints),
+            EtcdStore::connect(&endpoints, &settings.etcd_access()?),
         )
         .await
         .context("setting etcd: connecting timed out")?
         .with_context(|| format!("setting etcd: cannot connect to {}", endpoints.join(",")))?,
     );
+    // One read now, so that a refused certificate, an untrusted CA or a
+    // wrong password is reported with the settings to check, not at the
+    // first metadata request.
+    let probe = format!("/silt/{}/cluster", settings.cluster);
+    match tokio::time::timeout(std::time::Duration::from_secs(30), meta.get(&probe)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => bail!(
+            "setting etcd: cannot read from {} (check etcd_ca_file, etcd_cert_file, etcd_key_file, etcd_user and etcd_password): {e}",
+            endpoints.join(",")
+        ),
+        Err(_) => bail!(
+            "setting etcd: no answer from {} within 30 s",
+            endpoints.join(",")
+        ),
+    }
     Ok(match faults {
         Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
         None => (meta, objects),

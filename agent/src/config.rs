@@ -78,6 +78,18 @@ pub struct Settings {
     pub log_format: String,
     /// etcd endpoints, comma-separated (`silt agent`).
     pub etcd: String,
+    /// PEM file of the CA that signed the etcd servers' certificates
+    /// (needed for `https://` endpoints).
+    pub etcd_ca_file: Option<PathBuf>,
+    /// PEM certificate this agent presents to etcd (etcd's
+    /// `--client-cert-auth`), with `etcd_key_file`.
+    pub etcd_cert_file: Option<PathBuf>,
+    /// PEM private key of `etcd_cert_file`.
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd user (etcd's `auth enable`), with `etcd_password`.
+    pub etcd_user: Option<String>,
+    /// Password of `etcd_user`; never logged or shown.
+    pub etcd_password: Option<Secret>,
     /// `s3://bucket/prefix` or `file:///path` (`silt agent`).
     pub bucket: Option<String>,
     /// This agent's zone, for zone-aware placement.
@@ -217,6 +229,11 @@ impl Default for Settings {
             connections_max_idle: Duration::from_secs(600),
             log_format: "text".into(),
             etcd: String::new(),
+            etcd_ca_file: None,
+            etcd_cert_file: None,
+            etcd_key_file: None,
+            etcd_user: None,
+            etcd_password: None,
             bucket: None,
             zone: None,
             cache_dir: None,
@@ -296,6 +313,11 @@ pub const KEYS: &[&str] = &[
     "connections_max_idle",
     "log_format",
     "etcd",
+    "etcd_ca_file",
+    "etcd_cert_file",
+    "etcd_key_file",
+    "etcd_user",
+    "etcd_password",
     "bucket",
     "zone",
     "cache_dir",
@@ -356,12 +378,13 @@ impl Settings {
             if let Some(name) = k.strip_prefix("SILT_") {
                 let key = name.to_ascii_lowercase();
                 if KEYS.contains(&key.as_str()) {
-                    table.insert(key, guess_value(&v));
+                    let v = value_of(&key, &v);
+                    table.insert(key, v);
                 }
             }
         }
         for (k, v) in overrides {
-            table.insert((*k).to_string(), guess_value(v));
+            table.insert((*k).to_string(), value_of(k, v));
         }
         // Parse key by key so an error names the setting.
         let mut settings = Settings::default();
@@ -627,6 +650,41 @@ impl Settings {
                 );
             }
         }
+        let https = endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        if https > 0 && https < endpoints.len() {
+            return bad(
+                "etcd",
+                "give every endpoint as https:// or none (TLS is per cluster)".into(),
+            );
+        }
+        if https > 0 && self.etcd_ca_file.is_none() {
+            return bad(
+                "etcd_ca_file",
+                "missing: https:// etcd endpoints need the PEM file of the CA of their certificates"
+                    .into(),
+            );
+        }
+        if self.etcd_cert_file.is_some() != self.etcd_key_file.is_some() {
+            return bad(
+                "etcd_cert_file",
+                "give etcd_cert_file and etcd_key_file together".into(),
+            );
+        }
+        if self.etcd_cert_file.is_some() && https == 0 {
+            return bad(
+                "etcd_cert_file",
+                "a client certificate needs https:// etcd endpoints".into(),
+            );
+        }
+        if self.etcd_user.is_some() != self.etcd_password.is_some() {
+            return bad(
+                "etcd_user",
+                "give etcd_user and etcd_password together".into(),
+            );
+        }
         match self.bucket.as_deref() {
             None | Some("") => bad(
                 "bucket",
@@ -636,6 +694,30 @@ impl Settings {
             Some(b) if b.starts_with("s3://") || b.starts_with("file://") => Ok(()),
             Some(b) => bad("bucket", format!("{b:?} must start with s3:// or file://")),
         }
+    }
+
+    /// TLS files read and etcd credentials, for `EtcdStore::connect`.
+    pub fn etcd_access(&self) -> Result<silt_coordinator::etcd::EtcdAccess, ConfigError> {
+        let read = |name: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| ConfigError::Invalid {
+                        name: name.into(),
+                        message: format!("cannot read {}: {e}", p.display()),
+                    })
+                })
+                .transpose()
+        };
+        let cert = read("etcd_cert_file", &self.etcd_cert_file)?;
+        let key = read("etcd_key_file", &self.etcd_key_file)?;
+        Ok(silt_coordinator::etcd::EtcdAccess {
+            ca_pem: read("etcd_ca_file", &self.etcd_ca_file)?,
+            identity: cert.zip(key),
+            user: self
+                .etcd_user
+                .clone()
+                .zip(self.etcd_password.as_ref().map(|p| p.expose().to_string())),
+        })
     }
 
     pub fn etcd_endpoints(&self) -> Vec<String> {
@@ -703,6 +785,67 @@ fn parse_host_port(s: &str) -> Option<(String, i32)> {
 
 /// Environment and flag values are strings; numbers and booleans are
 /// recognised so they parse into typed settings.
+/// Settings whose values are secrets: taken as written (never guessed to
+/// be numbers), and never shown.
+pub const SECRET_KEYS: &[&str] = &["etcd_password"];
+
+fn value_of(key: &str, v: &str) -> toml::Value {
+    if SECRET_KEYS.contains(&key) {
+        toml::Value::String(v.to_string())
+    } else {
+        guess_value(v)
+    }
+}
+
+/// A secret setting: its `Debug` form and its parse errors never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_string()))
+            }
+            // Any other value: an error that does not repeat it.
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom("must be a string (quote it)"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom("must be a string (quote it)"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom("must be a string (quote it)"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom("must be a string (quote it)"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 fn guess_value(v: &str) -> toml::Value {
     if let Ok(i) = v.parse::<i64>() {
         return toml::Value::Integer(i);
@@ -722,6 +865,92 @@ fn guess_value(v: &str) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_taken_as_written_and_never_shown() {
+        let env = [
+            (
+                "SILT_ETCD".to_string(),
+                "https://127.0.0.1:2379".to_string(),
+            ),
+            ("SILT_BUCKET".to_string(), "file:///tmp/b".to_string()),
+            (
+                "SILT_ETCD_CA_FILE".to_string(),
+                "/nonexistent/ca.pem".to_string(),
+            ),
+            ("SILT_ETCD_USER".to_string(), "root".to_string()),
+            ("SILT_ETCD_PASSWORD".to_string(), "0123e5".to_string()),
+        ];
+        let s = Settings::load(None, env.into_iter(), &[]).unwrap();
+        // Digits stay the string they were (not the number 12300000).
+        assert_eq!(s.etcd_password.as_ref().unwrap().expose(), "0123e5");
+        assert!(!format!("{s:?}").contains("0123e5"));
+        s.validate_agent().unwrap();
+        // The CA file is read when connecting: its error names the setting.
+        let e = s.etcd_access().unwrap_err().to_string();
+        assert!(e.contains("etcd_ca_file"), "{e}");
+        assert!(!format!(
+            "{:?}",
+            Settings {
+                etcd_ca_file: None,
+                ..s.clone()
+            }
+            .etcd_access()
+            .unwrap()
+        )
+        .contains("0123e5"));
+
+        // In a file, a password that is not a string is refused without
+        // being repeated.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("silt.toml");
+        std::fs::write(&f, "etcd_password = 987654321\n").unwrap();
+        let e = Settings::load(Some(&f), std::iter::empty(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("etcd_password") && !e.contains("987654321"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn etcd_tls_settings_are_checked_together() {
+        let base = Settings {
+            etcd: "https://a:2379".into(),
+            bucket: Some("file:///tmp/b".into()),
+            ..Settings::default()
+        };
+        let err = |s: Settings| s.validate_agent().unwrap_err().to_string();
+        assert!(err(base.clone()).contains("etcd_ca_file"));
+        let with_ca = Settings {
+            etcd_ca_file: Some("/ca.pem".into()),
+            ..base.clone()
+        };
+        with_ca.validate_agent().unwrap();
+        assert!(err(Settings {
+            etcd: "https://a:2379,http://b:2379".into(),
+            ..with_ca.clone()
+        })
+        .contains("https://"));
+        assert!(err(Settings {
+            etcd_cert_file: Some("/c.pem".into()),
+            ..with_ca.clone()
+        })
+        .contains("etcd_key_file"));
+        assert!(err(Settings {
+            etcd: "http://a:2379".into(),
+            etcd_cert_file: Some("/c.pem".into()),
+            etcd_key_file: Some("/k.pem".into()),
+            ..with_ca.clone()
+        })
+        .contains("https://"));
+        assert!(err(Settings {
+            etcd_user: Some("root".into()),
+            ..with_ca
+        })
+        .contains("etcd_password"));
+    }
 
     #[test]
     fn layers_file_env_flags() {

@@ -63,14 +63,59 @@ macro_rules! retry_unsent {
     }};
 }
 
+/// How to reach etcd beyond its endpoints: TLS (`https://` endpoints) and
+/// etcd's own users.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    /// PEM of the CA that signed the etcd servers' certificates; required
+    /// for `https://` endpoints.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate and key this client presents (etcd's
+    /// `--client-cert-auth`).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// etcd user name and password (etcd's `auth enable`).
+    pub user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
 impl EtcdStore {
-    /// Connects to the given endpoints (`http://host:port`).
-    pub async fn connect(endpoints: &[String]) -> Result<Self> {
-        let options = etcd::ConnectOptions::new()
+    /// Connects to the given endpoints (`http://host:port`, or
+    /// `https://host:port` with `access.ca_pem`).
+    pub async fn connect(endpoints: &[String], access: &EtcdAccess) -> Result<Self> {
+        let mut options = etcd::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
             .with_require_leader(true);
+        if endpoints.iter().any(|e| e.starts_with("https://")) {
+            let Some(ca) = &access.ca_pem else {
+                return Err(MetaError::Unavailable(
+                    "https:// etcd endpoints need the CA of their certificates (etcd_ca_file)"
+                        .into(),
+                ));
+            };
+            let mut tls = etcd::TlsOptions::new().ca_certificate(etcd::Certificate::from_pem(ca));
+            if let Some((cert, key)) = &access.identity {
+                tls = tls.identity(etcd::Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(tls);
+        } else if access.identity.is_some() {
+            return Err(MetaError::Unavailable(
+                "a client certificate for etcd needs https:// endpoints".into(),
+            ));
+        }
+        if let Some((user, password)) = &access.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
         let client = etcd::Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| {

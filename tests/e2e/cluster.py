@@ -103,7 +103,7 @@ class Agent(stack.Server):
 
 class Cluster:
     def __init__(self, workdir, agents: int = 3, etcd_members: int = 3, s3: str = "moto",
-                 agent_env=None, name: str = "e2e"):
+                 agent_env=None, name: str = "e2e", etcd_tls: dict | None = None):
         """agent_env: extra environment for every agent, a dict or a function
         of the agent's index returning one (e.g. a fault seed per agent)."""
         self.dir = Path(workdir)
@@ -111,7 +111,7 @@ class Cluster:
         self.binary = silt_bin()
         self.name = name
         self.agent_env = agent_env if callable(agent_env) else dict(agent_env or {})
-        self.etcd = stack.Etcd(self.dir / "stack", members=etcd_members)
+        self.etcd = stack.Etcd(self.dir / "stack", members=etcd_members, tls=etcd_tls)
         self.s3 = stack.S3_KINDS[s3](self.dir / "stack")
         self.s3_env: dict = {}
         self.agents = [Agent(i, self.dir / "agents", self) for i in range(agents)]

@@ -10,7 +10,7 @@ use silt_tests::Etcd;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_conforms() {
     let etcd = Etcd::start().unwrap();
-    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint))
+    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint), &Default::default())
         .await
         .unwrap();
     conformance::run_all(&store, "/conf").await;
@@ -20,7 +20,11 @@ async fn etcd_store_conforms() {
 async fn commit_log_on_etcd_agrees_across_writers_and_reloads_from_checkpoint() {
     let etcd = Etcd::start().unwrap();
     let endpoints = vec![etcd.endpoint.clone()];
-    let meta: Arc<dyn MetaStore> = Arc::new(EtcdStore::connect(&endpoints).await.unwrap());
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        EtcdStore::connect(&endpoints, &Default::default())
+            .await
+            .unwrap(),
+    );
     let objects: Arc<dyn object_store::ObjectStore> =
         Arc::new(object_store::memory::InMemory::new());
     let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a-1")
