@@ -8,8 +8,10 @@
   no security group admits anything from anywhere except through a
   variable; every variable is used and documented;
 - a render test: the agent's user-data template is rendered with example
-  values and the `silt agent` command line it yields is started for real
-  against a local etcd and S3 server, then serves Kafka and HTTP.
+  values and local test certificates; the files it writes and the `silt
+  agent` command line and etcd settings it yields are started for real
+  against a local etcd that requires client certificates (as the module runs
+  it) and a local S3 server, then serve Kafka and HTTP.
 """
 
 from __future__ import annotations
@@ -176,6 +178,28 @@ def test_every_flag_of_the_etcd_command_exists_in_etcd_help():
     assert {"--name", "--data-dir", "--initial-cluster", "--quota-backend-bytes",
             "--auto-compaction-retention"} <= used, cmd
     assert used <= known, f"flags etcd does not have: {sorted(used - known)}"
+    # The client TLS flags come into the template as one string built in
+    # etcd.tf: check those of etcd and of etcdctl (the snapshot job) too.
+    tls = tls_flags()
+    assert {"--cert-file", "--key-file", "--trusted-ca-file", "--client-cert-auth"} <= tls["etcd_client_tls_flags"]
+    assert tls["etcd_client_tls_flags"] <= known, sorted(tls["etcd_client_tls_flags"] - known)
+    etcdctl = "/usr/bin/etcdctl" if Path("/usr/bin/etcdctl").exists() else "etcdctl"
+    ctl_help = subprocess.run([etcdctl, "--help"], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "ETCDCTL_API": "3"})
+    ctl_known = set(re.findall(r"--[a-z][a-z0-9-]*", ctl_help.stdout + ctl_help.stderr))
+    assert {"--cacert", "--cert", "--key"} == tls["etcdctl_tls_flags"]
+    assert tls["etcdctl_tls_flags"] <= ctl_known, sorted(tls["etcdctl_tls_flags"] - ctl_known)
+
+
+def tls_flags() -> dict[str, set[str]]:
+    """The flags in etcd.tf's etcd_client_tls_flags and etcdctl_tls_flags."""
+    text = (MODULE / "etcd.tf").read_text()
+    out = {}
+    for name in ("etcd_client_tls_flags", "etcdctl_tls_flags"):
+        m = re.search(rf"^\s*{name}\s*=\s*var\.etcd_client_tls \? join\(\" \", \[(.*?)\]\)", text, re.S | re.M)
+        assert m, f"{name} not found in etcd.tf"
+        out[name] = {f.split("=", 1)[0] for f in re.findall(r'"(--[a-z][a-z0-9-]*[^"]*)"', m.group(1))}
+    return out
 
 
 # object_store calls in silt's code, and the S3 action each needs.
@@ -224,6 +248,30 @@ def test_agent_s3_actions_are_exactly_those_silt_calls():
                     "s3:AbortMultipartUpload"}, want
     got = policy_actions(MODULE, "agent")
     assert got == want, f"agent policy grants {sorted(got)}, silt calls {sorted(want)}"
+
+
+def test_etcd_admits_only_agents_functions_and_members():
+    """Every ingress rule of the etcd security group: from the agents' or
+    the functions' group on 2379 only, or from the members on 2379-2380;
+    never from an address range."""
+    sg = "${aws_security_group.etcd.id}"
+    rules = []
+    for typ, name, body in blocks(MODULE, "resource"):
+        if typ == "aws_security_group":
+            assert "ingress" not in body, f"inline ingress in security group {name}"
+        if typ != "aws_security_group_rule" or flat(body.get("security_group_id")) != [sg]:
+            continue
+        if flat(body.get("type")) != ["ingress"]:
+            continue
+        assert not body.get("cidr_blocks") and not body.get("ipv6_cidr_blocks"), name
+        src = flat(body.get("source_security_group_id"))[0]
+        ports = (flat(body["from_port"])[0], flat(body["to_port"])[0])
+        rules.append((src, ports))
+    assert sorted(rules) == sorted([
+        ("${aws_security_group.agent.id}", (2379, 2379)),
+        ("${aws_security_group.lambda[0].id}", (2379, 2379)),
+        ("${aws_security_group.etcd.id}", (2379, 2380)),
+    ]), rules
 
 
 def test_no_security_group_admits_the_world_except_through_a_variable():
@@ -287,22 +335,45 @@ def test_module_variables_have_types_and_the_inputs_that_matter_are_validated():
 
 @pytest.fixture
 def local_stack(tmp_path):
-    etcd = stack.Etcd(tmp_path / "stack", members=1)
+    """etcd requiring client certificates on its client port, as the module
+    runs it (etcd_client_tls), and moto; plus the CA and the client pair the
+    module would issue."""
+    import certs
+    ca = certs.CertAuthority(tmp_path / "pki")
+    server = ca.issue("etcd", hosts=[stack.HOST, "localhost"])
+    client = ca.issue("silt", client=True, org="silt")
+    etcd = stack.Etcd(tmp_path / "stack", members=1, tls={
+        "ca": ca.cert, "cert": server.cert, "key": server.key,
+        "client_cert": client.cert, "client_key": client.key})
     s3 = stack.Moto(tmp_path / "stack")
     try:
         etcd.start()
         s3.start()
-        yield etcd, s3.env("silt")
+        yield etcd, s3.env("silt"), ca, client
     finally:
         s3.stop()
         etcd.stop()
 
 
+def heredocs(script: str) -> dict[str, str]:
+    """`cat > PATH <<'TAG' … TAG` blocks of a rendered script: path -> text."""
+    return {m.group(1): m.group(3) + "\n" for m in
+            re.finditer(r"^cat > (\S+) <<'(\w+)'\n(.*?)\n\2$", script, re.S | re.M)}
+
+
 def test_the_rendered_agent_command_line_serves_kafka_and_http(tmp_path, local_stack):
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    etcd, s3_env = local_stack
+    etcd, s3_env, ca, client = local_stack
+    assert all(e.startswith("https://") for e in etcd.endpoints), etcd.endpoints
     kafka, http, rest = stack.free_ports(3)
+    # etcd_env as etcd.tf's agent_etcd_env gives it.
+    env_lines = re.search(r"agent_etcd_env = var\.etcd_client_tls \? join\(\"\\n\", \[(.*?)\]\)",
+                          (MODULE / "etcd.tf").read_text(), re.S)
+    assert env_lines, "agent_etcd_env not found in etcd.tf"
+    etcd_env = "\n".join(re.findall(r'"([A-Z_]+=[^"]+)"', env_lines.group(1)))
+    pki = tmp_path / "etc-silt-pki"
+    pki.mkdir()
     script = render(TEMPLATES / "agent.sh.tftpl", agent_values(
         cluster="tfrender",
         etcd_endpoints=",".join(etcd.endpoints),
@@ -311,7 +382,20 @@ def test_the_rendered_agent_command_line_serves_kafka_and_http(tmp_path, local_s
         kafka_port=str(kafka),
         http_port=str(http),
         rest_flag=f"--rest {stack.HOST}:{rest}",
-    ))
+        etcd_env=etcd_env,
+        etcd_ca_pem=ca.cert.read_text().strip(),
+        etcd_cert_pem=client.cert.read_text().strip(),
+        etcd_key_pem=client.key.read_text().strip(),
+    )).replace("/etc/silt/pki", str(pki))
+    # The files the user data writes, and the etcd settings of the unit.
+    files = heredocs(script)
+    for name in ("etcd-ca.pem", "etcd-client.pem", "etcd-client-key.pem"):
+        path = Path(pki / name)
+        assert str(path) in files, sorted(files)
+        path.write_text(files[str(path)])
+    unit_env = dict(line.split("=", 1) for line in files["/etc/silt/etcd.env"].split())
+    assert set(unit_env) == {"SILT_ETCD_CA_FILE", "SILT_ETCD_CERT_FILE", "SILT_ETCD_KEY_FILE"}, unit_env
+    assert "EnvironmentFile=/etc/silt/etcd.env" in script
     cmd = exec_start(script, "/usr/local/bin/silt agent ")
     # What the instance's environment file gives systemd to expand.
     instance = {"INSTANCE_ID": "i-0123456789abcdef0", "PRIVATE_IP": stack.HOST, "ZONE": "us-east-1a"}
@@ -324,6 +408,7 @@ def test_the_rendered_agent_command_line_serves_kafka_and_http(tmp_path, local_s
     args = [str(data) if prev == "--data-dir" else a for prev, a in zip([""] + args[:-1], args)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SILT_", "AWS_"))}
     env.update({k: v for k, v in s3_env.items() if k.startswith("AWS_")})
+    env.update(unit_env)
     log = tmp_path / "agent.log"
     proc = stack.spawn(args, log, env=env)
     try:

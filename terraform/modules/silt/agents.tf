@@ -69,6 +69,10 @@ resource "aws_launch_template" "agent" {
     http_port         = var.http_port
     rest_flag         = local.rest_flag
     log_group         = aws_cloudwatch_log_group.agent.name
+    etcd_env          = local.agent_etcd_env
+    etcd_ca_pem       = local.etcd_ca_cert_pem
+    etcd_cert_pem     = local.etcd_client_cert_pem
+    etcd_key_pem      = local.etcd_client_key_pem
   }))
 
   tag_specifications {

@@ -125,6 +125,57 @@ resource "tls_locally_signed_cert" "etcd_member" {
   }
 }
 
+# One client certificate for silt (agents and functions) when etcd requires
+# client certificates on 2379 (etcd_client_tls).
+resource "tls_private_key" "etcd_client" {
+  count       = var.etcd_client_tls ? 1 : 0
+  algorithm   = "ECDSA"
+  ecdsa_curve = "P256"
+}
+
+resource "tls_cert_request" "etcd_client" {
+  count           = var.etcd_client_tls ? 1 : 0
+  private_key_pem = tls_private_key.etcd_client[0].private_key_pem
+
+  subject {
+    common_name  = "silt"
+    organization = "silt"
+  }
+}
+
+resource "tls_locally_signed_cert" "etcd_client" {
+  count                 = var.etcd_client_tls ? 1 : 0
+  cert_request_pem      = tls_cert_request.etcd_client[0].cert_request_pem
+  ca_private_key_pem    = local.etcd_ca_key_pem
+  ca_cert_pem           = local.etcd_ca_cert_pem
+  validity_period_hours = 43800
+  early_renewal_hours   = 720
+
+  allowed_uses = [
+    "digital_signature",
+    "key_encipherment",
+    "client_auth",
+  ]
+}
+
+locals {
+  etcd_client_cert_pem = var.etcd_client_tls ? tls_locally_signed_cert.etcd_client[0].cert_pem : ""
+  etcd_client_key_pem  = var.etcd_client_tls ? tls_private_key.etcd_client[0].private_key_pem : ""
+  # The agent's etcd settings (an EnvironmentFile of its unit): the files its
+  # user data writes under /etc/silt/pki.
+  agent_etcd_env = var.etcd_client_tls ? join("\n", [
+    "SILT_ETCD_CA_FILE=/etc/silt/pki/etcd-ca.pem",
+    "SILT_ETCD_CERT_FILE=/etc/silt/pki/etcd-client.pem",
+    "SILT_ETCD_KEY_FILE=/etc/silt/pki/etcd-client-key.pem",
+  ]) : ""
+  # The functions get the PEM text itself (lambda/README.md).
+  lambda_etcd_env = var.etcd_client_tls ? {
+    SILT_ETCD_CA_PEM   = local.etcd_ca_cert_pem
+    SILT_ETCD_CERT_PEM = local.etcd_client_cert_pem
+    SILT_ETCD_KEY_PEM  = local.etcd_client_key_pem
+  } : {}
+}
+
 # --- Stable identity: network interface, DNS record, data volume -----------
 
 resource "aws_network_interface" "etcd" {

@@ -51,8 +51,11 @@ data "aws_iam_policy_document" "agent" {
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
 
+    # IfExists: S3 also consults ListBucket, without a prefix, to answer a
+    # GET of a missing key with 404 (silt reads "not found" as absent)
+    # instead of 403; listings of other prefixes stay denied.
     condition {
-      test     = "StringLike"
+      test     = "StringLikeIfExists"
       variable = "s3:prefix"
       values   = ["${var.bucket_prefix}/*"]
     }
@@ -183,8 +186,11 @@ data "aws_iam_policy_document" "silt_http" {
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
 
+    # IfExists: S3 also consults ListBucket, without a prefix, to answer a
+    # GET of a missing key with 404 (silt reads "not found" as absent)
+    # instead of 403; listings of other prefixes stay denied.
     condition {
-      test     = "StringLike"
+      test     = "StringLikeIfExists"
       variable = "s3:prefix"
       values   = ["${var.bucket_prefix}/*"]
     }
@@ -219,8 +225,11 @@ data "aws_iam_policy_document" "silt_jobs" {
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
 
+    # IfExists: S3 also consults ListBucket, without a prefix, to answer a
+    # GET of a missing key with 404 (silt reads "not found" as absent)
+    # instead of 403; listings of other prefixes stay denied.
     condition {
-      test     = "StringLike"
+      test     = "StringLikeIfExists"
       variable = "s3:prefix"
       values   = ["${var.bucket_prefix}/*"]
     }

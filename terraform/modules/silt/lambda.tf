@@ -11,7 +11,7 @@ locals {
   silt_http_zip = var.silt_http_zip_url == null ? ["", ""] : regex("^s3://([^/]+)/(.+)$", var.silt_http_zip_url)
   silt_jobs_zip = var.silt_jobs_zip_url == null ? ["", ""] : regex("^s3://([^/]+)/(.+)$", var.silt_jobs_zip_url)
 
-  lambda_environment = merge(var.lambda_environment, {
+  lambda_environment = merge(var.lambda_environment, local.lambda_etcd_env, {
     SILT_ETCD    = local.etcd_endpoints
     SILT_BUCKET  = local.bucket_url
     SILT_CLUSTER = var.cluster_name
@@ -43,7 +43,7 @@ resource "aws_cloudwatch_log_group" "silt_jobs" {
 resource "aws_lambda_function" "silt_http" {
   # checkov:skip=CKV_AWS_115:No reserved concurrency: reserving would take from the account's pool (as low as 10 in new accounts); set it in the console or a wrapper if needed.
   # checkov:skip=CKV_AWS_116:Invoked synchronously through its function URL; a dead-letter queue only applies to asynchronous invocations.
-  # checkov:skip=CKV_AWS_173:The environment holds no secrets (endpoints, bucket, cluster name); Lambda encrypts it at rest with its own key.
+  # checkov:skip=CKV_AWS_173:Lambda encrypts the environment at rest with its own key; it holds the etcd client key (as the Terraform state does), readable only by principals allowed lambda:GetFunctionConfiguration.
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the artifact comes from an S3 location the operator controls.
   count         = var.enable_lambda ? 1 : 0
   function_name = local.silt_http_name
@@ -99,7 +99,7 @@ resource "aws_lambda_function_url" "silt_http" {
 resource "aws_lambda_function" "silt_jobs" {
   # checkov:skip=CKV_AWS_115:Reserved concurrency is jobs_reserved_concurrency (none by default): reserving takes from the account's pool, which cannot go below 10 unreserved; the passes take etcd locks, so overlapping runs are safe.
   # checkov:skip=CKV_AWS_116:A failed pass is retried by the next scheduled run (the jobs are idempotent under etcd locks); nothing to dead-letter.
-  # checkov:skip=CKV_AWS_173:The environment holds no secrets (endpoints, bucket, cluster name); Lambda encrypts it at rest with its own key.
+  # checkov:skip=CKV_AWS_173:Lambda encrypts the environment at rest with its own key; it holds the etcd client key (as the Terraform state does), readable only by principals allowed lambda:GetFunctionConfiguration.
   # checkov:skip=CKV_AWS_272:Code signing needs a signing profile the operator owns; the artifact comes from an S3 location the operator controls.
   count                          = var.enable_lambda ? 1 : 0
   function_name                  = local.silt_jobs_name

@@ -398,9 +398,9 @@ variable "etcd_dns_zone" {
 }
 
 variable "etcd_client_tls" {
-  description = "Serve etcd's client port (2379) over TLS with client certificate authentication. silt agents and functions cannot present etcd client certificates yet, so keep false until they can: the client port is then plain HTTP, protected by the etcd security group (only the agents, the Lambda functions and the members may connect). Peer traffic (2380) is always TLS."
+  description = "Serve etcd's client port (2379) over TLS with client certificate authentication: the module issues one client certificate (CN silt) from the etcd CA for the agents and the Lambda functions. False serves 2379 as plain HTTP inside the VPC, protected only by the etcd security group. Peer traffic (2380) is always TLS."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "etcd_ca_cert_pem" {
