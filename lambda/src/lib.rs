@@ -58,6 +58,18 @@ fn with_pem_files(
     Ok(out)
 }
 
+/// Logs as JSON lines (CloudWatch), filtered by `SILT_LOG` (default info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,16 +95,4 @@ mod tests {
         let mode = std::fs::metadata(&out[1].1).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-}
-
-/// Logs as JSON lines (CloudWatch), filtered by `SILT_LOG` (default info).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .init();
 }
