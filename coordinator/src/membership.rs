@@ -277,9 +277,15 @@ impl Membership {
         }
     }
 
-    async fn keep_alive(self: Arc<Self>, mut lease: LeaseId, shutdown: CancellationToken) {
+    async fn keep_alive(self: Arc<Self>, lease: LeaseId, shutdown: CancellationToken) {
         let beat = (self.ttl / 3).max(Duration::from_millis(200));
         let mut keepalive = tokio::time::interval(beat);
+        // The lease our key is under; None after stepping down until a new
+        // registration succeeds. The old lease is never kept alive again:
+        // it may have survived on the server (etcd extends leases across a
+        // leader election), and keeping it alive would keep our key listed
+        // for everyone while we count ourselves out.
+        let mut current = Some(lease);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -289,6 +295,10 @@ impl Membership {
                 }
                 _ = keepalive.tick() => {}
             }
+            let Some(lease) = current else {
+                current = self.register_again(None).await;
+                continue;
+            };
             let sent = crate::clock::monotonic_now();
             let lost = match self.store.lease_keep_alive(lease).await {
                 Ok(()) => {
@@ -309,13 +319,26 @@ impl Membership {
             if lost {
                 tracing::warn!(agent = %self.me.agent_id, "membership lease lost; stepping down and registering again");
                 self.set_lease(None);
-                match self.register(false).await {
-                    Ok(l) => {
-                        lease = l;
-                        self.set_lease(Some(l));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "re-registering failed"),
+                current = self.register_again(Some(lease)).await;
+            }
+        }
+    }
+
+    /// A new registration (our key under a fresh lease); the lease we
+    /// stepped down from is revoked once the key has moved off it.
+    async fn register_again(&self, old: Option<LeaseId>) -> Option<LeaseId> {
+        match self.register(false).await {
+            Ok(l) => {
+                self.set_lease(Some(l));
+                tracing::info!(agent = %self.me.agent_id, "registered again");
+                if let Some(old) = old {
+                    let _ = self.store.lease_revoke(old).await;
                 }
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "re-registering failed");
+                None
             }
         }
     }
@@ -501,6 +524,102 @@ mod tests {
         assert_eq!(brokers, vec!["a", "b"], "still listed within the grace");
         tokio::time::sleep(Duration::from_secs(12)).await;
         assert_eq!(ids(a.brokers()), vec!["a"], "gone after the grace");
+        stop.cancel();
+    }
+
+    /// The metadata store is down (no leader) for longer than the TTL, so
+    /// the agent steps down; but its lease survived on the server (etcd
+    /// extends leases across a leader election). Once the store answers
+    /// again the agent must be registered again, not stay stepped down
+    /// while its old lease keeps its key alive for everyone else.
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_stepped_down_registers_again_when_its_old_lease_survived() {
+        use crate::metastore::*;
+        use crate::EmbeddedStore;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        struct Outage {
+            inner: Arc<dyn MetaStore>,
+            down: AtomicBool,
+        }
+        impl Outage {
+            fn check(&self) -> Result<()> {
+                if self.down.load(Ordering::SeqCst) {
+                    Err(MetaError::Unavailable("etcdserver: no leader".into()))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        #[async_trait::async_trait]
+        impl MetaStore for Outage {
+            async fn range(&self, r: KeyRange) -> Result<RangeResponse> {
+                self.check()?;
+                self.inner.range(r).await
+            }
+            async fn put(&self, k: &str, v: Bytes, l: Option<LeaseId>) -> Result<Revision> {
+                self.check()?;
+                self.inner.put(k, v, l).await
+            }
+            async fn delete(&self, r: KeyRange) -> Result<(u64, Revision)> {
+                self.check()?;
+                self.inner.delete(r).await
+            }
+            async fn txn(&self, t: Txn) -> Result<TxnResponse> {
+                self.check()?;
+                self.inner.txn(t).await
+            }
+            async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId> {
+                self.check()?;
+                self.inner.lease_grant(ttl).await
+            }
+            async fn lease_keep_alive(&self, l: LeaseId) -> Result<()> {
+                self.check()?;
+                self.inner.lease_keep_alive(l).await
+            }
+            async fn lease_revoke(&self, l: LeaseId) -> Result<()> {
+                self.check()?;
+                self.inner.lease_revoke(l).await
+            }
+            async fn watch(&self, r: KeyRange, start: Revision) -> Result<WatchStream> {
+                self.check()?;
+                self.inner.watch(r, start).await
+            }
+            async fn compact(&self, rev: Revision) -> Result<()> {
+                self.inner.compact(rev).await
+            }
+        }
+
+        let inner: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let store = Arc::new(Outage {
+            inner: inner.clone(),
+            down: AtomicBool::new(false),
+        });
+        let stop = CancellationToken::new();
+        let ttl = Duration::from_secs(3);
+        let me = agent("a3", None);
+        let m = Membership::join(store.clone(), "c", me.clone(), ttl, stop.clone())
+            .await
+            .unwrap();
+        let old = m.lease().expect("registered");
+        store.down.store(true, Ordering::SeqCst);
+        // Past the TTL: the agent stepped down. The server kept the lease.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            inner.lease_keep_alive(old).await.unwrap();
+        }
+        assert!(!m.registered(), "stepped down during the outage");
+        store.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(ttl * 2).await;
+        assert!(m.registered(), "registered again after the outage");
+        assert!(
+            m.live().iter().any(|a| a.agent_id == "a3"),
+            "{:?}",
+            m.live()
+        );
+        // Its key is alive under the lease it keeps alive.
+        let kv = inner.get("/silt/c/agents/a3").await.unwrap().expect("key");
+        assert_eq!(Some(kv.lease), m.lease());
         stop.cancel();
     }
 
