@@ -247,6 +247,7 @@ pub async fn serve(
             .iter()
             .map(|f| f.to_string())
             .collect(),
+        leaving: false,
     };
     let membership_stop = CancellationToken::new();
     let membership = Membership::join(
@@ -258,6 +259,10 @@ pub async fn serve(
     )
     .await
     .context("joining the cluster")?;
+    {
+        let m = membership.clone();
+        producer.set_fence(Arc::new(move || m.fence()));
+    }
 
     let jobs = Arc::new(Jobs::new(
         log.clone(),
@@ -389,12 +394,16 @@ pub async fn serve(
     // and SyncGroup requests with NOT_COORDINATOR, so a rolling restart
     // does not wait for this agent's lease to run out.
     broker.persist_groups().await;
-    membership_stop.cancel();
-    membership.leave().await;
+    membership.start_leaving().await;
+    membership.refresh_now().await;
     broker.groups.retain(|_| false);
-    tracing::info!("shutting down: left the cluster; flushing the open segment");
+    tracing::info!("shutting down: leaving the cluster; flushing the open segment");
     producer_shutdown.cancel();
     let _ = producer_done.await;
+    // Left only now: the segment was committed under the registration it
+    // was accepted under.
+    membership_stop.cancel();
+    membership.leave().await;
     let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
     let _ = checkpoints.await;
     let _ = job_loop.await;

@@ -6,8 +6,10 @@
 //! come from seeded wrappers, never from code in the write path: object-store
 //! PUTs that fail (before or after writing), commit answers lost after the
 //! write (reported as a failure or as the store being unavailable), watches
-//! that lag, checkpoints at any moment by any agent, agents restarted, and
-//! idempotent producers retrying, and compaction and object GC passes (a
+//! that lag, checkpoints at any moment by any agent, agents restarted,
+//! agents' registrations lapsing without them knowing (their commits are
+//! fenced on it) and made again, idempotent producers retrying, and
+//! compaction and object GC passes (a
 //! grace period of a few steps, so agents whose watch lags still hold
 //! locations of objects GC may delete). Reads in the middle of a run, through
 //! any agent, may fail but must return acknowledged records at their
@@ -15,6 +17,8 @@
 //!
 //! - every acknowledged append is in every agent's state exactly once, at
 //!   the offset it was acknowledged with (read back through the read path);
+//! - an append refused because the agent's registration had lapsed is in
+//!   no state at all;
 //! - offsets are dense from the log start;
 //! - on a compacted topic (one seed in three: keyed records over a few
 //!   keys, and cleaner passes with a key map of a few keys), every record
@@ -97,6 +101,24 @@ struct Agent {
     /// As a group coordinator: its token and membership lease.
     token: String,
     lease: silt_coordinator::metastore::LeaseId,
+    /// Its registration as it believes it to be (key, create revision):
+    /// what its commits are fenced on. The key may be gone meanwhile.
+    registration: Arc<Mutex<Option<(String, i64)>>>,
+}
+
+impl Agent {
+    /// Registers again: a new registration key (a new create revision).
+    async fn register(&self, meta: &dyn MetaStore, i: usize) {
+        let key = Layout::new(CLUSTER).agent(&format!("a{i}"));
+        let _ = meta
+            .delete(silt_coordinator::metastore::KeyRange::Key(key.clone()))
+            .await;
+        let created = meta
+            .put(&key, Bytes::from_static(b"agent"), None)
+            .await
+            .unwrap();
+        *self.registration.lock().unwrap() = Some((key, created));
+    }
 }
 
 struct World {
@@ -174,7 +196,12 @@ impl World {
             .lease_grant(Duration::from_secs(3600))
             .await
             .unwrap();
-        Agent {
+        let registration: Arc<Mutex<Option<(String, i64)>>> = Arc::default();
+        {
+            let r = registration.clone();
+            producer.set_fence(Arc::new(move || r.lock().unwrap().clone()));
+        }
+        let agent = Agent {
             read: ReadPath::new(log.clone(), reader),
             log,
             producer,
@@ -183,7 +210,10 @@ impl World {
             watch,
             token: writer,
             lease,
-        }
+            registration,
+        };
+        agent.register(&*self.meta, i).await;
+        agent
     }
 }
 
@@ -194,6 +224,9 @@ struct Acks {
     acked: BTreeMap<u64, (i32, i64, u32)>,
     /// ids whose final answer was an error (they may or may not be there).
     failed: BTreeSet<u64>,
+    /// ids refused because the agent's registration had lapsed: surely
+    /// not written.
+    not_written: BTreeSet<u64>,
     /// Records of every id sent.
     sent: BTreeMap<u64, u32>,
 }
@@ -324,6 +357,9 @@ struct Stats {
     pauses: usize,
     claims: usize,
     fenced: usize,
+    /// Registrations that lapsed, and appends refused for it.
+    lapses: usize,
+    not_written: usize,
     /// Compaction runs swapped in, and objects GC deleted.
     compacted: u64,
     collected: u64,
@@ -398,6 +434,14 @@ async fn run(seed: u64) -> Stats {
     let steps = 40 + rng.below(60);
     for _ in 0..steps {
         let a = rng.below(agents.len() as u64) as usize;
+        // An agent whose registration lapsed notices (a TTL later) and
+        // registers again.
+        if rng.chance(0.2) {
+            let key = Layout::new(CLUSTER).agent(&format!("a{a}"));
+            if meta.get(&key).await.unwrap().is_none() {
+                agents[a].register(&*meta, a).await;
+            }
+        }
         match rng.below(100) {
             0..=59 => {
                 let partition = rng.below(world.partitions as u64) as i32;
@@ -433,18 +477,27 @@ async fn run(seed: u64) -> Stats {
                 let acks = acks.clone();
                 acks.lock().unwrap().sent.insert(id, records as u32);
                 pending.push(tokio::spawn(async move {
+                    let mut all_refused = true;
                     for p in producers {
                         let got = p.submit(vec![append()]).await.await;
-                        if let Ok(base) = got[0] {
-                            acks.lock()
-                                .unwrap()
-                                .acked
-                                .insert(id, (partition, base, records as u32));
-                            return;
+                        match &got[0] {
+                            Ok(base) => {
+                                acks.lock()
+                                    .unwrap()
+                                    .acked
+                                    .insert(id, (partition, *base, records as u32));
+                                return;
+                            }
+                            Err(crate::produce::AppendError::NotRegistered(_)) => {}
+                            Err(_) => all_refused = false,
                         }
                         tokio::time::sleep(Duration::from_millis(30)).await;
                     }
-                    acks.lock().unwrap().failed.insert(id);
+                    let mut acks = acks.lock().unwrap();
+                    acks.failed.insert(id);
+                    if all_refused {
+                        acks.not_written.insert(id);
+                    }
                 }));
             }
             60..=69 => {
@@ -466,6 +519,20 @@ async fn run(seed: u64) -> Stats {
                         "seed {seed}: checkpoint pointer moved back from {pointer} to {p}"
                     );
                     pointer = p;
+                }
+            }
+            80..=84 if rng.chance(0.4) => {
+                // The agent's registration lapses without it knowing (its
+                // commits must now fail the fence), or, lapsed, is made
+                // again.
+                let key = Layout::new(CLUSTER).agent(&format!("a{a}"));
+                if meta.get(&key).await.unwrap().is_some() {
+                    meta.delete(silt_coordinator::metastore::KeyRange::Key(key))
+                        .await
+                        .unwrap();
+                    stats.lapses += 1;
+                } else {
+                    agents[a].register(&*meta, a).await;
                 }
             }
             80..=84 => {
@@ -671,6 +738,7 @@ async fn run(seed: u64) -> Stats {
     let acks = std::mem::take(&mut *acks.lock().unwrap());
     stats.acked = acks.acked.len();
     stats.failed = acks.failed.len();
+    stats.not_written = acks.not_written.len();
     check(seed, &world, &agents, &acks).await;
     for a in agents {
         a.shutdown.cancel();
@@ -740,6 +808,16 @@ async fn check(seed: u64, world: &World, agents: &[Agent], acks: &Acks) {
             );
         }
     }
+    // An append refused for a lapsed registration was not written, not
+    // even by an agent that went on believing it was registered.
+    for (p, (_, records)) in views.iter().enumerate() {
+        for (offset, (id, _)) in records {
+            assert!(
+                !acks.not_written.contains(id),
+                "seed {seed}: p{p} offset {offset} holds record {id}, refused as not written"
+            );
+        }
+    }
     for (id, (p, base, n)) in &acks.acked {
         let (_, records) = &views[*p as usize];
         for o in *base..*base + *n as i64 {
@@ -796,6 +874,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.pauses += s.pauses;
                 total.claims += s.claims;
                 total.fenced += s.fenced;
+                total.lapses += s.lapses;
+                total.not_written += s.not_written;
                 total.compacted += s.compacted;
                 total.collected += s.collected;
                 total.reads += s.reads;
@@ -819,6 +899,8 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 && total.restarts > 0
                 && total.claims > 0
                 && total.fenced > 0
+                && total.lapses > 0
+                && total.not_written > 0
                 && total.compacted > 0
                 && total.collected > 0
                 && total.reads > 0

@@ -41,6 +41,9 @@ pub enum LogError {
     Closed,
     #[error("record at revision {0} was written but not applied within the timeout")]
     ApplyTimeout(Revision),
+    /// The writer's fence failed: the record was not written.
+    #[error("not written: the writer's registration {0} is gone or was replaced")]
+    Fenced(String),
 }
 
 /// How long a writer waits to see its own record applied.
@@ -249,12 +252,29 @@ impl MetaLog {
 
     /// Appends a record and waits until it is applied; returns its outcome.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LogError> {
+        self.propose_fenced(command, None).await
+    }
+
+    /// [`MetaLog::propose`], written only if `fence` holds at the write:
+    /// the key exists with that create revision (an agent's registration,
+    /// `Membership::fence`). A fence that fails is [`LogError::Fenced`],
+    /// and nothing was written.
+    pub async fn propose_fenced(
+        &self,
+        command: Command,
+        fence: Option<(String, Revision)>,
+    ) -> Result<Outcome, LogError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}{seq:020}", self.shared.writer_prefix);
         let _pending = Pending::register(&self.shared, seq);
         let mut rx = self.shared.applied.subscribe();
         let rev = self
-            .append(seq, &key, Bytes::from(LogRecord::new(command).encode()))
+            .append(
+                seq,
+                &key,
+                Bytes::from(LogRecord::new(command).encode()),
+                fence.as_ref(),
+            )
             .await?;
         // The record is durable; if the watch cannot deliver it in time
         // (metadata store unreachable) the caller gets a retriable error.
@@ -281,7 +301,21 @@ impl MetaLog {
     /// the writer also looks for its record among those already applied;
     /// and should a record still land twice, the state machine refuses a
     /// second commit of the same segment object.
-    async fn append(&self, seq: u64, key: &str, value: Bytes) -> Result<Revision, LogError> {
+    async fn append(
+        &self,
+        seq: u64,
+        key: &str,
+        value: Bytes,
+        fence: Option<&(String, Revision)>,
+    ) -> Result<Revision, LogError> {
+        let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
+        if let Some((fence_key, created)) = fence {
+            compares.push(Compare {
+                key: fence_key.clone(),
+                op: CompareOp::Equal,
+                target: crate::metastore::CompareTarget::CreateRevision(*created),
+            });
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -293,7 +327,7 @@ impl MetaLog {
             let result = self
                 .store
                 .txn(Txn {
-                    compares: vec![Compare::version(key, CompareOp::Equal, 0)],
+                    compares: compares.clone(),
                     success: vec![TxnOp::Put {
                         key: key.to_string(),
                         value: value.clone(),
@@ -305,12 +339,24 @@ impl MetaLog {
             match result {
                 Ok(r) if r.succeeded => return Ok(r.revision),
                 Ok(r) => {
-                    // Written by an earlier attempt.
+                    // Written by an earlier attempt, or the fence failed.
                     let existing = r.responses.into_iter().find_map(|op| match op {
                         TxnOpResponse::Range(kvs) => kvs.into_iter().next(),
                         _ => None,
                     });
-                    return Ok(existing.map_or(r.revision, |kv| kv.mod_revision));
+                    return match (existing, fence) {
+                        (Some(kv), _) => Ok(kv.mod_revision),
+                        // Surely not written: no earlier attempt could have.
+                        (None, Some((fence_key, _))) if attempt == 1 => {
+                            Err(LogError::Fenced(fence_key.clone()))
+                        }
+                        // An earlier attempt may have been written and a
+                        // checkpoint have removed it since: unknown.
+                        (None, Some((fence_key, _))) => Err(LogError::Meta(MetaError::Unavailable(
+                            format!("fence {fence_key} failed after a lost answer; the record may have been written"),
+                        ))),
+                        (None, None) => Ok(r.revision),
+                    };
                 }
                 Err(MetaError::Unavailable(e)) if attempt < 3 => {
                     tracing::warn!(key, error = %e, "appending to the log failed, retrying");

@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     keys::Layout,
-    metastore::{Compare, CompareOp, KeyRange, LeaseId, MetaError, MetaStore, Txn, TxnOp},
+    metastore::{
+        Compare, CompareOp, KeyRange, LeaseId, MetaError, MetaStore, Revision, Txn, TxnOp,
+        TxnOpResponse,
+    },
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +36,11 @@ pub struct AgentInfo {
     /// until every registered agent lists them.
     #[serde(default)]
     pub features: Vec<String>,
+    /// Set while the agent shuts down: it leads nothing and coordinates
+    /// nothing, but stays listed as a broker while it finishes what it
+    /// accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// Every registered agent, read from the metadata store.
@@ -118,6 +126,11 @@ pub struct Membership {
     lease: std::sync::Mutex<Option<(LeaseId, tokio::time::Instant)>>,
     /// Every agent seen registered, with when it was last seen.
     seen: RwLock<std::collections::BTreeMap<String, (AgentInfo, tokio::time::Instant)>>,
+    /// The create revision of our registration key: commits are fenced on
+    /// it (see [`Membership::fence`]).
+    created: std::sync::Mutex<Option<Revision>>,
+    /// Shutting down: not live, still a broker.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +163,8 @@ impl Membership {
             live: RwLock::new(Vec::new()),
             lease: std::sync::Mutex::new(None),
             seen: RwLock::new(Default::default()),
+            created: std::sync::Mutex::new(None),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         });
         let existing = m.store.range(KeyRange::Prefix(m.prefix.clone())).await?.kvs;
         for kv in &existing {
@@ -185,11 +200,15 @@ impl Membership {
     async fn register(&self, first: bool) -> Result<LeaseId, MembershipError> {
         let lease = self.store.lease_grant(self.ttl).await?;
         let value = Bytes::from(serde_json::to_vec(&self.me).expect("agent info serializes"));
-        let put = TxnOp::Put {
-            key: self.key(),
-            value,
-            lease: Some(lease),
-        };
+        let put = vec![
+            TxnOp::Put {
+                key: self.key(),
+                value,
+                lease: Some(lease),
+            },
+            // Read back: its create revision is the commit fence.
+            TxnOp::Range(KeyRange::Key(self.key())),
+        ];
         let txn = if first {
             let existing = self.store.get(&self.key()).await?;
             let ours = existing.as_ref().and_then(|kv| {
@@ -207,21 +226,87 @@ impl Membership {
             };
             Txn {
                 compares: vec![compare],
-                success: vec![put],
+                success: put,
                 failure: vec![],
             }
         } else {
             Txn {
                 compares: vec![],
-                success: vec![put],
+                success: put,
                 failure: vec![],
             }
         };
-        if !self.store.txn(txn).await?.succeeded {
+        let r = self.store.txn(txn).await?;
+        if !r.succeeded {
             let _ = self.store.lease_revoke(lease).await;
             return Err(MembershipError::DuplicateId(self.me.agent_id.clone()));
         }
+        let created = r.responses.iter().find_map(|op| match op {
+            TxnOpResponse::Range(kvs) => kvs.first().map(|kv| kv.create_revision),
+            _ => None,
+        });
+        *self.created.lock().unwrap_or_else(|p| p.into_inner()) = created;
         Ok(lease)
+    }
+
+    /// What a commit of data this agent accepted is fenced on: its
+    /// registration key and that key's create revision, while this agent
+    /// is surely registered. A commit made under the fence succeeds only
+    /// if the registration still exists unbroken: an agent whose key
+    /// expired (and that other agents may already have dropped from
+    /// Metadata, making clients send its in-flight requests elsewhere)
+    /// cannot commit what it accepted before.
+    pub fn fence(&self) -> Option<(String, Revision)> {
+        if !self.registered() {
+            return None;
+        }
+        let created = (*self.created.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some((self.key(), created))
+    }
+
+    /// Starts a clean shutdown: the registration is marked leaving, so
+    /// other agents (and this one) stop choosing this agent as a leader or
+    /// group coordinator at their next refresh, while the registration
+    /// and the commit fence stay valid for what it still has to flush;
+    /// [`Membership::leave`] ends it.
+    pub async fn start_leaving(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (Some(lease), Some(created)) = (
+            self.lease(),
+            *self.created.lock().unwrap_or_else(|p| p.into_inner()),
+        ) else {
+            return;
+        };
+        let me = AgentInfo {
+            leaving: true,
+            ..self.me.clone()
+        };
+        let txn = Txn {
+            // Never recreate a registration that has already expired.
+            compares: vec![Compare {
+                key: self.key(),
+                op: CompareOp::Equal,
+                target: crate::metastore::CompareTarget::CreateRevision(created),
+            }],
+            success: vec![TxnOp::Put {
+                key: self.key(),
+                value: Bytes::from(serde_json::to_vec(&me).expect("agent info serializes")),
+                lease: Some(lease),
+            }],
+            failure: vec![],
+        };
+        if let Err(e) = self.store.txn(txn).await {
+            tracing::warn!(error = %e, "marking the registration leaving failed");
+        }
+    }
+
+    /// Reads the live agents now (after a change to this agent's own
+    /// registration).
+    pub async fn refresh_now(&self) {
+        if let Err(e) = self.refresh().await {
+            tracing::debug!(error = %e, "refreshing live agents failed");
+        }
     }
 
     async fn refresh(&self) -> Result<(), MetaError> {
@@ -234,12 +319,15 @@ impl Membership {
             .iter()
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
             .collect();
+        // A leaving agent stays a broker (below) but leads nothing.
+        let leaving: Vec<AgentInfo> = agents.iter().filter(|a| a.leaving).cloned().collect();
+        agents.retain(|a| !a.leaving);
         agents.sort_by_key(|a: &AgentInfo| a.node_id);
         {
             let now = crate::clock::monotonic_now();
             let grace = self.broker_grace();
             let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
-            for a in &agents {
+            for a in agents.iter().chain(&leaving) {
                 seen.insert(a.agent_id.clone(), (a.clone(), now));
             }
             seen.retain(|_, (_, at)| now.duration_since(*at) <= grace);
@@ -395,7 +483,8 @@ impl Membership {
     /// registered: an agent whose lease is gone is not live, even to itself.
     pub fn live(&self) -> Vec<AgentInfo> {
         let mut live = self.live.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let registered = self.registered();
+        let registered =
+            self.registered() && !self.leaving.load(std::sync::atomic::Ordering::SeqCst);
         live.retain(|a| registered || a.agent_id != self.me.agent_id);
         if registered && !live.iter().any(|a| a.agent_id == self.me.agent_id) {
             live.push(self.me.clone());
@@ -417,6 +506,7 @@ mod tests {
             port: 1,
             zone: zone.map(Into::into),
             features: vec![],
+            leaving: false,
         }
     }
 
@@ -620,6 +710,49 @@ mod tests {
         // Its key is alive under the lease it keeps alive.
         let kv = inner.get("/silt/c/agents/a3").await.unwrap().expect("key");
         assert_eq!(Some(kv.lease), m.lease());
+        stop.cancel();
+    }
+
+    /// A leaving agent leads nothing (it is not live, to others or to
+    /// itself) but stays a broker, and its commit fence stays valid until
+    /// it leaves; after that, and after a lapse, the fence is gone.
+    #[tokio::test(start_paused = true)]
+    async fn a_leaving_agent_keeps_its_fence_until_it_leaves() {
+        use crate::EmbeddedStore;
+        let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let stop = CancellationToken::new();
+        let ttl = Duration::from_secs(5);
+        let a = Membership::join(store.clone(), "c", agent("a", None), ttl, stop.clone())
+            .await
+            .unwrap();
+        let b = Membership::join(store.clone(), "c", agent("b", None), ttl, stop.clone())
+            .await
+            .unwrap();
+        let fence = a.fence().expect("registered");
+        assert_eq!(fence.0, "/silt/c/agents/a");
+        let kv = store.get(&fence.0).await.unwrap().unwrap();
+        assert_eq!(kv.create_revision, fence.1);
+        a.start_leaving().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ids = |v: Vec<AgentInfo>| v.into_iter().map(|a| a.agent_id).collect::<Vec<_>>();
+        assert_eq!(ids(b.live()), vec!["b"], "a leads nothing");
+        assert!(!ids(a.live()).contains(&"a".to_string()));
+        let mut brokers = ids(b.brokers());
+        brokers.sort();
+        assert_eq!(brokers, vec!["a", "b"], "a is still a broker");
+        assert_eq!(
+            a.fence(),
+            Some(fence.clone()),
+            "the fence holds while leaving"
+        );
+        let kv = store.get(&fence.0).await.unwrap().unwrap();
+        assert_eq!(
+            kv.create_revision, fence.1,
+            "marking kept the key's creation"
+        );
+        a.leave().await;
+        assert_eq!(a.fence(), None);
+        assert!(store.get(&fence.0).await.unwrap().is_none());
         stop.cancel();
     }
 

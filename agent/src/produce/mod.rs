@@ -79,6 +79,11 @@ pub enum AppendError {
     InvalidProducerEpoch,
     #[error("agent shutting down")]
     ShuttingDown,
+    /// This agent is not (or no longer) registered, so its commits are
+    /// fenced off: nothing was committed; the client should use the
+    /// leader Metadata names.
+    #[error("{0}")]
+    NotRegistered(String),
 }
 
 impl Classify for AppendError {
@@ -94,7 +99,7 @@ impl Classify for AppendError {
             AppendError::UnknownTopicOrPartition => ErrorKind::UnknownTopicOrPartition,
             AppendError::OutOfOrderSequence => ErrorKind::OutOfOrderSequence,
             AppendError::InvalidProducerEpoch => ErrorKind::ProducerFenced,
-            AppendError::ShuttingDown => ErrorKind::ShuttingDown,
+            AppendError::ShuttingDown | AppendError::NotRegistered(_) => ErrorKind::ShuttingDown,
         }
     }
 }
@@ -116,8 +121,14 @@ struct Waiter {
     _permit: OwnedSemaphorePermit,
 }
 
+/// This agent's registration fence ([`silt_coordinator::Membership::fence`]):
+/// `None` while it is not registered.
+pub type Fence = Arc<dyn Fn() -> Option<(String, i64)> + Send + Sync>;
+
 struct Sealed {
     key: String,
+    /// The registration its batches were accepted under.
+    fence: Option<(String, i64)>,
     size: u64,
     /// Wall clock at sealing: the LogAppendTime of the segment's records.
     append_time: i64,
@@ -171,6 +182,7 @@ pub struct Producer {
     budget: Arc<Semaphore>,
     max_inflight: u32,
     max_commit_bytes: usize,
+    fence: Arc<std::sync::OnceLock<Fence>>,
 }
 
 impl Producer {
@@ -186,11 +198,13 @@ impl Producer {
         let (sealed_tx, sealed_rx) = mpsc::channel(config.max_concurrent_uploads.max(1));
         let budget = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
         let log = parts.log.clone();
+        let fence = Arc::new(std::sync::OnceLock::new());
         let writer = tokio::spawn(segment_writer(
             config.clone(),
             rx,
             sealed_tx,
             parts,
+            fence.clone(),
             shutdown,
         ));
         let committer = tokio::spawn(committer(sealed_rx, log));
@@ -204,9 +218,21 @@ impl Producer {
                 budget,
                 max_inflight: config.max_inflight_bytes,
                 max_commit_bytes: config.max_commit_record_bytes,
+                fence,
             },
             done,
         )
+    }
+
+    /// Fences every commit from now on on this agent's registration: data
+    /// is accepted only while registered, and a segment commits only if
+    /// the registration it was accepted under is still the agent's, so an
+    /// agent that other agents (and so clients) may have given up on never
+    /// commits records a client has meanwhile sent elsewhere. Set once,
+    /// after joining the cluster; without it (silt-http, tests) commits are
+    /// not fenced.
+    pub fn set_fence(&self, fence: Fence) {
+        let _ = self.fence.set(fence);
     }
 
     /// Queues partitions' batches behind everything queued before; the
@@ -282,6 +308,8 @@ struct Open {
     partitions: std::collections::BTreeMap<(TopicId, i32), u64>,
     /// Upper bound of the commit record's size.
     commit_bytes: usize,
+    /// The registration the batches were accepted under.
+    fence: Option<(String, i64)>,
 }
 
 /// Records in one chunk at most: the state machine refuses a chunk of
@@ -349,6 +377,7 @@ async fn segment_writer(
     mut rx: mpsc::Receiver<Pending>,
     sealed_tx: mpsc::Sender<Sealed>,
     parts: Pipeline,
+    fence: Arc<std::sync::OnceLock<Fence>>,
     shutdown: CancellationToken,
 ) {
     let mut open = Open::default();
@@ -363,10 +392,7 @@ async fn segment_writer(
                 // Take what is already queued, then seal and stop.
                 rx.close();
                 while let Ok(p) = rx.try_recv() {
-                    if !open.fits(&p, room) {
-                        seal(&mut open, &sealed_tx, &parts).await;
-                    }
-                    open.add(p);
+                    take(&mut open, p, room, &fence, &sealed_tx, &parts).await;
                 }
                 seal(&mut open, &sealed_tx, &parts).await;
                 return;
@@ -374,15 +400,11 @@ async fn segment_writer(
             _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => true,
             p = rx.recv() => match p {
                 Some(p) => {
-                    if !open.fits(&p, room) {
-                        // Its commit record or a chunk would grow too large:
-                        // seal first.
-                        seal(&mut open, &sealed_tx, &parts).await;
-                    }
-                    if deadline.is_none() || open.builder.is_empty() {
+                    if take(&mut open, p, room, &fence, &sealed_tx, &parts).await
+                        && (deadline.is_none() || open.waiters.len() == 1)
+                    {
                         deadline = Some(Instant::now() + config.flush_interval);
                     }
-                    open.add(p);
                     open.builder.data_len() >= config.flush_bytes
                 }
                 None => {
@@ -398,12 +420,52 @@ async fn segment_writer(
     }
 }
 
+/// Adds `p` to the open segment, sealing it first if `p` does not fit or
+/// was accepted under another registration; refuses `p` while this agent
+/// is not registered. Whether `p` was added.
+async fn take(
+    open: &mut Open,
+    p: Pending,
+    room: usize,
+    fence: &std::sync::OnceLock<Fence>,
+    sealed_tx: &mpsc::Sender<Sealed>,
+    parts: &Pipeline,
+) -> bool {
+    let registration = match fence.get() {
+        None => None,
+        Some(f) => match f() {
+            Some(r) => Some(r),
+            None => {
+                let n = p.parts.len();
+                let _ = p.reply.send(vec![
+                    Err(AppendError::NotRegistered(
+                        "this agent is not registered in the cluster (its membership lease lapsed); nothing was written".into()
+                    ));
+                    n
+                ]);
+                return false;
+            }
+        },
+    };
+    if !open.builder.is_empty() && (!open.fits(&p, room) || open.fence != registration) {
+        // Its commit record or a chunk would grow too large, or the
+        // registration changed: seal first.
+        seal(open, sealed_tx, parts).await;
+    }
+    open.fence = registration;
+    open.add(p);
+    true
+}
+
 async fn seal(open: &mut Open, sealed_tx: &mpsc::Sender<Sealed>, parts: &Pipeline) {
     if open.builder.is_empty() {
         return;
     }
     let Open {
-        builder, waiters, ..
+        builder,
+        waiters,
+        fence,
+        ..
     } = std::mem::take(open);
     let (bytes, chunks) = builder.finish();
     let key = segment_key(parts.ids.next());
@@ -417,6 +479,7 @@ async fn seal(open: &mut Open, sealed_tx: &mpsc::Sender<Sealed>, parts: &Pipelin
     let append_time = parts.clock.now_ms();
     let sealed = Sealed {
         key,
+        fence,
         size,
         append_time,
         chunks,
@@ -595,8 +658,12 @@ async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendEr
         size: s.size,
         chunks,
     };
-    match log.propose(command).await {
+    match log.propose_fenced(command, s.fence.clone()).await {
         Ok(Outcome::Committed(bases)) => Ok(bases),
+        Err(silt_coordinator::LogError::Fenced(key)) => Err(AppendError::NotRegistered(format!(
+            "segment {}: not committed: this agent's registration {key} lapsed after the records were accepted",
+            s.key
+        ))),
         // Known not to be committed: like a failed upload, retriable.
         Ok(Outcome::StaleCommit) => Err(AppendError::Upload(format!(
             "segment {}: sealed before the commit horizon (it took longer than half of gc_orphan_age to commit); refused",

@@ -615,3 +615,81 @@ async fn a_commit_whose_outcome_was_lost_to_a_reload_is_placed_from_the_index() 
         None
     );
 }
+
+/// Data is accepted only while the agent is registered, and a segment
+/// commits only if the registration it was accepted under still exists
+/// unbroken: an agent whose registration lapsed (other agents may have
+/// dropped it from Metadata, and clients sent its in-flight batches
+/// elsewhere) never commits them later.
+#[tokio::test]
+async fn commits_are_fenced_on_the_registration_they_were_accepted_under() {
+    let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+    let r = rig_on(
+        config(Duration::from_millis(500), 1 << 30, 1 << 20),
+        Arc::new(InMemory::new()),
+        meta.clone(),
+        meta.clone(),
+    )
+    .await;
+    let key = "/silt/c/agents/a1".to_string();
+    let created = meta
+        .put(&key, Bytes::from_static(b"a1"), None)
+        .await
+        .unwrap();
+    let registration = Arc::new(std::sync::Mutex::new(Some((key.clone(), created))));
+    {
+        let reg = registration.clone();
+        r.producer
+            .set_fence(Arc::new(move || reg.lock().unwrap().clone()));
+    }
+    // Accepted under the registration, which lapses before the commit.
+    let pending = r.producer.submit(vec![append(r.topic, 0, 1, 3)]).await;
+    meta.delete(silt_coordinator::metastore::KeyRange::Key(key.clone()))
+        .await
+        .unwrap();
+    let got = pending.await;
+    assert!(
+        matches!(got.as_slice(), [Err(AppendError::NotRegistered(_))]),
+        "{got:?}"
+    );
+    assert_eq!(hwm(&r.log, 0), 0, "nothing of it was committed");
+
+    // Not registered: refused at once.
+    *registration.lock().unwrap() = None;
+    let got = r
+        .producer
+        .submit(vec![append(r.topic, 0, 1, 3)])
+        .await
+        .await;
+    assert!(
+        matches!(got.as_slice(), [Err(AppendError::NotRegistered(_))]),
+        "{got:?}"
+    );
+
+    // Registered again (a new key): accepted and committed.
+    let again = meta
+        .put(&key, Bytes::from_static(b"a1"), None)
+        .await
+        .unwrap();
+    *registration.lock().unwrap() = Some((key.clone(), again));
+    let got = r
+        .producer
+        .submit(vec![append(r.topic, 0, 1, 3)])
+        .await
+        .await;
+    assert_eq!(got, vec![Ok(0)]);
+    // An overwrite of the same key (a leaving mark, a new lease over a
+    // surviving key) keeps the fence.
+    meta.put(&key, Bytes::from_static(b"a1 leaving"), None)
+        .await
+        .unwrap();
+    let got = r
+        .producer
+        .submit(vec![append(r.topic, 0, 1, 3)])
+        .await
+        .await;
+    assert_eq!(got, vec![Ok(3)]);
+    assert_eq!(hwm(&r.log, 0), 6);
+    r.shutdown.cancel();
+    r.done.await.unwrap();
+}
