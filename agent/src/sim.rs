@@ -531,6 +531,10 @@ async fn run(seed: u64) -> Stats {
                         .await
                         .unwrap();
                     stats.lapses += 1;
+                    // Half the time the agent has noticed already.
+                    if rng.chance(0.5) {
+                        *agents[a].registration.lock().unwrap() = None;
+                    }
                 } else {
                     agents[a].register(&*meta, a).await;
                 }

@@ -131,6 +131,8 @@ pub struct Membership {
     created: std::sync::Mutex<Option<Revision>>,
     /// Shutting down: not live, still a broker.
     leaving: std::sync::atomic::AtomicBool,
+    /// Our key vanished or was replaced while our lease lives.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +167,7 @@ impl Membership {
             seen: RwLock::new(Default::default()),
             created: std::sync::Mutex::new(None),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            broken: std::sync::atomic::AtomicBool::new(false),
         });
         let existing = m.store.range(KeyRange::Prefix(m.prefix.clone())).await?.kvs;
         for kv in &existing {
@@ -199,7 +202,12 @@ impl Membership {
     /// and is taken over.
     async fn register(&self, first: bool) -> Result<LeaseId, MembershipError> {
         let lease = self.store.lease_grant(self.ttl).await?;
-        let value = Bytes::from(serde_json::to_vec(&self.me).expect("agent info serializes"));
+        // A registration made again while shutting down stays leaving.
+        let me = AgentInfo {
+            leaving: self.leaving.load(std::sync::atomic::Ordering::SeqCst),
+            ..self.me.clone()
+        };
+        let value = Bytes::from(serde_json::to_vec(&me).expect("agent info serializes"));
         let put = vec![
             TxnOp::Put {
                 key: self.key(),
@@ -217,15 +225,21 @@ impl Membership {
                     .filter(|a| a.host == self.me.host && a.port == self.me.port)
                     .map(|_| kv.mod_revision)
             });
-            let compare = match ours {
-                Some(rev) => {
-                    tracing::info!(agent = %self.me.agent_id, "taking over this agent's registration from its previous run");
-                    Compare::mod_revision(self.key(), CompareOp::Equal, rev)
-                }
-                None => Compare::version(self.key(), CompareOp::Equal, 0),
-            };
+            if let Some(rev) = ours {
+                // Deleted, then created anew below: a new create revision
+                // fences the previous run's commits should it still be
+                // alive somewhere (paused, cut off) and come back.
+                tracing::info!(agent = %self.me.agent_id, "taking over this agent's registration from its previous run");
+                self.store
+                    .txn(Txn {
+                        compares: vec![Compare::mod_revision(self.key(), CompareOp::Equal, rev)],
+                        success: vec![TxnOp::Delete(KeyRange::Key(self.key()))],
+                        failure: vec![],
+                    })
+                    .await?;
+            }
             Txn {
-                compares: vec![compare],
+                compares: vec![Compare::version(self.key(), CompareOp::Equal, 0)],
                 success: put,
                 failure: vec![],
             }
@@ -310,11 +324,22 @@ impl Membership {
     }
 
     async fn refresh(&self) -> Result<(), MetaError> {
-        let kvs = self
+        let read = self
             .store
             .range(KeyRange::Prefix(self.prefix.clone()))
-            .await?
-            .kvs;
+            .await?;
+        // Our own key gone or made anew by someone else (deleted by hand,
+        // taken over) while our lease lives: the fence can never hold
+        // again, so the registration counts as lost.
+        let created = *self.created.lock().unwrap_or_else(|p| p.into_inner());
+        if let (true, Some(created)) = (self.registered(), created) {
+            let ours = read.kvs.iter().find(|kv| kv.key == self.key);
+            if read.revision > created && ours.is_none_or(|kv| kv.create_revision != created) {
+                tracing::warn!(agent = %self.me.agent_id, "this agent's registration key is gone or was replaced; registering again");
+                self.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let kvs = read.kvs;
         let mut agents: Vec<AgentInfo> = kvs
             .iter()
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
@@ -388,22 +413,24 @@ impl Membership {
                 continue;
             };
             let sent = crate::clock::monotonic_now();
-            let lost = match self.store.lease_keep_alive(lease).await {
-                Ok(()) => {
-                    // Valid for a TTL from when the keep-alive was sent.
-                    let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
-                    if l.is_some() {
-                        *l = Some((lease, sent + self.ttl));
+            let broken = self.broken.swap(false, std::sync::atomic::Ordering::SeqCst);
+            let lost = broken
+                || match self.store.lease_keep_alive(lease).await {
+                    Ok(()) => {
+                        // Valid for a TTL from when the keep-alive was sent.
+                        let mut l = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+                        if l.is_some() {
+                            *l = Some((lease, sent + self.ttl));
+                        }
+                        false
                     }
-                    false
-                }
-                Err(MetaError::LeaseNotFound(_)) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "membership keep-alive failed");
-                    // Past the TTL the lease has expired on the server.
-                    !self.registered()
-                }
-            };
+                    Err(MetaError::LeaseNotFound(_)) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "membership keep-alive failed");
+                        // Past the TTL the lease has expired on the server.
+                        !self.registered()
+                    }
+                };
             if lost {
                 tracing::warn!(agent = %self.me.agent_id, "membership lease lost; stepping down and registering again");
                 self.set_lease(None);
@@ -553,7 +580,7 @@ mod tests {
         let me = agent("a1", None);
         // A previous run's registration, still under a live lease.
         let lease = store.lease_grant(Duration::from_secs(60)).await.unwrap();
-        store
+        let previous = store
             .put(
                 "/silt/c/agents/a1",
                 Bytes::from(serde_json::to_vec(&me).unwrap()),
@@ -572,6 +599,14 @@ mod tests {
         .await
         .expect("the agent's own registration is taken over");
         assert_eq!(m.live(), vec![me.clone()]);
+        // Made anew: the previous run's commits, fenced on the old
+        // creation, can no longer land.
+        let kv = store.get("/silt/c/agents/a1").await.unwrap().unwrap();
+        assert_eq!(
+            m.fence(),
+            Some(("/silt/c/agents/a1".into(), kv.create_revision))
+        );
+        assert_ne!(kv.create_revision, previous);
         // Another process with the same id elsewhere is refused.
         let mut elsewhere = me.clone();
         elsewhere.host = "other".into();
@@ -753,6 +788,32 @@ mod tests {
         a.leave().await;
         assert_eq!(a.fence(), None);
         assert!(store.get(&fence.0).await.unwrap().is_none());
+        stop.cancel();
+    }
+
+    /// Our key deleted (by hand) while our lease lives: the agent notices
+    /// at its next refresh and registers again, with a new fence.
+    #[tokio::test(start_paused = true)]
+    async fn a_vanished_key_is_registered_again() {
+        use crate::EmbeddedStore;
+        let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let stop = CancellationToken::new();
+        let m = Membership::join(
+            store.clone(),
+            "c",
+            agent("a", None),
+            Duration::from_secs(6),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let before = m.fence().unwrap();
+        store.delete(KeyRange::Key(before.0.clone())).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = m.fence().expect("registered again");
+        assert_ne!(after, before);
+        let kv = store.get(&after.0).await.unwrap().expect("key back");
+        assert_eq!(kv.create_revision, after.1);
         stop.cancel();
     }
 

@@ -111,6 +111,9 @@ struct Pending {
     parts: Vec<PartitionAppend>,
     reply: oneshot::Sender<AppendResult>,
     permit: OwnedSemaphorePermit,
+    /// The registration when the request arrived (`None`: commits are not
+    /// fenced).
+    registration: Option<(String, i64)>,
 }
 
 struct Waiter {
@@ -120,6 +123,8 @@ struct Waiter {
     reply: oneshot::Sender<AppendResult>,
     _permit: OwnedSemaphorePermit,
 }
+
+const NOT_REGISTERED: &str = "this agent's registration in the cluster lapsed (its membership lease) while the records waited; nothing was written";
 
 /// This agent's registration fence ([`silt_coordinator::Membership::fence`]):
 /// `None` while it is not registered.
@@ -250,6 +255,23 @@ impl Producer {
         &self,
         parts: Vec<PartitionAppend>,
     ) -> impl std::future::Future<Output = AppendResult> + Send + 'static {
+        // The registration is read as the request arrives, not when the
+        // segment writer gets to it: requests that waited out an outage
+        // (for the byte budget, in the queue) while clients gave up on
+        // this agent must not commit under a registration made since.
+        let registration = match self.fence.get().map(|f| f()) {
+            None => None,
+            Some(Some(r)) => Some(r),
+            Some(None) => {
+                let n = parts.len();
+                return futures::future::Either::Left(std::future::ready(vec![
+                    Err(
+                        AppendError::NotRegistered(NOT_REGISTERED.into())
+                    );
+                    n
+                ]));
+            }
+        };
         let mut groups: Vec<Vec<PartitionAppend>> = Vec::new();
         let mut size = 0;
         for p in parts {
@@ -274,6 +296,7 @@ impl Producer {
                         parts,
                         reply,
                         permit,
+                        registration: registration.clone(),
                     };
                     self.tx.send(pending).await.ok().map(|()| rx)
                 }
@@ -281,7 +304,7 @@ impl Producer {
             };
             queued.push((n, rx));
         }
-        async move {
+        futures::future::Either::Right(async move {
             let mut out = Vec::new();
             for (n, rx) in queued {
                 let fail = || vec![Err(AppendError::ShuttingDown); n];
@@ -291,7 +314,7 @@ impl Producer {
                 });
             }
             out
-        }
+        })
     }
 }
 
@@ -431,22 +454,19 @@ async fn take(
     sealed_tx: &mpsc::Sender<Sealed>,
     parts: &Pipeline,
 ) -> bool {
-    let registration = match fence.get() {
-        None => None,
-        Some(f) => match f() {
-            Some(r) => Some(r),
-            None => {
-                let n = p.parts.len();
-                let _ = p.reply.send(vec![
-                    Err(AppendError::NotRegistered(
-                        "this agent is not registered in the cluster (its membership lease lapsed); nothing was written".into()
-                    ));
-                    n
-                ]);
-                return false;
-            }
-        },
-    };
+    // Refused if the registration it arrived under is no longer this
+    // agent's (the agent stepped down, or registered anew, meanwhile).
+    let registration = p.registration.clone();
+    if let Some(f) = fence.get() {
+        if registration.is_none() || f() != registration {
+            let n = p.parts.len();
+            let _ = p.reply.send(vec![
+                Err(AppendError::NotRegistered(NOT_REGISTERED.into()));
+                n
+            ]);
+            return false;
+        }
+    }
     if !open.builder.is_empty() && (!open.fits(&p, room) || open.fence != registration) {
         // Its commit record or a chunk would grow too large, or the
         // registration changed: seal first.
