@@ -14,6 +14,46 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Address given to clients in Metadata (defaults to `listen`).
     pub advertise: Option<String>,
+    /// Kafka's `listeners`: `PROTOCOL://HOST:PORT,...` with PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL; unset: one PLAINTEXT listener on `listen`.
+    pub listeners: Option<String>,
+    /// Kafka's `advertised.listeners`, same form: what Metadata gives a
+    /// client per listener it connected to (unset: `advertise` for the
+    /// first listener, the bound address for the others).
+    pub advertised_listeners: Option<String>,
+    /// PEM certificate chain of the SSL and SASL_SSL listeners and of the
+    /// HTTP endpoints' TLS (reloaded on change or SIGHUP).
+    pub ssl_certificate_file: Option<PathBuf>,
+    /// PEM private key of `ssl_certificate_file`.
+    pub ssl_key_file: Option<PathBuf>,
+    /// PEM CA certificates of client certificates (`ssl_client_auth`).
+    pub ssl_ca_file: Option<PathBuf>,
+    /// Kafka's `ssl.client.auth`: `none`, `requested` or `required`.
+    pub ssl_client_auth: String,
+    /// Kafka's `sasl.enabled.mechanisms`: of PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512.
+    pub sasl_enabled_mechanisms: String,
+    /// Kafka's `connections.max.reauth.ms`: a SASL session must
+    /// re-authenticate within this (0: never).
+    #[serde(with = "humantime_serde")]
+    pub connections_max_reauth: Duration,
+    /// Kafka's `connection.failed.authentication.delay.ms`: the least wait
+    /// before a failed authentication is answered and the connection
+    /// closed (it grows with repeated failures from one address).
+    #[serde(with = "humantime_serde")]
+    pub connection_failed_authentication_delay: Duration,
+    /// `acl` turns Kafka's authorizer on (every request checked against
+    /// the ACLs); `none` lets every connection do everything.
+    pub authorizer: String,
+    /// Kafka's `super.users`: principals allowed everything, `;`-separated
+    /// (`User:admin;User:ops`).
+    pub super_users: String,
+    /// Kafka's `allow.everyone.if.no.acl.found`.
+    pub allow_everyone_if_no_acl_found: bool,
+    /// ACL bindings stored at most.
+    pub max_acls: usize,
+    /// SCRAM credentials (users × mechanisms) stored at most.
+    pub max_scram_credentials: usize,
     /// Root for the local bucket, metadata and cache in `silt dev`.
     pub data_dir: PathBuf,
     /// Name of the cluster; prefixes every metadata key.
@@ -202,6 +242,20 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:9092".parse().expect("valid default address"),
             advertise: None,
+            listeners: None,
+            advertised_listeners: None,
+            ssl_certificate_file: None,
+            ssl_key_file: None,
+            ssl_ca_file: None,
+            ssl_client_auth: "none".into(),
+            sasl_enabled_mechanisms: "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN".into(),
+            connections_max_reauth: Duration::ZERO,
+            connection_failed_authentication_delay: Duration::from_millis(100),
+            authorizer: "none".into(),
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
+            max_acls: 10_000,
+            max_scram_credentials: 10_000,
             data_dir: PathBuf::from("./silt-data"),
             cluster: "dev".into(),
             agent_id: String::new(),
@@ -286,6 +340,20 @@ pub enum ConfigError {
 pub const KEYS: &[&str] = &[
     "listen",
     "advertise",
+    "listeners",
+    "advertised_listeners",
+    "ssl_certificate_file",
+    "ssl_key_file",
+    "ssl_ca_file",
+    "ssl_client_auth",
+    "sasl_enabled_mechanisms",
+    "connections_max_reauth",
+    "connection_failed_authentication_delay",
+    "authorizer",
+    "super_users",
+    "allow_everyone_if_no_acl_found",
+    "max_acls",
+    "max_scram_credentials",
     "data_dir",
     "cluster",
     "agent_id",
@@ -452,6 +520,7 @@ impl Settings {
         if self.log_format != "text" && self.log_format != "json" {
             return bad("log_format", "must be \"text\" or \"json\"");
         }
+        self.check_security()?;
         if let Some(a) = &self.advertise {
             if parse_host_port(a).is_none() {
                 return bad("advertise", "must be HOST:PORT");
@@ -696,6 +765,162 @@ impl Settings {
         }
     }
 
+    fn check_security(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, message: String| {
+            Err(ConfigError::Invalid {
+                name: name.into(),
+                message,
+            })
+        };
+        let listeners = self.listener_specs().map_err(|(name, message)| ConfigError::Invalid {
+            name: name.into(),
+            message,
+        })?;
+        let tls = listeners.iter().any(|l| l.protocol.tls());
+        if tls && (self.ssl_certificate_file.is_none() || self.ssl_key_file.is_none()) {
+            return bad(
+                "ssl_certificate_file",
+                "SSL and SASL_SSL listeners need ssl_certificate_file and ssl_key_file".into(),
+            );
+        }
+        match crate::security::tls::ClientAuth::parse(&self.ssl_client_auth) {
+            None => {
+                return bad(
+                    "ssl_client_auth",
+                    "must be none, requested or required".into(),
+                )
+            }
+            Some(crate::security::tls::ClientAuth::None) => {}
+            Some(_) if self.ssl_ca_file.is_none() => {
+                return bad(
+                    "ssl_ca_file",
+                    "missing: ssl_client_auth needs the CA of client certificates".into(),
+                )
+            }
+            Some(_) => {}
+        }
+        if let Err(m) = self.sasl_mechanisms() {
+            return bad("sasl_enabled_mechanisms", m);
+        }
+        if self.authorizer != "none" && self.authorizer != "acl" {
+            return bad("authorizer", "must be none or acl".into());
+        }
+        for u in self.super_user_list() {
+            if !u.starts_with("User:") || u.len() <= 5 {
+                return bad(
+                    "super_users",
+                    format!("{u:?} is not of the form User:NAME"),
+                );
+            }
+        }
+        if self.max_acls == 0 || self.max_scram_credentials == 0 {
+            return bad(
+                "max_acls",
+                "max_acls and max_scram_credentials must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The enabled SASL mechanisms.
+    pub fn sasl_mechanisms(&self) -> Result<Vec<crate::security::sasl::Mech>, String> {
+        let mut out = Vec::new();
+        for m in self
+            .sasl_enabled_mechanisms
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            let mech = crate::security::sasl::Mech::parse(m).ok_or_else(|| {
+                format!("{m:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            })?;
+            if !out.contains(&mech) {
+                out.push(mech);
+            }
+        }
+        if out.is_empty() {
+            return Err("no mechanism".into());
+        }
+        Ok(out)
+    }
+
+    /// `super_users`, split.
+    pub fn super_user_list(&self) -> Vec<String> {
+        self.super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The Kafka listeners to bind: `listeners`, else one PLAINTEXT
+    /// listener on `listen` advertised as `advertise`. Errors name the
+    /// setting.
+    pub fn listener_specs(
+        &self,
+    ) -> Result<Vec<crate::security::ListenerSpec>, (&'static str, String)> {
+        use crate::security::{parse_listeners, ListenerSpec, Protocol};
+        let Some(spec) = &self.listeners else {
+            return Ok(vec![ListenerSpec {
+                protocol: Protocol::Plaintext,
+                bind: self.listen,
+                advertise: self
+                    .advertise
+                    .as_deref()
+                    .and_then(parse_host_port)
+                    .map(|(h, p)| (h, p as u16)),
+            }]);
+        };
+        let bound = parse_listeners(spec).map_err(|m| ("listeners", m))?;
+        let advertised = match &self.advertised_listeners {
+            Some(a) => parse_listeners(a).map_err(|m| ("advertised_listeners", m))?,
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (i, (protocol, host, port)) in bound.into_iter().enumerate() {
+            let bind: SocketAddr = format!("{}:{port}", bracket(&host)).parse().map_err(|_| {
+                (
+                    "listeners",
+                    format!("{}: {host:?} is not an IP address to bind", protocol.name()),
+                )
+            })?;
+            let advertise = advertised
+                .iter()
+                .find(|(p, _, _)| *p == protocol)
+                .map(|(_, h, p)| (h.clone(), *p))
+                .or_else(|| {
+                    (i == 0)
+                        .then(|| self.advertise.as_deref().and_then(parse_host_port))
+                        .flatten()
+                        .map(|(h, p)| (h, p as u16))
+                });
+            if advertise.is_none() && bind.ip().is_unspecified() {
+                return Err((
+                    "advertised_listeners",
+                    format!(
+                        "{} binds a wildcard address: give its address for clients in advertised_listeners",
+                        protocol.name()
+                    ),
+                ));
+            }
+            out.push(ListenerSpec {
+                protocol,
+                bind,
+                advertise,
+            });
+        }
+        for (p, _, _) in &advertised {
+            if !out.iter().any(|l| l.protocol == *p) {
+                return Err((
+                    "advertised_listeners",
+                    format!("{} is not in listeners", p.name()),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// TLS files read and etcd credentials, for `EtcdStore::connect`.
     pub fn etcd_access(&self) -> Result<silt_coordinator::etcd::EtcdAccess, ConfigError> {
         let read = |name: &str, path: &Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
@@ -783,8 +1008,6 @@ fn parse_host_port(s: &str) -> Option<(String, i32)> {
     (!h.is_empty()).then(|| (h.trim_matches(['[', ']']).to_string(), port as i32))
 }
 
-/// Environment and flag values are strings; numbers and booleans are
-/// recognised so they parse into typed settings.
 /// Settings whose values are secrets: taken as written (never guessed to
 /// be numbers), and never shown.
 pub const SECRET_KEYS: &[&str] = &["etcd_password"];
@@ -846,6 +1069,17 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// An IPv6 address in brackets, for `host:port` parsing.
+fn bracket(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// Environment and flag values are strings; numbers and booleans are
+/// recognised so they parse into typed settings.
 fn guess_value(v: &str) -> toml::Value {
     if let Ok(i) = v.parse::<i64>() {
         return toml::Value::Integer(i);

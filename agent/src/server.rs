@@ -9,7 +9,7 @@ use kafka_protocol::{
     protocol::{Decodable, Encodable},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     task::JoinHandle,
@@ -19,7 +19,21 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     broker::Broker,
     protocol::{self, Conn},
+    security::{
+        principal::subject_dn,
+        sasl::{Session, Step},
+        Protocol, ANONYMOUS,
+    },
 };
+
+/// A bound Kafka listener and its security protocol.
+pub struct Listening {
+    pub listener: TcpListener,
+    pub protocol: Protocol,
+}
+
+/// Time a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An encoded response, with the budget it holds until written.
 type Frame = (Bytes, Option<OwnedSemaphorePermit>);
@@ -31,16 +45,40 @@ type Frame = (Bytes, Option<OwnedSemaphorePermit>);
 /// the in-flight byte budget before they are queued.
 const PIPELINE_DEPTH: usize = 4096;
 
-/// Accepts connections until `shutdown` fires, then waits for every
-/// connection to finish its in-flight requests.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+/// Accepts connections on every listener until `shutdown` fires, then
+/// waits for every connection to finish its in-flight requests.
+pub async fn run(listeners: Vec<Listening>, broker: Arc<Broker>, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(broker.settings.max_connections));
+    let mut accepting = Vec::new();
+    for l in listeners {
+        accepting.push(tokio::spawn(accept_loop(
+            l,
+            broker.clone(),
+            slots.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for a in accepting {
+        let _ = a.await;
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn accept_loop(
+    l: Listening,
+    broker: Arc<Broker>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let mut refused = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = l.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         // Closing at once tells the client to try another agent.
@@ -54,9 +92,10 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let shutdown = shutdown.clone();
+                    let protocol = l.protocol;
                     tracker.spawn(async move {
-                        if let Err(reason) = connection(stream, broker, shutdown).await {
-                            tracing::debug!(%peer, %reason, "connection closed");
+                        if let Err(reason) = accept(stream, peer, protocol, broker, shutdown).await {
+                            tracing::debug!(%peer, listener = protocol.name(), %reason, "connection closed");
                         }
                         drop(slot);
                     });
@@ -68,8 +107,40 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
             }
         }
     }
-    tracker.close();
-    tracker.wait().await;
+}
+
+/// The TLS handshake where the listener has TLS, then the connection.
+async fn accept(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    protocol: Protocol,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    if !protocol.tls() {
+        return connection(stream, peer, protocol, ANONYMOUS.to_string(), broker, shutdown).await;
+    }
+    let Some(tls) = broker.security.tls.clone() else {
+        return Err("no TLS configuration".into());
+    };
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listener = protocol.name(), error = %e, "TLS handshake failed");
+            return Err(format!("TLS handshake: {e}"));
+        }
+        Err(_) => return Err("TLS handshake timed out".into()),
+    };
+    // A verified client certificate names the principal (Kafka's default
+    // principal builder); SASL replaces it on SASL_SSL.
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| subject_dn(c.as_ref()))
+        .map_or_else(|| ANONYMOUS.to_string(), |dn| format!("User:{dn}"));
+    connection(stream, peer, protocol, principal, broker, shutdown).await
 }
 
 enum Next {
@@ -77,7 +148,7 @@ enum Next {
     Closed,
 }
 
-async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max: usize) -> Result<Next, String> {
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Next, String> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -109,20 +180,27 @@ async fn read_frame(rd: &mut tokio::net::tcp::OwnedReadHalf, max: usize) -> Resu
     Ok(Next::Frame(buf))
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    peer_addr: std::net::SocketAddr,
+    protocol: Protocol,
+    principal: String,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    // Kafka reports a member's host as "/ip".
-    let peer = stream
-        .peer_addr()
-        .map(|a| format!("/{}", a.ip()))
-        .unwrap_or_default();
+    // Kafka reports a member's host as "/ip"; ACLs name the bare address.
+    let peer = format!("/{}", peer_addr.ip());
     let budget = (broker.settings.connection_response_bytes.as_u64() as usize)
         .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-    let conn = Conn {
+    let mut session = Session::new();
+    if !protocol.sasl() {
+        session.principal = Some(principal);
+    }
+    let mut conn = Conn {
         peer,
+        host: peer_addr.ip().to_string(),
+        principal: session.principal.clone().unwrap_or_default(),
+        listener: protocol,
         responses: Arc::new(Semaphore::new(budget)),
         response_budget: budget,
         group_waits: Arc::new(Semaphore::new(
@@ -130,7 +208,7 @@ async fn connection(
         )),
     };
     let idle = broker.settings.connections_max_idle;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<JoinHandle<Option<Frame>>>(PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
         while let Some(handle) = rx.recv().await {
@@ -168,6 +246,50 @@ async fn connection(
                 let (header, request) = *boxed;
                 let key = ApiKey::try_from(header.request_api_key).ok();
                 let (version, correlation_id) = (header.request_api_version, header.correlation_id);
+                // SASL requests are answered here, in order, before the
+                // next request is read.
+                let step = match &request {
+                    RequestKind::SaslHandshake(r) if protocol.sasl() => {
+                        Some(session.handshake(&broker.security.sasl, r))
+                    }
+                    RequestKind::SaslAuthenticate(r) if protocol.sasl() => Some(
+                        session
+                            .authenticate(&broker.security.sasl, r, version, peer_addr.ip())
+                            .await,
+                    ),
+                    RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+                        break Err(format!("SASL request on a {} listener", protocol.name()));
+                    }
+                    _ => None,
+                };
+                if let Some(step) = step {
+                    let (kind, close) = match step {
+                        Step::Reply(kind) => (kind, None),
+                        Step::Fail(kind, delay) => (kind, Some(delay)),
+                    };
+                    let handle = tokio::spawn(async move {
+                        if let Some(delay) = close {
+                            tokio::time::sleep(delay).await;
+                        }
+                        Some((encode(key?, version, correlation_id, &kind)?, None))
+                    });
+                    if tx.send(handle).await.is_err() {
+                        break Err("writer closed".into());
+                    }
+                    if close.is_some() {
+                        break Err("authentication failed".into());
+                    }
+                    if let Some(p) = &session.principal {
+                        conn.principal = p.clone();
+                    }
+                    continue;
+                }
+                if !session.admits(key.unwrap_or(ApiKey::ApiVersions)) {
+                    break Err(match &session.principal {
+                        None => format!("{key:?} before SASL authentication"),
+                        Some(_) => format!("{key:?} after the SASL session expired (connections_max_reauth)"),
+                    });
+                }
                 let reply = protocol::dispatch(broker.clone(), header, request, &conn).await;
                 let handle = tokio::spawn(async move {
                     let response = reply.await?;

@@ -11,6 +11,8 @@
 //! /silt/<cluster>/groups/<group>/coordinator         the group's coordinator (under its lease)
 //! /silt/<cluster>/groups/<group>/state               the group's members and generation
 //! /silt/<cluster>/group-index/<group>                 one key per group with committed offsets
+//! /silt/<cluster>/security/scram/<mechanism>/<user>   a user's SCRAM credential (salted keys)
+//! /silt/<cluster>/security/acls/<digest>              one ACL binding
 //! ```
 
 /// The keys of one cluster.
@@ -48,6 +50,32 @@ impl Layout {
     /// `retention`, `compaction`, `gc`).
     pub fn lock(&self, name: &str) -> String {
         format!("{}locks/{name}", self.root)
+    }
+
+    /// Prefix of the users and ACLs (one watch covers both).
+    pub fn security(&self) -> String {
+        format!("{}security/", self.root)
+    }
+
+    /// A user's credential for one SCRAM mechanism; the user name is
+    /// escaped so that it is one key segment.
+    pub fn scram(&self, mechanism: &str, user: &str) -> String {
+        format!("{}security/scram/{mechanism}/{}", self.root, escape(user))
+    }
+
+    /// Prefix of every SCRAM credential.
+    pub fn scram_all(&self) -> String {
+        format!("{}security/scram/", self.root)
+    }
+
+    /// One ACL binding, under a digest of its fields.
+    pub fn acl(&self, digest: &str) -> String {
+        format!("{}security/acls/{digest}", self.root)
+    }
+
+    /// Prefix of every ACL binding.
+    pub fn acls(&self) -> String {
+        format!("{}security/acls/", self.root)
     }
 
     /// Prefix of the live agents' registrations.
@@ -110,8 +138,9 @@ impl Layout {
     }
 }
 
-/// Group ids are arbitrary strings: escape the characters that structure keys.
-fn escape(group: &str) -> String {
+/// Names (group ids, user names) are arbitrary strings: escape the
+/// characters that structure keys.
+pub fn escape(group: &str) -> String {
     let mut out = String::with_capacity(group.len());
     for c in group.chars() {
         match c {
@@ -123,7 +152,8 @@ fn escape(group: &str) -> String {
     out
 }
 
-fn unescape(s: &str) -> String {
+/// The inverse of [`escape`].
+pub fn unescape(s: &str) -> String {
     s.replace("%2F", "/").replace("%25", "%")
 }
 

@@ -41,6 +41,32 @@ pub struct AgentInfo {
     /// accepted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaving: bool,
+    /// Advertised addresses by listener (security protocol name) when the
+    /// agent has several; `host`/`port` are its first listener's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
+}
+
+/// One listener's advertised address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl AgentInfo {
+    /// The address to give a client that connected on `listener`: that
+    /// listener's, else the first listener's (agents with one listener,
+    /// and older agents, list none).
+    pub fn address(&self, listener: &str) -> (&str, i32) {
+        self.listeners
+            .iter()
+            .find(|e| e.listener == listener)
+            .map_or((self.host.as_str(), self.port), |e| {
+                (e.host.as_str(), e.port)
+            })
+    }
 }
 
 /// Every registered agent, read from the metadata store.
@@ -534,6 +560,7 @@ mod tests {
             zone: zone.map(Into::into),
             features: vec![],
             leaving: false,
+            listeners: vec![],
         }
     }
 
