@@ -44,6 +44,8 @@ pub struct Broker {
     /// One persisting pass at a time, so that an older snapshot of a group
     /// never lands after a newer one.
     pub persisting: tokio::sync::Mutex<()>,
+    /// Users, ACLs, SASL and TLS.
+    pub security: Arc<crate::security::Security>,
 }
 
 impl Broker {

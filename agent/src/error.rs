@@ -59,6 +59,10 @@ pub enum ErrorKind {
     InvalidGroupId,
     MemberIdRequired,
     GroupMaxSizeReached,
+    // Authorization (the ACL authorizer said no).
+    TopicAuthorizationFailed,
+    GroupAuthorizationFailed,
+    ClusterAuthorizationFailed,
     /// A bug or damaged data the client cannot fix.
     Internal,
 }
@@ -105,6 +109,9 @@ impl ErrorKind {
             InvalidGroupId => R::InvalidGroupId,
             MemberIdRequired => R::MemberIdRequired,
             GroupMaxSizeReached => R::GroupMaxSizeReached,
+            TopicAuthorizationFailed => R::TopicAuthorizationFailed,
+            GroupAuthorizationFailed => R::GroupAuthorizationFailed,
+            ClusterAuthorizationFailed => R::ClusterAuthorizationFailed,
             Internal => R::UnknownServerError,
         }
     }

@@ -23,6 +23,7 @@ pub mod produce;
 pub mod protocol;
 pub mod rest;
 pub mod runtime;
+pub mod security;
 pub mod server;
 #[cfg(test)]
 mod sim;

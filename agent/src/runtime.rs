@@ -202,6 +202,76 @@ fn rest_api(
     )
 }
 
+/// Users, ACLs, SASL and TLS of this agent, from its settings.
+async fn build_security(
+    settings: &Settings,
+    specs: &[crate::security::ListenerSpec],
+    meta: Arc<dyn MetaStore>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<crate::security::Security>> {
+    use crate::security::{acl, sasl, store, tls, Security};
+    let store = store::SecurityStore::open(
+        meta,
+        &settings.cluster,
+        store::Limits {
+            max_credentials: settings.max_scram_credentials,
+            max_acls: settings.max_acls,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("loading users and ACLs")?;
+    let tls = match (&settings.ssl_certificate_file, &settings.ssl_key_file) {
+        (Some(cert), Some(key)) => Some(
+            tls::Reloading::start(
+                tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: settings.ssl_ca_file.clone(),
+                    client_auth: tls::ClientAuth::parse(&settings.ssl_client_auth)
+                        .unwrap_or(tls::ClientAuth::None),
+                },
+                shutdown,
+            )
+            .map_err(|e| anyhow::anyhow!("setting {e}"))?,
+        ),
+        _ => None,
+    };
+    let mechanisms = settings
+        .sasl_mechanisms()
+        .map_err(|m| anyhow::anyhow!("setting sasl_enabled_mechanisms: {m}"))?;
+    if mechanisms.contains(&sasl::Mech::Plain)
+        && specs
+            .iter()
+            .any(|s| s.protocol == crate::security::Protocol::SaslPlaintext)
+    {
+        tracing::warn!("SASL/PLAIN on a SASL_PLAINTEXT listener sends passwords in clear text; use SASL_SSL or SCRAM");
+    }
+    let mut fake_key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut fake_key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let acls_enabled = settings.authorizer == "acl";
+    if acls_enabled && settings.super_user_list().is_empty() {
+        tracing::warn!("authorizer = acl without super_users: only ACLs grant anything (create the first ones with an ACL-free admin listener or super_users)");
+    }
+    Ok(Arc::new(Security {
+        store: store.clone(),
+        sasl: Arc::new(sasl::SaslContext {
+            store,
+            mechanisms,
+            max_reauth: settings.connections_max_reauth,
+            throttle: sasl::Throttle::new(settings.connection_failed_authentication_delay),
+            plain_checks: Arc::new(tokio::sync::Semaphore::new(2)),
+            fake_key,
+        }),
+        tls,
+        acls_enabled,
+        policy: acl::Policy {
+            super_users: settings.super_user_list(),
+            allow_if_no_acl: settings.allow_everyone_if_no_acl_found,
+        },
+    }))
+}
+
 /// Serves Kafka until `shutdown` fires; then stops accepting, flushes the
 /// open segment, answers waiting producers, leaves the membership and
 /// writes a checkpoint. Listens on `listener` if given (tests bind port 0),
@@ -209,7 +279,7 @@ fn rest_api(
 pub async fn serve(
     settings: Settings,
     parts: Components,
-    listener: Option<TcpListener>,
+    mut listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Core {
@@ -226,28 +296,57 @@ pub async fn serve(
         producer_done,
     } = open_core(&settings, parts).await?;
     let agent_id = settings.agent_id();
-    let listener = match listener {
-        Some(l) => l,
-        None => TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding Kafka listener on {}", settings.listen))?,
-    };
-    let (host, port) = match (&settings.advertise, listener.local_addr()) {
-        // Advertise the port actually bound when the settings leave it to us.
-        (None, Ok(addr)) => (addr.ip().to_string(), addr.port() as i32),
-        _ => settings.advertised(),
-    };
+    let specs = settings
+        .listener_specs()
+        .map_err(|(name, m)| anyhow::anyhow!("setting {name}: {m}"))?;
+    // The first listener may come bound (tests bind port 0).
+    let mut bound: Vec<(crate::security::ListenerSpec, TcpListener)> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let l = match (i, &listener) {
+            (0, Some(_)) => listener.take().expect("checked"),
+            _ => TcpListener::bind(spec.bind).await.with_context(|| {
+                format!(
+                    "binding the {} Kafka listener on {}",
+                    spec.protocol.name(),
+                    spec.bind
+                )
+            })?,
+        };
+        bound.push((spec.clone(), l));
+    }
+    // Advertise the port actually bound when the settings leave it to us.
+    let advertised: Vec<silt_coordinator::membership::Endpoint> = bound
+        .iter()
+        .map(|(spec, l)| {
+            let (host, port) = match (&spec.advertise, l.local_addr()) {
+                (Some((h, p)), _) => (h.clone(), *p as i32),
+                (None, Ok(addr)) => (addr.ip().to_string(), addr.port() as i32),
+                (None, Err(_)) => (spec.bind.ip().to_string(), spec.bind.port() as i32),
+            };
+            silt_coordinator::membership::Endpoint {
+                listener: spec.protocol.name().to_string(),
+                host,
+                port,
+            }
+        })
+        .collect();
+    let security = build_security(&settings, &specs, meta.clone(), shutdown.clone()).await?;
     let me = AgentInfo {
         agent_id: agent_id.clone(),
         node_id: node_id_for(&agent_id),
-        host,
-        port,
+        host: advertised[0].host.clone(),
+        port: advertised[0].port,
         zone: settings.zone.clone(),
         features: silt_coordinator::records::FEATURES
             .iter()
             .map(|f| f.to_string())
             .collect(),
         leaving: false,
+        listeners: if advertised.len() > 1 {
+            advertised.clone()
+        } else {
+            Vec::new()
+        },
     };
     let membership_stop = CancellationToken::new();
     let membership = Membership::join(
@@ -309,6 +408,7 @@ pub async fn serve(
         token: writer.clone(),
         claims: Default::default(),
         persisting: Default::default(),
+        security,
     });
     // Groups whose coordinator moved to another agent are dropped here;
     // their members find the new coordinator and rejoin. Offsets of empty
@@ -380,14 +480,29 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(
-        listen = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()),
+        listeners = %bound
+            .iter()
+            .map(|(spec, l)| format!(
+                "{}://{}",
+                spec.protocol.name(),
+                l.local_addr().map_or_else(|_| spec.bind.to_string(), |a| a.to_string())
+            ))
+            .collect::<Vec<_>>()
+            .join(","),
         agent = %agent_id,
         node_id = broker.node_id,
         cluster = %settings.cluster,
         "serving Kafka"
     );
 
-    let serving = tokio::spawn(server::run(listener, broker.clone(), shutdown.clone()));
+    let listening = bound
+        .into_iter()
+        .map(|(spec, listener)| server::Listening {
+            listener,
+            protocol: spec.protocol,
+        })
+        .collect();
+    let serving = tokio::spawn(server::run(listening, broker.clone(), shutdown.clone()));
     shutdown.cancelled().await;
     // Give up the groups first: leave the cluster (other agents take over
     // at their next refresh, about a second) and answer parked JoinGroup

@@ -11,8 +11,9 @@ use kafka_protocol::messages::{
 use super::{Conn, Response};
 use crate::{
     broker::Broker,
-    error::Classify,
+    error::{Classify, ErrorKind},
     fetch::{FetchError, Limits},
+    security::acl::op,
 };
 
 /// Answers a fetch within `fetch_max_bytes` and the connection's response
@@ -32,7 +33,12 @@ pub async fn handle(broker: &Broker, req: FetchRequest, conn: &Conn) -> Response
         .acquire_many_owned(max_bytes as u32)
         .await
         .ok();
-    let resp = fetch(broker, &req, max_bytes).await;
+    let readable: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| conn.can_topic(broker, op::READ, t.topic.0.as_str()))
+        .collect();
+    let resp = fetch(broker, &req, max_bytes, &readable).await;
     // Keep the share the response needs (a first batch may exceed the
     // limit; the rest of the budget is returned now).
     if let Some(b) = budget.as_mut() {
@@ -51,7 +57,12 @@ pub async fn handle(broker: &Broker, req: FetchRequest, conn: &Conn) -> Response
     }
 }
 
-async fn fetch(broker: &Broker, req: &FetchRequest, max_bytes: usize) -> FetchResponse {
+async fn fetch(
+    broker: &Broker,
+    req: &FetchRequest,
+    max_bytes: usize,
+    readable: &[bool],
+) -> FetchResponse {
     let max_wait =
         Duration::from_millis(req.max_wait_ms.max(0) as u64).min(broker.settings.max_fetch_wait);
     let deadline = tokio::time::Instant::now() + max_wait;
@@ -64,7 +75,7 @@ async fn fetch(broker: &Broker, req: &FetchRequest, max_bytes: usize) -> FetchRe
     }));
     loop {
         let armed = waiter.arm();
-        let (resp, total, error) = fetch_once(broker, req, max_bytes).await;
+        let (resp, total, error) = fetch_once(broker, req, max_bytes, readable).await;
         if total >= min_bytes.max(1) || error || tokio::time::Instant::now() >= deadline {
             return resp;
         }
@@ -75,7 +86,7 @@ async fn fetch(broker: &Broker, req: &FetchRequest, max_bytes: usize) -> FetchRe
                 if total >= min_bytes {
                     return resp;
                 }
-                return fetch_once(broker, req, max_bytes).await.0;
+                return fetch_once(broker, req, max_bytes, readable).await.0;
             }
         }
     }
@@ -87,14 +98,20 @@ async fn fetch_once(
     broker: &Broker,
     req: &FetchRequest,
     max_bytes: usize,
+    readable: &[bool],
 ) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
-    for t in &req.topics {
+    for (i, t) in req.topics.iter().enumerate() {
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let data = PartitionData::default().with_partition_index(p.partition);
+            if !readable.get(i).copied().unwrap_or(false) {
+                any_error = true;
+                parts.push(data.with_error_code(ErrorKind::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let limits = Limits {
                 max_bytes: (p.partition_max_bytes.max(0) as usize)
                     .min(max_bytes.saturating_sub(total)),

@@ -16,6 +16,8 @@ use uuid::Uuid;
 use crate::{
     broker::Broker,
     error::{Classify, ErrorKind},
+    protocol::Conn,
+    security::acl::op,
     topics::validate_topic_name,
 };
 
@@ -43,11 +45,16 @@ fn partitions(
         .collect()
 }
 
+/// Kafka's Metadata rules under the authorizer: listing all topics shows
+/// only those the principal may DESCRIBE; a named topic it may not is
+/// TOPIC_AUTHORIZATION_FAILED (whether or not it exists); auto-creation
+/// needs CREATE on the cluster or the topic.
 pub async fn handle(
     broker: &Broker,
     req: MetadataRequest,
     version: i16,
     client_id: Option<&str>,
+    conn: &Conn,
 ) -> MetadataResponse {
     // Brokers: live agents and recently seen ones (a broker that flickers
     // out of Metadata makes clients resend its in-flight requests).
@@ -65,10 +72,11 @@ pub async fn handle(
     let brokers = listed
         .iter()
         .map(|a| {
+            let (host, port) = a.address(conn.listener.name());
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(a.node_id))
-                .with_host(StrBytes::from_string(a.host.clone()))
-                .with_port(a.port)
+                .with_host(StrBytes::from_string(host.to_string()))
+                .with_port(port)
                 .with_rack(a.zone.clone().map(StrBytes::from_string))
         })
         .collect();
@@ -88,6 +96,7 @@ pub async fn handle(
             .topics
             .list()
             .into_iter()
+            .filter(|(name, _)| conn.can_topic(broker, op::DESCRIBE, name))
             .map(|(name, t)| {
                 MetadataResponseTopic::default()
                     .with_name(Some(TopicName(StrBytes::from_string(name))))
@@ -104,7 +113,14 @@ pub async fn handle(
                     out.push(topic.with_error_code(e.code()));
                     continue;
                 }
-                out.push(match broker.topics.resolve(&name, allow_create).await {
+                if !conn.can_topic(broker, op::DESCRIBE, &name) {
+                    out.push(topic.with_error_code(ErrorKind::TopicAuthorizationFailed.code()));
+                    continue;
+                }
+                let may_create = allow_create
+                    && (conn.can_cluster(broker, op::CREATE)
+                        || conn.can_topic(broker, op::CREATE, &name));
+                out.push(match broker.topics.resolve(&name, may_create).await {
                     Some(t) => topic
                         .with_topic_id(Uuid::from_bytes(t.id.0))
                         .with_partitions(partitions(&agents, zone, &t.id, t.partitions)),

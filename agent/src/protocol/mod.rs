@@ -2,11 +2,13 @@
 
 mod admin;
 mod api_versions;
+mod authz;
 mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod acls;
 mod topics;
 
 use std::sync::Arc;
@@ -16,6 +18,9 @@ use kafka_protocol::messages::{RequestHeader, RequestKind, ResponseKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::Broker;
+use crate::error::ErrorKind;
+use crate::security::acl::{op, resource, CLUSTER_NAME};
+use kafka_protocol::protocol::StrBytes;
 
 pub use api_versions::{supported, unsupported_version_response};
 
@@ -40,6 +45,12 @@ pub type Reply = BoxFuture<'static, Option<Response>>;
 pub struct Conn {
     /// The client's address, as Kafka reports a member's host ("/ip").
     pub peer: String,
+    /// The client's IP address, as ACLs name hosts.
+    pub host: String,
+    /// Who the client is (`User:NAME`, `User:ANONYMOUS` unauthenticated).
+    pub principal: String,
+    /// The listener the connection came in on.
+    pub listener: crate::security::Protocol,
     /// Bytes of responses the connection may hold before they are written
     /// (`connection_response_bytes`). Fetch takes its share before reading.
     pub responses: Arc<Semaphore>,
@@ -48,6 +59,43 @@ pub struct Conn {
     /// group at once (`max_group_waits_per_connection`); reading the
     /// connection pauses while they are all taken.
     pub group_waits: Arc<Semaphore>,
+}
+
+impl Conn {
+    /// Whether this connection's principal may do `operation` on the
+    /// resource (always, without the authorizer).
+    pub fn can(&self, broker: &Broker, operation: i8, resource_type: i8, name: &str) -> bool {
+        broker
+            .security
+            .authorize(&self.principal, &self.host, operation, resource_type, name)
+    }
+
+    pub fn can_topic(&self, broker: &Broker, operation: i8, topic: &str) -> bool {
+        self.can(broker, operation, resource::TOPIC, topic)
+    }
+
+    pub fn can_group(&self, broker: &Broker, operation: i8, group: &str) -> bool {
+        self.can(broker, operation, resource::GROUP, group)
+    }
+
+    pub fn can_cluster(&self, broker: &Broker, operation: i8) -> bool {
+        self.can(broker, operation, resource::CLUSTER, CLUSTER_NAME)
+    }
+
+    /// A connection for in-process callers (tests, the HTTP API before it
+    /// authenticates): anonymous, on PLAINTEXT.
+    pub fn internal(peer: &str) -> Self {
+        let budget = 1 << 30;
+        Self {
+            peer: peer.to_string(),
+            host: peer.trim_start_matches('/').to_string(),
+            principal: crate::security::ANONYMOUS.to_string(),
+            listener: crate::security::Protocol::Plaintext,
+            responses: Arc::new(Semaphore::new(budget)),
+            response_budget: budget,
+            group_waits: Arc::new(Semaphore::new(64)),
+        }
+    }
 }
 
 /// Whether a request changes state (its effect must follow the requests
@@ -69,6 +117,9 @@ fn changes_state(r: &RequestKind) -> bool {
             | RequestKind::Heartbeat(_)
             | RequestKind::LeaveGroup(_)
             | RequestKind::InitProducerId(_)
+            | RequestKind::CreateAcls(_)
+            | RequestKind::DeleteAcls(_)
+            | RequestKind::AlterUserScramCredentials(_)
     )
 }
 
@@ -88,7 +139,7 @@ pub async fn dispatch(
     let version = header.request_api_version;
     match request {
         RequestKind::Produce(r) => {
-            let pending = produce::handle(broker, r).await;
+            let pending = produce::handle(broker, r, conn).await;
             Box::pin(async move { pending.await.map(|r| ResponseKind::Produce(r).into()) })
         }
         RequestKind::Fetch(r) => {
@@ -99,9 +150,9 @@ pub async fn dispatch(
             // Taken before the request is accepted: a client cannot park
             // more than the bound of joins on one connection.
             let wait = conn.group_waits.clone().acquire_owned().await.ok();
-            let peer = conn.peer.clone();
+            let conn = conn.clone();
             Box::pin(async move {
-                let r = handle(&broker, &header, version, other, &peer)
+                let r = handle(&broker, &header, version, other, &conn)
                     .await
                     .map(Response::from);
                 drop(wait);
@@ -109,13 +160,13 @@ pub async fn dispatch(
             })
         }
         other if changes_state(&other) => {
-            let done = handle(&broker, &header, version, other, &conn.peer).await;
+            let done = handle(&broker, &header, version, other, conn).await;
             Box::pin(async move { done.map(Response::from) })
         }
         other => {
-            let peer = conn.peer.clone();
+            let conn = conn.clone();
             Box::pin(async move {
-                handle(&broker, &header, version, other, &peer)
+                handle(&broker, &header, version, other, &conn)
                     .await
                     .map(Response::from)
             })
@@ -123,81 +174,342 @@ pub async fn dispatch(
     }
 }
 
+/// The error code of a group API refused by the authorizer.
+fn group_denied() -> i16 {
+    ErrorKind::GroupAuthorizationFailed.code()
+}
+
 async fn handle(
     broker: &Broker,
     header: &RequestHeader,
     version: i16,
     request: RequestKind,
-    peer: &str,
+    conn: &Conn,
 ) -> Option<ResponseKind> {
     let client_id = header.client_id.as_deref().unwrap_or("");
+    let peer = conn.peer.as_str();
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(
-            metadata::handle(broker, r, version, header.client_id.as_deref()).await,
+            metadata::handle(broker, r, version, header.client_id.as_deref(), conn).await,
         ),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topics::create(broker, r).await),
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(topics::delete(broker, r, version).await)
+        RequestKind::CreateTopics(mut r) => {
+            let denied = authz::create_topics(broker, conn, &mut r);
+            let mut resp = topics::create(broker, r).await;
+            resp.topics.extend(denied);
+            ResponseKind::CreateTopics(resp)
         }
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await)
+        RequestKind::DeleteTopics(mut r) => {
+            let denied = authz::delete_topics(broker, conn, &mut r);
+            let mut resp = topics::delete(broker, r, version).await;
+            resp.responses.extend(denied);
+            ResponseKind::DeleteTopics(resp)
+        }
+        RequestKind::ListOffsets(mut r) => {
+            let denied = authz::list_offsets(broker, conn, &mut r);
+            let mut resp = list_offsets::handle(broker, r, version).await;
+            resp.topics.extend(denied);
+            ResponseKind::ListOffsets(resp)
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)
+            let keys: Vec<String> = if version >= 4 {
+                r.coordinator_keys.iter().map(|k| k.to_string()).collect()
+            } else {
+                vec![r.key.to_string()]
+            };
+            let group_keys = r.key_type == 0;
+            let mut resp = groups::find_coordinator(broker, r, version).await;
+            if group_keys {
+                if version >= 4 {
+                    for c in resp.coordinators.iter_mut() {
+                        if !conn.can_group(broker, op::DESCRIBE, c.key.as_str()) {
+                            c.error_code = group_denied();
+                            c.node_id = kafka_protocol::messages::BrokerId(-1);
+                            c.host = Default::default();
+                            c.port = -1;
+                        }
+                    }
+                } else if keys.first().is_some_and(|k| !conn.can_group(broker, op::DESCRIBE, k)) {
+                    resp = kafka_protocol::messages::FindCoordinatorResponse::default()
+                        .with_error_code(group_denied())
+                        .with_node_id(kafka_protocol::messages::BrokerId(-1))
+                        .with_port(-1);
+                }
+            }
+            if version < 4 {
+                // The coordinator's address on the client's listener.
+                if let Some(a) = broker
+                    .membership
+                    .brokers()
+                    .into_iter()
+                    .find(|a| a.node_id == resp.node_id.0)
+                {
+                    let (host, port) = a.address(conn.listener.name());
+                    resp.host = StrBytes::from_string(host.to_string());
+                    resp.port = port;
+                }
+            } else {
+                let brokers = broker.membership.brokers();
+                for c in resp.coordinators.iter_mut() {
+                    if let Some(a) = brokers.iter().find(|a| a.node_id == c.node_id.0) {
+                        let (host, port) = a.address(conn.listener.name());
+                        c.host = StrBytes::from_string(host.to_string());
+                        c.port = port;
+                    }
+                }
+            }
+            ResponseKind::FindCoordinator(resp)
         }
         RequestKind::JoinGroup(r) => {
+            if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
+                return Some(ResponseKind::JoinGroup(
+                    kafka_protocol::messages::JoinGroupResponse::default()
+                        .with_error_code(group_denied())
+                        .with_generation_id(-1),
+                ));
+            }
             ResponseKind::JoinGroup(groups::join(broker, r, version, client_id, peer).await)
         }
         RequestKind::SyncGroup(r) => {
+            if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
+                return Some(ResponseKind::SyncGroup(
+                    kafka_protocol::messages::SyncGroupResponse::default()
+                        .with_error_code(group_denied()),
+                ));
+            }
             ResponseKind::SyncGroup(groups::sync(broker, r, version).await)
         }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r).await),
+        RequestKind::Heartbeat(r) => {
+            if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
+                return Some(ResponseKind::Heartbeat(
+                    kafka_protocol::messages::HeartbeatResponse::default()
+                        .with_error_code(group_denied()),
+                ));
+            }
+            ResponseKind::Heartbeat(groups::heartbeat(broker, r).await)
+        }
         RequestKind::LeaveGroup(r) => {
+            if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
+                return Some(ResponseKind::LeaveGroup(
+                    kafka_protocol::messages::LeaveGroupResponse::default()
+                        .with_error_code(group_denied()),
+                ));
+            }
             ResponseKind::LeaveGroup(groups::leave(broker, r, version).await)
         }
-        RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::offset_commit(broker, r).await)
+        RequestKind::OffsetCommit(mut r) => {
+            use kafka_protocol::messages::offset_commit_response::{
+                OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+            };
+            let refuse = |t: &kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic, code: i16| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            };
+            if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
+                let topics = r.topics.iter().map(|t| refuse(t, group_denied())).collect();
+                return Some(ResponseKind::OffsetCommit(
+                    kafka_protocol::messages::OffsetCommitResponse::default().with_topics(topics),
+                ));
+            }
+            let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| conn.can_topic(broker, op::READ, t.name.0.as_str()));
+            r.topics = ok;
+            let mut resp = groups::offset_commit(broker, r).await;
+            resp.topics.extend(
+                denied
+                    .iter()
+                    .map(|t| refuse(t, ErrorKind::TopicAuthorizationFailed.code())),
+            );
+            ResponseKind::OffsetCommit(resp)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, version).await)
+            let single = r.group_id.0.to_string();
+            let all_topics = if version >= 8 {
+                r.groups.iter().any(|g| g.topics.is_none())
+            } else {
+                r.topics.is_none()
+            };
+            let mut resp = groups::offset_fetch(broker, r, version).await;
+            let topic_denied = ErrorKind::TopicAuthorizationFailed.code();
+            if version >= 8 {
+                for g in resp.groups.iter_mut() {
+                    if !conn.can_group(broker, op::DESCRIBE, g.group_id.0.as_str()) {
+                        g.error_code = group_denied();
+                        g.topics.clear();
+                        continue;
+                    }
+                    if all_topics {
+                        g.topics
+                            .retain(|t| conn.can_topic(broker, op::DESCRIBE, t.name.0.as_str()));
+                    }
+                    for t in g.topics.iter_mut() {
+                        if !conn.can_topic(broker, op::DESCRIBE, t.name.0.as_str()) {
+                            for p in t.partitions.iter_mut() {
+                                p.error_code = topic_denied;
+                                p.committed_offset = -1;
+                                p.metadata = None;
+                            }
+                        }
+                    }
+                }
+            } else if !conn.can_group(broker, op::DESCRIBE, &single) {
+                resp.topics.clear();
+                resp.error_code = group_denied();
+            } else {
+                if all_topics {
+                    resp.topics
+                        .retain(|t| conn.can_topic(broker, op::DESCRIBE, t.name.0.as_str()));
+                }
+                for t in resp.topics.iter_mut() {
+                    if !conn.can_topic(broker, op::DESCRIBE, t.name.0.as_str()) {
+                        for p in t.partitions.iter_mut() {
+                            p.error_code = topic_denied;
+                            p.committed_offset = -1;
+                            p.metadata = None;
+                        }
+                    }
+                }
+            }
+            ResponseKind::OffsetFetch(resp)
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(groups::list_groups(broker, r).await)
+            let mut resp = groups::list_groups(broker, r).await;
+            if !conn.can_cluster(broker, op::DESCRIBE) {
+                resp.groups
+                    .retain(|g| conn.can_group(broker, op::DESCRIBE, g.group_id.0.as_str()));
+            }
+            ResponseKind::ListGroups(resp)
         }
-        RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(groups::describe_groups(broker, r, version).await)
+        RequestKind::DescribeGroups(mut r) => {
+            let denied = authz::describe_groups(broker, conn, &mut r);
+            let mut resp = groups::describe_groups(broker, r, version).await;
+            resp.groups.extend(denied);
+            ResponseKind::DescribeGroups(resp)
         }
-        RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(groups::delete_groups(broker, r).await)
+        RequestKind::DeleteGroups(mut r) => {
+            let denied = authz::delete_groups(broker, conn, &mut r);
+            let mut resp = groups::delete_groups(broker, r).await;
+            resp.results.extend(denied);
+            ResponseKind::DeleteGroups(resp)
         }
-        RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
+        RequestKind::OffsetDelete(mut r) => {
+            use kafka_protocol::messages::offset_delete_response::{
+                OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+            };
+            if !conn.can_group(broker, op::DELETE, r.group_id.0.as_str()) {
+                return Some(ResponseKind::OffsetDelete(
+                    kafka_protocol::messages::OffsetDeleteResponse::default()
+                        .with_error_code(group_denied()),
+                ));
+            }
+            let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| conn.can_topic(broker, op::READ, t.name.0.as_str()));
+            r.topics = ok;
+            let mut resp = groups::offset_delete(broker, r).await;
+            resp.topics.extend(denied.into_iter().map(|t| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(ErrorKind::TopicAuthorizationFailed.code())
+                            })
+                            .collect(),
+                    )
+            }));
+            ResponseKind::OffsetDelete(resp)
         }
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
+        RequestKind::CreatePartitions(mut r) => {
+            let denied = authz::create_partitions(broker, conn, &mut r);
+            let mut resp = admin::create_partitions(broker, r).await;
+            resp.results.extend(denied);
+            ResponseKind::CreatePartitions(resp)
         }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r, version).await)
+        RequestKind::DescribeConfigs(mut r) => {
+            let denied = authz::describe_configs(broker, conn, &mut r);
+            let mut resp = admin::describe_configs(broker, r, version).await;
+            resp.results.extend(denied);
+            ResponseKind::DescribeConfigs(resp)
         }
-        RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(admin::alter_configs(broker, r).await)
+        RequestKind::AlterConfigs(mut r) => {
+            let denied = authz::alter_configs(broker, conn, &mut r);
+            let mut resp = admin::alter_configs(broker, r).await;
+            resp.responses.extend(denied);
+            ResponseKind::AlterConfigs(resp)
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let denied = authz::incremental_alter_configs(broker, conn, &mut r);
+            let mut resp = admin::incremental_alter_configs(broker, r).await;
+            resp.responses.extend(denied);
+            ResponseKind::IncrementalAlterConfigs(resp)
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r).await)
+            if !conn.can_cluster(broker, op::DESCRIBE) {
+                return Some(ResponseKind::DescribeCluster(
+                    kafka_protocol::messages::DescribeClusterResponse::default()
+                        .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
+                        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone())),
+                ));
+            }
+            let mut resp = admin::describe_cluster(broker, r).await;
+            let brokers = broker.membership.brokers();
+            for b in resp.brokers.iter_mut() {
+                if let Some(a) = brokers.iter().find(|a| a.node_id == b.broker_id.0) {
+                    let (host, port) = a.address(conn.listener.name());
+                    b.host = StrBytes::from_string(host.to_string());
+                    b.port = port;
+                }
+            }
+            ResponseKind::DescribeCluster(resp)
         }
-        RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(admin::delete_records(broker, r).await)
+        RequestKind::DeleteRecords(mut r) => {
+            let denied = authz::delete_records(broker, conn, &mut r);
+            let mut resp = admin::delete_records(broker, r).await;
+            resp.topics.extend(denied);
+            ResponseKind::DeleteRecords(resp)
         }
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(admin::offset_for_leader_epoch(broker, r).await)
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let denied = authz::offset_for_leader_epoch(broker, conn, &mut r);
+            let mut resp = admin::offset_for_leader_epoch(broker, r).await;
+            resp.topics.extend(denied);
+            ResponseKind::OffsetForLeaderEpoch(resp)
         }
         RequestKind::InitProducerId(r) => {
+            if r.transactional_id.is_none() && !authz::may_init_producer_id(broker, conn) {
+                return Some(ResponseKind::InitProducerId(
+                    kafka_protocol::messages::InitProducerIdResponse::default()
+                        .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
+                        .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                        .with_producer_epoch(-1),
+                ));
+            }
             ResponseKind::InitProducerId(admin::init_producer_id(broker, r).await)
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(broker, conn, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(broker, conn, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(broker, conn, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            acls::describe_scram(broker, conn, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            acls::alter_scram(broker, conn, r).await,
+        ),
         _ => {
             // Unreachable while `supported` gates what is decoded.
             tracing::warn!(api = header.request_api_key, "request without a handler");

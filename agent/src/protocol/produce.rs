@@ -15,6 +15,8 @@ use crate::{
     broker::Broker,
     error::{Classify, ErrorKind},
     produce::{validate, AppendError, PartitionAppend},
+    protocol::Conn,
+    security::acl::op,
 };
 
 /// Where a partition's answer comes from: decided now, or the append at
@@ -29,6 +31,7 @@ enum Slot {
 pub async fn handle(
     broker: Arc<Broker>,
     req: ProduceRequest,
+    conn: &Conn,
 ) -> impl std::future::Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
     let mut appends = Vec::new();
@@ -45,7 +48,18 @@ pub async fn handle(
     } else {
         for t in req.topic_data {
             let name = t.name.0.to_string();
-            let topic = broker.topics.resolve(&name, true).await;
+            if !conn.can_topic(&broker, op::WRITE, &name) {
+                let slots = t
+                    .partition_data
+                    .iter()
+                    .map(|p| (p.index, Slot::Done(ErrorKind::TopicAuthorizationFailed, None)))
+                    .collect();
+                plan.push((t.name, slots));
+                continue;
+            }
+            let may_create = conn.can_cluster(&broker, op::CREATE)
+                || conn.can_topic(&broker, op::CREATE, &name);
+            let topic = broker.topics.resolve(&name, may_create).await;
             let config = topic.and_then(|_| broker.topics.config(&name));
             let mut slots = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
