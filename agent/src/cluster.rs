@@ -72,14 +72,12 @@ pub fn local_bucket(dir: &std::path::Path) -> object_store::Result<LocalFileSyst
     Ok(LocalFileSystem::new_with_prefix(dir)?.with_fsync(true))
 }
 
-/// Opens the bucket and connects to etcd, failing with the setting named
-/// when either is unreachable.
-/// Connects to the cluster's etcd and bucket (checking both answer).
+/// Connects to the cluster's etcd and bucket, failing with the setting
+/// named when either is unreachable.
 pub async fn connect(
     settings: &Settings,
     faults: Option<&TestFaults>,
 ) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn ObjectStore>)> {
-    let endpoints = settings.etcd_endpoints();
     let objects = open_bucket(
         settings.bucket.as_deref().unwrap_or_default(),
         settings.object_store_timeout,
@@ -98,6 +96,18 @@ pub async fn connect(
             );
         }
     }
+    let meta = connect_etcd(settings).await?;
+    Ok(match faults {
+        Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
+        None => (meta, objects),
+    })
+}
+
+/// Connects to the cluster's etcd and reads from it once, so that a
+/// refused certificate, an untrusted CA or a wrong password is reported
+/// with the settings to check, not at the first metadata request.
+pub async fn connect_etcd(settings: &Settings) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let endpoints = settings.etcd_endpoints();
     let meta: Arc<dyn MetaStore> = Arc::new(
         tokio::time::timeout(
             std::time::Duration::from_secs(30),
@@ -107,12 +117,9 @@ pub async fn connect(
         .context("setting etcd: connecting timed out")?
         .with_context(|| format!("setting etcd: cannot connect to {}", endpoints.join(",")))?,
     );
-    // One read now, so that a refused certificate, an untrusted CA or a
-    // wrong password is reported with the settings to check, not at the
-    // first metadata request.
     let probe = format!("/silt/{}/cluster", settings.cluster);
     match tokio::time::timeout(std::time::Duration::from_secs(30), meta.get(&probe)).await {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => Ok(meta),
         Ok(Err(e)) => bail!(
             "setting etcd: cannot read from {} (check etcd_ca_file, etcd_cert_file, etcd_key_file, etcd_user and etcd_password): {e}",
             endpoints.join(",")
@@ -122,10 +129,86 @@ pub async fn connect(
             endpoints.join(",")
         ),
     }
-    Ok(match faults {
-        Some(f) => (f.wrap_meta(meta, &settings.cluster), f.wrap_bucket(objects)),
-        None => (meta, objects),
-    })
+}
+
+/// What `silt users` does.
+pub enum UsersAction {
+    /// Sets the user's SCRAM credential for `mechanism` from `password`.
+    Add {
+        name: String,
+        mechanism: crate::security::scram::Mechanism,
+        iterations: u32,
+        password: String,
+    },
+    Delete {
+        name: String,
+        mechanism: crate::security::scram::Mechanism,
+    },
+    List,
+}
+
+/// `silt users`: SCRAM credentials in the cluster's etcd, for the first
+/// administrator before any client can authenticate (afterwards Kafka's
+/// AlterUserScramCredentials does the same). Only salted keys are stored.
+pub async fn users(settings: &Settings, action: UsersAction) -> anyhow::Result<()> {
+    use crate::security::{scram::Credential, store};
+    let meta = connect_etcd(settings).await?;
+    let stop = CancellationToken::new();
+    let users = store::SecurityStore::open(
+        meta,
+        &settings.cluster,
+        store::Limits {
+            max_credentials: settings.max_scram_credentials,
+            max_acls: settings.max_acls,
+        },
+        stop.clone(),
+    )
+    .await?;
+    let result = match action {
+        UsersAction::Add {
+            name,
+            mechanism,
+            iterations,
+            password,
+        } => {
+            if name.is_empty() {
+                bail!("the user name is empty");
+            }
+            if password.is_empty() {
+                bail!("the password is empty");
+            }
+            let c = Credential::from_password(mechanism, &password, iterations);
+            users.put_credential(&name, mechanism, &c).await?;
+            println!(
+                "{name}: {} credential set ({iterations} iterations)",
+                mechanism.name()
+            );
+            Ok(())
+        }
+        UsersAction::Delete { name, mechanism } => {
+            if users.delete_credential(&name, mechanism).await? {
+                println!("{name}: {} credential deleted", mechanism.name());
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "{name} has no {} credential",
+                    mechanism.name()
+                ))
+            }
+        }
+        UsersAction::List => {
+            for (name, mechs) in users.users() {
+                let m: Vec<String> = mechs
+                    .iter()
+                    .map(|(m, i)| format!("{} ({i} iterations)", m.name()))
+                    .collect();
+                println!("{name}: {}", m.join(", "));
+            }
+            Ok(())
+        }
+    };
+    stop.cancel();
+    result
 }
 
 pub async fn run(

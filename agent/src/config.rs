@@ -698,6 +698,24 @@ impl Settings {
 
     /// Checks what `silt agent` needs beyond `silt dev`.
     pub fn validate_agent(&self) -> Result<(), ConfigError> {
+        self.validate_etcd()?;
+        match self.bucket.as_deref() {
+            None | Some("") => Err(ConfigError::Invalid {
+                name: "bucket".into(),
+                message:
+                    "missing: give --bucket s3://bucket[/prefix] (or file:///path) or SILT_BUCKET"
+                        .into(),
+            }),
+            Some(b) if b.starts_with("s3://") || b.starts_with("file://") => Ok(()),
+            Some(b) => Err(ConfigError::Invalid {
+                name: "bucket".into(),
+                message: format!("{b:?} must start with s3:// or file://"),
+            }),
+        }
+    }
+
+    /// Checks the etcd settings (`silt users` needs only those).
+    pub fn validate_etcd(&self) -> Result<(), ConfigError> {
         let bad = |name: &str, message: String| {
             Err(ConfigError::Invalid {
                 name: name.into(),
@@ -754,15 +772,7 @@ impl Settings {
                 "give etcd_user and etcd_password together".into(),
             );
         }
-        match self.bucket.as_deref() {
-            None | Some("") => bad(
-                "bucket",
-                "missing: give --bucket s3://bucket[/prefix] (or file:///path) or SILT_BUCKET"
-                    .into(),
-            ),
-            Some(b) if b.starts_with("s3://") || b.starts_with("file://") => Ok(()),
-            Some(b) => bad("bucket", format!("{b:?} must start with s3:// or file://")),
-        }
+        Ok(())
     }
 
     fn check_security(&self) -> Result<(), ConfigError> {
@@ -772,10 +782,12 @@ impl Settings {
                 message,
             })
         };
-        let listeners = self.listener_specs().map_err(|(name, message)| ConfigError::Invalid {
-            name: name.into(),
-            message,
-        })?;
+        let listeners = self
+            .listener_specs()
+            .map_err(|(name, message)| ConfigError::Invalid {
+                name: name.into(),
+                message,
+            })?;
         let tls = listeners.iter().any(|l| l.protocol.tls());
         if tls && (self.ssl_certificate_file.is_none() || self.ssl_key_file.is_none()) {
             return bad(
@@ -807,10 +819,7 @@ impl Settings {
         }
         for u in self.super_user_list() {
             if !u.starts_with("User:") || u.len() <= 5 {
-                return bad(
-                    "super_users",
-                    format!("{u:?} is not of the form User:NAME"),
-                );
+                return bad("super_users", format!("{u:?} is not of the form User:NAME"));
             }
         }
         if self.max_acls == 0 || self.max_scram_credentials == 0 {
@@ -831,9 +840,8 @@ impl Settings {
             .map(str::trim)
             .filter(|m| !m.is_empty())
         {
-            let mech = crate::security::sasl::Mech::parse(m).ok_or_else(|| {
-                format!("{m:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-            })?;
+            let mech = crate::security::sasl::Mech::parse(m)
+                .ok_or_else(|| format!("{m:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))?;
             if !out.contains(&mech) {
                 out.push(mech);
             }

@@ -27,6 +27,97 @@ enum Cmd {
         #[command(subcommand)]
         command: JobsCmd,
     },
+    /// SASL/SCRAM users in the cluster's etcd (the first administrator;
+    /// afterwards Kafka's AlterUserScramCredentials does the same).
+    Users {
+        #[command(subcommand)]
+        command: UsersCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// Sets a user's SCRAM credential; the password is read from standard
+    /// input (one line) or --password-file, never from the command line.
+    Add {
+        #[command(flatten)]
+        flags: Flags,
+        /// The user name (principal User:NAME).
+        name: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// PBKDF2 iterations (4096 to 16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+        /// A file whose first line is the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Deletes a user's SCRAM credential for one mechanism.
+    Delete {
+        #[command(flatten)]
+        flags: Flags,
+        name: String,
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+    },
+    /// Lists users with their mechanisms and iteration counts.
+    List {
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+/// `silt users` parsed: the action, with the password read.
+fn users_action(cmd: &UsersCmd) -> Result<silt_agent::cluster::UsersAction, String> {
+    use silt_agent::{cluster::UsersAction, security::scram};
+    let mech = |m: &str| {
+        scram::Mechanism::parse(m)
+            .ok_or_else(|| format!("--mechanism {m:?}: SCRAM-SHA-256 or SCRAM-SHA-512"))
+    };
+    Ok(match cmd {
+        UsersCmd::Add {
+            name,
+            mechanism,
+            iterations,
+            password_file,
+            ..
+        } => {
+            if !(scram::MIN_ITERATIONS..=scram::MAX_ITERATIONS).contains(iterations) {
+                return Err(format!(
+                    "--iterations must be between {} and {}",
+                    scram::MIN_ITERATIONS,
+                    scram::MAX_ITERATIONS
+                ));
+            }
+            let text = match password_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .map_err(|e| format!("--password-file {}: {e}", f.display()))?,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| format!("reading the password from standard input: {e}"))?;
+                    line
+                }
+            };
+            let password = text.lines().next().unwrap_or_default().to_string();
+            UsersAction::Add {
+                name: name.clone(),
+                mechanism: mech(mechanism)?,
+                iterations: *iterations,
+                password,
+            }
+        }
+        UsersCmd::Delete {
+            name, mechanism, ..
+        } => UsersAction::Delete {
+            name: name.clone(),
+            mechanism: mech(mechanism)?,
+        },
+        UsersCmd::List { .. } => UsersAction::List,
+    })
 }
 
 #[derive(Subcommand)]
@@ -155,6 +246,20 @@ fn main() -> std::process::ExitCode {
         Cmd::Jobs {
             command: JobsCmd::Run { flags, .. },
         } => (flags, true),
+        Cmd::Users {
+            command:
+                UsersCmd::Add { flags, .. } | UsersCmd::Delete { flags, .. } | UsersCmd::List { flags },
+        } => (flags, true),
+    };
+    let users = match &cli.command {
+        Cmd::Users { command } => match users_action(command) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("silt: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        _ => None,
     };
     let jobs = match &cli.command {
         Cmd::Jobs {
@@ -180,7 +285,9 @@ fn main() -> std::process::ExitCode {
         &flags.overrides(),
     )
     .and_then(|s| {
-        if agent {
+        if users.is_some() {
+            s.validate_etcd().map(|_| s)
+        } else if agent {
             s.validate_agent().map(|_| s)
         } else {
             Ok(s)
@@ -225,7 +332,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        if let Some((once, job)) = jobs {
+        if let Some(action) = users {
+            silt_agent::cluster::users(&settings, action).await
+        } else if let Some((once, job)) = jobs {
             silt_agent::cluster::run_jobs(settings, faults, once, job, shutdown).await
         } else if agent {
             silt_agent::cluster::run(settings, faults, shutdown).await

@@ -118,12 +118,22 @@ async fn accept(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     if !protocol.tls() {
-        return connection(stream, peer, protocol, ANONYMOUS.to_string(), broker, shutdown).await;
+        return connection(
+            stream,
+            peer,
+            protocol,
+            ANONYMOUS.to_string(),
+            broker,
+            shutdown,
+        )
+        .await;
     }
     let Some(tls) = broker.security.tls.clone() else {
         return Err("no TLS configuration".into());
     };
-    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
+        .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, listener = protocol.name(), error = %e, "TLS handshake failed");
@@ -148,7 +158,14 @@ enum Next {
     Closed,
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Next, String> {
+/// The longest raw SASL token (after a SaslHandshake v0) accepted.
+const MAX_RAW_SASL_TOKEN: usize = 64 * 1024;
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    max: usize,
+    raw_sasl: bool,
+) -> Result<Next, String> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -156,7 +173,12 @@ async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Next
         Err(e) => return Err(e.to_string()),
     }
     let len = i32::from_be_bytes(len);
-    if len < 8 {
+    let (min, max) = if raw_sasl {
+        (0, MAX_RAW_SASL_TOKEN.min(max))
+    } else {
+        (8, max)
+    };
+    if len < min {
         return Err(format!(
             "frame length {len} is too small for a request header"
         ));
@@ -228,10 +250,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         let _ = wr.shutdown().await;
     });
     let max = broker.settings.max_request_bytes.as_u64() as usize;
+    // After a SaslHandshake v0 the client sends its SASL tokens as bare
+    // length-prefixed frames, without a Kafka request around them.
+    let mut raw_sasl = false;
     let result = loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            f = tokio::time::timeout(idle, read_frame(&mut rd, max)) => match f {
+            f = tokio::time::timeout(idle, read_frame(&mut rd, max, raw_sasl)) => match f {
                 Ok(f) => f,
                 Err(_) => break Err(format!("idle for {idle:?} (connections_max_idle)")),
             },
@@ -241,6 +266,41 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
             Ok(Next::Closed) => break Ok(()),
             Err(e) => break Err(e),
         };
+        if raw_sasl {
+            let token =
+                kafka_protocol::messages::SaslAuthenticateRequest::default().with_auth_bytes(buf);
+            let step = session
+                .authenticate(&broker.security.sasl, &token, 0, peer_addr.ip())
+                .await;
+            let ResponseKind::SaslAuthenticate(reply) = (match &step {
+                Step::Reply(k) | Step::Fail(k, _) => k.clone(),
+            }) else {
+                break Err("unexpected SASL reply".into());
+            };
+            if let Step::Fail(_, delay) = step {
+                // v0 has no way to say why: the connection is closed.
+                tokio::time::sleep(delay).await;
+                break Err("authentication failed".into());
+            }
+            let mut frame = BytesMut::with_capacity(4 + reply.auth_bytes.len());
+            frame.put_i32(reply.auth_bytes.len() as i32);
+            frame.put_slice(&reply.auth_bytes);
+            let frame = frame.freeze();
+            if tx
+                .send(tokio::spawn(async move { Some((frame, None)) }))
+                .await
+                .is_err()
+            {
+                break Err("writer closed".into());
+            }
+            if let Some(p) = &session.principal {
+                if session.admits(ApiKey::Metadata) {
+                    raw_sasl = false;
+                    conn.principal = p.clone();
+                }
+            }
+            continue;
+        }
         match decode(buf) {
             Ok(Decoded::Request(boxed)) => {
                 let (header, request) = *boxed;
@@ -250,7 +310,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 // next request is read.
                 let step = match &request {
                     RequestKind::SaslHandshake(r) if protocol.sasl() => {
-                        Some(session.handshake(&broker.security.sasl, r))
+                        let step = session.handshake(&broker.security.sasl, r);
+                        raw_sasl = version == 0 && matches!(step, Step::Reply(_));
+                        Some(step)
                     }
                     RequestKind::SaslAuthenticate(r) if protocol.sasl() => Some(
                         session
@@ -287,7 +349,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 if !session.admits(key.unwrap_or(ApiKey::ApiVersions)) {
                     break Err(match &session.principal {
                         None => format!("{key:?} before SASL authentication"),
-                        Some(_) => format!("{key:?} after the SASL session expired (connections_max_reauth)"),
+                        Some(_) => format!(
+                            "{key:?} after the SASL session expired (connections_max_reauth)"
+                        ),
                     });
                 }
                 let reply = protocol::dispatch(broker.clone(), header, request, &conn).await;

@@ -177,3 +177,276 @@ def test_the_bucket_is_reached_over_http_only_when_allowed(tmp_path):
         assert "setting bucket" in out and "HTTP" in out, out[-2000:]
     finally:
         c.close()
+
+
+# --------------------------------------------------------------------------
+# Kafka clients over TLS and SASL, and the authorizer
+# --------------------------------------------------------------------------
+
+ADMIN_PW = "admin-Pw-4f1c"
+ALICE_PW = "alice-Pw-92aa"
+
+
+class Secure:
+    """A cluster of two agents, each with PLAINTEXT (for the harness),
+    SASL_SSL and SSL listeners; ACLs on; `admin` a super user."""
+
+    def __init__(self, tmp_path):
+        self.ca = certs.CertAuthority(tmp_path / "pki")
+        self.server = self.ca.issue("agent", hosts=[HOST, "localhost"])
+        self.carol = self.ca.issue("carol", client=True, org="silt-tests")
+        self.ports = {i: dict(zip(("sasl_ssl", "ssl"), stack.free_ports(2))) for i in range(2)}
+
+        def env(i):
+            a = self.c.agents[i]
+            p = self.ports[i]
+            return {
+                "SILT_LISTENERS": f"PLAINTEXT://{a.addr},SASL_SSL://{HOST}:{p['sasl_ssl']},SSL://{HOST}:{p['ssl']}",
+                "SILT_SSL_CERTIFICATE_FILE": str(self.server.cert),
+                "SILT_SSL_KEY_FILE": str(self.server.key),
+                "SILT_SSL_CA_FILE": str(self.ca.cert),
+                "SILT_SSL_CLIENT_AUTH": "requested",
+                "SILT_AUTHORIZER": "acl",
+                "SILT_SUPER_USERS": "User:admin",
+                "SILT_CONNECTION_FAILED_AUTHENTICATION_DELAY": "20ms",
+            }
+
+        self.c = cluster.Cluster(tmp_path / "c", agents=2, etcd_members=1, name="sec", agent_env=env)
+
+    def start(self):
+        self.c.etcd.start()
+        out = subprocess.run(
+            [self.c.binary, "users", "add", "admin", "--cluster", self.c.name,
+             "--etcd", ",".join(self.c.etcd.endpoints)],
+            input=ADMIN_PW + "\n", capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert ADMIN_PW not in out.stdout + out.stderr
+        self.c.start()
+        return self
+
+    def sasl(self, i=0):
+        return f"{HOST}:{self.ports[i]['sasl_ssl']}"
+
+    def ssl_addr(self, i=0):
+        return f"{HOST}:{self.ports[i]['ssl']}"
+
+    def conf(self, user, password, mechanism="SCRAM-SHA-512", i=0):
+        return {"bootstrap.servers": self.sasl(i), "security.protocol": "SASL_SSL",
+                "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password,
+                "ssl.ca.location": str(self.ca.cert)}
+
+    def admin(self, i=0):
+        from confluent_kafka.admin import AdminClient
+        return AdminClient(self.conf("admin", ADMIN_PW, i=i))
+
+
+@pytest.fixture
+def secure(tmp_path):
+    s = Secure(tmp_path)
+    try:
+        yield s.start()
+    finally:
+        s.c.close()
+
+
+def acl(rt, name, who, op, perm="ALLOW", pattern="LITERAL"):
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    return AclBinding(getattr(ResourceType, rt), name, getattr(ResourcePatternType, pattern), who, "*",
+                      getattr(AclOperation, op), getattr(AclPermissionType, perm))
+
+
+def wait(futures, timeout=30):
+    return {k: f.result(timeout=timeout) for k, f in futures.items()}
+
+
+def set_password(admin, user, password, mechanisms=("SCRAM_SHA_512", "SCRAM_SHA_256")):
+    from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    ups = [UserScramCredentialUpsertion(user, ScramCredentialInfo(getattr(ScramMechanism, m), 8192),
+                                        password.encode()) for m in mechanisms]
+    for f in admin.alter_user_scram_credentials(ups).values():
+        f.result(timeout=30)
+
+
+def round_trip_confluent(conf, topic, group, n=10, tag="c"):
+    p = Producer({**conf, "acks": "all"})
+    acked = []
+    for i in range(n):
+        p.produce(topic, value=f"{tag}{i}".encode(), partition=0,
+                  on_delivery=lambda err, m: acked.append(err))
+    assert p.flush(60) == 0
+    assert acked == [None] * n, acked
+    c = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    try:
+        c.subscribe([topic])
+        got, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline and not any(v == f"{tag}{n - 1}".encode() for v in got):
+            m = c.poll(1.0)
+            if m is not None and not m.error():
+                got.append(m.value())
+        assert [f"{tag}{i}".encode() for i in range(n)] == [v for v in got if v.startswith(tag.encode())]
+        c.commit(asynchronous=False)
+    finally:
+        c.close()
+
+
+def test_kafka_clients_over_sasl_ssl_and_ssl_with_acls(secure):
+    from confluent_kafka.admin import NewTopic
+    admin = secure.admin()
+    wait(admin.create_topics([NewTopic("orders", 1), NewTopic("logs-app", 1), NewTopic("secret", 1)]))
+    set_password(admin, "alice", ALICE_PW)
+    users = wait(admin.describe_user_scram_credentials(["alice"]))
+    assert {i.mechanism.name for i in users["alice"].scram_credential_infos} == {"SCRAM_SHA_512", "SCRAM_SHA_256"}
+    # alice: orders read/write, group g1; carol (certificate): logs- prefixed.
+    wait(admin.create_acls([
+        acl("TOPIC", "orders", "User:alice", "WRITE"),
+        acl("TOPIC", "orders", "User:alice", "READ"),
+        acl("GROUP", "g1", "User:alice", "READ"),
+        acl("GROUP", "kp", "User:alice", "READ"),
+        acl("TOPIC", "logs-", "User:CN=carol,O=silt-tests", "ALL", pattern="PREFIXED"),
+        acl("GROUP", "g2", "User:CN=carol,O=silt-tests", "READ"),
+    ]))
+    # confluent-kafka, SASL_SSL SCRAM-SHA-512.
+    round_trip_confluent(secure.conf("alice", ALICE_PW), "orders", "g1", tag="s512-")
+    # ...and through the other agent, SCRAM-SHA-256 (ACLs reached it).
+    round_trip_confluent(secure.conf("alice", ALICE_PW, "SCRAM-SHA-256", i=1), "orders", "g1", tag="s256-")
+    # confluent-kafka, SASL_SSL PLAIN.
+    round_trip_confluent(secure.conf("alice", ALICE_PW, "PLAIN"), "orders", "g1", tag="plain-")
+    # confluent-kafka, SSL with a client certificate: principal from its subject.
+    ssl_conf = {"bootstrap.servers": secure.ssl_addr(), "security.protocol": "SSL",
+                "ssl.ca.location": str(secure.ca.cert),
+                "ssl.certificate.location": str(secure.carol.cert),
+                "ssl.key.location": str(secure.carol.key)}
+    round_trip_confluent(ssl_conf, "logs-app", "g2", tag="cert-")
+
+    # kafka-python: SASL_SSL SCRAM-SHA-512 and PLAIN, SSL with a certificate.
+    import ssl as pyssl
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    ctx = pyssl.create_default_context(cafile=str(secure.ca.cert))
+    for mech in ("SCRAM-SHA-512", "PLAIN"):
+        kw = dict(bootstrap_servers=secure.sasl(), security_protocol="SASL_SSL", ssl_context=ctx,
+                  sasl_mechanism=mech, sasl_plain_username="alice", sasl_plain_password=ALICE_PW)
+        p = KafkaProducer(acks="all", **kw)
+        meta = p.send("orders", value=f"kp-{mech}".encode(), partition=0).get(timeout=60)
+        p.close()
+        c = KafkaConsumer(group_id="kp", enable_auto_commit=False, consumer_timeout_ms=10_000, **kw)
+        c.assign([KTP("orders", 0)])
+        c.seek(KTP("orders", 0), meta.offset)
+        got = next(iter(c))
+        assert (got.offset, got.value) == (meta.offset, f"kp-{mech}".encode())
+        c.commit()
+        c.close()
+    cctx = pyssl.create_default_context(cafile=str(secure.ca.cert))
+    cctx.load_cert_chain(str(secure.carol.cert), str(secure.carol.key))
+    p = KafkaProducer(bootstrap_servers=secure.ssl_addr(), security_protocol="SSL", ssl_context=cctx, acks="all")
+    assert p.send("logs-app", value=b"kp-cert", partition=0).get(timeout=60).offset >= 0
+    p.close()
+
+    # kcat: SASL_SSL SCRAM-SHA-256, produce then consume.
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is not installed"
+    common = ["-b", secure.sasl(), "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanism=SCRAM-SHA-256",
+              "-X", "sasl.username=alice", "-X", f"sasl.password={ALICE_PW}",
+              "-X", f"ssl.ca.location={secure.ca.cert}"]
+    out = subprocess.run([kcat, *common, "-P", "-t", "orders", "-p", "0"], input=b"kcat-1\n",
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    out = subprocess.run([kcat, *common, "-C", "-t", "orders", "-p", "0", "-o", "-1", "-e", "-f", "%s\n"],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == b"kcat-1", out
+
+    # What alice may not do: Kafka's errors.
+    from confluent_kafka import KafkaError, KafkaException
+    alice = secure.conf("alice", ALICE_PW)
+    p = Producer({**alice, "acks": "all"})
+    errs = []
+    p.produce("secret", value=b"x", partition=0, on_delivery=lambda err, m: errs.append(err))
+    p.flush(30)
+    assert errs and errs[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errs
+    # Metadata shows her only what she may describe.
+    from confluent_kafka.admin import AdminClient
+    a_admin = AdminClient(alice)
+    topics = set(a_admin.list_topics(timeout=30).topics)
+    assert "orders" in topics and "secret" not in topics and "logs-app" not in topics, topics
+    with pytest.raises(KafkaException) as e:
+        wait(a_admin.create_topics([NewTopic("alices", 1)]))
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    with pytest.raises(KafkaException) as e:
+        wait(a_admin.delete_topics(["orders"]))
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    c = Consumer({**alice, "group.id": "not-hers", "auto.offset.reset": "earliest"})
+    c.subscribe(["orders"])
+    err = None
+    deadline = time.monotonic() + 30
+    while err is None and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is not None and m.error():
+            err = m.error()
+    c.close()
+    assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
+    # A deny wins over her allow; removing it restores her, on both agents.
+    wait(admin.create_acls([acl("TOPIC", "orders", "User:alice", "WRITE", perm="DENY")]))
+    time.sleep(1.0)
+    for i in range(2):
+        p = Producer({**secure.conf("alice", ALICE_PW, i=i), "acks": "all"})
+        errs = []
+        p.produce("orders", value=b"denied", partition=0, on_delivery=lambda err, m: errs.append(err))
+        p.flush(30)
+        assert errs and errs[0] is not None and errs[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (i, errs)
+    from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType,
+                                       ResourcePatternType, ResourceType)
+    deleted = wait(admin.delete_acls([AclBindingFilter(
+        ResourceType.TOPIC, "orders", ResourcePatternType.LITERAL, "User:alice", "*",
+        AclOperation.WRITE, AclPermissionType.DENY)]))
+    assert sum(len(v) for v in deleted.values()) == 1, deleted
+    time.sleep(1.0)
+    round_trip_confluent(secure.conf("alice", ALICE_PW, i=1), "orders", "g1", n=2, tag="again-")
+
+
+def test_bad_credentials_and_certificates_are_refused_and_others_go_on(secure, tmp_path):
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = secure.admin()
+    wait(admin.create_topics([NewTopic("t", 1)]))
+    set_password(admin, "alice", ALICE_PW, ("SCRAM_SHA_512",))
+
+    def refused(conf):
+        errors = []
+        a = AdminClient({**conf, "error_cb": lambda e: errors.append(e)})
+        with pytest.raises(Exception):
+            a.list_topics(timeout=5)
+        a.poll(1.0)  # serves the error callbacks
+        return errors
+
+    cases = {
+        "wrong password": secure.conf("alice", "nope"),
+        "unknown user": secure.conf("mallory", "nope"),
+        "mechanism without a credential": secure.conf("alice", ALICE_PW, "SCRAM-SHA-256"),
+        "plain text on the TLS port": {"bootstrap.servers": secure.sasl(), "security.protocol": "SASL_PLAINTEXT",
+                                       "sasl.mechanism": "PLAIN", "sasl.username": "alice",
+                                       "sasl.password": ALICE_PW},
+    }
+    for name, conf in cases.items():
+        errors = refused(conf)
+        assert errors, name
+        if name != "plain text on the TLS port":
+            assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), (name, errors)
+    # Certificates: expired, and from a CA the agent does not trust.
+    expired = secure.ca.issue("old", client=True, days=-1)
+    stranger = certs.CertAuthority(tmp_path / "other").issue("eve", client=True)
+    for name, cert in {"expired": expired, "unknown CA": stranger}.items():
+        errors = refused({"bootstrap.servers": secure.ssl_addr(), "security.protocol": "SSL",
+                          "ssl.ca.location": str(secure.ca.cert),
+                          "ssl.certificate.location": str(cert.cert), "ssl.key.location": str(cert.key)})
+        assert errors, name
+    # The agents kept serving.
+    a = AdminClient(secure.conf("alice", ALICE_PW))
+    assert "t" not in a.list_topics(timeout=30).topics  # no ACL: not shown
+    assert "t" in secure.admin(1).list_topics(timeout=30).topics
+    # Nothing secret in the agents' logs.
+    for agent in secure.c.agents:
+        text = agent.log_text()
+        assert ALICE_PW not in text and ADMIN_PW not in text and "nope" not in text

@@ -309,7 +309,8 @@ pub async fn alter_scram(
     for u in &req.upsertions {
         *count.entry((u.name.to_string(), u.mechanism)).or_default() += 1;
     }
-    let result = |user: &StrBytes| AlterUserScramCredentialsResult::default().with_user(user.clone());
+    let result =
+        |user: &StrBytes| AlterUserScramCredentialsResult::default().with_user(user.clone());
     for d in &req.deletions {
         let r = result(&d.name);
         let mech = Mechanism::from_kafka_type(d.mechanism);
@@ -360,13 +361,25 @@ pub async fn alter_scram(
                     "iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}"
                 )))
         } else if let Some(m) = mech {
-            if u.salted_password.len() != m.output_len() || u.salt.is_empty() || u.salt.len() > 1024 {
+            if u.salted_password.len() != m.output_len() || u.salt.is_empty() || u.salt.len() > 1024
+            {
                 r.with_error_code(ResponseError::UnacceptableCredential.code())
-                    .with_error_message(text("the salt or the salted password has the wrong length"))
+                    .with_error_message(text(
+                        "the salt or the salted password has the wrong length",
+                    ))
             } else {
-                let cred =
-                    Credential::from_salted_password(m, &u.salted_password, &u.salt, u.iterations as u32);
-                match b.security.store.put_credential(u.name.as_str(), m, &cred).await {
+                let cred = Credential::from_salted_password(
+                    m,
+                    &u.salted_password,
+                    &u.salt,
+                    u.iterations as u32,
+                );
+                match b
+                    .security
+                    .store
+                    .put_credential(u.name.as_str(), m, &cred)
+                    .await
+                {
                     Ok(()) => {
                         tracing::info!(principal = %c.principal, user = %u.name, mechanism = m.name(), "SCRAM credential set");
                         r

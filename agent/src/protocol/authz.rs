@@ -60,7 +60,11 @@ fn message(kind: ErrorKind) -> Option<StrBytes> {
     }))
 }
 
-pub fn create_topics(b: &Broker, c: &Conn, req: &mut CreateTopicsRequest) -> Vec<CreatableTopicResult> {
+pub fn create_topics(
+    b: &Broker,
+    c: &Conn,
+    req: &mut CreateTopicsRequest,
+) -> Vec<CreatableTopicResult> {
     if c.can_cluster(b, op::CREATE) {
         return Vec::new();
     }
@@ -81,7 +85,11 @@ pub fn create_topics(b: &Broker, c: &Conn, req: &mut CreateTopicsRequest) -> Vec
         .collect()
 }
 
-pub fn delete_topics(b: &Broker, c: &Conn, req: &mut DeleteTopicsRequest) -> Vec<DeletableTopicResult> {
+pub fn delete_topics(
+    b: &Broker,
+    c: &Conn,
+    req: &mut DeleteTopicsRequest,
+) -> Vec<DeletableTopicResult> {
     let mut denied = Vec::new();
     let names = std::mem::take(&mut req.topic_names);
     for n in names {
@@ -169,7 +177,11 @@ pub fn delete_records(
         .collect()
 }
 
-pub fn list_offsets(b: &Broker, c: &Conn, req: &mut ListOffsetsRequest) -> Vec<ListOffsetsTopicResponse> {
+pub fn list_offsets(
+    b: &Broker,
+    c: &Conn,
+    req: &mut ListOffsetsRequest,
+) -> Vec<ListOffsetsTopicResponse> {
     let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
         .into_iter()
         .partition(|t| c.can_topic(b, op::DESCRIBE, t.name.0.as_str()));
@@ -226,7 +238,13 @@ pub fn offset_for_leader_epoch(
 }
 
 /// The check for one config resource, and its error.
-fn config_allowed(b: &Broker, c: &Conn, resource_type: i8, name: &str, operation: i8) -> Result<(), ErrorKind> {
+fn config_allowed(
+    b: &Broker,
+    c: &Conn,
+    resource_type: i8,
+    name: &str,
+    operation: i8,
+) -> Result<(), ErrorKind> {
     match resource_type {
         CONFIG_TOPIC if c.can_topic(b, operation, name) => Ok(()),
         CONFIG_TOPIC => Err(TOPIC_DENIED),
@@ -237,10 +255,20 @@ fn config_allowed(b: &Broker, c: &Conn, resource_type: i8, name: &str, operation
     }
 }
 
-pub fn describe_configs(b: &Broker, c: &Conn, req: &mut DescribeConfigsRequest) -> Vec<DescribeConfigsResult> {
+pub fn describe_configs(
+    b: &Broker,
+    c: &Conn,
+    req: &mut DescribeConfigsRequest,
+) -> Vec<DescribeConfigsResult> {
     let mut denied = Vec::new();
     for r in std::mem::take(&mut req.resources) {
-        match config_allowed(b, c, r.resource_type, r.resource_name.as_str(), op::DESCRIBE_CONFIGS) {
+        match config_allowed(
+            b,
+            c,
+            r.resource_type,
+            r.resource_name.as_str(),
+            op::DESCRIBE_CONFIGS,
+        ) {
             Ok(()) => req.resources.push(r),
             Err(kind) => denied.push(
                 DescribeConfigsResult::default()
@@ -254,10 +282,20 @@ pub fn describe_configs(b: &Broker, c: &Conn, req: &mut DescribeConfigsRequest) 
     denied
 }
 
-pub fn alter_configs(b: &Broker, c: &Conn, req: &mut AlterConfigsRequest) -> Vec<AlterConfigsResourceResponse> {
+pub fn alter_configs(
+    b: &Broker,
+    c: &Conn,
+    req: &mut AlterConfigsRequest,
+) -> Vec<AlterConfigsResourceResponse> {
     let mut denied = Vec::new();
     for r in std::mem::take(&mut req.resources) {
-        match config_allowed(b, c, r.resource_type, r.resource_name.as_str(), op::ALTER_CONFIGS) {
+        match config_allowed(
+            b,
+            c,
+            r.resource_type,
+            r.resource_name.as_str(),
+            op::ALTER_CONFIGS,
+        ) {
             Ok(()) => req.resources.push(r),
             Err(kind) => denied.push(
                 AlterConfigsResourceResponse::default()
@@ -278,7 +316,13 @@ pub fn incremental_alter_configs(
 ) -> Vec<IncrementalResult> {
     let mut denied = Vec::new();
     for r in std::mem::take(&mut req.resources) {
-        match config_allowed(b, c, r.resource_type, r.resource_name.as_str(), op::ALTER_CONFIGS) {
+        match config_allowed(
+            b,
+            c,
+            r.resource_type,
+            r.resource_name.as_str(),
+            op::ALTER_CONFIGS,
+        ) {
             Ok(()) => req.resources.push(r),
             Err(kind) => denied.push(
                 IncrementalResult::default()
@@ -292,7 +336,11 @@ pub fn incremental_alter_configs(
     denied
 }
 
-pub fn delete_groups(b: &Broker, c: &Conn, req: &mut DeleteGroupsRequest) -> Vec<DeletableGroupResult> {
+pub fn delete_groups(
+    b: &Broker,
+    c: &Conn,
+    req: &mut DeleteGroupsRequest,
+) -> Vec<DeletableGroupResult> {
     let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.groups_names)
         .into_iter()
         .partition(|g| c.can_group(b, op::DELETE, g.0.as_str()));
@@ -307,7 +355,11 @@ pub fn delete_groups(b: &Broker, c: &Conn, req: &mut DeleteGroupsRequest) -> Vec
         .collect()
 }
 
-pub fn describe_groups(b: &Broker, c: &Conn, req: &mut DescribeGroupsRequest) -> Vec<DescribedGroup> {
+pub fn describe_groups(
+    b: &Broker,
+    c: &Conn,
+    req: &mut DescribeGroupsRequest,
+) -> Vec<DescribedGroup> {
     let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.groups)
         .into_iter()
         .partition(|g| c.can_group(b, op::DESCRIBE, g.0.as_str()));
@@ -329,7 +381,12 @@ pub fn may_init_producer_id(b: &Broker, c: &Conn) -> bool {
     if !b.security.acls_enabled || c.can_cluster(b, op::IDEMPOTENT_WRITE) {
         return true;
     }
-    if b.security.policy.super_users.iter().any(|s| *s == c.principal) {
+    if b.security
+        .policy
+        .super_users
+        .iter()
+        .any(|s| *s == c.principal)
+    {
         return true;
     }
     let acls = b.security.store.acls();

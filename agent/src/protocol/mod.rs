@@ -1,5 +1,6 @@
 //! Kafka API handlers, one module per API, and the version table.
 
+mod acls;
 mod admin;
 mod api_versions;
 mod authz;
@@ -8,7 +9,6 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
-mod acls;
 mod topics;
 
 use std::sync::Arc;
@@ -229,7 +229,10 @@ async fn handle(
                             c.port = -1;
                         }
                     }
-                } else if keys.first().is_some_and(|k| !conn.can_group(broker, op::DESCRIBE, k)) {
+                } else if keys
+                    .first()
+                    .is_some_and(|k| !conn.can_group(broker, op::DESCRIBE, k))
+                {
                     resp = kafka_protocol::messages::FindCoordinatorResponse::default()
                         .with_error_code(group_denied())
                         .with_node_id(kafka_protocol::messages::BrokerId(-1))
@@ -301,21 +304,23 @@ async fn handle(
             use kafka_protocol::messages::offset_commit_response::{
                 OffsetCommitResponsePartition, OffsetCommitResponseTopic,
             };
-            let refuse = |t: &kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic, code: i16| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-            };
+            let refuse =
+                |t: &kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic,
+                 code: i16| {
+                    OffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_topic_id(t.topic_id)
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                };
             if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
                 let topics = r.topics.iter().map(|t| refuse(t, group_denied())).collect();
                 return Some(ResponseKind::OffsetCommit(
@@ -501,15 +506,21 @@ async fn handle(
             }
             ResponseKind::InitProducerId(admin::init_producer_id(broker, r).await)
         }
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(broker, conn, r).await),
-        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(broker, conn, r)),
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(broker, conn, r).await),
-        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
-            acls::describe_scram(broker, conn, r),
-        ),
-        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-            acls::alter_scram(broker, conn, r).await,
-        ),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create_acls(broker, conn, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe_acls(broker, conn, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete_acls(broker, conn, r).await)
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(acls::describe_scram(broker, conn, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(acls::alter_scram(broker, conn, r).await)
+        }
         _ => {
             // Unreachable while `supported` gates what is decoded.
             tracing::warn!(api = header.request_api_key, "request without a handler");

@@ -52,13 +52,18 @@ pub async fn handle(
                 let slots = t
                     .partition_data
                     .iter()
-                    .map(|p| (p.index, Slot::Done(ErrorKind::TopicAuthorizationFailed, None)))
+                    .map(|p| {
+                        (
+                            p.index,
+                            Slot::Done(ErrorKind::TopicAuthorizationFailed, None),
+                        )
+                    })
                     .collect();
                 plan.push((t.name, slots));
                 continue;
             }
-            let may_create = conn.can_cluster(&broker, op::CREATE)
-                || conn.can_topic(&broker, op::CREATE, &name);
+            let may_create =
+                conn.can_cluster(&broker, op::CREATE) || conn.can_topic(&broker, op::CREATE, &name);
             let topic = broker.topics.resolve(&name, may_create).await;
             let config = topic.and_then(|_| broker.topics.config(&name));
             let mut slots = Vec::with_capacity(t.partition_data.len());

@@ -217,9 +217,7 @@ pub fn authorize(
             continue;
         }
         match b.permission {
-            permission::DENY if b.operation == op::ALL || b.operation == operation => {
-                return false
-            }
+            permission::DENY if b.operation == op::ALL || b.operation == operation => return false,
             permission::ALLOW if grants(b.operation, operation) => allowed = true,
             _ => {}
         }
@@ -247,13 +245,49 @@ mod tests {
     fn kafka_rules() {
         let p = Policy::default();
         let acls = vec![
-            acl(resource::TOPIC, "orders", pattern::LITERAL, "User:alice", op::READ, permission::ALLOW),
-            acl(resource::TOPIC, "logs-", pattern::PREFIXED, "User:alice", op::WRITE, permission::ALLOW),
-            acl(resource::TOPIC, "logs-secret", pattern::LITERAL, "User:alice", op::ALL, permission::DENY),
-            acl(resource::TOPIC, "*", pattern::LITERAL, "User:*", op::DESCRIBE, permission::ALLOW),
-            acl(resource::GROUP, "g", pattern::LITERAL, "User:bob", op::ALL, permission::ALLOW),
+            acl(
+                resource::TOPIC,
+                "orders",
+                pattern::LITERAL,
+                "User:alice",
+                op::READ,
+                permission::ALLOW,
+            ),
+            acl(
+                resource::TOPIC,
+                "logs-",
+                pattern::PREFIXED,
+                "User:alice",
+                op::WRITE,
+                permission::ALLOW,
+            ),
+            acl(
+                resource::TOPIC,
+                "logs-secret",
+                pattern::LITERAL,
+                "User:alice",
+                op::ALL,
+                permission::DENY,
+            ),
+            acl(
+                resource::TOPIC,
+                "*",
+                pattern::LITERAL,
+                "User:*",
+                op::DESCRIBE,
+                permission::ALLOW,
+            ),
+            acl(
+                resource::GROUP,
+                "g",
+                pattern::LITERAL,
+                "User:bob",
+                op::ALL,
+                permission::ALLOW,
+            ),
         ];
-        let can = |who: &str, o: i8, rt: i8, n: &str| authorize(&acls, &p, who, "/1.2.3.4", o, rt, n);
+        let can =
+            |who: &str, o: i8, rt: i8, n: &str| authorize(&acls, &p, who, "/1.2.3.4", o, rt, n);
         assert!(can("User:alice", op::READ, resource::TOPIC, "orders"));
         assert!(!can("User:alice", op::WRITE, resource::TOPIC, "orders"));
         // READ implies DESCRIBE; the wildcard grants DESCRIBE to everyone.
@@ -261,33 +295,108 @@ mod tests {
         assert!(!can("User:bob", op::READ, resource::TOPIC, "orders"));
         // Prefixed, and a deny that wins over it.
         assert!(can("User:alice", op::WRITE, resource::TOPIC, "logs-app"));
-        assert!(!can("User:alice", op::WRITE, resource::TOPIC, "logs-secret"));
-        assert!(!can("User:alice", op::DESCRIBE, resource::TOPIC, "logs-secret"));
+        assert!(!can(
+            "User:alice",
+            op::WRITE,
+            resource::TOPIC,
+            "logs-secret"
+        ));
+        assert!(!can(
+            "User:alice",
+            op::DESCRIBE,
+            resource::TOPIC,
+            "logs-secret"
+        ));
         // ALL grants every operation of its resource.
         assert!(can("User:bob", op::READ, resource::GROUP, "g"));
         assert!(!can("User:bob", op::READ, resource::GROUP, "h"));
         // No ACL on the resource: closed by default, open if configured.
-        assert!(!can("User:bob", op::CREATE, resource::CLUSTER, CLUSTER_NAME));
-        let open = Policy { allow_if_no_acl: true, ..Policy::default() };
-        assert!(authorize(&acls, &open, "User:bob", "h", op::CREATE, resource::CLUSTER, CLUSTER_NAME));
+        assert!(!can(
+            "User:bob",
+            op::CREATE,
+            resource::CLUSTER,
+            CLUSTER_NAME
+        ));
+        let open = Policy {
+            allow_if_no_acl: true,
+            ..Policy::default()
+        };
+        assert!(authorize(
+            &acls,
+            &open,
+            "User:bob",
+            "h",
+            op::CREATE,
+            resource::CLUSTER,
+            CLUSTER_NAME
+        ));
         // ...but a resource with ACLs for others stays closed.
-        assert!(!authorize(&acls, &open, "User:carol", "h", op::READ, resource::GROUP, "g"));
-        let sup = Policy { super_users: vec!["User:root".into()], ..Policy::default() };
-        assert!(authorize(&acls, &sup, "User:root", "h", op::WRITE, resource::TOPIC, "logs-secret"));
+        assert!(!authorize(
+            &acls,
+            &open,
+            "User:carol",
+            "h",
+            op::READ,
+            resource::GROUP,
+            "g"
+        ));
+        let sup = Policy {
+            super_users: vec!["User:root".into()],
+            ..Policy::default()
+        };
+        assert!(authorize(
+            &acls,
+            &sup,
+            "User:root",
+            "h",
+            op::WRITE,
+            resource::TOPIC,
+            "logs-secret"
+        ));
     }
 
     #[test]
     fn hosts_and_alter_configs() {
-        let mut a = acl(resource::TOPIC, "t", pattern::LITERAL, "User:a", op::ALTER_CONFIGS, permission::ALLOW);
+        let mut a = acl(
+            resource::TOPIC,
+            "t",
+            pattern::LITERAL,
+            "User:a",
+            op::ALTER_CONFIGS,
+            permission::ALLOW,
+        );
         a.host = "10.0.0.1".into();
         let p = Policy::default();
-        assert!(authorize(&[a.clone()], &p, "User:a", "10.0.0.1", op::DESCRIBE_CONFIGS, resource::TOPIC, "t"));
-        assert!(!authorize(&[a], &p, "User:a", "10.0.0.2", op::DESCRIBE_CONFIGS, resource::TOPIC, "t"));
+        assert!(authorize(
+            &[a.clone()],
+            &p,
+            "User:a",
+            "10.0.0.1",
+            op::DESCRIBE_CONFIGS,
+            resource::TOPIC,
+            "t"
+        ));
+        assert!(!authorize(
+            &[a],
+            &p,
+            "User:a",
+            "10.0.0.2",
+            op::DESCRIBE_CONFIGS,
+            resource::TOPIC,
+            "t"
+        ));
     }
 
     #[test]
     fn filters() {
-        let b = acl(resource::TOPIC, "logs-", pattern::PREFIXED, "User:a", op::WRITE, permission::ALLOW);
+        let b = acl(
+            resource::TOPIC,
+            "logs-",
+            pattern::PREFIXED,
+            "User:a",
+            op::WRITE,
+            permission::ALLOW,
+        );
         let any = AclFilter {
             resource_type: resource::ANY,
             resource_name: None,
@@ -298,18 +407,39 @@ mod tests {
             permission: permission::ANY,
         };
         assert!(any.matches(&b));
-        let matching = AclFilter { resource_name: Some("logs-x".into()), pattern_type: pattern::MATCH, ..any.clone() };
+        let matching = AclFilter {
+            resource_name: Some("logs-x".into()),
+            pattern_type: pattern::MATCH,
+            ..any.clone()
+        };
         assert!(matching.matches(&b));
-        let literal = AclFilter { resource_name: Some("logs-".into()), pattern_type: pattern::LITERAL, ..any.clone() };
+        let literal = AclFilter {
+            resource_name: Some("logs-".into()),
+            pattern_type: pattern::LITERAL,
+            ..any.clone()
+        };
         assert!(!literal.matches(&b));
-        let prefixed = AclFilter { resource_name: Some("logs-".into()), pattern_type: pattern::PREFIXED, ..any.clone() };
+        let prefixed = AclFilter {
+            resource_name: Some("logs-".into()),
+            pattern_type: pattern::PREFIXED,
+            ..any.clone()
+        };
         assert!(prefixed.matches(&b));
-        let other_user = AclFilter { principal: Some("User:b".into()), ..any };
+        let other_user = AclFilter {
+            principal: Some("User:b".into()),
+            ..any
+        };
         assert!(!other_user.matches(&b));
         assert!(b.invalid().is_none());
-        let bad = AclBinding { resource_type: resource::CLUSTER, ..b.clone() };
+        let bad = AclBinding {
+            resource_type: resource::CLUSTER,
+            ..b.clone()
+        };
         assert!(bad.invalid().is_some());
-        let bad = AclBinding { principal: "alice".into(), ..b };
+        let bad = AclBinding {
+            principal: "alice".into(),
+            ..b
+        };
         assert!(bad.invalid().is_some());
     }
 }

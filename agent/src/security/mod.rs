@@ -70,7 +70,10 @@ pub fn parse_listeners(spec: &str) -> Result<Vec<(Protocol, String, u16)>, Strin
         let port: u16 = port
             .parse()
             .map_err(|_| format!("{item:?}: {port:?} is not a port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if out.iter().any(|(p, _, _)| *p == proto) {
             return Err(format!("{} is listed twice", proto.name()));
         }
@@ -139,7 +142,14 @@ mod tests {
                 (Protocol::SaslSsl, "::1".into(), 9094)
             ]
         );
-        for bad in ["", "FOO://a:1", "PLAINTEXT://a", "PLAINTEXT://a:x", "SSL://a:1,SSL://b:2", "a:1"] {
+        for bad in [
+            "",
+            "FOO://a:1",
+            "PLAINTEXT://a",
+            "PLAINTEXT://a:x",
+            "SSL://a:1,SSL://b:2",
+            "a:1",
+        ] {
             assert!(parse_listeners(bad).is_err(), "{bad}");
         }
     }

@@ -200,10 +200,7 @@ mod tests {
             &[(&[0x55, 0x04, 0x0a], "Example, Inc.")],
             &[(&[0x55, 0x04, 0x03], "alice")],
         ]);
-        assert_eq!(
-            subject_dn(&c).unwrap(),
-            "CN=alice,O=Example\\, Inc.,C=US"
-        );
+        assert_eq!(subject_dn(&c).unwrap(), "CN=alice,O=Example\\, Inc.,C=US");
         let multi = cert(&[&[(&[0x55, 0x04, 0x03], "a"), (&[0x55, 0x04, 0x0b], "b")]]);
         assert_eq!(subject_dn(&multi).unwrap(), "CN=a+OU=b");
         let other = cert(&[&[(&[0x2a, 0x86, 0x48], "x")]]);

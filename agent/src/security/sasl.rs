@@ -210,7 +210,14 @@ impl Session {
         )
     }
 
-    fn succeeded(&mut self, ctx: &SaslContext, user: String, bytes: Bytes, ip: IpAddr, mech: &str) -> Step {
+    fn succeeded(
+        &mut self,
+        ctx: &SaslContext,
+        user: String,
+        bytes: Bytes,
+        ip: IpAddr,
+        mech: &str,
+    ) -> Step {
         let principal = format!("User:{user}");
         // Re-authentication must keep the principal (KIP-368).
         if self.principal.as_ref().is_some_and(|p| *p != principal) {
@@ -259,7 +266,8 @@ impl Session {
                     [authz, user, password] => {
                         match (std::str::from_utf8(user), std::str::from_utf8(password)) {
                             (Ok(user), Ok(password))
-                                if !user.is_empty() && (authz.is_empty() || *authz == user.as_bytes()) =>
+                                if !user.is_empty()
+                                    && (authz.is_empty() || *authz == user.as_bytes()) =>
                             {
                                 let cred = [Mechanism::Sha512, Mechanism::Sha256]
                                     .into_iter()
@@ -267,10 +275,13 @@ impl Session {
                                 let verified = match cred {
                                     Some((m, c)) => {
                                         let password = password.to_string();
-                                        let _permit = ctx.plain_checks.clone().acquire_owned().await;
-                                        tokio::task::spawn_blocking(move || c.verify_password(m, &password))
-                                            .await
-                                            .unwrap_or(false)
+                                        let _permit =
+                                            ctx.plain_checks.clone().acquire_owned().await;
+                                        tokio::task::spawn_blocking(move || {
+                                            c.verify_password(m, &password)
+                                        })
+                                        .await
+                                        .unwrap_or(false)
                                     }
                                     None => false,
                                 };
@@ -291,11 +302,20 @@ impl Session {
             }
             State::Handshaken(Mech::Scram(m)) => {
                 let store = ctx.store.clone();
-                match ServerFirst::start(m, &r.auth_bytes, |u| store.credential(u, m), &ctx.fake_key) {
+                match ServerFirst::start(
+                    m,
+                    &r.auth_bytes,
+                    |u| store.credential(u, m),
+                    &ctx.fake_key,
+                ) {
                     Ok(first) => {
                         let reply = Bytes::copy_from_slice(first.message().as_bytes());
                         self.state = State::ScramSent(Box::new(first), m);
-                        Step::Reply(SaslAuthenticateResponse::default().with_auth_bytes(reply).into())
+                        Step::Reply(
+                            SaslAuthenticateResponse::default()
+                                .with_auth_bytes(reply)
+                                .into(),
+                        )
                     }
                     Err(e) => {
                         tracing::info!(%ip, mechanism = m.name(), error = %e, "authentication failed");
@@ -306,9 +326,13 @@ impl Session {
             State::ScramSent(first, m) => {
                 let user = first.user.clone();
                 match first.finish(&r.auth_bytes) {
-                    Ok((user, server_final)) => {
-                        self.succeeded(ctx, user, Bytes::from(server_final.into_bytes()), ip, m.name())
-                    }
+                    Ok((user, server_final)) => self.succeeded(
+                        ctx,
+                        user,
+                        Bytes::from(server_final.into_bytes()),
+                        ip,
+                        m.name(),
+                    ),
                     Err(e) => {
                         // The user name is not a secret; the password never
                         // reaches the server.
@@ -335,7 +359,10 @@ mod tests {
         assert_eq!(delays[5], Duration::from_millis(200));
         assert_eq!(delays[19], MAX_FAILURE_DELAY);
         // Another address is not slowed by them.
-        assert_eq!(t.failed("10.0.0.2".parse().unwrap()), Duration::from_millis(100));
+        assert_eq!(
+            t.failed("10.0.0.2".parse().unwrap()),
+            Duration::from_millis(100)
+        );
         // The table stays bounded.
         for i in 0..(MAX_TRACKED as u32 + 100) {
             t.failed(IpAddr::from(i.to_be_bytes()));

@@ -192,7 +192,9 @@ impl SecurityStore {
         let snap = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
         let mut out: BTreeMap<String, Vec<(Mechanism, u32)>> = BTreeMap::new();
         for ((user, mech), c) in &snap.scram {
-            out.entry(user.clone()).or_default().push((*mech, c.iterations));
+            out.entry(user.clone())
+                .or_default()
+                .push((*mech, c.iterations));
         }
         out
     }
@@ -246,11 +248,11 @@ impl SecurityStore {
     }
 
     fn acl_key(&self, b: &AclBinding) -> String {
-        let d = digest::digest(
-            &digest::SHA256,
-            &serde_json::to_vec(b).expect("serializes"),
-        );
-        let hex: String = d.as_ref()[..16].iter().map(|x| format!("{x:02x}")).collect();
+        let d = digest::digest(&digest::SHA256, &serde_json::to_vec(b).expect("serializes"));
+        let hex: String = d.as_ref()[..16]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
         self.layout.acl(&hex)
     }
 

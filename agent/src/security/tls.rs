@@ -68,7 +68,9 @@ impl TlsFiles {
         let builder = match (self.client_auth, &self.ca) {
             (ClientAuth::None, _) => builder.with_no_client_auth(),
             (_, None) => {
-                return Err("ssl_client_auth needs ssl_ca_file (the CA of client certificates)".into())
+                return Err(
+                    "ssl_client_auth needs ssl_ca_file (the CA of client certificates)".into(),
+                )
             }
             (auth, Some(ca)) => {
                 let mut roots = RootCertStore::empty();
@@ -127,7 +129,8 @@ impl Reloading {
         let watcher = me.clone();
         tokio::spawn(async move {
             let mut seen = watcher.files.modified();
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 let signalled = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -150,11 +153,18 @@ impl Reloading {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = c;
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
             }
-            Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the certificate in use"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the certificate in use")
+            }
         }
     }
 
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+        tokio_rustls::TlsAcceptor::from(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 }
