@@ -54,6 +54,17 @@ pub struct Settings {
     pub max_acls: usize,
     /// SCRAM credentials (users × mechanisms) stored at most.
     pub max_scram_credentials: usize,
+    /// `basic`: the HTTP API requires HTTP Basic authentication with a
+    /// SASL user's password, and the authorizer decides per request;
+    /// `none`: open.
+    pub rest_authentication: String,
+    /// The HTTP API over TLS (`ssl_certificate_file`).
+    pub rest_tls: bool,
+    /// `basic`: `/metrics` requires HTTP Basic authentication (and DESCRIBE
+    /// on the cluster when the authorizer is on); `/health` stays open.
+    pub http_authentication: String,
+    /// `/health` and `/metrics` over TLS (`ssl_certificate_file`).
+    pub http_tls: bool,
     /// Root for the local bucket, metadata and cache in `silt dev`.
     pub data_dir: PathBuf,
     /// Name of the cluster; prefixes every metadata key.
@@ -256,6 +267,10 @@ impl Default for Settings {
             allow_everyone_if_no_acl_found: false,
             max_acls: 10_000,
             max_scram_credentials: 10_000,
+            rest_authentication: "none".into(),
+            rest_tls: false,
+            http_authentication: "none".into(),
+            http_tls: false,
             data_dir: PathBuf::from("./silt-data"),
             cluster: "dev".into(),
             agent_id: String::new(),
@@ -354,6 +369,10 @@ pub const KEYS: &[&str] = &[
     "allow_everyone_if_no_acl_found",
     "max_acls",
     "max_scram_credentials",
+    "rest_authentication",
+    "rest_tls",
+    "http_authentication",
+    "http_tls",
     "data_dir",
     "cluster",
     "agent_id",
@@ -788,11 +807,19 @@ impl Settings {
                 name: name.into(),
                 message,
             })?;
-        let tls = listeners.iter().any(|l| l.protocol.tls());
+        let tls = listeners.iter().any(|l| l.protocol.tls()) || self.rest_tls || self.http_tls;
+        for (name, v) in [
+            ("rest_authentication", &self.rest_authentication),
+            ("http_authentication", &self.http_authentication),
+        ] {
+            if v != "none" && v != "basic" {
+                return bad(name, "must be none or basic".into());
+            }
+        }
         if tls && (self.ssl_certificate_file.is_none() || self.ssl_key_file.is_none()) {
             return bad(
                 "ssl_certificate_file",
-                "SSL and SASL_SSL listeners need ssl_certificate_file and ssl_key_file".into(),
+                "SSL and SASL_SSL listeners, rest_tls and http_tls need ssl_certificate_file and ssl_key_file".into(),
             );
         }
         match crate::security::tls::ClientAuth::parse(&self.ssl_client_auth) {

@@ -448,19 +448,29 @@ pub async fn serve(
         Some(addr) => match TcpListener::bind(addr).await {
             Ok(l) => {
                 tracing::info!(listen = %addr, "serving the HTTP API");
-                let api = Arc::new(rest_api(
+                let mut api = rest_api(
                     &settings,
                     &log,
                     broker.read.clone(),
                     broker.producer.clone(),
                     &meta,
                     &broker.clock,
-                ));
+                );
+                if settings.rest_authentication == "basic" {
+                    api = api.with_auth(Arc::new(crate::security::http_auth::HttpAuth::new(
+                        broker.security.clone(),
+                    )));
+                }
+                let api = Arc::new(api);
                 Some(tokio::spawn(crate::rest::serve(
                     l,
                     api,
                     settings.rest_max_connections,
                     settings.connections_max_idle,
+                    settings
+                        .rest_tls
+                        .then(|| broker.security.tls.clone())
+                        .flatten(),
                     shutdown.clone(),
                 )))
             }

@@ -195,7 +195,7 @@ class Secure:
         self.ca = certs.CertAuthority(tmp_path / "pki")
         self.server = self.ca.issue("agent", hosts=[HOST, "localhost"])
         self.carol = self.ca.issue("carol", client=True, org="silt-tests")
-        self.ports = {i: dict(zip(("sasl_ssl", "ssl"), stack.free_ports(2))) for i in range(2)}
+        self.ports = {i: dict(zip(("sasl_ssl", "ssl", "rest"), stack.free_ports(3))) for i in range(2)}
 
         def env(i):
             a = self.c.agents[i]
@@ -209,6 +209,10 @@ class Secure:
                 "SILT_AUTHORIZER": "acl",
                 "SILT_SUPER_USERS": "User:admin",
                 "SILT_CONNECTION_FAILED_AUTHENTICATION_DELAY": "20ms",
+                "SILT_REST": f"{HOST}:{p['rest']}",
+                "SILT_REST_AUTHENTICATION": "basic",
+                "SILT_REST_TLS": "true",
+                "SILT_HTTP_AUTHENTICATION": "basic",
             }
 
         self.c = cluster.Cluster(tmp_path / "c", agents=2, etcd_members=1, name="sec", agent_env=env)
@@ -450,3 +454,78 @@ def test_bad_credentials_and_certificates_are_refused_and_others_go_on(secure, t
     for agent in secure.c.agents:
         text = agent.log_text()
         assert ALICE_PW not in text and ADMIN_PW not in text and "nope" not in text
+
+
+def https(secure, method, path, body=None, user=None, password=None, i=0):
+    """(status, body, headers) of a request to agent i's HTTP API over TLS."""
+    import base64 as b64
+    import ssl as pyssl
+    import urllib.error
+    import urllib.request
+    ctx = pyssl.create_default_context(cafile=str(secure.ca.cert))
+    headers = {"content-type": "application/json"}
+    if user is not None:
+        headers["authorization"] = "Basic " + b64.b64encode(f"{user}:{password}".encode()).decode()
+    req = urllib.request.Request(f"https://{HOST}:{secure.ports[i]['rest']}{path}",
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def test_http_api_and_metrics_require_a_user_and_obey_acls(secure):
+    from confluent_kafka.admin import NewTopic
+    admin = secure.admin()
+    wait(admin.create_topics([NewTopic("web", 1), NewTopic("private", 1)]))
+    set_password(admin, "alice", ALICE_PW, ("SCRAM_SHA_512",))
+    wait(admin.create_acls([acl("TOPIC", "web", "User:alice", "WRITE"),
+                            acl("TOPIC", "web", "User:alice", "READ")]))
+    cid = "silt-sec"
+    base = f"/v3/clusters/{cid}/topics"
+    # Health is open; everything else needs a user.
+    assert https(secure, "GET", "/health")[0] == 200
+    status, body, headers = https(secure, "GET", base)
+    assert status == 401 and json.loads(body)["error_code"] == 40101, body
+    assert headers.get("www-authenticate", headers.get("WWW-Authenticate", "")).startswith("Basic")
+    assert https(secure, "GET", base, user="alice", password="wrong")[0] == 401
+    assert https(secure, "GET", base, user="nobody", password="x")[0] == 401
+    # alice sees and writes only what her ACLs give her.
+    status, body, _ = https(secure, "GET", base, user="alice", password=ALICE_PW)
+    assert status == 200, body
+    names = {t["topic_name"] for t in json.loads(body)["data"]}
+    assert names == {"web"}, names
+    rec = {"partition_id": 0, "value": {"type": "STRING", "data": "over https"}}
+    status, body, _ = https(secure, "POST", f"{base}/web/records", rec, "alice", ALICE_PW)
+    assert status == 200 and json.loads(body)["error_code"] == 200, body
+    status, body, _ = https(secure, "POST", f"{base}/private/records", rec, "alice", ALICE_PW)
+    assert status == 403 and json.loads(body)["error_code"] == 40301, body
+    status, body, _ = https(secure, "GET", f"{base}/private/partitions/0/records?offset=0",
+                           user="alice", password=ALICE_PW)
+    assert status == 403, body
+    status, body, _ = https(secure, "POST", base, {"topic_name": "alices"}, "alice", ALICE_PW)
+    assert status == 403, body
+    # The super user may do anything.
+    status, body, _ = https(secure, "GET", f"{base}/web/partitions/0/records?offset=0",
+                           user="admin", password=ADMIN_PW)
+    assert status == 200 and [r["value"]["data"] for r in json.loads(body)["records"]] == ["b3ZlciBodHRwcw=="], body
+    # /metrics: a user with DESCRIBE on the cluster (the super user), not alice.
+    import base64 as b64
+    import urllib.error
+    import urllib.request
+    url = f"http://{HOST}:{secure.c.agents[0].http_port}/metrics"
+    def metrics(user, pw):
+        req = urllib.request.Request(url, headers={} if user is None else {
+            "authorization": "Basic " + b64.b64encode(f"{user}:{pw}".encode()).decode()})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+    assert metrics(None, None)[0] == 401
+    assert metrics("alice", ALICE_PW)[0] == 403
+    status, body = metrics("admin", ADMIN_PW)
+    assert status == 200 and b"silt_topics" in body
+    assert stack.http(f"http://{HOST}:{secure.c.agents[0].http_port}/health")[0] == 200

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use silt_coordinator::offsets::Committed;
 
 use super::{query_params, Api, ApiError, Params};
+use crate::security::acl::{op, resource, CLUSTER_NAME};
 use crate::topics::{TopicError, TopicInfo};
 
 /// Replicas reported for every partition: durability comes from the
@@ -76,12 +77,14 @@ pub(super) async fn cluster(
 pub(super) async fn topics(
     State(api): State<Arc<Api>>,
     Params(cluster): Params<String>,
+    caller: Option<axum::Extension<super::Caller>>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
     let data = api
         .topics
         .list()
         .iter()
+        .filter(|(name, _)| api.may(&caller, op::DESCRIBE, resource::TOPIC, name))
         .map(|(name, t)| topic_json(&api, name, t))
         .collect();
     Ok(list("KafkaTopicList", api.url("/topics"), data))
@@ -105,12 +108,16 @@ struct ConfigEntry {
 pub(super) async fn create_topic(
     State(api): State<Arc<Api>>,
     Params(cluster): Params<String>,
+    caller: Option<axum::Extension<super::Caller>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     api.check_cluster(&cluster)?;
     let (body, _held) = api.read_body(body).await?;
     let req: CreateTopic = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid topic: {e}")))?;
+    if !api.may(&caller, op::CREATE, resource::CLUSTER, CLUSTER_NAME) {
+        api.allow(&caller, op::CREATE, resource::TOPIC, &req.topic_name)?;
+    }
     let invalid = |m: String| ApiError::new(StatusCode::BAD_REQUEST, 40003, m);
     if let Some(rf) = req.replication_factor {
         if rf == 0 || rf < -1 {
@@ -157,8 +164,10 @@ pub(super) async fn create_topic(
 pub(super) async fn topic(
     State(api): State<Arc<Api>>,
     Params((cluster, topic)): Params<(String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::DESCRIBE, resource::TOPIC, &topic)?;
     let t = api.topic(&topic).await?;
     Ok(Json(topic_json(&api, &topic, &t)))
 }
@@ -166,8 +175,10 @@ pub(super) async fn topic(
 pub(super) async fn delete_topic(
     State(api): State<Arc<Api>>,
     Params((cluster, topic)): Params<(String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
 ) -> Result<StatusCode, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::DELETE, resource::TOPIC, &topic)?;
     api.topic(&topic).await?;
     match api.topics.delete(&topic).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
@@ -179,8 +190,10 @@ pub(super) async fn delete_topic(
 pub(super) async fn partitions(
     State(api): State<Arc<Api>>,
     Params((cluster, topic)): Params<(String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::DESCRIBE, resource::TOPIC, &topic)?;
     let t = api.topic(&topic).await?;
     let data = (0..t.partitions as i32)
         .map(|p| partition_json(&api, &topic, p))
@@ -195,8 +208,10 @@ pub(super) async fn partitions(
 pub(super) async fn partition(
     State(api): State<Arc<Api>>,
     Params((cluster, topic, partition)): Params<(String, String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::DESCRIBE, resource::TOPIC, &topic)?;
     let (_, p) = api.partition(&topic, &partition).await?;
     Ok(Json(partition_json(&api, &topic, p)))
 }
@@ -204,9 +219,11 @@ pub(super) async fn partition(
 pub(super) async fn get_offsets(
     State(api): State<Arc<Api>>,
     Params((cluster, group)): Params<(String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::DESCRIBE, resource::GROUP, &group)?;
     let mut only = None;
     for (k, v) in query_params(query.as_deref()) {
         match k {
@@ -222,6 +239,7 @@ pub(super) async fn get_offsets(
     let data: Vec<Value> = offsets
         .iter()
         .filter(|(t, _)| only.as_deref().is_none_or(|o| o == t.as_str()))
+        .filter(|(t, _)| api.may(&caller, op::DESCRIBE, resource::TOPIC, t))
         .flat_map(|(t, ps)| {
             ps.iter().map(move |(p, c)| {
                 json!({"topic_name": t, "partition_id": p, "offset": c.offset, "metadata": c.metadata})
@@ -252,9 +270,11 @@ const MAX_COMMIT_OFFSETS: usize = 99;
 pub(super) async fn commit_offsets(
     State(api): State<Arc<Api>>,
     Params((cluster, group)): Params<(String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::READ, resource::GROUP, &group)?;
     if group.is_empty() {
         return Err(ApiError::bad_request("the group id is empty"));
     }
@@ -269,6 +289,9 @@ pub(super) async fn commit_offsets(
     let now = api.clock.now_ms();
     let mut offsets = Vec::with_capacity(req.offsets.len());
     let mut seen = std::collections::BTreeSet::new();
+    for o in &req.offsets {
+        api.allow(&caller, op::READ, resource::TOPIC, &o.topic_name)?;
+    }
     for o in &req.offsets {
         if !seen.insert((o.topic_name.as_str(), o.partition_id)) {
             return Err(ApiError::bad_request(format!(

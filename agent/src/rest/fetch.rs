@@ -16,13 +16,16 @@ use silt_tiering::{
 
 use super::{produce::Format, query_params, Api, ApiError, Params};
 use crate::fetch::{FetchError, Limits};
+use crate::security::acl::{op, resource};
 
 pub(super) async fn fetch(
     State(api): State<Arc<Api>>,
     Params((cluster, topic, partition)): Params<(String, String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::READ, resource::TOPIC, &topic)?;
     let (info, partition) = api.partition(&topic, &partition).await?;
     let mut offset = 0i64;
     let mut max_bytes = api.limits.fetch_max_bytes;

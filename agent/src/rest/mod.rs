@@ -81,7 +81,24 @@ pub struct Api {
     next_partition: AtomicU32,
     /// Bytes of request bodies held at once (`rest_buffer_bytes`).
     body_budget: Arc<tokio::sync::Semaphore>,
+    /// Basic authentication and the authorizer (`rest_authentication`);
+    /// `None`: every caller may do everything (the Lambda function sits
+    /// behind IAM instead).
+    pub auth: Option<Arc<crate::security::http_auth::HttpAuth>>,
 }
+
+/// Who is calling, set by the authentication layer.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// `User:NAME`.
+    pub principal: String,
+    /// The client's IP address, as ACLs name hosts.
+    pub host: String,
+}
+
+/// The client's address, set per connection by [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::IpAddr);
 
 impl Api {
     pub fn new(
@@ -105,7 +122,56 @@ impl Api {
             )),
             limits,
             next_partition: AtomicU32::new(0),
+            auth: None,
         }
+    }
+
+    /// Requires Basic authentication and the authorizer's yes.
+    pub fn with_auth(mut self, auth: Arc<crate::security::http_auth::HttpAuth>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// 403 unless the caller may do `operation` on the resource (always
+    /// yes without authentication).
+    fn allow(
+        &self,
+        caller: &Option<axum::Extension<Caller>>,
+        operation: i8,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        if self.may(caller, operation, resource_type, name) {
+            return Ok(());
+        }
+        use crate::security::acl::resource;
+        let what = match resource_type {
+            resource::TOPIC => "topics",
+            resource::GROUP => "groups",
+            _ => "the cluster",
+        };
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            40301,
+            format!("Not authorized to access {what}: [{name}]"),
+        ))
+    }
+
+    fn may(
+        &self,
+        caller: &Option<axum::Extension<Caller>>,
+        operation: i8,
+        resource_type: i8,
+        name: &str,
+    ) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let Some(axum::Extension(c)) = caller else {
+            return false;
+        };
+        auth.security
+            .authorize(&c.principal, &c.host, operation, resource_type, name)
     }
 
     /// The router: every route of `docs/http-api.md`.
@@ -143,11 +209,16 @@ impl Api {
                 &format!("{c}/consumer-groups/{{group}}/offsets"),
                 get(admin::get_offsets).post(admin::commit_offsets),
             )
-            .route("/health", get(|| async { "ok\n" }))
             .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, 404, "no such route") })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 405, "method not allowed")
             })
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                authenticate,
+            ))
+            // Outside the authentication layer: health stays open.
+            .route("/health", get(|| async { "ok\n" }))
             .with_state(self)
     }
 
@@ -347,14 +418,56 @@ fn query_params(q: Option<&str>) -> Vec<(&str, &str)> {
 /// Serves `api` on `listener` until `shutdown`: HTTP/1.1, at most
 /// `max_connections` open connections (more wait to be accepted), an idle
 /// connection closed after `idle`.
+/// Basic authentication of every route but `/health`, when configured:
+/// the caller is put in the request for the handlers' authorization.
+async fn authenticate(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(auth) = &api.auth else {
+        return next.run(req).await;
+    };
+    let ip = req
+        .extensions()
+        .get::<Peer>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth.authenticate(header, ip).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(Caller {
+                principal,
+                host: ip.to_string(),
+            });
+            next.run(req).await
+        }
+        Err(_) => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                40101,
+                "Authentication failed: give a user and password (HTTP Basic)",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"silt\""),
+            );
+            r
+        }
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     api: Arc<Api>,
     max_connections: usize,
     idle: Duration,
+    tls: Option<Arc<crate::security::tls::Reloading>>,
     shutdown: CancellationToken,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
     let router = api.router();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
@@ -365,10 +478,10 @@ pub async fn serve(
                 Err(_) => return,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => match a {
-                Ok((s, _)) => s,
+                Ok(a) => a,
                 Err(e) => {
                     tracing::debug!(error = %e, "accepting an HTTP connection failed");
                     continue;
@@ -376,28 +489,59 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper_util::service::TowerToHyperService::new(
+            router.clone().layer(axum::Extension(Peer(peer.ip()))),
+        );
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(idle)
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "HTTP connection ended");
+            match tls {
+                None => serve_connection(stream, service, idle, shutdown).await,
+                Some(tls) => {
+                    match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        tls.acceptor().accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => serve_connection(s, service, idle, shutdown).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "HTTP TLS handshake timed out"),
                     }
-                }
-                _ = shutdown.cancelled() => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
                 }
             }
         });
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    idle: Duration,
+    shutdown: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            // Finish the request in flight, then close.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        }
     }
 }
 

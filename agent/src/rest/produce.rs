@@ -16,6 +16,7 @@ use silt_tiering::records::{encode_batch, encoded_len, Record, BATCH_OVERHEAD};
 
 use super::{unknown_partition, Api, ApiError, Params};
 use crate::produce::{validate, AppendError, PartitionAppend};
+use crate::security::acl::{op, resource};
 
 #[derive(Deserialize)]
 struct ProduceRecord {
@@ -192,9 +193,11 @@ struct Placed {
 pub(super) async fn produce(
     State(api): State<Arc<Api>>,
     Params((cluster, topic)): Params<(String, String)>,
+    caller: Option<axum::Extension<super::Caller>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     api.check_cluster(&cluster)?;
+    api.allow(&caller, op::WRITE, resource::TOPIC, &topic)?;
     let (body, _held) = api.read_body(body).await?;
     let mut info = api.topic(&topic).await?;
     let config = api

@@ -4,6 +4,7 @@
 //! authorizer rules (decision 0010).
 
 pub mod acl;
+pub mod http_auth;
 pub mod principal;
 pub mod sasl;
 pub mod scram;
