@@ -111,6 +111,38 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 fn metrics(broker: &Broker) -> String {
     let mut out = String::new();
+    {
+        use crate::security::sasl::{AUTHENTICATIONS, EXPIRED, FAILURES, REAUTHENTICATIONS};
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, v) in [
+            (
+                "silt_sasl_authentications_total",
+                "SASL authentications that succeeded",
+                &AUTHENTICATIONS,
+            ),
+            (
+                "silt_sasl_reauthentications_total",
+                "SASL re-authentications (KIP-368) that succeeded",
+                &REAUTHENTICATIONS,
+            ),
+            (
+                "silt_sasl_authentication_failures_total",
+                "SASL authentications refused",
+                &FAILURES,
+            ),
+            (
+                "silt_sasl_sessions_expired_total",
+                "connections closed: their SASL session expired (connections_max_reauth)",
+                &EXPIRED,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
     broker.counters.render(&mut out);
     broker.job_counters.render(&mut out);
     let totals = broker.log.state().totals();

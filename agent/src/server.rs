@@ -347,6 +347,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     continue;
                 }
                 if !session.admits(key.unwrap_or(ApiKey::ApiVersions)) {
+                    if session.principal.is_some() {
+                        crate::security::sasl::EXPIRED
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     break Err(match &session.principal {
                         None => format!("{key:?} before SASL authentication"),
                         Some(_) => format!(

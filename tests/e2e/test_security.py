@@ -191,7 +191,8 @@ class Secure:
     """A cluster of two agents, each with PLAINTEXT (for the harness),
     SASL_SSL and SSL listeners; ACLs on; `admin` a super user."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, extra: dict | None = None):
+        self.extra = extra or {}
         self.ca = certs.CertAuthority(tmp_path / "pki")
         self.server = self.ca.issue("agent", hosts=[HOST, "localhost"])
         self.carol = self.ca.issue("carol", client=True, org="silt-tests")
@@ -213,6 +214,7 @@ class Secure:
                 "SILT_REST_AUTHENTICATION": "basic",
                 "SILT_REST_TLS": "true",
                 "SILT_HTTP_AUTHENTICATION": "basic",
+                **self.extra,
             }
 
         self.c = cluster.Cluster(tmp_path / "c", agents=2, etcd_members=1, name="sec", agent_env=env)
@@ -529,3 +531,52 @@ def test_http_api_and_metrics_require_a_user_and_obey_acls(secure):
     status, body = metrics("admin", ADMIN_PW)
     assert status == 200 and b"silt_topics" in body
     assert stack.http(f"http://{HOST}:{secure.c.agents[0].http_port}/health")[0] == 200
+
+
+def metric(secure, name):
+    import base64 as b64
+    import urllib.request
+    req = urllib.request.Request(
+        f"http://{HOST}:{secure.c.agents[0].http_port}/metrics",
+        headers={"authorization": "Basic " + b64.b64encode(f"admin:{ADMIN_PW}".encode()).decode()})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_sessions_expire_and_clients_re_authenticate(tmp_path):
+    """connections_max_reauth (KIP-368): librdkafka re-authenticates on
+    its connection before the session ends and keeps producing;
+    kafka-python, whose re-authentication fails on its side, has its
+    connection closed and goes on over a new one. (That an expired session
+    admits nothing but SASL requests is a unit test of the session.)"""
+    s = Secure(tmp_path, {"SILT_CONNECTIONS_MAX_REAUTH": "2s"})
+    try:
+        s.start()
+        from confluent_kafka.admin import NewTopic
+        admin = s.admin()
+        wait(admin.create_topics([NewTopic("re", 1)]))
+        set_password(admin, "alice", ALICE_PW, ("SCRAM_SHA_512",))
+        wait(admin.create_acls([acl("TOPIC", "re", "User:alice", "WRITE")]))
+        p = Producer({**s.conf("alice", ALICE_PW), "acks": "all"})
+        acked = []
+        for i in range(14):
+            p.produce("re", value=f"r{i}".encode(), partition=0, on_delivery=lambda err, m: acked.append(err))
+            p.poll(0.5)
+        assert p.flush(30) == 0 and acked == [None] * 14, acked
+        assert metric(s, "silt_sasl_reauthentications_total") >= 1
+
+        import ssl as pyssl
+        from kafka import KafkaProducer
+        kp = KafkaProducer(bootstrap_servers=s.sasl(), security_protocol="SASL_SSL",
+                           ssl_context=pyssl.create_default_context(cafile=str(s.ca.cert)),
+                           sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="alice",
+                           sasl_plain_password=ALICE_PW, acks="all", retries=5)
+        kp.send("re", value=b"before", partition=0).get(timeout=30)
+        time.sleep(3)
+        kp.send("re", value=b"after", partition=0).get(timeout=60)
+        kp.close()
+    finally:
+        s.c.close()

@@ -53,6 +53,14 @@ impl Mech {
     }
 }
 
+/// Counters of `/metrics`: successful authentications, re-authentications
+/// (KIP-368), failed ones, and connections closed because their session
+/// expired without re-authenticating.
+pub static AUTHENTICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static REAUTHENTICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static EXPIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Failed authentications by client address, to slow down guessing across
 /// connections. Bounded: at most `MAX_TRACKED` addresses, the oldest
 /// forgotten first; an address is forgotten a minute after its last
@@ -198,6 +206,7 @@ impl Session {
     }
 
     fn failed(&self, ctx: &SaslContext, ip: IpAddr, mech: &str) -> Step {
+        FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let delay = ctx.throttle.failed(ip);
         Step::Fail(
             SaslAuthenticateResponse::default()
@@ -224,6 +233,12 @@ impl Session {
             tracing::warn!(%ip, "re-authentication as another principal refused");
             return self.failed(ctx, ip, mech);
         }
+        let counter = if self.principal.is_some() {
+            &REAUTHENTICATIONS
+        } else {
+            &AUTHENTICATIONS
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.principal = Some(principal);
         self.state = State::Start;
         let lifetime = if ctx.max_reauth.is_zero() || self.authenticate_version < 1 {
@@ -348,6 +363,84 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_session_admits_requests_until_it_expires_then_only_sasl() {
+        use crate::security::scram::{Credential, Mechanism};
+        use silt_coordinator::{EmbeddedStore, MetaStore};
+        let meta: std::sync::Arc<dyn MetaStore> = std::sync::Arc::new(EmbeddedStore::in_memory());
+        let store = crate::security::store::SecurityStore::empty(
+            meta,
+            "c",
+            crate::security::store::Limits {
+                max_credentials: 10,
+                max_acls: 10,
+            },
+        );
+        store
+            .put_credential(
+                "alice",
+                Mechanism::Sha256,
+                &Credential::from_password(Mechanism::Sha256, "pw", 4096),
+            )
+            .await
+            .unwrap();
+        let ctx = SaslContext {
+            store,
+            mechanisms: vec![Mech::Plain],
+            max_reauth: Duration::from_millis(200),
+            throttle: Throttle::new(Duration::ZERO),
+            plain_checks: Arc::new(tokio::sync::Semaphore::new(1)),
+            fake_key: [0; 32],
+        };
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut s = Session::new();
+        assert!(!s.admits(ApiKey::Metadata), "nothing before authentication");
+        assert!(s.admits(ApiKey::ApiVersions));
+        let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        assert!(matches!(s.handshake(&ctx, &hs), Step::Reply(_)));
+        let auth =
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0alice\0pw"));
+        let Step::Reply(kafka_protocol::messages::ResponseKind::SaslAuthenticate(r)) =
+            s.authenticate(&ctx, &auth, 1, ip).await
+        else {
+            panic!("authentication failed")
+        };
+        assert_eq!(r.session_lifetime_ms, 200);
+        assert_eq!(s.principal.as_deref(), Some("User:alice"));
+        assert!(s.admits(ApiKey::Metadata));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            !s.admits(ApiKey::Metadata),
+            "expired: closed at the next request"
+        );
+        assert!(
+            s.admits(ApiKey::SaslHandshake),
+            "re-authentication stays possible"
+        );
+        // Re-authenticating renews it; another user is refused.
+        assert!(matches!(s.handshake(&ctx, &hs), Step::Reply(_)));
+        assert!(matches!(
+            s.authenticate(&ctx, &auth, 1, ip).await,
+            Step::Reply(_)
+        ));
+        assert!(s.admits(ApiKey::Metadata));
+        ctx.store
+            .put_credential(
+                "bob",
+                Mechanism::Sha256,
+                &Credential::from_password(Mechanism::Sha256, "pw", 4096),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(s.handshake(&ctx, &hs), Step::Reply(_)));
+        let bob =
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0bob\0pw"));
+        assert!(matches!(
+            s.authenticate(&ctx, &bob, 1, ip).await,
+            Step::Fail(..)
+        ));
+    }
 
     #[test]
     fn failures_from_one_address_are_slowed_down_and_bounded() {
