@@ -580,3 +580,99 @@ def test_sessions_expire_and_clients_re_authenticate(tmp_path):
         kp.close()
     finally:
         s.c.close()
+
+
+def test_tls_certificate_is_reloaded_on_sighup_and_a_bad_one_is_ignored(tmp_path):
+    import hashlib
+    import signal
+    import socket
+    import ssl as pyssl
+
+    s = Secure(tmp_path)
+    try:
+        s.start()
+        agent = s.c.agents[0]
+
+        def served():
+            ctx = pyssl.create_default_context(cafile=str(s.ca.cert))
+            with socket.create_connection((HOST, s.ports[0]["ssl"]), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname=HOST) as tls:
+                    return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+        first = served()
+        # A new certificate in place of the old files, then SIGHUP.
+        new = s.ca.issue("agent-2", hosts=[HOST, "localhost"])
+        s.server.cert.write_bytes(new.cert.read_bytes())
+        s.server.key.write_bytes(new.key.read_bytes())
+        os.kill(agent.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while served() == first and time.monotonic() < deadline:
+            time.sleep(0.2)
+        second = served()
+        assert second != first, "the new certificate is not served"
+        assert hashlib.sha256(
+            pyssl.PEM_cert_to_DER_cert(new.cert.read_text())).hexdigest() == second
+        # A broken file is refused; the certificate in use stays.
+        s.server.cert.write_text("not a certificate\n")
+        os.kill(agent.pid, signal.SIGHUP)
+        time.sleep(1.0)
+        assert served() == second
+        assert agent.alive()
+        assert "TLS reload failed" in agent.log_text()
+        # Kafka clients still connect.
+        round_trip_confluent(
+            {"bootstrap.servers": s.sasl(), "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+             "sasl.username": "admin", "sasl.password": ADMIN_PW, "ssl.ca.location": str(s.ca.cert)},
+            "reload", "g-reload", n=2, tag="r-")
+    finally:
+        s.c.close()
+
+
+def test_users_and_acls_changed_through_one_agent_apply_on_the_other_within_a_second(secure):
+    """AlterUserScramCredentials and CreateAcls through agent a1; agent a2
+    honours them within a second (its watch on the metadata store)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = secure.admin(0)
+    wait(admin.create_topics([NewTopic("fast", 1)]))
+
+    def seconds_until(check, limit=10.0):
+        t0 = time.monotonic()
+        while not check():
+            assert time.monotonic() - t0 < limit, "never applied"
+            time.sleep(0.05)
+        return time.monotonic() - t0
+
+    def can_log_in(i):
+        a = AdminClient({**secure.conf("dave", "dave-Pw-1", i=i), "socket.timeout.ms": 2000})
+        try:
+            a.list_topics(timeout=2)
+            return True
+        except Exception:
+            return False
+
+    other = secure.admin(1)
+
+    def known_on_other():
+        try:
+            d = other.describe_user_scram_credentials(["dave"])["dave"].result(timeout=5)
+            return bool(d.scram_credential_infos)
+        except Exception:
+            return False
+
+    assert not known_on_other()
+    set_password(admin, "dave", "dave-Pw-1", ("SCRAM_SHA_512",))
+    took = seconds_until(known_on_other)
+    print(f"user known on the other agent after {took:.3f}s")
+    assert took < 1.0, took
+    assert can_log_in(1)
+
+    def sees_fast(i):
+        a = AdminClient(secure.conf("dave", "dave-Pw-1", i=i))
+        return "fast" in a.list_topics(timeout=5).topics
+
+    assert not sees_fast(1)
+    wait(admin.create_acls([acl("TOPIC", "fast", "User:dave", "DESCRIBE")]))
+    t0 = time.monotonic()
+    took = seconds_until(lambda: sees_fast(1))
+    print(f"ACL applied on the other agent after {took:.3f}s")
+    assert took < 1.0, took
