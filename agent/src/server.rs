@@ -468,12 +468,12 @@ mod tests {
         /// arbitrary bytes exercises the body decoders.
         #[test]
         fn arbitrary_bodies_never_panic(
-            which in 0usize..7,
+            which in 0usize..14,
             v in 0i16..20,
             flexible_client in any::<bool>(),
             body in proptest::collection::vec(any::<u8>(), 0..512),
         ) {
-            let keys = [0i16, 1, 2, 3, 18, 19, 20];
+            let keys = [0i16, 1, 2, 3, 18, 19, 20, 17, 36, 29, 30, 31, 50, 51];
             let key = keys[which];
             let (min, max) = protocol::supported(key).unwrap();
             let version = min + v % (max - min + 1);

@@ -381,12 +381,7 @@ pub fn may_init_producer_id(b: &Broker, c: &Conn) -> bool {
     if !b.security.acls_enabled || c.can_cluster(b, op::IDEMPOTENT_WRITE) {
         return true;
     }
-    if b.security
-        .policy
-        .super_users
-        .iter()
-        .any(|s| *s == c.principal)
-    {
+    if b.security.policy.super_users.contains(&c.principal) {
         return true;
     }
     let acls = b.security.store.acls();

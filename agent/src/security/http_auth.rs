@@ -24,12 +24,16 @@ pub const MAX_CACHED: usize = 10_000;
 /// How long a verified credential is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// A verified login: the tag of "user:password", the stored key of the
+/// credential it matched, and when.
+type Verified = (Vec<u8>, Vec<u8>, Instant);
+
 pub struct HttpAuth {
     pub security: Arc<Security>,
     key: hmac::Key,
     /// user -> (tag of "user:password", the credential it was checked
     /// against, when): a changed or deleted credential is never matched.
-    cache: Mutex<HashMap<String, (Vec<u8>, Vec<u8>, Instant)>>,
+    cache: Mutex<HashMap<String, Verified>>,
 }
 
 /// Why a request is refused (401).
