@@ -76,6 +76,21 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let (status, body) = match path {
         "/health" => ("200 OK", "ok\n".to_string()),
         "/metrics" => match auth {
+            None if broker.security.acls_enabled
+                && !broker.security.authorize(
+                    crate::security::ANONYMOUS,
+                    &ip.to_canonical().to_string(),
+                    crate::security::acl::op::DESCRIBE,
+                    crate::security::acl::resource::CLUSTER,
+                    crate::security::acl::CLUSTER_NAME,
+                ) =>
+            {
+                (
+                    "403 Forbidden",
+                    "not authorized (User:ANONYMOUS; set http_authentication = \"basic\")\n"
+                        .to_string(),
+                )
+            }
             None => ("200 OK", metrics(broker)),
             Some(auth) => match auth.authenticate(authorization.as_deref(), ip).await {
                 Ok(principal) => {

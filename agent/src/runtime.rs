@@ -456,10 +456,14 @@ pub async fn serve(
                     &meta,
                     &broker.clock,
                 );
-                if settings.rest_authentication == "basic" {
-                    api = api.with_auth(Arc::new(crate::security::http_auth::HttpAuth::new(
-                        broker.security.clone(),
-                    )));
+                let basic = settings.rest_authentication == "basic";
+                if basic || broker.security.acls_enabled {
+                    api = api.with_auth(
+                        Arc::new(crate::security::http_auth::HttpAuth::new(
+                            broker.security.clone(),
+                        )),
+                        basic,
+                    );
                 }
                 let api = Arc::new(api);
                 Some(tokio::spawn(crate::rest::serve(

@@ -160,6 +160,11 @@ enum Next {
 
 /// The longest raw SASL token (after a SaslHandshake v0) accepted.
 const MAX_RAW_SASL_TOKEN: usize = 64 * 1024;
+/// The largest request of a connection that has not authenticated yet
+/// (Kafka's `sasl.server.max.receive.size`).
+const MAX_UNAUTHENTICATED_REQUEST: usize = 512 * 1024;
+/// Time a SASL connection has to authenticate.
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn read_frame<R: AsyncRead + Unpin>(
     rd: &mut R,
@@ -220,7 +225,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     }
     let mut conn = Conn {
         peer,
-        host: peer_addr.ip().to_string(),
+        host: peer_addr.ip().to_canonical().to_string(),
         principal: session.principal.clone().unwrap_or_default(),
         listener: protocol,
         responses: Arc::new(Semaphore::new(budget)),
@@ -254,9 +259,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     // length-prefixed frames, without a Kafka request around them.
     let mut raw_sasl = false;
     let result = loop {
+        let (limit, wait) = if session.principal.is_none() {
+            (
+                max.min(MAX_UNAUTHENTICATED_REQUEST),
+                idle.min(LOGIN_TIMEOUT),
+            )
+        } else {
+            (max, idle)
+        };
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            f = tokio::time::timeout(idle, read_frame(&mut rd, max, raw_sasl)) => match f {
+            f = tokio::time::timeout(wait, read_frame(&mut rd, limit, raw_sasl)) => match f {
                 Ok(f) => f,
                 Err(_) => break Err(format!("idle for {idle:?} (connections_max_idle)")),
             },

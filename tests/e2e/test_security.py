@@ -311,6 +311,7 @@ def test_kafka_clients_over_sasl_ssl_and_ssl_with_acls(secure):
         acl("TOPIC", "orders", "User:alice", "READ"),
         acl("GROUP", "g1", "User:alice", "READ"),
         acl("GROUP", "kp", "User:alice", "READ"),
+        acl("GROUP", "kc", "User:alice", "READ"),
         acl("TOPIC", "logs-", "User:CN=carol,O=silt-tests", "ALL", pattern="PREFIXED"),
         acl("GROUP", "g2", "User:CN=carol,O=silt-tests", "READ"),
     ]))
@@ -351,18 +352,57 @@ def test_kafka_clients_over_sasl_ssl_and_ssl_with_acls(secure):
     assert p.send("logs-app", value=b"kp-cert", partition=0).get(timeout=60).offset >= 0
     p.close()
 
-    # kcat: SASL_SSL SCRAM-SHA-256, produce then consume.
+    # kcat: SASL_SSL with each mechanism and SSL with a certificate:
+    # produce, consume, and a group consumer.
     kcat = shutil.which("kcat")
     assert kcat, "kcat is not installed"
-    common = ["-b", secure.sasl(), "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanism=SCRAM-SHA-256",
-              "-X", "sasl.username=alice", "-X", f"sasl.password={ALICE_PW}",
-              "-X", f"ssl.ca.location={secure.ca.cert}"]
-    out = subprocess.run([kcat, *common, "-P", "-t", "orders", "-p", "0"], input=b"kcat-1\n",
-                         capture_output=True, timeout=60)
-    assert out.returncode == 0, out.stderr.decode(errors="replace")
-    out = subprocess.run([kcat, *common, "-C", "-t", "orders", "-p", "0", "-o", "-1", "-e", "-f", "%s\n"],
-                         capture_output=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == b"kcat-1", out
+    sasl = lambda mech: ["-b", secure.sasl(), "-X", "security.protocol=SASL_SSL", "-X", f"sasl.mechanism={mech}",
+                         "-X", "sasl.username=alice", "-X", f"sasl.password={ALICE_PW}",
+                         "-X", f"ssl.ca.location={secure.ca.cert}"]
+    cert = ["-b", secure.ssl_addr(), "-X", "security.protocol=SSL", "-X", f"ssl.ca.location={secure.ca.cert}",
+            "-X", f"ssl.certificate.location={secure.carol.cert}", "-X", f"ssl.key.location={secure.carol.key}"]
+    for name, common, topic in [("SCRAM-SHA-256", sasl("SCRAM-SHA-256"), "orders"),
+                                ("SCRAM-SHA-512", sasl("SCRAM-SHA-512"), "orders"),
+                                ("PLAIN", sasl("PLAIN"), "orders"), ("SSL", cert, "logs-app")]:
+        line = f"kcat-{name}".encode()
+        out = subprocess.run([kcat, *common, "-P", "-t", topic, "-p", "0"], input=line + b"\n",
+                             capture_output=True, timeout=60)
+        assert out.returncode == 0, (name, out.stderr.decode(errors="replace"))
+        out = subprocess.run([kcat, *common, "-C", "-t", topic, "-p", "0", "-o", "-1", "-e", "-f", "%s\n"],
+                             capture_output=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == line, (name, out)
+    # A group consumer (kcat -G): once it has its assignment, a record
+    # produced reaches it.
+    group = subprocess.Popen([kcat, *sasl("SCRAM-SHA-512"), "-u", "-G", "kc", "-f", "%s\n", "orders"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        import select
+        deadline, seen, errs = time.monotonic() + 60, b"", b""
+        while b"assigned" not in errs and time.monotonic() < deadline:
+            r, _, _ = select.select([group.stderr], [], [], 1.0)
+            if r:
+                errs += os.read(group.stderr.fileno(), 65536)
+        assert b"assigned" in errs, errs[-2000:]
+        out = subprocess.run([kcat, *sasl("SCRAM-SHA-512"), "-P", "-t", "orders", "-p", "0"],
+                             input=b"kcat-group\n", capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        while b"kcat-group" not in seen and time.monotonic() < deadline + 30:
+            r, _, _ = select.select([group.stdout], [], [], 1.0)
+            if r:
+                seen += os.read(group.stdout.fileno(), 65536)
+    finally:
+        group.terminate()
+        group.communicate(timeout=30)
+    assert b"kcat-group" in seen, seen[-500:]
+
+    # kafka-python's admin client over SASL_SSL.
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    ka = KafkaAdminClient(bootstrap_servers=secure.sasl(), security_protocol="SASL_SSL", ssl_context=ctx,
+                          sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="admin",
+                          sasl_plain_password=ADMIN_PW)
+    ka.create_topics([KNewTopic("kp-admin", 1, 1)])
+    assert "kp-admin" in ka.list_topics()
+    ka.close()
 
     # What alice may not do: Kafka's errors.
     from confluent_kafka import KafkaError, KafkaException
@@ -393,6 +433,18 @@ def test_kafka_clients_over_sasl_ssl_and_ssl_with_acls(secure):
             err = m.error()
     c.close()
     assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
+    # Fetch needs READ: WRITE alone is refused.
+    wait(admin.create_topics([NewTopic("inbox", 1)]))
+    wait(admin.create_acls([acl("TOPIC", "inbox", "User:alice", "WRITE")]))
+    c = Consumer({**alice, "group.id": "g1", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("inbox", 0, 0)])
+    err, deadline = None, time.monotonic() + 30
+    while err is None and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is not None and m.error():
+            err = m.error()
+    c.close()
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
     # A deny wins over her allow; removing it restores her, on both agents.
     wait(admin.create_acls([acl("TOPIC", "orders", "User:alice", "WRITE", perm="DENY")]))
     time.sleep(1.0)
@@ -411,6 +463,17 @@ def test_kafka_clients_over_sasl_ssl_and_ssl_with_acls(secure):
     time.sleep(1.0)
     round_trip_confluent(secure.conf("alice", ALICE_PW, i=1), "orders", "g1", n=2, tag="again-")
 
+    # Deleting her credentials (AdminClient) locks her out.
+    from confluent_kafka.admin import ScramMechanism, UserScramCredentialDeletion
+    for f in admin.alter_user_scram_credentials([
+            UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_512),
+            UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_256)]).values():
+        f.result(timeout=30)
+    time.sleep(1.0)
+    gone = AdminClient({**secure.conf("alice", ALICE_PW, i=1), "socket.timeout.ms": 3000})
+    with pytest.raises(KafkaException):
+        gone.list_topics(timeout=3)
+
 
 def test_bad_credentials_and_certificates_are_refused_and_others_go_on(secure, tmp_path):
     from confluent_kafka import KafkaError
@@ -424,7 +487,11 @@ def test_bad_credentials_and_certificates_are_refused_and_others_go_on(secure, t
         a = AdminClient({**conf, "error_cb": lambda e: errors.append(e)})
         with pytest.raises(Exception):
             a.list_topics(timeout=5)
-        a.poll(1.0)  # serves the error callbacks
+        # Serves the error callbacks; refusals from this address are slowed
+        # down more and more (the throttle), so allow for it.
+        deadline = time.monotonic() + 20
+        while not errors and time.monotonic() < deadline:
+            a.poll(0.5)
         return errors
 
     cases = {
@@ -552,7 +619,7 @@ def test_sessions_expire_and_clients_re_authenticate(tmp_path):
     kafka-python, whose re-authentication fails on its side, has its
     connection closed and goes on over a new one. (That an expired session
     admits nothing but SASL requests is a unit test of the session.)"""
-    s = Secure(tmp_path, {"SILT_CONNECTIONS_MAX_REAUTH": "2s"})
+    s = Secure(tmp_path, {"SILT_CONNECTIONS_MAX_REAUTH": "2s", "SILT_REST_AUTHENTICATION": "none"})
     try:
         s.start()
         from confluent_kafka.admin import NewTopic
@@ -578,6 +645,14 @@ def test_sessions_expire_and_clients_re_authenticate(tmp_path):
         time.sleep(3)
         kp.send("re", value=b"after", partition=0).get(timeout=60)
         kp.close()
+
+        # The HTTP API without authentication, under the authorizer: its
+        # callers are User:ANONYMOUS, who may do nothing here.
+        rec = {"partition_id": 0, "value": {"type": "STRING", "data": "anon"}}
+        status, body, _ = https(s, "POST", "/v3/clusters/silt-sec/topics/re/records", rec)
+        assert status == 403 and json.loads(body)["error_code"] == 40301, body
+        status, body, _ = https(s, "GET", "/v3/clusters/silt-sec/topics")
+        assert status == 200 and json.loads(body)["data"] == [], body
     finally:
         s.c.close()
 

@@ -124,6 +124,11 @@ pub async fn handle(
                     Some(t) => topic
                         .with_topic_id(Uuid::from_bytes(t.id.0))
                         .with_partitions(partitions(&agents, zone, &t.id, t.partitions)),
+                    // Kafka: a topic the principal would have created,
+                    // had it been allowed to.
+                    None if allow_create && !may_create => {
+                        topic.with_error_code(ErrorKind::TopicAuthorizationFailed.code())
+                    }
                     None => topic.with_error_code(ErrorKind::UnknownTopicOrPartition.code()),
                 });
             }

@@ -465,13 +465,7 @@ async fn handle(
             ResponseKind::IncrementalAlterConfigs(resp)
         }
         RequestKind::DescribeCluster(r) => {
-            if !conn.can_cluster(broker, op::DESCRIBE) {
-                return Some(ResponseKind::DescribeCluster(
-                    kafka_protocol::messages::DescribeClusterResponse::default()
-                        .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
-                        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone())),
-                ));
-            }
+            // Kafka serves DescribeCluster to everyone.
             let mut resp = admin::describe_cluster(broker, r).await;
             let brokers = broker.membership.brokers();
             for b in resp.brokers.iter_mut() {

@@ -85,6 +85,9 @@ pub struct Api {
     /// `None`: every caller may do everything (the Lambda function sits
     /// behind IAM instead).
     pub auth: Option<Arc<crate::security::http_auth::HttpAuth>>,
+    /// Whether callers must authenticate (`rest_authentication = "basic"`);
+    /// without, under the authorizer, they are `User:ANONYMOUS`.
+    pub basic: bool,
 }
 
 /// Who is calling, set by the authentication layer.
@@ -123,12 +126,19 @@ impl Api {
             limits,
             next_partition: AtomicU32::new(0),
             auth: None,
+            basic: false,
         }
     }
 
-    /// Requires Basic authentication and the authorizer's yes.
-    pub fn with_auth(mut self, auth: Arc<crate::security::http_auth::HttpAuth>) -> Self {
+    /// The authorizer's yes for every request, and Basic authentication
+    /// if `basic` (else callers are `User:ANONYMOUS`).
+    pub fn with_auth(
+        mut self,
+        auth: Arc<crate::security::http_auth::HttpAuth>,
+        basic: bool,
+    ) -> Self {
         self.auth = Some(auth);
+        self.basic = basic;
         self
     }
 
@@ -431,7 +441,14 @@ async fn authenticate(
     let ip = req
         .extensions()
         .get::<Peer>()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0);
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.to_canonical());
+    if !api.basic {
+        req.extensions_mut().insert(Caller {
+            principal: crate::security::ANONYMOUS.to_string(),
+            host: ip.to_string(),
+        });
+        return next.run(req).await;
+    }
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)

@@ -62,7 +62,15 @@ impl HttpAuth {
         header: Option<&str>,
         ip: IpAddr,
     ) -> Result<String, AuthError> {
+        let owed = self.security.sasl.throttle.penalty(ip);
+        if !owed.is_zero() {
+            tokio::time::sleep(owed).await;
+        }
         let r = self.check(header).await;
+        if r == Err(AuthError::Missing) {
+            // No credentials is a question, not a guess: answered at once.
+            return r;
+        }
         if r.is_err() {
             let delay = self.security.sasl.throttle.failed(ip);
             tracing::info!(%ip, "HTTP authentication failed");
@@ -90,6 +98,8 @@ impl HttpAuth {
             .into_iter()
             .find_map(|m| self.security.store.credential(user, m).map(|c| (m, c)));
         let Some((m, c)) = cred else {
+            // The same work as for a known user: timing does not tell.
+            super::sasl::verify_plain(&self.security.sasl, None, password.to_string()).await;
             return Err(AuthError::Invalid);
         };
         {
@@ -104,19 +114,8 @@ impl HttpAuth {
             }
         }
         let stored = c.stored_key.clone();
-        let password = password.to_string();
-        let ok = {
-            let _permit = self
-                .security
-                .sasl
-                .plain_checks
-                .clone()
-                .acquire_owned()
-                .await;
-            tokio::task::spawn_blocking(move || c.verify_password(m, &password))
-                .await
-                .unwrap_or(false)
-        };
+        let ok = super::sasl::verify_plain(&self.security.sasl, Some((m, c)), password.to_string())
+            .await;
         if !ok {
             return Err(AuthError::Invalid);
         }

@@ -84,6 +84,21 @@ impl Throttle {
         }
     }
 
+    /// The wait owed by `ip` before anything it sends is checked: its
+    /// failures of the last minute beyond five make it wait as long as its
+    /// next failure would, so guesses on many connections at once are
+    /// slowed too, not only their answers.
+    pub fn penalty(&self, ip: IpAddr) -> Duration {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(&ip) {
+            Some((n, at)) if at.elapsed() < FORGET_AFTER && *n > 5 => self
+                .base
+                .saturating_mul(1u32 << (*n - 5).min(16))
+                .min(MAX_FAILURE_DELAY),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Records a failure from `ip`; the delay before answering it: the
     /// base delay (Kafka's `connection.failed.authentication.delay.ms`),
     /// doubled for each failure in the last minute beyond the first five,
@@ -111,6 +126,33 @@ impl Throttle {
             .min(MAX_FAILURE_DELAY)
             .max(self.base)
     }
+}
+
+/// Checks a PLAIN (or HTTP Basic) password against the user's credential
+/// off the request threads, a few at a time; an unknown user costs the
+/// same derivation against a stand-in, so timing does not tell who exists.
+pub async fn verify_plain(
+    ctx: &SaslContext,
+    cred: Option<(Mechanism, super::scram::Credential)>,
+    password: String,
+) -> bool {
+    let known = cred.is_some();
+    let (m, c) = cred.unwrap_or_else(|| {
+        (
+            Mechanism::Sha512,
+            super::scram::Credential {
+                salt: ctx.fake_key[..super::scram::SALT_BYTES].to_vec(),
+                iterations: super::scram::DEFAULT_ITERATIONS,
+                stored_key: vec![0; 64],
+                server_key: vec![0; 64],
+            },
+        )
+    });
+    let _permit = ctx.plain_checks.clone().acquire_owned().await;
+    let ok = tokio::task::spawn_blocking(move || c.verify_password(m, &password))
+        .await
+        .unwrap_or(false);
+    known && ok
 }
 
 /// What the server shares among connections for authentication.
@@ -146,6 +188,9 @@ pub struct Session {
     /// `User:NAME` once authenticated.
     pub principal: Option<String>,
     state: State,
+    /// The mechanism of the first authentication: a re-authentication
+    /// must use it again (KIP-368).
+    mechanism: Option<Mech>,
     /// When the session ends (re-authentication due), if it does.
     pub expires: Option<Instant>,
     authenticate_version: i16,
@@ -162,6 +207,7 @@ impl Session {
         Self {
             principal: None,
             state: State::Start,
+            mechanism: None,
             expires: None,
             authenticate_version: 0,
         }
@@ -188,8 +234,14 @@ impl Session {
         let resp = SaslHandshakeResponse::default().with_mechanisms(offered);
         let mech = Mech::parse(r.mechanism.as_str()).filter(|m| ctx.mechanisms.contains(m));
         match mech {
+            Some(m) if self.mechanism.is_some_and(|first| first != m) => Step::Fail(
+                resp.with_error_code(ResponseError::IllegalSaslState.code())
+                    .into(),
+                Duration::ZERO,
+            ),
             Some(m) if matches!(self.state, State::Start) => {
                 self.state = State::Handshaken(m);
+                self.mechanism = Some(m);
                 Step::Reply(resp.into())
             }
             Some(_) => Step::Fail(
@@ -264,6 +316,10 @@ impl Session {
         ip: IpAddr,
     ) -> Step {
         self.authenticate_version = version;
+        let owed = ctx.throttle.penalty(ip);
+        if !owed.is_zero() {
+            tokio::time::sleep(owed).await;
+        }
         match std::mem::replace(&mut self.state, State::Start) {
             State::Start => Step::Fail(
                 SaslAuthenticateResponse::default()
@@ -287,19 +343,7 @@ impl Session {
                                 let cred = [Mechanism::Sha512, Mechanism::Sha256]
                                     .into_iter()
                                     .find_map(|m| ctx.store.credential(user, m).map(|c| (m, c)));
-                                let verified = match cred {
-                                    Some((m, c)) => {
-                                        let password = password.to_string();
-                                        let _permit =
-                                            ctx.plain_checks.clone().acquire_owned().await;
-                                        tokio::task::spawn_blocking(move || {
-                                            c.verify_password(m, &password)
-                                        })
-                                        .await
-                                        .unwrap_or(false)
-                                    }
-                                    None => false,
-                                };
+                                let verified = verify_plain(ctx, cred, password.to_string()).await;
                                 verified.then(|| user.to_string())
                             }
                             _ => None,
@@ -351,7 +395,8 @@ impl Session {
                     Err(e) => {
                         // The user name is not a secret; the password never
                         // reaches the server.
-                        tracing::info!(%ip, user = %user, mechanism = m.name(), error = %e, "authentication failed");
+                        let user: String = user.chars().take(256).collect();
+                        tracing::info!(%ip, user = ?user, mechanism = m.name(), error = %e, "authentication failed");
                         self.failed(ctx, ip, m.name())
                     }
                 }
@@ -440,6 +485,63 @@ mod tests {
             s.authenticate(&ctx, &bob, 1, ip).await,
             Step::Fail(..)
         ));
+    }
+
+    #[test]
+    fn unknown_mechanisms_and_a_switch_of_mechanism_are_refused() {
+        use silt_coordinator::{EmbeddedStore, MetaStore};
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let ctx = SaslContext {
+            store: crate::security::store::SecurityStore::empty(
+                meta,
+                "c",
+                crate::security::store::Limits {
+                    max_credentials: 1,
+                    max_acls: 1,
+                },
+            ),
+            mechanisms: vec![Mech::Plain, Mech::Scram(Mechanism::Sha512)],
+            max_reauth: Duration::ZERO,
+            throttle: Throttle::new(Duration::ZERO),
+            plain_checks: Arc::new(tokio::sync::Semaphore::new(1)),
+            fake_key: [0; 32],
+        };
+        let hs = |m: &'static str| {
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(m))
+        };
+        let mut s = Session::new();
+        let Step::Fail(kafka_protocol::messages::ResponseKind::SaslHandshake(r), _) =
+            s.handshake(&ctx, &hs("GSSAPI"))
+        else {
+            panic!("GSSAPI accepted")
+        };
+        assert_eq!(r.error_code, ResponseError::UnsupportedSaslMechanism.code());
+        assert_eq!(r.mechanisms.len(), 2, "the offered mechanisms are listed");
+        // Not offered here: SCRAM-SHA-256.
+        assert!(matches!(
+            s.handshake(&ctx, &hs("SCRAM-SHA-256")),
+            Step::Fail(..)
+        ));
+        let mut s = Session::new();
+        assert!(matches!(s.handshake(&ctx, &hs("PLAIN")), Step::Reply(_)));
+        s.state = State::Start;
+        assert!(
+            matches!(s.handshake(&ctx, &hs("SCRAM-SHA-512")), Step::Fail(..)),
+            "a session keeps its mechanism"
+        );
+    }
+
+    #[test]
+    fn an_address_with_recent_failures_waits_before_being_checked() {
+        let t = Throttle::new(Duration::from_millis(100));
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        for _ in 0..5 {
+            t.failed(ip);
+        }
+        assert_eq!(t.penalty(ip), Duration::ZERO, "five failures are free");
+        t.failed(ip);
+        assert_eq!(t.penalty(ip), Duration::from_millis(200));
+        assert_eq!(t.penalty("10.0.0.10".parse().unwrap()), Duration::ZERO);
     }
 
     #[test]

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const MIN_ITERATIONS: u32 = 4096;
 /// Kafka's upper bound (`ScramMechanism.maxIterations`).
 pub const MAX_ITERATIONS: u32 = 16384;
+/// Salt length of the credentials silt makes.
+pub const SALT_BYTES: usize = 32;
+/// The iterations `silt users add` uses unless told otherwise.
+pub const DEFAULT_ITERATIONS: u32 = 8192;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Mechanism {
@@ -137,7 +141,7 @@ impl Credential {
 
     /// From a password, with a fresh random salt (`silt users`).
     pub fn from_password(mech: Mechanism, password: &str, iterations: u32) -> Self {
-        let mut salt = vec![0u8; 32];
+        let mut salt = vec![0u8; SALT_BYTES];
         rand::fill(&mut salt).expect("system randomness");
         let salted = mech.salted_password(password.as_bytes(), &salt, iterations);
         Self::from_salted_password(mech, &salted, &salt, iterations)
@@ -256,7 +260,12 @@ impl ServerFirst {
         let credential = lookup(&user);
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => (mech.mac(fake_key, user.as_bytes()), MIN_ITERATIONS),
+            // Shaped like the credentials `silt users` makes (32-byte salt,
+            // its default iterations), so the reply does not tell.
+            None => (
+                mech.mac(fake_key, user.as_bytes())[..32].to_vec(),
+                DEFAULT_ITERATIONS,
+            ),
         };
         let mut server_nonce = [0u8; 24];
         rand::fill(&mut server_nonce).expect("system randomness");

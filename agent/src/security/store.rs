@@ -40,10 +40,28 @@ struct Snapshot {
     acls: BTreeMap<String, AclBinding>,
     /// The bindings, shared with authorizations in flight.
     acl_list: Arc<Vec<AclBinding>>,
+    /// The revision each key was last seen at (deletes included), so that
+    /// an older event arriving after a newer local write is ignored.
+    revisions: std::collections::HashMap<String, i64>,
 }
+
+/// Keys whose revisions are remembered at most; beyond, the memory is
+/// cleared (an old event can then briefly win a race it would have lost).
+const MAX_REVISIONS: usize = 50_000;
 
 impl Snapshot {
     fn apply(&mut self, layout: &Layout, kv: &KeyValue, put: bool) {
+        if self
+            .revisions
+            .get(&kv.key)
+            .is_some_and(|seen| *seen >= kv.mod_revision)
+        {
+            return;
+        }
+        if self.revisions.len() >= MAX_REVISIONS {
+            self.revisions.clear();
+        }
+        self.revisions.insert(kv.key.clone(), kv.mod_revision);
         if let Some(rest) = kv.key.strip_prefix(&layout.scram_all()) {
             let Some((mech, user)) = rest.split_once('/') else {
                 return;

@@ -139,22 +139,32 @@ impl Reloading {
                 };
                 let now = watcher.files.modified();
                 if signalled || now != seen {
-                    seen = now;
-                    watcher.reload();
+                    // Remembered only once loaded: a half-written file is
+                    // tried again at the next check.
+                    let w = watcher.clone();
+                    if tokio::task::spawn_blocking(move || w.reload())
+                        .await
+                        .unwrap_or(false)
+                    {
+                        seen = now;
+                    }
                 }
             }
         });
         Ok(me)
     }
 
-    pub fn reload(&self) {
+    /// Whether the files were loaded.
+    pub fn reload(&self) -> bool {
         match self.files.load() {
             Ok(c) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = c;
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                true
             }
             Err(e) => {
-                tracing::error!(error = %e, "TLS reload failed; keeping the certificate in use")
+                tracing::error!(error = %e, "TLS reload failed; keeping the certificate in use");
+                false
             }
         }
     }
