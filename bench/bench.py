@@ -5,7 +5,7 @@ S3 server on this machine and writes a report.
     bench/run.sh [--quick] [--s3 moto|seaweedfs]      (the documented entry)
     python3 bench/bench.py [--quick] [--s3 moto|seaweedfs] [--silt-bin PATH]
                            [--tansu-bin PATH] [--out DIR] [--no-docs]
-                           [--phases brokers,compaction,http,lambda,tables]
+                           [--phases brokers,compaction,http,lambda,tables,auth]
 
 What runs (all on 127.0.0.1, ports chosen at run time):
 
@@ -25,9 +25,13 @@ reads before and after `silt jobs run --once --job compaction`), http (HTTP
 produce through `silt agent --rest`, batched requests from keep-alive
 connections, against Kafka produce on the same agent), lambda (the
 `silt-http` function's cold start under `cargo lambda watch --release`
-against metadata of increasing size) and tables (the cleaner on a compacted
-topic of keyed records, and Parquet table export of the same load). Raw S3
-always runs.
+against metadata of increasing size), tables (the cleaner on a compacted
+topic of keyed records, and Parquet table export of the same load) and auth
+(a steady SASL_SSL producer's latency before and during a password-guessing
+attack on the same agent: wrong-password SASL PLAIN attempts over fresh TLS
+connections, by attackers that wait for the delayed failures and by ones
+that do not; the failed-authentication throttle, one attempt per
+connection). Raw S3 always runs.
 
 Results: bench/results/<YYYY-MM-DD_HHMMSS>/{report.md, results.json, *.png,
 logs/}; a full run also regenerates docs/benchmarks.md and docs/bench/*.png.
@@ -104,6 +108,18 @@ FULL = {
     "keyed_records": 5_000_000,  # a few seconds of load: the jobs' intervals are a small part of the times
     "keyed_keys": 10_000,
     "keyed_timeout": 300.0,
+    # Phase "auth": the victim producer's rate (1 KiB records/s), the length
+    # of each of its three windows (baseline, attackers waiting for their
+    # answers, attackers not waiting), the wrong-password attempts across
+    # connections per attack window (at most; the window ends first when the
+    # throttle holds them back), attacker processes × threads (attempts in
+    # flight), and the attempts written at once on one connection.
+    "auth_rate": 1000,
+    "auth_seconds": 15.0,
+    "auth_attempts": 1000,
+    "auth_attack_processes": 4,
+    "auth_attack_threads": 32,
+    "auth_pipeline": 1000,
 }
 QUICK = {
     "partitions": [16],
@@ -127,8 +143,14 @@ QUICK = {
     "keyed_records": 50_000,
     "keyed_keys": 10_000,
     "keyed_timeout": 120.0,
+    "auth_rate": 1000,
+    "auth_seconds": 5.0,
+    "auth_attempts": 200,
+    "auth_attack_processes": 2,
+    "auth_attack_threads": 8,
+    "auth_pipeline": 1000,
 }
-PHASES = ("brokers", "compaction", "http", "lambda", "tables")
+PHASES = ("brokers", "compaction", "http", "lambda", "tables", "auth")
 PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
 CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
 
@@ -436,10 +458,11 @@ def admin_ready(bootstrap: str, timeout: float = 60) -> None:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60,
-                 config: dict | None = None) -> None:
+                 config: dict | None = None, client_conf: dict | None = None) -> None:
+    """`client_conf`: more settings of the admin client (SASL_SSL)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    a = AdminClient({"bootstrap.servers": bootstrap})
+    a = AdminClient({"bootstrap.servers": bootstrap, **(client_conf or {})})
     fut = a.create_topics([NewTopic(topic, partitions, 1, config=config or {})], request_timeout=timeout)[topic]
     fut.result(timeout)
     deadline = time.monotonic() + timeout
@@ -2077,6 +2100,335 @@ FIGURES_TABLES = ("cleaner.seconds", "cleaner.records_removed_per_s", "cleaner.r
                   "live.lag_seconds", "live.files", "live.parquet_per_record_byte")
 
 
+# ------------------------------------------------------------------ authentication under a password-guessing attack
+
+AUTH_CLUSTER = "auth"
+AUTH_PREFIX = "auth"  # s3://silt/auth
+AUTH_ADMIN_PW = "bench-admin-Pw-5d2e"
+AUTH_ALICE_PW = "bench-alice-Pw-81c7"
+AUTH_WRONG_PW = "wrong-Pw-0000"
+# The attackers connect from another loopback address (another host, as an
+# attack would): the agent slows guesses per client address.
+AUTH_ATTACKER_ADDR = "127.0.0.2"
+AUTH_PARTITIONS = 4
+AUTH_WARMUP_S = 3.0  # victim producer running before the baseline window opens
+AUTH_LOGIN_INTERVAL = 0.5  # seconds between two logins of the legitimate-login probe
+AUTH_WINDOWS = (("baseline", "baseline"), ("attack", "attackers waiting"), ("impatient", "attackers not waiting"))
+# Answers grouped in the order they arrived (the throttle counts failures per address).
+THROTTLE_GROUPS = ((1, 5), (6, 10), (11, 20), (21, 50), (51, None))
+AUTH_DELAY_CAP_MS = 5000  # agent/src/security/sasl.rs MAX_FAILURE_DELAY
+AUTH_SAMPLE_S = 0.5  # the agent's CPU and failure counter sampled so often in the windows
+
+
+class SiltAuthAgent(SiltJobsAgent):
+    """`silt agent` on etcd + S3 with a PLAINTEXT listener (the harness's
+    readiness check) and a SASL_SSL one, the ACL authorizer on and `admin` a
+    super user; /metrics open (http_authentication none)."""
+
+    def __init__(self, work, logs, silt_bin, etcd_urls, s3env, server_cert, extra: dict | None = None):
+        super().__init__(work, logs, silt_bin, etcd_urls, s3env, AUTH_CLUSTER, "silt-auth", {})
+        self.sasl_port = stack.free_ports(1)[0]
+        self.extra_env = {
+            "SILT_LISTENERS": f"PLAINTEXT://{self.bootstrap},SASL_SSL://{HOST}:{self.sasl_port}",
+            "SILT_SSL_CERTIFICATE_FILE": str(server_cert.cert),
+            "SILT_SSL_KEY_FILE": str(server_cert.key),
+            "SILT_AUTHORIZER": "acl",
+            # ANONYMOUS: the harness's PLAINTEXT readiness checks and its
+            # /metrics reads (neither is what is measured).
+            "SILT_SUPER_USERS": "User:admin;User:ANONYMOUS",
+            **(extra or {}),
+        }
+
+    @property
+    def sasl_addr(self) -> str:
+        return f"{HOST}:{self.sasl_port}"
+
+    def start(self) -> "SiltAuthAgent":
+        super().start()
+        stack.wait_for(f"{self.name} SASL_SSL listener on {self.sasl_addr}",
+                       lambda: stack.listening(self.sasl_port), 30, self.log_path, [self.proc])
+        return self
+
+
+def silt_user_add(silt_bin: str, etcd_urls: str, cluster: str, name: str, password: str, logs: Path) -> None:
+    """`silt users add NAME` (SCRAM-SHA-512, the password on standard input)."""
+    cmd = [silt_bin, "users", "add", name, "--cluster", cluster, "--etcd", etcd_urls]
+    stack.note(logs / "silt-users.log", shlex.join(cmd))
+    r = subprocess.run(cmd, input=password + "\n", capture_output=True, text=True, timeout=60)
+    with open(logs / "silt-users.log", "a") as f:
+        f.write(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise RuntimeError(f"silt users add {name}: exit {r.returncode}: {r.stderr.strip()[-300:]}")
+
+
+def read_records(path: Path, width: int):
+    """float64 records of `width` values from a loadgen output file."""
+    v = read_lat(path)
+    return v[: len(v) - len(v) % width].reshape(-1, width)
+
+
+def attack_stats(at: list[dict], recs, W: float, waiting: bool) -> dict:
+    """Sums of the attacker processes' results and figures from their
+    per-attempt records (start, connect s, SASL s, outcome)."""
+    import numpy as np
+
+    n = lambda k: sum(x[k] for x in at)
+    ak = {"attempts": n("attempts"), "failed": n("failed"), "accepted": n("accepted"),
+          "gave_up": n("gave_up"), "closed_before_answer": n("closed_before_answer"), "errors": n("errors"),
+          "other_codes": sorted({c for x in at for c in x["other_codes"]}),
+          "first_errors": [e for x in at for e in x["first_errors"]][:5],
+          "connections": n("connections"), "answered_on_connections": n("answered_per_connection"),
+          "max_attempts_per_connection": max((x["max_attempts_per_connection"] for x in at), default=0),
+          "client_cpu_s": n("cpu_s"), "elapsed_s": max((x["elapsed_s"] for x in at), default=0)}
+    # Attempts that count: refused, or (not waiting) given up on.
+    done = recs[np.isin(recs[:, 3], (58, -3) if not waiting else (58,))] if len(recs) else recs
+    if ak["accepted"] or ak["other_codes"]:
+        why = (f"failed: {ak['accepted']} attempts with a wrong password were accepted"
+               if ak["accepted"] else f"failed: unexpected SaslAuthenticate error codes {ak['other_codes']}")
+    elif not len(done):
+        why = ("failed: no attempt was made" + (f"; first: {ak['first_errors'][0]}" if ak["first_errors"] else ""))
+    else:
+        why = None
+    if why:
+        for k in FIGURES_AUTH_ATTACK:
+            ak[k] = why
+        return ak
+    total_ms = (done[:, 1] + done[:, 2]) * 1000.0
+    sasl_ms = done[:, 2] * 1000.0
+    ak["attempts_done"] = int(len(done))
+    # Over the time the attackers were at it: the window, or less when they
+    # made all their attempts before it ended.
+    ak["active_s"] = min(W, float((done[:, 0] + done[:, 1] + done[:, 2]).max() - done[:, 0].min()))
+    ak["attempts_per_s"] = len(done) / ak["active_s"]
+    ak["attempt_p50_ms"], ak["attempt_max_ms"] = pct(total_ms, 50), float(total_ms.max())
+    ak["sasl_p50_ms"] = pct(sasl_ms, 50)
+    ak["connect_p50_ms"] = pct(done[:, 1] * 1000.0, 50)
+    ak["attempts_per_connection"] = ak["answered_on_connections"] / max(1, ak["connections"])
+    ak["attempt_quantiles_ms"] = quantiles(total_ms, 100)
+    if waiting:
+        # The throttle: the answers in the order they arrived, grouped.
+        by_arrival = sasl_ms[np.argsort(done[:, 0] + done[:, 1] + done[:, 2])]
+        groups = []
+        for lo, hi in THROTTLE_GROUPS:
+            part = by_arrival[lo - 1: hi]
+            if len(part):
+                groups.append({"answers": f"{lo}–{lo + len(part) - 1}" if len(part) > 1 else f"{lo}",
+                               "n": int(len(part)), "p50_ms": pct(part, 50), "min_ms": float(part.min()),
+                               "max_ms": float(part.max())})
+        ak["throttle_groups"] = groups
+        ak["at_cap"] = int(np.sum(sasl_ms >= AUTH_DELAY_CAP_MS - 50))
+    return ak
+
+
+def auth_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd_urls: str, s3) -> dict:
+    """Phase "auth": a victim producer (SASL_SSL, SCRAM-SHA-512) at a steady
+    rate through one `silt agent` over three windows of the same length: a
+    baseline; attacker processes making SASL PLAIN attempts with a wrong
+    password over fresh TLS connections, each waiting for its answer (and
+    one connection carrying many attempts written at once); the same
+    attackers not waiting for a delayed failure. Figures per window; nothing
+    here is asserted."""
+    import certs  # localstack/certs.py
+    import numpy as np
+
+    t_start = time.monotonic()
+    W = cfg["auth_seconds"]
+    procs_n, threads = cfg["auth_attack_processes"], cfg["auth_attack_threads"]
+    ca = certs.CertAuthority(work / "auth-pki", name="silt bench CA")
+    server_cert = ca.issue("agent", hosts=[HOST])
+    b = SiltAuthAgent(work, logs, silt_bin, etcd_urls, s3.env("silt", prefix=AUTH_PREFIX), server_cert)
+    delay = os.environ.get("SILT_CONNECTION_FAILED_AUTHENTICATION_DELAY", "100ms (default)")
+    give_up = parse_duration(delay.split()[0]) * 1000.0
+    out: dict = {"broker": "silt agent (etcd + S3)", "record_bytes": RECORD, "partitions": AUTH_PARTITIONS,
+                 "window_seconds": W, "victim_rate": cfg["auth_rate"], "victim_mechanism": "SCRAM-SHA-512",
+                 "attack_mechanism": "PLAIN", "attack_processes": procs_n, "attack_threads": threads,
+                 "attack_in_flight": procs_n * threads, "attempts_planned": cfg["auth_attempts"],
+                 "pipeline_pairs": cfg["auth_pipeline"], "login_interval_s": AUTH_LOGIN_INTERVAL,
+                 "failed_authentication_delay": delay, "give_up_ms": give_up, "notes": []}
+    victim_conf = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                   "sasl.username": "admin", "sasl.password": AUTH_ADMIN_PW, "ssl.ca.location": str(ca.cert)}
+    try:
+        # Users before the agent starts (it loads them at start, then watches them).
+        silt_user_add(silt_bin, etcd_urls, AUTH_CLUSTER, "admin", AUTH_ADMIN_PW, logs)
+        silt_user_add(silt_bin, etcd_urls, AUTH_CLUSTER, "alice", AUTH_ALICE_PW, logs)
+        b.start()
+        log(f"{b.name} up on {b.bootstrap} (PLAINTEXT), {b.sasl_addr} (SASL_SSL) (pid {b.proc['pid']})")
+        topic = "victim"
+        create_topic(b.sasl_addr, topic, AUTH_PARTITIONS, client_conf=victim_conf)
+
+        # One timeline for every process, in epoch seconds: the victim and
+        # the login probe from t1 to t4; attackers that wait for their
+        # answers from t2, attackers that do not from t3.
+        launch = time.time()
+        t1 = launch + AUTH_WARMUP_S
+        t2, t3, t4 = t1 + W, t1 + 2 * W, t1 + 3 * W
+        victim_args = ["produce", "--bootstrap", b.sasl_addr, "--topic", topic,
+                       "--partitions", str(AUTH_PARTITIONS), "--seconds", f"{t4 - launch:.3f}",
+                       "--rate", str(cfg["auth_rate"]), "--size", str(RECORD), "--id", "0",
+                       "--lat-at-out", str(work / "auth-victim.lat"), "--config", "linger.ms=5"]
+        for k, v in victim_conf.items():
+            victim_args += ["--config", f"{k}={v}"]
+        victim = spawn_worker(victim_args, b)
+        common = ["--addr", b.sasl_addr, "--cafile", str(ca.cert), "--mechanism", "PLAIN"]
+        login = spawn_worker(["sasl-attempts", *common, "--user", "admin", "--password", AUTH_ADMIN_PW,
+                              "--threads", "1", "--per-connection", "1", "--interval", str(AUTH_LOGIN_INTERVAL),
+                              "--start-at", f"{t1:.3f}", "--until", f"{t4:.3f}",
+                              "--times-out", str(work / "auth-login.rec")], b)
+        per = [cfg["auth_attempts"] // procs_n + (1 if i < cfg["auth_attempts"] % procs_n else 0)
+               for i in range(procs_n)]
+        kinds = {"attack": (t2, t3, []), "impatient": (t3, t4, ["--give-up", f"{give_up:g}"])}
+        attackers = {kind: [spawn_worker(["sasl-attempts", *common, "--source", AUTH_ATTACKER_ADDR,
+                                          "--user", "alice", "--password", AUTH_WRONG_PW,
+                                          "--threads", str(threads), "--count", str(per[i]),
+                                          "--start-at", f"{a:.3f}", "--until", f"{z:.3f}", "--id", str(i),
+                                          "--times-out", str(work / f"auth-{kind}-{i}.rec"), *extra], b)
+                            for i in range(procs_n)]
+                     for kind, (a, z, extra) in kinds.items()}
+        pipeline = spawn_worker(["sasl-attempts", *common, "--source", AUTH_ATTACKER_ADDR,
+                                 "--user", "alice", "--password", AUTH_WRONG_PW,
+                                 "--pipeline", str(cfg["auth_pipeline"]), "--start-at", f"{t2:.3f}"], b)
+
+        # Agent CPU, machine CPU and the agent's SASL counters at the window edges.
+        # Between them, every AUTH_SAMPLE_S: the agent's CPU and failure
+        # counter, to find when it was busy checking passwords.
+        F = "silt_sasl_authentication_failures_total"
+        marks, samples = {}, []
+        for name, t in (("t1", t1), ("t2", t2), ("t3", t3), ("t4", t4)):
+            while time.time() < t:
+                time.sleep(max(0.0, min(AUTH_SAMPLE_S, t - time.time())))
+                if marks and time.time() < t - 0.05:
+                    samples.append((time.time(), b.cpu(), (b.metrics() or {}).get(F, 0.0)))
+            marks[name] = {"cpu": b.cpu(), "busy": machine_busy(), "m": b.metrics() or {}, "at": time.time()}
+            samples.append((marks[name]["at"], marks[name]["cpu"], marks[name]["m"].get(F, 0.0)))
+            if b.crashed() is not None:
+                raise RuntimeError(f"{b.name} exited {b.crashed()}")
+        v = collect(victim, 300)
+        lg = collect(login, 120)
+        at = {kind: [collect(w, 300) for w in ws] for kind, ws in attackers.items()}
+        pl = collect(pipeline, 120)
+        marks["end"] = {"cpu": b.cpu(), "busy": machine_busy(), "m": b.metrics() or {}, "at": time.time()}
+        out["peak_rss_mib"] = b.note_hwm() / 1024
+
+        # --- the victim and the logins, per window (by send time, by start)
+        lat = read_records(work / "auth-victim.lat", 2)
+        vic = out["victim"] = {"sent": v["sent"], "delivered": v["delivered"],
+                               "failed": v["errors"] + v["undelivered"], "first_errors": v["first_errors"]}
+        out["logins"] = {k: lg[k] for k in ("attempts", "accepted", "failed", "closed_before_answer", "errors",
+                                             "first_errors")}
+        logins = read_records(work / "auth-login.rec", 4)
+        windows = out["windows"] = {}
+        smp = np.array(samples)
+        for name, (ma, mz) in {"baseline": ("t1", "t2"), "attack": ("t2", "t3"), "impatient": ("t3", "t4")}.items():
+            m0, m1 = marks[ma], marks[mz]
+            a, z = m0["at"], m1["at"]
+            ms = lat[(lat[:, 0] >= a) & (lat[:, 0] < z), 1] / 1000.0 if len(lat) else np.zeros(0)
+            li = logins[(logins[:, 0] >= a) & (logins[:, 0] < z)] if len(logins) else np.zeros((0, 4))
+            bt, tt = m1["busy"][0] - m0["busy"][0], m1["busy"][1] - m0["busy"][1]
+            w = {"seconds": z - a, "records": int(len(ms)), "agent_cpu_s": m1["cpu"] - m0["cpu"],
+                 "machine_cpu_busy_pct": 100.0 * bt / tt if tt else float("nan"),
+                 "agent_failures": m1["m"].get(F, 0.0) - m0["m"].get(F, 0.0),
+                 "logins": int(len(li)), "logins_failed": int(np.sum(li[:, 3] != 0)) if len(li) else 0,
+                 "latency_quantiles_ms": quantiles(ms, 100)}
+            w["agent_cpu_pct"] = 100.0 * w["agent_cpu_s"] / w["seconds"]
+            if vic["failed"] or not len(ms):
+                why = (f"failed: {vic['failed']} of {vic['sent']} victim records not delivered"
+                       + (f"; first: {vic['first_errors'][0]}" if vic["first_errors"] else "")
+                       if vic["failed"] else "failed: no victim record sent in the window")
+                for k in ("p50_ms", "p99_ms", "max_ms"):
+                    w[k] = why
+            else:
+                w["records_per_s"] = len(ms) / w["seconds"]
+                w["p50_ms"], w["p99_ms"], w["max_ms"] = pct(ms, 50), pct(ms, 99), float(ms.max())
+            login_ms = (li[:, 1] + li[:, 2]) * 1000.0 if len(li) else np.zeros(0)
+            if w["logins_failed"] or not len(li):
+                w["login_p50_ms"] = w["login_max_ms"] = (
+                    f"failed: {w['logins_failed']} of {w['logins']} logins refused or unanswered" if w["logins"]
+                    else "failed: no login in the window")
+            else:
+                w["login_p50_ms"], w["login_max_ms"] = pct(login_ms, 50), float(login_ms.max())
+                w["logins_over_give_up"] = int(np.sum(login_ms > give_up))
+            # The agent busy with the attack: from the sample before its
+            # failure counter first grew in the window to the one where it
+            # last grew; the victim's records sent meanwhile.
+            inw = smp[(smp[:, 0] >= a - 0.01) & (smp[:, 0] <= z + 0.01)]
+            if len(inw) > 1:
+                rates = np.diff(inw[:, 1]) / np.maximum(np.diff(inw[:, 0]), 1e-3)
+                w["agent_cpu_peak_pct"] = 100.0 * float(rates.max())
+            grew = np.nonzero(np.diff(inw[:, 2]) > 0)[0] if len(inw) > 1 else []
+            if len(grew):
+                c0, c1 = inw[grew[0], 0], inw[grew[-1] + 1, 0]
+                w["checking_s"] = float(c1 - c0)
+                w["checked_per_s"] = float(inw[grew[-1] + 1, 2] - inw[grew[0], 2]) / max(1e-3, c1 - c0)
+                bms = lat[(lat[:, 0] >= c0) & (lat[:, 0] < c1), 1] / 1000.0 if len(lat) else np.zeros(0)
+                w["checking_records"] = int(len(bms))
+                if len(bms) and not vic["failed"]:
+                    w["checking_p50_ms"], w["checking_p99_ms"] = pct(bms, 50), pct(bms, 99)
+                    w["checking_max_ms"] = float(bms.max())
+            windows[name] = w
+
+        # --- the attacks across connections
+        for kind in kinds:
+            recs = [read_records(work / f"auth-{kind}-{i}.rec", 4) for i in range(procs_n)]
+            recs = np.concatenate([r for r in recs if len(r)]) if any(len(r) for r in recs) else np.zeros((0, 4))
+            ak = out[kind] = attack_stats(at[kind], recs, W, waiting=kind == "attack")
+            if is_num(ak.get("attempts_per_s")):
+                extra_cpu = windows[kind]["agent_cpu_s"] - windows["baseline"]["agent_cpu_s"]
+                ak["agent_cpu_s_over_baseline"] = extra_cpu
+                ak["agent_cpu_ms_per_attempt"] = 1000.0 * extra_cpu / max(1.0, windows[kind]["agent_failures"])
+                ak["agent_attempts_per_s"] = windows[kind].get("checked_per_s")
+            if ak["closed_before_answer"] or ak["errors"]:
+                out["notes"].append(f"{kind}: {ak['closed_before_answer']} attempts saw the connection closed before "
+                                    f"an answer and {ak['errors']} failed otherwise"
+                                    + (f"; first: {ak['first_errors'][0]}" if ak["first_errors"] else ""))
+        # --- one connection, attempts written at once
+        out["pipeline"] = pl
+        if pl.get("authenticate_answers", 0) == 0:
+            out["pipeline"]["authenticate_answers"] = (
+                f"failed: no SaslAuthenticate answer on the connection (closed by {pl.get('closed_by')})")
+        # --- the agent's own count, from the start of the attack to the end of the phase
+        me = marks["end"]["m"]
+        if F in me:
+            out["agent_failures_counted"] = me[F] - marks["t2"]["m"].get(F, 0.0)
+        else:
+            out["agent_failures_counted"] = f"failed: {F} not on /metrics"
+        made = (out["attack"]["failed"] + out["impatient"]["failed"] + out["impatient"]["gave_up"]
+                + (pl["authenticate_answers"] if is_num(pl.get("authenticate_answers")) else 0))
+        out["failures_made"] = made
+        if is_num(out["agent_failures_counted"]) and out["agent_failures_counted"] != made:
+            out["notes"].append(f"the agent counted {out['agent_failures_counted']:.0f} failed authentications, "
+                                f"the attackers made {made} attempts that were refused or given up on")
+        for name, w in windows.items():
+            if all(is_num(w.get(k)) for k in ("p50_ms", "p99_ms", "max_ms")):
+                log(f"auth, {name}: victim p50 {w['p50_ms']:.0f} ms p99 {w['p99_ms']:.0f} ms max {w['max_ms']:.0f} ms, "
+                    f"login p50 {fmt(w['login_p50_ms'])} ms, agent CPU {w['agent_cpu_s']:.1f} s, "
+                    f"agent counted {w['agent_failures']:.0f} failures")
+            else:
+                log(f"auth, {name}: victim {w.get('p99_ms')}")
+        for kind in kinds:
+            ak = out[kind]
+            if is_num(ak.get("attempts_per_s")):
+                log(f"auth, {kind}: {ak['attempts']} attempts ({ak['failed']} refused, {ak['gave_up']} given up) over "
+                    f"{ak['connections']} connections, {ak['attempts_per_s']:.1f}/s, per attempt p50 "
+                    f"{ak['attempt_p50_ms']:.0f} ms max {ak['attempt_max_ms']:.0f} ms, at most "
+                    f"{ak['max_attempts_per_connection']} answered per connection")
+            else:
+                log(f"auth, {kind}: {ak.get('attempts_per_s')}")
+        log(f"auth: {pl.get('authenticate_answers')} of {pl.get('pairs_sent')} pipelined attempts answered on one "
+            f"connection; the agent counted {fmt(out['agent_failures_counted'], 0)} failures, the attackers made {made}")
+    finally:
+        kill_workers()
+        b.stop()
+    out["seconds"] = time.monotonic() - t_start
+    return out
+
+
+FIGURES_AUTH_ATTACK = ("attempts_per_s", "attempt_p50_ms", "attempt_max_ms", "attempts_per_connection")
+FIGURES_AUTH = (*(f"windows.{w}.{k}" for w in ("baseline", "attack", "impatient")
+                  for k in ("p50_ms", "p99_ms", "max_ms", "login_p50_ms", "agent_cpu_s")),
+                *(f"{a}.{k}" for a in ("attack", "impatient") for k in FIGURES_AUTH_ATTACK),
+                "attack.max_attempts_per_connection", "pipeline.authenticate_answers", "agent_failures_counted")
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -2624,6 +2976,215 @@ def tables_findings(res: dict) -> list[str]:
 
 
 
+def auth_md(res: dict, heading: str = "###") -> list[str]:
+    au = res.get("auth")
+    if au is None:
+        return []
+    L = [f"{heading} Authentication under a password-guessing attack", ""]
+    if not isinstance(au, dict):
+        return L + [f"The phase did not complete: {au}", ""]
+    W = au["window_seconds"]
+    L.append(f"One `silt agent` on etcd + the S3 server (a cluster and bucket prefix of its own, "
+             f"`s3://silt/{AUTH_PREFIX}`) with a PLAINTEXT listener (the harness's readiness check only) and a "
+             "SASL_SSL listener (TLS, a certificate for 127.0.0.1 from a test CA, `localstack/certs.py`), "
+             "`SILT_AUTHORIZER=acl`, `SILT_SUPER_USERS=User:admin;User:ANONYMOUS` (ANONYMOUS for the harness's PLAINTEXT readiness checks and /metrics reads); users `admin` and `alice` created with "
+             "`silt users add` (SCRAM-SHA-512, 8192 iterations) before it starts. "
+             f"`connection_failed_authentication_delay`: {au['failed_authentication_delay']}: a failed "
+             "authentication is answered after that delay, doubled for each failure from the same address beyond "
+             f"the first five in a minute, at most {AUTH_DELAY_CAP_MS / 1000:.0f} s, and the connection is then "
+             "closed. The victim and the logins connect from 127.0.0.1, the attackers from 127.0.0.2 (another client address, as another host).")
+    L.append("")
+    L.append(f"Victim: `bench/loadgen.py produce`, one process, confluent-kafka over SASL_SSL "
+             f"({au['victim_mechanism']}, user `admin`), acks=all, linger.ms=5, {au['victim_rate']:,} records/s "
+             f"of {au['record_bytes']} bytes into a topic of {au['partitions']} partitions; latency per record "
+             f"from `produce()` to the delivery report, split by send time into three windows of {W:.0f} s each "
+             f"(after {AUTH_WARMUP_S:.0f} s of warm-up). Logins: one more process logs in as `admin` with PLAIN "
+             f"and the right password on a fresh TLS connection every {au['login_interval_s']:g} s through all "
+             "three windows (TCP + TLS + SASL time).")
+    L.append("")
+    L.append(f"Attackers: `bench/loadgen.py sasl-attempts`, {au['attack_processes']} processes × "
+             f"{au['attack_threads']} threads = {au['attack_in_flight']} attempts in flight, a raw Kafka client "
+             "(Python `ssl` + `socket`): SaslHandshake v1 for PLAIN, then SaslAuthenticate v0 with user `alice` "
+             "and a wrong password, each thread trying its next attempt on the same connection and opening a new "
+             f"one only once the agent has closed it; at most {au['attempts_planned']:,} attempts per window, none "
+             "started after it. PLAIN is the costly case for the server: each attempt derives the salted password "
+             "again (PBKDF2, 8192 HMAC-SHA-512 rounds). Second window, *waiting*: each thread waits for its answer. "
+             f"One more connection writes {au['pipeline_pairs']:,} handshake + authenticate pairs at once and "
+             "counts the answers. Third window, *not waiting*: the same attackers give up on an answer after "
+             f"{au['give_up_ms']:.0f} ms (the least delay before a failure is answered), count the attempt as "
+             "failed and reconnect, so that the delay does not hold them. A run where an attempt with the wrong "
+             "password is accepted, a victim record is not delivered or a login is refused is reported as failed.")
+    L.append("")
+    L.append("| window | victim records | p50 ms | p99 ms | max ms | login p50 ms | login max ms | "
+             "failures counted ¹ | agent CPU s | agent CPU | machine busy |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, title in AUTH_WINDOWS:
+        w = au.get("windows", {}).get(name, {})
+        L.append(f"| {title} | {fmt(w.get('records'), 0)} | {fmt(w.get('p50_ms'))} | "
+                 f"{fmt(w.get('p99_ms'))} | {fmt(w.get('max_ms'))} | {fmt(w.get('login_p50_ms'))} | "
+                 f"{fmt(w.get('login_max_ms'))} | {fmt(w.get('agent_failures'), 0)} | {fmt(w.get('agent_cpu_s'))} | "
+                 f"{fmt(w.get('agent_cpu_pct'), 0)} % | {fmt(w.get('machine_cpu_busy_pct'), 0)} % |")
+    L.append("")
+    L.append("¹ growth of the agent's `silt_sasl_authentication_failures_total` (GET /metrics) over the window: "
+             "the failed attempts the agent had checked by its end.")
+    L.append("")
+    L.append(f"While the agent was checking the attackers' passwords (from the {AUTH_SAMPLE_S:g}-s sample before "
+             "its failure counter first grew in the window to the one where it last grew):")
+    L.append("")
+    L.append("| window | checking s | passwords checked/s | victim records | p50 ms | p99 ms | max ms | "
+             f"agent CPU peak ({AUTH_SAMPLE_S:g} s) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, title in AUTH_WINDOWS[1:]:
+        w = au.get("windows", {}).get(name, {})
+        L.append(f"| {title} | {fmt(w.get('checking_s'))} | {fmt(w.get('checked_per_s'))} | "
+                 f"{fmt(w.get('checking_records'), 0)} | {fmt(w.get('checking_p50_ms'))} | "
+                 f"{fmt(w.get('checking_p99_ms'))} | {fmt(w.get('checking_max_ms'))} | "
+                 f"{fmt(w.get('agent_cpu_peak_pct'), 0)} % |")
+    L.append("")
+    ak, ni, pl = au.get("attack", {}), au.get("impatient", {}), au.get("pipeline", {})
+    L.append("| attack | waiting | not waiting |")
+    L.append("|---|---:|---:|")
+    rows = [
+        ("attempts (started in the window)", "attempts", 0),
+        ("… answered SASL_AUTHENTICATION_FAILED", "failed", 0),
+        ("… given up on (no answer in time)", "gave_up", 0),
+        ("… accepted", "accepted", 0),
+        ("… closed unanswered / other errors", None, 0),
+        ("attempts per second (attackers' count, over the seconds they were at it)", "attempts_per_s", 1),
+        ("passwords checked by the agent per second ¹", "agent_attempts_per_s", 1),
+        ("seconds the attackers were at it", "active_s", 1),
+        ("time per attempt (TCP + TLS + SASL), p50 ms", "attempt_p50_ms", 1),
+        ("time per attempt, max ms", "attempt_max_ms", 1),
+        ("TCP + TLS set-up, p50 ms", "connect_p50_ms", 1),
+        ("connections opened", "connections", 0),
+        ("attempts answered per connection, mean / max", None, 2),
+        ("agent CPU ms per attempt, over the baseline window's", "agent_cpu_ms_per_attempt", 1),
+        ("attacker processes' CPU s", "client_cpu_s", 2),
+    ]
+    for title, key, digits in rows:
+        if title.startswith("… closed"):
+            cells = [f"{fmt(x.get('closed_before_answer'), 0)} / {fmt(x.get('errors'), 0)}" for x in (ak, ni)]
+        elif title.startswith("attempts answered per connection"):
+            cells = [f"{fmt(x.get('attempts_per_connection'), 2)} / {fmt(x.get('max_attempts_per_connection'), 0)}"
+                     for x in (ak, ni)]
+        else:
+            cells = [fmt(x.get(key), digits) for x in (ak, ni)]
+        L.append(f"| {title} | {cells[0]} | {cells[1]} |")
+    L.append(f"| answers that waited the {AUTH_DELAY_CAP_MS / 1000:.0f} s cap | {fmt(ak.get('at_cap'), 0)} | — |")
+    L.append(f"| one connection, {fmt(pl.get('pairs_sent'), 0)} pairs written at once: handshake / authenticate "
+             f"answers | {fmt(pl.get('handshake_answers'), 0)} / {fmt(pl.get('authenticate_answers'), 0)} | — |")
+    L.append("")
+    groups = ak.get("throttle_groups") or []
+    if groups:
+        L.append("| waiting: failed attempts, in the order answered | attempts | SASL time p50 ms | min ms | max ms |")
+        L.append("|---|---:|---:|---:|---:|")
+        for g in groups:
+            L.append(f"| {g['answers']} | {g['n']} | {fmt(g['p50_ms'])} | {fmt(g['min_ms'])} | {fmt(g['max_ms'])} |")
+        L.append("")
+        L.append("SASL time: from the SaslHandshake request to the SaslAuthenticate answer (the server's delay "
+                 "and its PBKDF2 check, including any wait for it), without the connection set-up.")
+        L.append("")
+    L.extend(f"- {x}" for x in auth_findings(res))
+    L.append("")
+    return L
+
+
+def auth_findings(res: dict) -> list[str]:
+    """Plain statements computed from the auth phase's figures."""
+    au = res["auth"]
+    ws = au["windows"]
+    wb = ws["baseline"]
+    ak, ni, pl = au["attack"], au["impatient"], au["pipeline"]
+    out = []
+    for name, kind, what in (("attack", ak, "attackers waiting for their answers"),
+                             ("impatient", ni, "attackers not waiting for them")):
+        w = ws[name]
+        if all(is_num(x.get(k)) for x in (wb, w) for k in ("p50_ms", "p99_ms", "max_ms")) and \
+                is_num(kind.get("attempts_per_s")):
+            text = (f"Victim latency with {what}: p99 {fmt(wb['p99_ms'])} ms in the baseline window, "
+                    f"{fmt(w['p99_ms'])} ms under attack ({w['p99_ms'] / wb['p99_ms']:.2f}×); p50 "
+                    f"{fmt(wb['p50_ms'])} → {fmt(w['p50_ms'])} ms; maximum {fmt(wb['max_ms'])} → "
+                    f"{fmt(w['max_ms'])} ms, while they made {kind['attempts']:,} attempts and the agent checked "
+                    f"{w['agent_failures']:,.0f} passwords in the window.")
+            if is_num(w.get("checking_p99_ms")):
+                text += (f" In the {w['checking_s']:.1f} s the agent spent checking them "
+                         f"({fmt(w.get('checked_per_s'))}/s, its CPU up to {fmt(w.get('agent_cpu_peak_pct'), 0)} % of "
+                         f"a core over {AUTH_SAMPLE_S:g} s) the victim's p99 was {fmt(w['checking_p99_ms'])} ms and "
+                         f"its maximum {fmt(w['checking_max_ms'])} ms.")
+            out.append(text)
+    if out:
+        flush = parse_duration(os.environ.get("SILT_FLUSH_INTERVAL", "250ms")) * 1000
+        out.append(f"{au['victim']['delivered']:,} victim records delivered, {au['victim']['failed']} failed. Most of "
+                   f"the victim's latency is its wait for the segment's flush and commit (acks=all, flush interval "
+                   f"{flush:.0f} ms), as in the other phases. These are the bounds measured in this run on this "
+                   "machine, not a guarantee.")
+    if is_num(ak.get("attempts_per_s")):
+        steps = "; ".join(f"answers {x['answers']}: p50 {fmt(x['p50_ms'])} ms" for x in ak.get("throttle_groups", []))
+        out.append(f"The throttle, for attackers that wait: {steps}. {ak['at_cap']} of {ak['attempts_done']} "
+                   f"answered attempts waited the {AUTH_DELAY_CAP_MS / 1000:.0f} s cap. With "
+                   f"{au['attack_in_flight']} attempts in flight they made {ak['attempts_per_s']:.1f} attempts per "
+                   f"second ({ak['attempts_done']} in {au['window_seconds']:.0f} s, of the "
+                   f"{au['attempts_planned']:,} they would have made; {au['attack_in_flight']} in flight / "
+                   f"{AUTH_DELAY_CAP_MS / 1000:.0f} s = {au['attack_in_flight'] / (AUTH_DELAY_CAP_MS / 1000):.1f}/s): "
+                   "each guess is slowed, and more connections in flight buy more guesses.")
+    wi = ws["impatient"]
+    if is_num(ni.get("attempts_per_s")):
+        rate = f"{ni['attempts_per_s']:.1f}/s"
+        if is_num(ak.get("attempts_per_s")):
+            rate += f", {ni['attempts_per_s'] / ak['attempts_per_s']:.0f}× the waiting attackers' rate"
+        text = (f"Attackers that do not wait made {ni['attempts']:,} attempts in the third window"
+                + (f", all they were to make, in {ni['active_s']:.1f} s" if ni["attempts"] >= au["attempts_planned"]
+                   else "")
+                + f" ({rate}; p50 {fmt(ni['attempt_p50_ms'])} ms each), and the agent checked "
+                f"{wi['agent_failures']:,.0f} passwords in the window"
+                + (f" in {wi['checking_s']:.1f} s ({wi['checked_per_s']:.0f}/s)" if is_num(wi.get("checked_per_s"))
+                   else "") + ".")
+        if is_num(wi.get("login_max_ms")):
+            over = wi.get("logins_over_give_up", 0)
+            text += (f" Logins with the right password took p50 {fmt(wi['login_p50_ms'])} ms, at most "
+                     f"{fmt(wi['login_max_ms'])} ms meanwhile, {over} of {wi['logins']} longer than the "
+                     f"{au['give_up_ms']:.0f} ms after which the attackers gave up"
+                     + (": giving up there would have missed no success." if not over else
+                        ": giving up there would miss a success answered that late.")
+                     + " The delay did not hold these attempts back; the agent's checking (and the attackers' own "
+                     "CPU) did.")
+        out.append(text)
+    if is_num(ak.get("attempts_per_connection")):
+        out.append(f"One attempt per connection: the waiting attackers opened {ak['connections']:,} connections and "
+                   f"got at most {ak['max_attempts_per_connection']} answered attempt on any of them (the next "
+                   "attempt on the same connection found it closed)."
+                   + (f" {pl['pairs_sent']:,} handshake + authenticate pairs written at once on one connection "
+                      f"got {pl['handshake_answers']} handshake and {pl['authenticate_answers']} authenticate "
+                      f"answer before the agent closed it ({pl['closed_by']}, "
+                      f"{fmt(pl.get('closed_after_s'), 1)} s after the first byte): the rest was never read."
+                      if is_num(pl.get("authenticate_answers")) else ""))
+    cpu = [(t, ws[n], x) for n, t, x in (("attack", "waiting", ak), ("impatient", "not waiting", ni))
+           if is_num(x.get("agent_cpu_ms_per_attempt"))]
+    if cpu and is_num(wb.get("agent_cpu_s")):
+        out.append(f"Agent CPU: {wb['agent_cpu_s']:.1f} s in the baseline window ({wb['agent_cpu_pct']:.0f} % of a "
+                   "core), " + ", ".join(f"{w['agent_cpu_s']:.1f} s with attackers {t} ({w['agent_cpu_pct']:.0f} %, "
+                                         f"{x['agent_cpu_ms_per_attempt']:.1f} ms more per attempt checked)"
+                                         for t, w, x in cpu)
+                   + f". The machine was {wb['machine_cpu_busy_pct']:.0f} % busy in the baseline window, "
+                   + ", ".join(f"{w['machine_cpu_busy_pct']:.0f} % with attackers {t}" for t, w, _ in cpu)
+                   + "; the attacker processes themselves used "
+                   + " and ".join(f"{x['client_cpu_s']:.2f} CPU seconds ({t})" for t, _, x in cpu)
+                   + f" of the same {res['meta']['nproc']} cores.")
+    lw = [(t, ws[n]) for n, t in AUTH_WINDOWS if is_num(ws[n].get("login_p50_ms"))]
+    if len(lw) == len(AUTH_WINDOWS):
+        out.append("Logins with the right password (PLAIN, a new TLS connection each), p50 / max: "
+                   + "; ".join(f"{t} {fmt(w['login_p50_ms'])} / {fmt(w['login_max_ms'])} ms" for t, w in lw)
+                   + ". None was refused. They come from another address than the attackers' (so no delay of the attackers' is theirs), but a PLAIN check of the "
+                   "right password shares the agent's PBKDF2 work with the attackers' checks.")
+    if is_num(au.get("agent_failures_counted")):
+        out.append(f"The agent's `silt_sasl_authentication_failures_total` grew by "
+                   f"{au['agent_failures_counted']:,.0f} from the start of the second window to the end of the phase; "
+                   f"the attackers made {au['failures_made']:,} attempts that were refused or given up on.")
+    out.extend(au.get("notes", []))
+    return out
+
+
+
 def span(vals, digits: int = 0) -> str:
     """"a–b", or "a" when both ends print the same."""
     lo, hi = f"{min(vals):,.{digits}f}", f"{max(vals):,.{digits}f}"
@@ -2753,8 +3314,8 @@ def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
 
 
 def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
-    """The run's report; without `sections`, the compaction, http, lambda and
-    tables sections are left out (docs/benchmarks.md has them as sections of
+    """The run's report; without `sections`, the compaction, http, lambda,
+    tables and auth sections are left out (docs/benchmarks.md has them as sections of
     their own)."""
     m = res["meta"]
     L = []
@@ -2848,6 +3409,7 @@ def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
         L.extend(http_md(res))
         L.extend(lambda_md(res))
         L.extend(tables_md(res))
+        L.extend(auth_md(res))
     L.append("### What limits these figures")
     L.append("")
     for line in limits_text(res):
@@ -2963,6 +3525,12 @@ def figures_check(res: dict) -> list[str]:
         else:
             bad.extend(f"tables {k}: {dig(tb, k) if dig(tb, k) is not None else tb.get(k.split('.')[0])}"
                        for k in FIGURES_TABLES if not is_num(dig(tb, k)))
+    if "auth" in res:
+        au = res["auth"]
+        if not isinstance(au, dict):
+            bad.append(f"auth: {au}")
+        else:
+            bad.extend(f"auth {k}: {dig(au, k)}" for k in FIGURES_AUTH if not is_num(dig(au, k)))
     return bad
 
 
@@ -3075,6 +3643,7 @@ def main(argv=None) -> int:
         "http_batches": cfg["http_batches"] if "http" in phases else [],
         "lambda_sizes": [list(x) for x in cfg["lambda_sizes"]] if "lambda" in phases else [],
         "keyed_records": cfg["keyed_records"] if "tables" in phases else 0,
+        "auth_seconds": cfg["auth_seconds"] if "auth" in phases else 0,
     }
     if "lambda" in phases:
         v = subprocess.run(["cargo", "lambda", "--version"], capture_output=True, text=True)
@@ -3162,6 +3731,14 @@ def main(argv=None) -> int:
                 res["tables"] = failed(e)
             finally:
                 kill_workers()
+        if "auth" in phases:
+            try:
+                res["auth"] = auth_bench(cfg, work, logs, silt_bin, ",".join(etcd.endpoints), s3)
+            except Exception as e:
+                traceback.print_exc()
+                res["auth"] = failed(e)
+            finally:
+                kill_workers()
     finally:
         kill_workers()
         for b in current:
@@ -3232,6 +3809,7 @@ PHASE_DOCS = {
     "http": "HTTP produce against Kafka produce",
     "lambda": "silt-http Lambda cold start",
     "tables": "Compacted topics and Parquet tables",
+    "auth": "Authentication under a password-guessing attack",
 }
 COMPACTION_DOCS_HEADING = "## " + PHASE_DOCS["compaction"]
 
@@ -3268,6 +3846,8 @@ def phase_docs_section(res: dict, phase: str) -> str:
         body += http_md(res, "")[2:]
     elif phase == "tables":
         body += tables_md(res, "")[2:]
+    elif phase == "auth":
+        body += auth_md(res, "")[2:]
     else:
         body += lambda_md(res, "")[2:]
     return "\n".join(body).rstrip("\n") + "\n"
@@ -3324,8 +3904,8 @@ S3 server, drives every broker with the same librdkafka-based load generator
 and writes `bench/results/<date>/report.md`, `results.json` and the plots.
 The sections after "Latest run" are the other phases (cold reads before and
 after compaction, HTTP produce against Kafka produce, the `silt-http` Lambda
-function's cold start, the cleaner and table export), each as its last run
-left it:
+function's cold start, the cleaner and table export, authentication under a
+password-guessing attack), each as its last run left it:
 
 ```sh
 {m['command']}
@@ -3333,7 +3913,7 @@ bench/run.sh --quick        # the under-3-minute smoke run CI uses (no docs upda
 bench/run.sh --phases http,lambda   # those phases alone: rewrites only their sections
 ```
 
-Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables`,
+Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables,auth`,
 `SILT_BIN=/path/to/silt` (default `$CARGO_TARGET_DIR/release/silt`, built
 with `cargo build --release -p silt-agent` when missing),
 `SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS` (load generator processes,

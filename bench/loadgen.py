@@ -12,6 +12,10 @@ code and client settings (confluent-kafka, i.e. librdkafka).
                        [--timeout S] [--lat-out FILE]
     loadgen.py http-produce --url http://HOST:PORT --path /v3/clusters/C/topics/T/records
                        --batch B --threads N --seconds S [--size 1024] [--lat-out FILE]
+    loadgen.py sasl-attempts --addr HOST:PORT --cafile CA --user U --password P
+                       [--threads N] [--count N] [--start-at T] [--until T]
+                       [--per-connection N] [--interval S] [--give-up MS] [--pipeline N]
+                       [--times-out FILE]
 
 Each prints one JSON line with its counts and times on stdout. Latencies (in
 microseconds, float64) go to --lat-out as raw native doubles.
@@ -36,6 +40,30 @@ its answer before sending the next. Latency is per request (send to the last
 byte of the answer, which comes after the commit). A request counts as
 delivered only if its status is 200 and every one of its B delivery reports
 has error_code 200; anything else is counted as failed.
+
+produce --config KEY=VALUE (repeatable) adds librdkafka settings (e.g.
+SASL_SSL); --lat-at-out FILE writes (send time in epoch seconds, latency in
+µs) pairs of float64, so that the latencies can be split by time window.
+
+sasl-attempts makes SASL PLAIN authentication attempts over TLS with a raw
+Kafka client (python ssl + socket, no library): SaslHandshake v1 for PLAIN,
+then SaslAuthenticate v0 with "\\0USER\\0PASSWORD". N threads, each with one
+attempt in flight; after an answer a thread tries the next attempt on the same
+connection and opens a new one only once the server has closed it, so the
+attempts answered per connection are counted. --count attempts in all (0: no
+limit), none started before --start-at or after --until (epoch seconds);
+--interval S: a thread waits S seconds between attempts; --per-connection N:
+at most N attempts on one connection (1: a fresh connection each time);
+--give-up MS: an attacker that does not wait for a delayed failure: with no
+SaslAuthenticate answer in MS milliseconds it closes the connection and
+counts the attempt as failed.
+--pipeline N instead writes N handshake + authenticate pairs on one
+connection at once and counts the answers until the server closes it.
+--times-out gets one record of 4 float64 per attempt: start (epoch s),
+connection set-up s (TCP + TLS; 0 on a reused connection), s from the
+handshake to the authenticate answer, outcome (the SaslAuthenticate
+error_code: 0 accepted, 58 SASL_AUTHENTICATION_FAILED; -1 the connection
+closed before an answer; -2 another error; -3 given up, --give-up).
 """
 
 from __future__ import annotations
@@ -47,6 +75,8 @@ import http.client
 import json
 import os
 import resource
+import socket
+import ssl
 import struct
 import sys
 import threading
@@ -94,16 +124,25 @@ def produce(args) -> dict:
         if err is not None:
             errors.append(str(err))
 
+    lat_at = array.array("d")
+    unpack = HEADER.unpack_from
+
     def on_delivery(err, msg):
         if err is not None:
             errors.append(str(err))
             return
         # librdkafka's own measure: produce() call to acknowledgement.
         lat.append(msg.latency() * 1e6)
+        if args.lat_at_out:
+            lat_at.append(unpack(msg.value())[0] / 1e9)
+            lat_at.append(msg.latency() * 1e6)
 
     conf = dict(PRODUCER_CONFIG)
     conf["bootstrap.servers"] = args.bootstrap
     conf["client.id"] = f"bench-producer-{args.id}"
+    for kv in args.config:
+        k, _, v = kv.partition("=")
+        conf[k] = v
     if args.rate <= 0:
         # Flat out: delivery reports only for errors, to keep Python's cost
         # per message minimal.
@@ -190,6 +229,9 @@ def produce(args) -> dict:
     if args.lat_out:
         with open(args.lat_out, "wb") as f:
             lat.tofile(f)
+    if args.lat_at_out:
+        with open(args.lat_at_out, "wb") as f:
+            lat_at.tofile(f)
     delivered = sent - left - len(errors)
     key_bytes = len(b"key-%06d" % 0) if args.keys > 0 else 0
     return {
@@ -387,6 +429,256 @@ def http_produce(args) -> dict:
     }
 
 
+# ------------------------------------------------------------------ SASL attempts (raw Kafka protocol)
+
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+
+
+class Closed(Exception):
+    """The server closed the connection."""
+
+
+def kafka_request(api_key: int, version: int, corr: int, body: bytes, client_id: bytes = b"bench-sasl") -> bytes:
+    """A Kafka request frame with a v1 request header (int16 api key, int16
+    version, int32 correlation id, nullable string client id)."""
+    msg = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id + body
+    return struct.pack(">i", len(msg)) + msg
+
+
+def sasl_pair(mechanism: str, auth: bytes, corr: int) -> tuple[bytes, bytes]:
+    """SaslHandshake v1 (string mechanism) and SaslAuthenticate v0 (bytes)."""
+    m = mechanism.encode()
+    return (kafka_request(SASL_HANDSHAKE, 1, corr, struct.pack(">h", len(m)) + m),
+            kafka_request(SASL_AUTHENTICATE, 0, corr + 1, struct.pack(">i", len(auth)) + auth))
+
+
+def recv_exact(sock, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(n - len(buf))
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError, BrokenPipeError) as e:
+            raise Closed(type(e).__name__) from None
+        if not chunk:
+            raise Closed("EOF")
+        buf += chunk
+    return buf
+
+
+def read_response(sock) -> tuple[int, bytes]:
+    """(correlation id, body) of one response (v0 response header)."""
+    size, = struct.unpack(">i", recv_exact(sock, 4))
+    data = recv_exact(sock, size)
+    return struct.unpack_from(">i", data)[0], data[4:]
+
+
+def tls_connect(host: str, port: int, ctx: ssl.SSLContext, timeout: float, source: str | None = None):
+    raw = socket.create_connection((host, port), timeout=timeout,
+                                   source_address=(source, 0) if source else None)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return ctx.wrap_socket(raw, server_hostname=host)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def sasl_attempts(args) -> dict:
+    host, _, port = args.addr.rpartition(":")
+    port = int(port)
+    ctx = ssl.create_default_context(cafile=args.cafile)
+    auth = b"\0" + args.user.encode() + b"\0" + args.password.encode()
+    if args.start_at:
+        time.sleep(max(0.0, args.start_at - time.time()))
+    start = time.monotonic()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    if args.pipeline:
+        return sasl_pipeline(args, host, port, ctx, auth, start, ru0)
+    until = args.until or float("inf")
+    lock = threading.Lock()
+    rec = array.array("d")
+    per_conn: list[int] = []
+    errors: list[str] = []
+    started = [0]
+
+    def err(why: str) -> None:
+        with lock:
+            if len(errors) < 5:
+                errors.append(why[:300])
+
+    def worker(thread: int) -> None:
+        sock = None
+        on_conn = 0
+        corr = 0
+        mine = array.array("d")
+        counts = []
+        first = True
+        while True:
+            if time.time() >= until:
+                break
+            with lock:
+                if args.count and started[0] >= args.count:
+                    break
+                started[0] += 1
+            if args.interval and not first:
+                time.sleep(args.interval)
+                if time.time() >= until:
+                    break
+            first = False
+            while True:  # until the attempt is made (a reused connection may turn out closed)
+                t0 = time.time()
+                connect_s = 0.0
+                fresh = sock is None
+                if fresh:
+                    try:
+                        sock = tls_connect(host, port, ctx, args.timeout, args.source)
+                    except (OSError, ssl.SSLError) as e:
+                        err(f"connect: {type(e).__name__}: {e}")
+                        mine.extend((t0, time.time() - t0, 0.0, -2.0))
+                        sock = None
+                        time.sleep(0.05)
+                        break
+                    connect_s = time.time() - t0
+                    on_conn = 0
+                t1 = time.time()
+                hs, au = sasl_pair(args.mechanism, auth, corr)
+                corr += 2
+                try:
+                    sock.sendall(hs)
+                    _, body = read_response(sock)
+                    code, = struct.unpack_from(">h", body)
+                    if code != 0:
+                        raise RuntimeError(f"SaslHandshake error_code {code}")
+                    sock.sendall(au)
+                    if args.give_up:
+                        sock.settimeout(args.give_up / 1000.0)
+                    try:
+                        _, body = read_response(sock)
+                    except (socket.timeout, TimeoutError):
+                        if not args.give_up:
+                            raise
+                        # No answer in time: taken as a failure, not waited for.
+                        mine.extend((t0, connect_s, time.time() - t1, -3.0))
+                        sock.close()
+                        sock = None
+                        counts.append(on_conn)
+                        break
+                    code, = struct.unpack_from(">h", body)
+                except (Closed, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
+                        ssl.SSLZeroReturnError) as e:
+                    sock.close()
+                    sock = None
+                    if not fresh:
+                        # The server closed the connection after the last
+                        # answer: this attempt needs a new one.
+                        counts.append(on_conn)
+                        continue
+                    counts.append(0)
+                    err(f"closed before an answer: {e}")
+                    mine.extend((t0, connect_s, time.time() - t1, -1.0))
+                    break
+                except (OSError, RuntimeError, struct.error) as e:
+                    err(f"{type(e).__name__}: {e}")
+                    mine.extend((t0, connect_s, time.time() - t1, -2.0))
+                    sock.close()
+                    sock = None
+                    counts.append(on_conn)
+                    break
+                mine.extend((t0, connect_s, time.time() - t1, float(code)))
+                on_conn += 1
+                if on_conn >= args.per_connection:
+                    sock.close()
+                    sock = None
+                    counts.append(on_conn)
+                break
+        if sock is not None:
+            sock.close()
+            counts.append(on_conn)
+        with lock:
+            rec.extend(mine)
+            per_conn.extend(counts)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = time.monotonic()
+    if args.times_out:
+        with open(args.times_out, "wb") as f:
+            rec.tofile(f)
+    codes = [int(rec[i + 3]) for i in range(0, len(rec), 4)]
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "attempts": len(codes),
+        "accepted": codes.count(0),
+        "failed": codes.count(58),
+        "closed_before_answer": codes.count(-1),
+        "errors": codes.count(-2),
+        "gave_up": codes.count(-3),
+        "other_codes": sorted({c for c in codes if c not in (0, 58, -1, -2, -3)}),
+        "connections": len(per_conn),
+        "max_attempts_per_connection": max(per_conn, default=0),
+        "answered_per_connection": sum(per_conn),
+        "first_errors": errors,
+        "elapsed_s": done - start,
+        "cpu_s": (ru.ru_utime + ru.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+    }
+
+
+def sasl_pipeline(args, host, port, ctx, auth, start, ru0) -> dict:
+    """--pipeline N: N handshake + authenticate pairs written at once on one
+    connection; the answers read until the server closes it."""
+    sock = tls_connect(host, port, ctx, args.timeout, args.source)
+    frames = b"".join(b"".join(sasl_pair(args.mechanism, auth, 2 * i)) for i in range(args.pipeline))
+    sent_error = None
+
+    def send() -> None:
+        nonlocal sent_error
+        try:
+            sock.sendall(frames)
+        except (OSError, ssl.SSLError) as e:
+            sent_error = f"{type(e).__name__}: {e}"
+
+    # Written from another thread: the server stops reading after the first
+    # failure, and a write blocked on a full socket buffer must not keep the
+    # answers from being read.
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    handshakes, auth_codes, how = 0, [], "EOF"
+    t0 = time.time()
+    first_answer_s = None
+    try:
+        while True:
+            corr, body = read_response(sock)
+            if corr % 2 == 0:
+                handshakes += 1
+            else:
+                auth_codes.append(struct.unpack_from(">h", body)[0])
+                first_answer_s = first_answer_s or time.time() - t0
+    except Closed as e:
+        how = str(e)
+    except (OSError, ssl.SSLError) as e:
+        how = f"{type(e).__name__}: {e}"
+    closed_s = time.time() - t0
+    sock.close()
+    t.join(5)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "pairs_sent": args.pipeline,
+        "bytes_sent": len(frames),
+        "send_error": sent_error,
+        "handshake_answers": handshakes,
+        "authenticate_answers": len(auth_codes),
+        "authenticate_codes": sorted(set(auth_codes)),
+        "closed_by": how,
+        "first_answer_s": first_answer_s,
+        "closed_after_s": closed_s,
+        "elapsed_s": time.monotonic() - start,
+        "cpu_s": (ru.ru_utime + ru.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -405,6 +697,9 @@ def main(argv=None) -> int:
                     help="flat out only: K keys in turn, each always to the partition key index %% N (0 = no keys)")
     pp.add_argument("--random-values", action="store_true",
                     help="random bytes after the 16-byte header instead of zeros")
+    pp.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                    help="a librdkafka setting added to the producer's (repeatable)")
+    pp.add_argument("--lat-at-out", help="(send time epoch s, latency µs) float64 pairs")
     cp = sub.add_parser("consume")
     cp.add_argument("--bootstrap", required=True)
     cp.add_argument("--topic", required=True)
@@ -424,8 +719,30 @@ def main(argv=None) -> int:
     hp.add_argument("--size", type=int, default=1024)
     hp.add_argument("--id", type=int, default=0)
     hp.add_argument("--lat-out")
+    sp = sub.add_parser("sasl-attempts")
+    sp.add_argument("--addr", required=True, help="HOST:PORT of a SASL_SSL listener")
+    sp.add_argument("--cafile", required=True, help="CA certificate (PEM) of the server's certificate")
+    sp.add_argument("--user", required=True)
+    sp.add_argument("--password", required=True)
+    sp.add_argument("--mechanism", default="PLAIN")
+    sp.add_argument("--threads", type=int, default=1, help="attempts in flight (one connection each)")
+    sp.add_argument("--count", type=int, default=0, help="attempts in all (0: until --until)")
+    sp.add_argument("--start-at", type=float, default=0.0, help="epoch seconds of the first attempt")
+    sp.add_argument("--until", type=float, default=0.0, help="epoch seconds: no attempt started after")
+    sp.add_argument("--per-connection", type=int, default=1_000_000, help="attempts on one connection at most")
+    sp.add_argument("--interval", type=float, default=0.0, help="seconds between a thread's attempts")
+    sp.add_argument("--pipeline", type=int, default=0, help="N pairs written at once on one connection")
+    sp.add_argument("--give-up", type=float, default=0.0,
+                    help="ms to wait for the SaslAuthenticate answer before closing the connection and "
+                         "counting the attempt as failed (0: wait)")
+    sp.add_argument("--timeout", type=float, default=60.0, help="socket timeout, seconds")
+    sp.add_argument("--id", type=int, default=0)
+    sp.add_argument("--source", default=None,
+                    help="source IP address of the connections (another loopback address: another host)")
+    sp.add_argument("--times-out")
     args = ap.parse_args(argv)
-    result = {"produce": produce, "consume": consume, "http-produce": http_produce}[args.cmd](args)
+    result = {"produce": produce, "consume": consume, "http-produce": http_produce,
+              "sasl-attempts": sasl_attempts}[args.cmd](args)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The silt benchmark, one command:
 #
-#   bench/run.sh [--quick] [--s3 moto|seaweedfs] [--phases brokers,compaction,http,lambda,tables]
+#   bench/run.sh [--quick] [--s3 moto|seaweedfs] [--phases brokers,compaction,http,lambda,tables,auth]
 #
 # Starts an S3-compatible server, etcd, silt (agent and dev) and tansu on
 # 127.0.0.1, measures them and writes bench/results/<YYYY-MM-DD_HHMMSS>/
@@ -25,7 +25,7 @@ s3=moto
 for a in "$@"; do
     if [ "$a" = "seaweedfs" ] || [ "$a" = "--s3=seaweedfs" ]; then s3=seaweedfs; fi
 done
-phases="brokers,compaction,http,lambda,tables"
+phases="brokers,compaction,http,lambda,tables,auth"
 prev=""
 for a in "$@"; do
     case "$a" in --phases=*) phases="${a#--phases=}" ;; esac

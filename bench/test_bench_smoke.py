@@ -5,7 +5,7 @@ It asserts only that each figure is present and numeric (or marked "n/a" for
 a reason that holds by design, e.g. a memory broker has no object store), that
 the report and plots exist, and that nothing the run started is left running
 (the Lambda emulator's function instances included). The quick run includes
-the http, lambda and tables phases; the lambda phase needs cargo-lambda and
+the http, lambda, tables and auth phases; the lambda phase needs cargo-lambda and
 the silt-http function built in the silt binary's profile (bench/run.sh builds
 it, a no-op when fresh: with the debug silt, the test suite has built it
 already).
@@ -53,6 +53,27 @@ def descendants() -> set[int]:
                 out.add(pid)
                 break
     return out
+
+
+def check_auth(res: dict) -> None:
+    """Authentication under a password-guessing attack: every figure, the
+    victim's records all delivered and every login accepted, no wrong
+    password accepted, at most one attempt answered per connection (also
+    when many are written at once), and the agent counted the failures it
+    answered."""
+    au = res["auth"]
+    assert isinstance(au, dict), au
+    for k in bench.FIGURES_AUTH:
+        assert numeric(bench.dig(au, k)), (k, bench.dig(au, k))
+    assert au["victim"]["failed"] == 0 and au["victim"]["delivered"] == au["victim"]["sent"] > 0, au["victim"]
+    for w in au["windows"].values():
+        assert w["records"] > 0 and w["logins"] > 0 and w["logins_failed"] == 0, w
+    a, ni = au["attack"], au["impatient"]
+    assert a["accepted"] == 0 and ni["accepted"] == 0, (a, ni)
+    assert a["failed"] > 0 and a["max_attempts_per_connection"] == 1, a
+    assert ni["attempts"] > 0 and ni["max_attempts_per_connection"] <= 1, ni
+    assert au["pipeline"]["authenticate_answers"] == 1, au["pipeline"]
+    assert au["agent_failures_counted"] >= a["failed"] + ni["failed"], au["agent_failures_counted"]
 
 
 def test_quick_run_produces_every_figure(tmp_path):
@@ -155,6 +176,8 @@ def test_quick_run_produces_every_figure(tmp_path):
         assert r["rows"] >= tb["records"] and r["files"] > 0 and r["parquet_bytes"] > 0, (variant, r)
         assert r["files_listed"] == r["files"], (variant, r)
 
+    check_auth(res)
+
     # Every target has a verdict line; the report and plots were written.
     assert len(res["targets"]) >= 5
     report = (out / "report.md").read_text()
@@ -163,6 +186,7 @@ def test_quick_run_produces_every_figure(tmp_path):
     assert "### HTTP produce against Kafka produce" in report
     assert "### silt-http Lambda cold start" in report
     assert "### Compacted topics and Parquet tables" in report
+    assert "### Authentication under a password-guessing attack" in report
     for png in ("latency_cdf.png", "throughput_by_partitions.png"):
         assert (out / png).stat().st_size > 1000, png
     assert proc.returncode == 0, text[-3000:]
