@@ -60,6 +60,41 @@ fn message(kind: ErrorKind) -> Option<StrBytes> {
     }))
 }
 
+/// Takes out of `items` those `check` refuses; their answers, made by
+/// `deny`.
+fn split<T, R>(
+    items: &mut Vec<T>,
+    check: impl Fn(&T) -> Result<(), ErrorKind>,
+    deny: impl Fn(T, ErrorKind) -> R,
+) -> Vec<R> {
+    let mut denied = Vec::new();
+    for item in std::mem::take(items) {
+        match check(&item) {
+            Ok(()) => items.push(item),
+            Err(kind) => denied.push(deny(item, kind)),
+        }
+    }
+    denied
+}
+
+/// A check that `operation` on the group `name` is allowed.
+fn group_check(b: &Broker, c: &Conn, operation: i8, name: &str) -> Result<(), ErrorKind> {
+    if c.can_group(b, operation, name) {
+        Ok(())
+    } else {
+        Err(GROUP_DENIED)
+    }
+}
+
+/// A check that `operation` on the topic `name` is allowed.
+fn topic_check(b: &Broker, c: &Conn, operation: i8, name: &str) -> Result<(), ErrorKind> {
+    if c.can_topic(b, operation, name) {
+        Ok(())
+    } else {
+        Err(TOPIC_DENIED)
+    }
+}
+
 pub fn create_topics(
     b: &Broker,
     c: &Conn,
@@ -68,21 +103,18 @@ pub fn create_topics(
     if c.can_cluster(b, op::CREATE) {
         return Vec::new();
     }
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
-        .into_iter()
-        .partition(|t| c.can_topic(b, op::CREATE, t.name.0.as_str()));
-    req.topics = ok;
-    denied
-        .into_iter()
-        .map(|t| {
+    split(
+        &mut req.topics,
+        |t| topic_check(b, c, op::CREATE, t.name.0.as_str()),
+        |t, _| {
             CreatableTopicResult::default()
                 .with_name(t.name)
                 .with_error_code(TOPIC_DENIED.code())
                 .with_error_message(message(TOPIC_DENIED))
                 .with_num_partitions(-1)
                 .with_replication_factor(-1)
-        })
-        .collect()
+        },
+    )
 }
 
 pub fn delete_topics(
@@ -133,19 +165,16 @@ pub fn create_partitions(
     c: &Conn,
     req: &mut CreatePartitionsRequest,
 ) -> Vec<CreatePartitionsTopicResult> {
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
-        .into_iter()
-        .partition(|t| c.can_topic(b, op::ALTER, t.name.0.as_str()));
-    req.topics = ok;
-    denied
-        .into_iter()
-        .map(|t| {
+    split(
+        &mut req.topics,
+        |t| topic_check(b, c, op::ALTER, t.name.0.as_str()),
+        |t, _| {
             CreatePartitionsTopicResult::default()
                 .with_name(t.name)
                 .with_error_code(TOPIC_DENIED.code())
                 .with_error_message(message(TOPIC_DENIED))
-        })
-        .collect()
+        },
+    )
 }
 
 pub fn delete_records(
@@ -153,13 +182,10 @@ pub fn delete_records(
     c: &Conn,
     req: &mut DeleteRecordsRequest,
 ) -> Vec<DeleteRecordsTopicResult> {
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
-        .into_iter()
-        .partition(|t| c.can_topic(b, op::DELETE, t.name.0.as_str()));
-    req.topics = ok;
-    denied
-        .into_iter()
-        .map(|t| {
+    split(
+        &mut req.topics,
+        |t| topic_check(b, c, op::DELETE, t.name.0.as_str()),
+        |t, _| {
             DeleteRecordsTopicResult::default()
                 .with_name(t.name)
                 .with_partitions(
@@ -173,8 +199,8 @@ pub fn delete_records(
                         })
                         .collect(),
                 )
-        })
-        .collect()
+        },
+    )
 }
 
 pub fn list_offsets(
@@ -182,13 +208,10 @@ pub fn list_offsets(
     c: &Conn,
     req: &mut ListOffsetsRequest,
 ) -> Vec<ListOffsetsTopicResponse> {
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
-        .into_iter()
-        .partition(|t| c.can_topic(b, op::DESCRIBE, t.name.0.as_str()));
-    req.topics = ok;
-    denied
-        .into_iter()
-        .map(|t| {
+    split(
+        &mut req.topics,
+        |t| topic_check(b, c, op::DESCRIBE, t.name.0.as_str()),
+        |t, _| {
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(
@@ -203,8 +226,8 @@ pub fn list_offsets(
                         })
                         .collect(),
                 )
-        })
-        .collect()
+        },
+    )
 }
 
 pub fn offset_for_leader_epoch(
@@ -212,13 +235,10 @@ pub fn offset_for_leader_epoch(
     c: &Conn,
     req: &mut OffsetForLeaderEpochRequest,
 ) -> Vec<OffsetForLeaderTopicResult> {
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.topics)
-        .into_iter()
-        .partition(|t| c.can_topic(b, op::DESCRIBE, t.topic.0.as_str()));
-    req.topics = ok;
-    denied
-        .into_iter()
-        .map(|t| {
+    split(
+        &mut req.topics,
+        |t| topic_check(b, c, op::DESCRIBE, t.topic.0.as_str()),
+        |t, _| {
             OffsetForLeaderTopicResult::default()
                 .with_topic(t.topic)
                 .with_partitions(
@@ -233,8 +253,8 @@ pub fn offset_for_leader_epoch(
                         })
                         .collect(),
                 )
-        })
-        .collect()
+        },
+    )
 }
 
 /// The check for one config resource, and its error.
@@ -260,26 +280,25 @@ pub fn describe_configs(
     c: &Conn,
     req: &mut DescribeConfigsRequest,
 ) -> Vec<DescribeConfigsResult> {
-    let mut denied = Vec::new();
-    for r in std::mem::take(&mut req.resources) {
-        match config_allowed(
-            b,
-            c,
-            r.resource_type,
-            r.resource_name.as_str(),
-            op::DESCRIBE_CONFIGS,
-        ) {
-            Ok(()) => req.resources.push(r),
-            Err(kind) => denied.push(
-                DescribeConfigsResult::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-                    .with_error_code(kind.code())
-                    .with_error_message(message(kind)),
-            ),
-        }
-    }
-    denied
+    split(
+        &mut req.resources,
+        |r| {
+            config_allowed(
+                b,
+                c,
+                r.resource_type,
+                r.resource_name.as_str(),
+                op::DESCRIBE_CONFIGS,
+            )
+        },
+        |r, kind| {
+            DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(kind.code())
+                .with_error_message(message(kind))
+        },
+    )
 }
 
 pub fn alter_configs(
@@ -287,26 +306,25 @@ pub fn alter_configs(
     c: &Conn,
     req: &mut AlterConfigsRequest,
 ) -> Vec<AlterConfigsResourceResponse> {
-    let mut denied = Vec::new();
-    for r in std::mem::take(&mut req.resources) {
-        match config_allowed(
-            b,
-            c,
-            r.resource_type,
-            r.resource_name.as_str(),
-            op::ALTER_CONFIGS,
-        ) {
-            Ok(()) => req.resources.push(r),
-            Err(kind) => denied.push(
-                AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-                    .with_error_code(kind.code())
-                    .with_error_message(message(kind)),
-            ),
-        }
-    }
-    denied
+    split(
+        &mut req.resources,
+        |r| {
+            config_allowed(
+                b,
+                c,
+                r.resource_type,
+                r.resource_name.as_str(),
+                op::ALTER_CONFIGS,
+            )
+        },
+        |r, kind| {
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(kind.code())
+                .with_error_message(message(kind))
+        },
+    )
 }
 
 pub fn incremental_alter_configs(
@@ -314,26 +332,25 @@ pub fn incremental_alter_configs(
     c: &Conn,
     req: &mut IncrementalAlterConfigsRequest,
 ) -> Vec<IncrementalResult> {
-    let mut denied = Vec::new();
-    for r in std::mem::take(&mut req.resources) {
-        match config_allowed(
-            b,
-            c,
-            r.resource_type,
-            r.resource_name.as_str(),
-            op::ALTER_CONFIGS,
-        ) {
-            Ok(()) => req.resources.push(r),
-            Err(kind) => denied.push(
-                IncrementalResult::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-                    .with_error_code(kind.code())
-                    .with_error_message(message(kind)),
-            ),
-        }
-    }
-    denied
+    split(
+        &mut req.resources,
+        |r| {
+            config_allowed(
+                b,
+                c,
+                r.resource_type,
+                r.resource_name.as_str(),
+                op::ALTER_CONFIGS,
+            )
+        },
+        |r, kind| {
+            IncrementalResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+                .with_error_code(kind.code())
+                .with_error_message(message(kind))
+        },
+    )
 }
 
 pub fn delete_groups(
@@ -341,18 +358,15 @@ pub fn delete_groups(
     c: &Conn,
     req: &mut DeleteGroupsRequest,
 ) -> Vec<DeletableGroupResult> {
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.groups_names)
-        .into_iter()
-        .partition(|g| c.can_group(b, op::DELETE, g.0.as_str()));
-    req.groups_names = ok;
-    denied
-        .into_iter()
-        .map(|g| {
+    split(
+        &mut req.groups_names,
+        |g| group_check(b, c, op::DELETE, g.0.as_str()),
+        |g, _| {
             DeletableGroupResult::default()
                 .with_group_id(g)
                 .with_error_code(GROUP_DENIED.code())
-        })
-        .collect()
+        },
+    )
 }
 
 pub fn describe_groups(
@@ -360,19 +374,16 @@ pub fn describe_groups(
     c: &Conn,
     req: &mut DescribeGroupsRequest,
 ) -> Vec<DescribedGroup> {
-    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut req.groups)
-        .into_iter()
-        .partition(|g| c.can_group(b, op::DESCRIBE, g.0.as_str()));
-    req.groups = ok;
-    denied
-        .into_iter()
-        .map(|g| {
+    split(
+        &mut req.groups,
+        |g| group_check(b, c, op::DESCRIBE, g.0.as_str()),
+        |g, _| {
             DescribedGroup::default()
                 .with_group_id(g)
                 .with_error_code(GROUP_DENIED.code())
                 .with_error_message(message(GROUP_DENIED))
-        })
-        .collect()
+        },
+    )
 }
 
 /// InitProducerId without a transactional id: IDEMPOTENT_WRITE on the
