@@ -57,20 +57,28 @@ fn store_error(e: &StoreError) -> (i16, Option<StrBytes>) {
     }
 }
 
+/// Whether the ACL APIs may `operation` (ALTER to change, DESCRIBE to
+/// read): the authorizer must be on and the principal allowed on the
+/// cluster; else the error code and message to answer.
+fn acl_gate(b: &Broker, c: &Conn, operation: i8) -> Result<(), (i16, Option<StrBytes>)> {
+    if !b.security.acls_enabled {
+        return Err(disabled());
+    }
+    if !c.can_cluster(b, operation) {
+        return Err((
+            ResponseError::ClusterAuthorizationFailed.code(),
+            text(CLUSTER_DENIED),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create_acls(b: &Broker, c: &Conn, req: CreateAclsRequest) -> CreateAclsResponse {
     let mut results = Vec::with_capacity(req.creations.len());
     for a in req.creations {
         let r = AclCreationResult::default();
-        if !b.security.acls_enabled {
-            let (code, msg) = disabled();
+        if let Err((code, msg)) = acl_gate(b, c, op::ALTER) {
             results.push(r.with_error_code(code).with_error_message(msg));
-            continue;
-        }
-        if !c.can_cluster(b, op::ALTER) {
-            results.push(
-                r.with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-                    .with_error_message(text(CLUSTER_DENIED)),
-            );
             continue;
         }
         let binding = AclBinding {
@@ -125,14 +133,8 @@ fn filter(
 
 pub fn describe_acls(b: &Broker, c: &Conn, req: DescribeAclsRequest) -> DescribeAclsResponse {
     let resp = DescribeAclsResponse::default();
-    if !b.security.acls_enabled {
-        let (code, msg) = disabled();
+    if let Err((code, msg)) = acl_gate(b, c, op::DESCRIBE) {
         return resp.with_error_code(code).with_error_message(msg);
-    }
-    if !c.can_cluster(b, op::DESCRIBE) {
-        return resp
-            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_error_message(text(CLUSTER_DENIED));
     }
     let f = filter(
         req.resource_type_filter,
@@ -179,16 +181,8 @@ pub async fn delete_acls(b: &Broker, c: &Conn, req: DeleteAclsRequest) -> Delete
     let mut results = Vec::with_capacity(req.filters.len());
     for f in req.filters {
         let r = DeleteAclsFilterResult::default();
-        if !b.security.acls_enabled {
-            let (code, msg) = disabled();
+        if let Err((code, msg)) = acl_gate(b, c, op::ALTER) {
             results.push(r.with_error_code(code).with_error_message(msg));
-            continue;
-        }
-        if !c.can_cluster(b, op::ALTER) {
-            results.push(
-                r.with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-                    .with_error_message(text(CLUSTER_DENIED)),
-            );
             continue;
         }
         let f = filter(
