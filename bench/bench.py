@@ -5,7 +5,7 @@ S3 server on this machine and writes a report.
     bench/run.sh [--quick] [--s3 moto|seaweedfs]      (the documented entry)
     python3 bench/bench.py [--quick] [--s3 moto|seaweedfs] [--silt-bin PATH]
                            [--tansu-bin PATH] [--out DIR] [--no-docs]
-                           [--phases brokers,compaction,http,lambda,tables,auth]
+                           [--phases brokers,compaction,http,lambda,tables,auth,recompress]
 
 What runs (all on 127.0.0.1, ports chosen at run time):
 
@@ -31,7 +31,10 @@ topic of keyed records, and Parquet table export of the same load) and auth
 attack on the same agent: wrong-password SASL PLAIN attempts over fresh TLS
 connections, by attackers that wait for the delayed failures and by ones
 that do not; the failed-authentication throttle, one attempt per
-connection). Raw S3 always runs.
+connection) and recompress (the CPU a broker would spend honouring a topic's
+compression.type: decompressing each 1 MiB batch with the producer's codec
+and compressing it with the topic's, single-threaded, per core and per
+100 MB/s of ingest; silt stores batches as sent). Raw S3 always runs.
 
 Results: bench/results/<YYYY-MM-DD_HHMMSS>/{report.md, results.json, *.png,
 logs/}; a full run also regenerates docs/benchmarks.md and docs/bench/*.png.
@@ -63,6 +66,7 @@ import tempfile
 import threading
 import time
 import traceback
+import zlib
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -120,6 +124,10 @@ FULL = {
     "auth_attack_processes": 4,
     "auth_attack_threads": 32,
     "auth_pipeline": 1000,
+    # Phase "recompress": distinct 1 MiB batches cycled through, and CPU
+    # seconds of decompress + compress per codec pair.
+    "recompress_batches": 8,
+    "recompress_seconds": 4.0,
 }
 QUICK = {
     "partitions": [16],
@@ -149,8 +157,10 @@ QUICK = {
     "auth_attack_processes": 2,
     "auth_attack_threads": 8,
     "auth_pipeline": 1000,
+    "recompress_batches": 2,
+    "recompress_seconds": 0.25,
 }
-PHASES = ("brokers", "compaction", "http", "lambda", "tables", "auth")
+PHASES = ("brokers", "compaction", "http", "lambda", "tables", "auth", "recompress")
 PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
 CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
 
@@ -2429,6 +2439,248 @@ FIGURES_AUTH = (*(f"windows.{w}.{k}" for w in ("baseline", "attack", "impatient"
                 "attack.max_attempts_per_connection", "pipeline.authenticate_answers", "agent_failures_counted")
 
 
+# ------------------------------------------------------------------ phase "recompress"
+
+# What honouring a topic's compression.type would cost: a Kafka broker whose
+# topic codec differs from the producer's decompresses every batch and
+# compresses it again. silt stores batches as the producer compressed them
+# (compression.type "producer"); this phase measures the CPU the other way
+# would take, with the C libraries (and the Rust snappy) the agent's codecs
+# are built on, in this process, single-threaded.
+RECOMPRESS_SEED = 20261201
+RECOMPRESS_REFERENCE_MBPS = 100.0  # ingest rate used when no brokers phase ran
+# (producer codec, topic codec), the topic codec at the level silt's own
+# record writer uses (tiering/src/records.rs): zstd 3, gzip 6 (the codec's
+# default, as Kafka's compression.gzip.level -1), lz4 frames of independent
+# 64 KiB blocks at the fast default level, snappy in the xerial framing.
+RECOMPRESS_PAIRS = (("lz4", "zstd"), ("snappy", "zstd"), ("zstd", "gzip"), ("none", "zstd"), ("none", "lz4"))
+RECOMPRESS_LEVELS = {"zstd": "level 3", "gzip": "level 6", "lz4": "frame, 64 KiB blocks, fast level",
+                     "snappy": "xerial framing, 32 KiB blocks", "none": "uncompressed"}
+XERIAL_HEADER = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
+XERIAL_BLOCK = 32 * 1024
+
+
+def zigzag_varint(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while True:
+        if z < 0x80:
+            out.append(z)
+            return bytes(out)
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+
+
+def recompress_batches(n: int, batch_bytes: int = MIB, value_bytes: int = RECORD) -> tuple[list[bytes], int]:
+    """`n` record sections of Kafka v2 batches, each as many records as fit
+    in `batch_bytes` (JSON-like log events of `value_bytes` each, no key,
+    no headers), and the number of records. Deterministic (a fixed seed):
+    field names and most values repeat from record to record (services,
+    paths, status codes, user agents, words of a Zipf-weighted vocabulary),
+    ids and timings vary."""
+    rng = random.Random(RECOMPRESS_SEED)
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    vocab = ["".join(rng.choices(letters, weights=range(26, 0, -1), k=rng.randint(2, 10))) for _ in range(800)]
+    vocab_w = [1 / (i + 1) for i in range(len(vocab))]
+    services = ["checkout", "cart", "search", "auth", "inventory", "payments", "shipping", "catalog", "reviews",
+                "notify", "billing", "gateway"]
+    events = ["page_view", "add_to_cart", "search", "login", "logout", "checkout", "payment", "refund", "rate",
+              "share"]
+    paths = [f"/api/v{rng.randint(1, 3)}/{rng.choice(vocab[:60])}/{rng.choice(vocab[:200])}" for _ in range(40)]
+    agents = [f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36"
+              for os_ in ("X11; Linux x86_64", "Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 10_15_7")
+              for v in (130, 131)]
+    regions = ["eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-southeast-1"]
+    ts = 1_764_547_200_000
+    seq = 0
+    batches, records = [], 0
+    for _ in range(n):
+        out = bytearray()
+        base_ts, offset = ts, 0
+        while True:
+            ts += rng.randint(0, 3)
+            seq += 1
+            status = rng.choices((200, 201, 204, 304, 400, 401, 404, 500), weights=(85, 5, 2, 2, 2, 1, 2, 1))[0]
+            d = {
+                "ts": ts, "seq": seq, "service": rng.choice(services), "region": rng.choice(regions),
+                "level": rng.choices(("INFO", "WARN", "ERROR", "DEBUG"), weights=(80, 12, 5, 3))[0],
+                "event": rng.choice(events), "user_id": f"u-{int(rng.paretovariate(1.2)) % 100_000:06d}",
+                "session": f"{rng.getrandbits(64):016x}", "trace_id": f"{rng.getrandbits(128):032x}",
+                "request": {"method": rng.choices(("GET", "POST", "PUT", "DELETE"), weights=(70, 25, 3, 2))[0],
+                            "path": rng.choice(paths), "status": status,
+                            "latency_ms": round(rng.lognormvariate(3, 0.8), 2), "bytes": rng.randint(200, 60_000)},
+                "client": {"ip": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                           "user_agent": rng.choice(agents)},
+                "tags": rng.sample(vocab[:30], 3),
+            }
+            head = json.dumps(d, separators=(",", ":"))[:-1] + ',"message":"'
+            room = value_bytes - len(head) - 2
+            words = []
+            while sum(map(len, words)) + len(words) <= room:
+                words.extend(rng.choices(vocab, weights=vocab_w, k=8))
+            value = (head + " ".join(words)[:room] + '"}').encode()
+            assert len(value) == value_bytes, len(value)
+            body = (b"\x00" + zigzag_varint(ts - base_ts) + zigzag_varint(offset) + zigzag_varint(-1)
+                    + zigzag_varint(len(value)) + value + zigzag_varint(0))
+            rec = zigzag_varint(len(body)) + body
+            if len(out) + len(rec) > batch_bytes:
+                break
+            out += rec
+            offset += 1
+        batches.append(bytes(out))
+        records += offset
+    return batches, records
+
+
+def recompress_codecs() -> dict:
+    """codec name → (compress, decompress), each bytes → bytes, with the
+    settings of silt's record writer (tiering/src/records.rs)."""
+    import cramjam
+    import lz4.frame
+    import zstandard
+
+    zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+
+    def gzip_c(b: bytes) -> bytes:
+        c = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return c.compress(b) + c.flush()
+
+    def snappy_c(b: bytes) -> bytes:
+        out = [XERIAL_HEADER]
+        mv = memoryview(b)
+        for i in range(0, len(b), XERIAL_BLOCK):
+            c = cramjam.snappy.compress_raw(mv[i:i + XERIAL_BLOCK])
+            out.append(struct.pack(">I", len(c)))
+            out.append(bytes(c))
+        return b"".join(out)
+
+    def snappy_d(b: bytes) -> bytes:
+        if not b.startswith(XERIAL_HEADER[:8]):
+            return bytes(cramjam.snappy.decompress_raw(b))
+        mv, at, out = memoryview(b), len(XERIAL_HEADER), []
+        while at < len(b):
+            (n,) = struct.unpack_from(">I", b, at)
+            out.append(cramjam.snappy.decompress_raw(mv[at + 4:at + 4 + n]))
+            at += 4 + n
+        return b"".join(out)
+
+    def lz4_c(b: bytes) -> bytes:
+        return lz4.frame.compress(b, compression_level=0, block_size=lz4.frame.BLOCKSIZE_MAX64KB,
+                                  block_linked=False, content_checksum=False, store_size=False)
+
+    return {
+        "none": (bytes, bytes),
+        "gzip": (gzip_c, lambda b: zlib.decompress(b, 31)),
+        "snappy": (snappy_c, snappy_d),
+        "lz4": (lz4_c, lz4.frame.decompress),
+        "zstd": (zc.compress, zd.decompress),
+    }
+
+
+def recompress_libraries() -> dict:
+    import lz4
+    import zstandard
+
+    return {
+        "zstd": f"libzstd {'.'.join(map(str, zstandard.ZSTD_VERSION))} (python zstandard "
+                f"{importlib.metadata.version('zstandard')})",
+        "lz4": f"liblz4 {lz4.library_version_string()} (python lz4 {importlib.metadata.version('lz4')})",
+        "snappy": f"the Rust snap crate (python cramjam {importlib.metadata.version('cramjam')})",
+        "gzip": f"zlib {zlib.ZLIB_RUNTIME_VERSION} (python zlib)",
+    }
+
+
+def silt_ingest(res: dict) -> dict | None:
+    """The highest produce rate a silt broker reached in this run's brokers
+    phase (the agent's when it ran), with its CPU seconds per GiB."""
+    for name in ("silt-agent", "silt-dev"):
+        b = res.get("brokers", {}).get(name)
+        if not isinstance(b, dict):
+            continue
+        runs = [(r["produce_mbps"], P, r.get("cpu_s_per_gib")) for P, r in b.get("partitions", {}).items()
+                if is_num(r.get("produce_mbps"))]
+        if runs:
+            mbps, P, cpu = max(runs)
+            return {"broker": name, "partitions": int(P), "mbps": mbps, "cpu_s_per_gib": cpu}
+    return None
+
+
+def recompress_bench(cfg: dict, res: dict) -> dict:
+    """Phase "recompress": decompress(producer codec) + compress(topic codec)
+    of 1 MiB batches, single-threaded; MB/s of uncompressed bytes per CPU
+    second of this thread, and what that makes in cores at an ingest rate."""
+    t_start = time.monotonic()
+    n, seconds = cfg["recompress_batches"], cfg["recompress_seconds"]
+    batches, records = recompress_batches(n)
+    raw_total = sum(map(len, batches))
+    codecs = recompress_codecs()
+    ingest = silt_ingest(res)
+    out: dict = {
+        "batches": n, "batch_bytes": MIB, "value_bytes": RECORD,
+        "records": records, "uncompressed_bytes": raw_total,
+        "seconds_per_pair": seconds, "libraries": recompress_libraries(),
+        "reference_mbps": RECOMPRESS_REFERENCE_MBPS,
+        "ingest_mbps": ingest["mbps"] if ingest else RECOMPRESS_REFERENCE_MBPS,
+        "ingest": ingest, "rows": [],
+    }
+    b0, t0 = machine_busy()
+    for src, dst in RECOMPRESS_PAIRS:
+        comp_src, _ = codecs[src]
+        _, dec_src = codecs[src]
+        comp_dst, dec_dst = codecs[dst]
+        sent = [comp_src(b) for b in batches]
+        # Warm-up pass, which also checks both round trips.
+        for raw, s in zip(batches, sent):
+            r = dec_src(s)
+            if r != raw or dec_dst(comp_dst(r)) != raw:
+                raise RuntimeError(f"{src} → {dst}: round trip changed the records")
+        stored = [len(comp_dst(b)) for b in batches]
+        dec_s = comp_s = 0.0
+        done = iters = 0
+        w0 = time.perf_counter()
+        c0 = time.thread_time()
+        while iters < 2 * n or time.thread_time() - c0 < seconds:
+            s = sent[iters % n]
+            a = time.thread_time()
+            r = dec_src(s)
+            m = time.thread_time()
+            comp_dst(r)
+            e = time.thread_time()
+            dec_s += m - a
+            comp_s += e - m
+            done += len(r)
+            iters += 1
+        wall = time.perf_counter() - w0
+        cpu = dec_s + comp_s
+        per_core = done / cpu / 1e6
+        row = {
+            "pair": f"{src}->{dst}", "from": src, "to": dst, "to_settings": RECOMPRESS_LEVELS[dst],
+            "iterations": iters, "bytes": done, "cpu_s": cpu, "wall_s": wall,
+            "mbps_per_core": per_core, "wall_mbps": done / wall / 1e6,
+            "decompress_mbps": (done / dec_s / 1e6) if src != "none" else "n/a: sent uncompressed",
+            "compress_mbps": done / comp_s / 1e6,
+            "decompress_share": dec_s / cpu,
+            "cpu_s_per_gib": GIB / 1e6 / per_core,
+            "cores_per_100mbps": RECOMPRESS_REFERENCE_MBPS / per_core,
+            "cores_at_ingest": out["ingest_mbps"] / per_core,
+            "ratio_sent": raw_total / sum(map(len, sent)),
+            "ratio_stored": raw_total / sum(stored),
+        }
+        row["stored_per_sent"] = sum(stored) / sum(map(len, sent))
+        out["rows"].append(row)
+        log(f"recompress {src} → {dst}: {per_core:.0f} MB/s per core ({row['cores_per_100mbps']:.2f} cores per "
+            f"100 MB/s, {row['cores_at_ingest']:.2f} at {out['ingest_mbps']:.0f} MB/s), ratio "
+            f"{row['ratio_sent']:.2f} → {row['ratio_stored']:.2f}")
+    b1, t1 = machine_busy()
+    out["machine_cpu_busy_pct"] = 100 * (b1 - b0) / max(1, t1 - t0)
+    out["seconds"] = time.monotonic() - t_start
+    return out
+
+
+FIGURES_RECOMPRESS_ROW = ("mbps_per_core", "compress_mbps", "cpu_s_per_gib", "cores_per_100mbps",
+                          "cores_at_ingest", "ratio_sent", "ratio_stored")
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -3185,6 +3437,116 @@ def auth_findings(res: dict) -> list[str]:
 
 
 
+def recompress_md(res: dict, heading: str = "###") -> list[str]:
+    rc = res.get("recompress")
+    if rc is None:
+        return []
+    L = [f"{heading} Recompressing to the topic's compression.type", ""]
+    if not isinstance(rc, dict):
+        return L + [f"The phase did not complete: {rc}", ""]
+    ing = rc.get("ingest")
+    libs = rc["libraries"]
+    L.append("What honouring a topic's `compression.type` would cost an agent. A Kafka broker whose topic codec "
+             "differs from the producer's decompresses every batch it is sent and compresses it again before "
+             "writing it; silt accepts `compression.type` with Kafka's `producer` semantics and stores every "
+             "batch as the producer compressed it. Measured in the benchmark's own process, on one thread, "
+             "with the libraries the agent's codecs are built on: "
+             + "; ".join(f"{k}: {v}" for k, v in libs.items())
+             + " (the agent's gzip goes through flate2, a Rust implementation, and its lz4 is liblz4 1.10).")
+    L.append("")
+    L.append(f"Payload: {rc['batches']} batches of {rc['records'] / rc['batches']:,.0f} records each, the records "
+             f"section of a Kafka v2 batch filled up to {rc['batch_bytes'] / MIB:.0f} MiB uncompressed "
+             f"({rc['uncompressed_bytes'] / rc['batches']:,.0f} bytes on average): {rc['value_bytes']}-byte "
+             "JSON-like log events, no key, no headers, generated from a fixed seed. Field names, services, "
+             "paths, status codes, user agents and the words of a Zipf-weighted vocabulary repeat from record "
+             "to record; timestamps, ids, timings and trace ids vary. Each batch is first compressed as the "
+             "producer sends it; then, for "
+             f"{rc['seconds_per_pair']:g} s of CPU per pair (at least two passes), each in turn is decompressed "
+             "with the producer's codec and compressed with the topic's. Codecs at the settings silt's own "
+             "record writer uses: zstd level 3 (Kafka's `compression.zstd.level` default), gzip level 6 (zlib's "
+             "default, which Kafka's `compression.gzip.level` -1 selects), lz4 frames of independent 64 KiB "
+             "blocks at the fast level (a Kafka broker's own default, `compression.lz4.level` 9, is LZ4HC and "
+             "slower), snappy in the xerial framing of 32 KiB blocks the Java client writes.")
+    L.append("")
+    at = is_num(rc.get("ingest_mbps")) and ing is not None
+    head = ("| producer codec → topic codec | MB/s per core ¹ | decompress MB/s ² | compress MB/s ² | CPU s/GiB | "
+            "cores per 100 MB/s")
+    head += f" | cores at {rc['ingest_mbps']:.0f} MB/s ³" if at else ""
+    L.append(head + " | ratio as sent | ratio stored | stored / sent |")
+    L.append("|---" + "|---:" * (8 + at) + "|")
+    for r in rc["rows"]:
+        L.append(f"| {r['from']} → {r['to']} ({r['to_settings']}) | {fmt(r.get('mbps_per_core'))} | "
+                 f"{fmt(r.get('decompress_mbps'))} | {fmt(r.get('compress_mbps'))} | {fmt(r.get('cpu_s_per_gib'))} | "
+                 f"{fmt(r.get('cores_per_100mbps'), 2)}"
+                 + (f" | {fmt(r.get('cores_at_ingest'), 2)}" if at else "")
+                 + f" | {fmt(r.get('ratio_sent'), 2)} | {fmt(r.get('ratio_stored'), 2)} | "
+                 f"{fmt(r.get('stored_per_sent'), 2)} |")
+    L.append("")
+    notes = ("¹ uncompressed bytes per CPU second of the measuring thread (`time.thread_time`), decompression and "
+             "compression together: what one core does, also when something else shares the machine (wall-clock "
+             "MB/s are in `results.json`). ² each step alone; n/a: sent uncompressed. Ratios: uncompressed bytes "
+             "per compressed byte, as the producer sent them and as the topic's codec would store them; stored / "
+             "sent: the bytes written to the bucket per byte the producer sent.")
+    if at:
+        notes += (f" ³ the highest produce rate {LABELS.get(ing['broker'], ing['broker'])} reached in this run's "
+                  f"brokers phase ({ing['partitions']} partitions).")
+    L.append(notes)
+    L.append("")
+    L.extend(f"- {x}" for x in recompress_findings(res))
+    L.append("")
+    return L
+
+
+def recompress_findings(res: dict) -> list[str]:
+    """Plain statements computed from the recompress phase's figures."""
+    rc = res["recompress"]
+    rows = [r for r in rc["rows"] if is_num(r.get("mbps_per_core"))]
+    if not rows:
+        return []
+    out = []
+    name = lambda r: f"{r['from']} → {r['to']}"  # noqa: E731
+    lo, hi = min(rows, key=lambda r: r["cores_per_100mbps"]), max(rows, key=lambda r: r["cores_per_100mbps"])
+    dec = [r["decompress_share"] for r in rows if r["from"] != "none" and is_num(r.get("decompress_share"))]
+    out.append(f"Per 100 MB/s of ingest, recompressing takes {lo['cores_per_100mbps']:.2f} cores ({name(lo)}) to "
+               f"{hi['cores_per_100mbps']:.2f} cores ({name(hi)}), nearly all of it in the topic's compressor"
+               + (f": decompressing the producer's batches was {span([100 * x for x in dec])} % of the CPU time"
+                  if dec else "") + ".")
+    ing = rc.get("ingest")
+    if ing is not None:
+        text = (f"At the {ing['mbps']:.0f} MB/s {LABELS.get(ing['broker'], ing['broker'])} reached in this run's "
+                f"brokers phase ({ing['partitions']} partitions), that is "
+                + ", ".join(f"{r['cores_at_ingest']:.2f} cores for {name(r)}" for r in rows) + ".")
+        nproc = res["meta"].get("nproc") or 1
+        over = [name(r) for r in rows if r["cores_at_ingest"] > nproc]
+        if over:
+            text += f" More than this machine's {nproc} cores for {', '.join(over)}."
+        if is_num(ing.get("cpu_s_per_gib")) and ing["cpu_s_per_gib"] > 0:
+            a = ing["cpu_s_per_gib"]
+            text += (f" The broker process itself spent {a:.1f} CPU seconds per GiB produced in that run "
+                     f"({res['meta'].get('silt_build', '?')} build); recompressing would add "
+                     + ", ".join(f"{r['cpu_s_per_gib']:.1f} ({r['cpu_s_per_gib'] / a:.1f}×, {name(r)})" for r in rows)
+                     + ".")
+        out.append(text)
+    else:
+        out.append(f"No brokers phase ran, so the cores are given at a reference ingest of "
+                   f"{rc['reference_mbps']:.0f} MB/s.")
+    smaller = [r for r in rows if r["from"] != "none" and is_num(r.get("stored_per_sent"))]
+    if smaller:
+        out.append("What it would buy in the bucket: " + "; ".join(
+            f"{name(r)} stores {abs(1 - r['stored_per_sent']) * 100:.0f} % "
+            + ("fewer" if r["stored_per_sent"] < 1 else "more") + " bytes than the producer sent"
+            for r in smaller) + ". Producers that send uncompressed batches can be told to compress: their own "
+            "CPU then does what the broker would.")
+    busy = rc.get("machine_cpu_busy_pct")
+    nproc = res["meta"].get("nproc") or 1
+    out.append("Not counted: rebuilding each batch (header, CRC32C) and the copies an agent would make around "
+               "the codec calls, so these figures are the least such a rewrite would cost."
+               + (f" The machine was {busy:.0f} % busy during the phase (its one thread alone is "
+                  f"{100 / nproc:.0f} % of the {nproc} cores); the per-core figures count this thread's CPU time "
+                  "only." if is_num(busy) else ""))
+    return out
+
+
 def span(vals, digits: int = 0) -> str:
     """"a–b", or "a" when both ends print the same."""
     lo, hi = f"{min(vals):,.{digits}f}", f"{max(vals):,.{digits}f}"
@@ -3315,7 +3677,7 @@ def plots(res: dict, lats: dict, outdir: Path) -> list[str]:
 
 def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
     """The run's report; without `sections`, the compaction, http, lambda,
-    tables and auth sections are left out (docs/benchmarks.md has them as sections of
+    tables, auth and recompress sections are left out (docs/benchmarks.md has them as sections of
     their own)."""
     m = res["meta"]
     L = []
@@ -3410,6 +3772,7 @@ def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
         L.extend(lambda_md(res))
         L.extend(tables_md(res))
         L.extend(auth_md(res))
+        L.extend(recompress_md(res))
     L.append("### What limits these figures")
     L.append("")
     for line in limits_text(res):
@@ -3531,6 +3894,15 @@ def figures_check(res: dict) -> list[str]:
             bad.append(f"auth: {au}")
         else:
             bad.extend(f"auth {k}: {dig(au, k)}" for k in FIGURES_AUTH if not is_num(dig(au, k)))
+    if "recompress" in res:
+        rc = res["recompress"]
+        if not isinstance(rc, dict):
+            bad.append(f"recompress: {rc}")
+        else:
+            got = [r.get("pair") for r in rc["rows"]]
+            bad.extend(f"recompress {a}->{b}: no row" for a, b in RECOMPRESS_PAIRS if f"{a}->{b}" not in got)
+            bad.extend(f"recompress {r.get('pair')} {k}: {r.get(k)}" for r in rc["rows"]
+                       for k in FIGURES_RECOMPRESS_ROW if not is_num(r.get(k)))
     return bad
 
 
@@ -3644,6 +4016,7 @@ def main(argv=None) -> int:
         "lambda_sizes": [list(x) for x in cfg["lambda_sizes"]] if "lambda" in phases else [],
         "keyed_records": cfg["keyed_records"] if "tables" in phases else 0,
         "auth_seconds": cfg["auth_seconds"] if "auth" in phases else 0,
+        "recompress_seconds": cfg["recompress_seconds"] if "recompress" in phases else 0,
     }
     if "lambda" in phases:
         v = subprocess.run(["cargo", "lambda", "--version"], capture_output=True, text=True)
@@ -3739,6 +4112,13 @@ def main(argv=None) -> int:
                 res["auth"] = failed(e)
             finally:
                 kill_workers()
+        # Last, when the brokers phase's produce rates are known.
+        if "recompress" in phases:
+            try:
+                res["recompress"] = recompress_bench(cfg, res)
+            except Exception as e:
+                traceback.print_exc()
+                res["recompress"] = failed(e)
     finally:
         kill_workers()
         for b in current:
@@ -3810,6 +4190,7 @@ PHASE_DOCS = {
     "lambda": "silt-http Lambda cold start",
     "tables": "Compacted topics and Parquet tables",
     "auth": "Authentication under a password-guessing attack",
+    "recompress": "Recompressing to the topic's compression.type",
 }
 COMPACTION_DOCS_HEADING = "## " + PHASE_DOCS["compaction"]
 
@@ -3833,12 +4214,14 @@ def compaction_docs_body(res: dict) -> list[str]:
 def phase_docs_section(res: dict, phase: str) -> str:
     m = res["meta"]
     secs = res[phase].get("seconds") if isinstance(res[phase], dict) else None
+    # The recompress phase runs no server: only the machine and Python matter.
+    where = (f"Python {m['python']}" if phase == "recompress" else
+             f"S3 server: {m['s3']} on 127.0.0.1; silt {m['silt_build']} build")
     body = [f"## {PHASE_DOCS[phase]}", "",
             f"Run {m['started']}" + (f", this phase {secs:.0f} s of {m['seconds']:.0f} s" if is_num(secs)
                                       else f", {m['seconds']:.0f} s")
-            + f". Machine: {m['nproc']} cores, {m['mem_gib']:.0f} GiB memory, {m['kernel']}; S3 server: "
-            f"{m['s3']} on 127.0.0.1; silt {m['silt_build']} build. This section is rewritten by a full run "
-            "and by a run of this phase alone:", "",
+            + f". Machine: {m['nproc']} cores, {m['mem_gib']:.0f} GiB memory, {m['kernel']}; {where}. "
+            "This section is rewritten by a full run and by a run of this phase alone:", "",
             "```sh", m["command"], "```", ""]
     if phase == "compaction":
         body += compaction_docs_body(res)
@@ -3848,6 +4231,8 @@ def phase_docs_section(res: dict, phase: str) -> str:
         body += tables_md(res, "")[2:]
     elif phase == "auth":
         body += auth_md(res, "")[2:]
+    elif phase == "recompress":
+        body += recompress_md(res, "")[2:]
     else:
         body += lambda_md(res, "")[2:]
     return "\n".join(body).rstrip("\n") + "\n"
@@ -3905,7 +4290,8 @@ and writes `bench/results/<date>/report.md`, `results.json` and the plots.
 The sections after "Latest run" are the other phases (cold reads before and
 after compaction, HTTP produce against Kafka produce, the `silt-http` Lambda
 function's cold start, the cleaner and table export, authentication under a
-password-guessing attack), each as its last run left it:
+password-guessing attack, the CPU cost of recompressing batches to a topic's
+`compression.type`), each as its last run left it:
 
 ```sh
 {m['command']}
@@ -3913,7 +4299,7 @@ bench/run.sh --quick        # the under-3-minute smoke run CI uses (no docs upda
 bench/run.sh --phases http,lambda   # those phases alone: rewrites only their sections
 ```
 
-Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables,auth`,
+Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables,auth,recompress`,
 `SILT_BIN=/path/to/silt` (default `$CARGO_TARGET_DIR/release/silt`, built
 with `cargo build --release -p silt-agent` when missing),
 `SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS` (load generator processes,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The silt benchmark, one command:
 #
-#   bench/run.sh [--quick] [--s3 moto|seaweedfs] [--phases brokers,compaction,http,lambda,tables,auth]
+#   bench/run.sh [--quick] [--s3 moto|seaweedfs] [--phases brokers,compaction,http,lambda,tables,auth,recompress]
 #
 # Starts an S3-compatible server, etcd, silt (agent and dev) and tansu on
 # 127.0.0.1, measures them and writes bench/results/<YYYY-MM-DD_HHMMSS>/
@@ -20,12 +20,12 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 
 # --- dependencies, through the test suite's installer: etcd (for silt
 # agent), the S3 server, cargo-lambda (the lambda phase's emulator) and the
-# benchmark's own Python packages (tansu, plots)
+# benchmark's own Python packages (tansu, plots, the recompress phase's codecs)
 s3=moto
 for a in "$@"; do
     if [ "$a" = "seaweedfs" ] || [ "$a" = "--s3=seaweedfs" ]; then s3=seaweedfs; fi
 done
-phases="brokers,compaction,http,lambda,tables,auth"
+phases="brokers,compaction,http,lambda,tables,auth,recompress"
 prev=""
 for a in "$@"; do
     case "$a" in --phases=*) phases="${a#--phases=}" ;; esac

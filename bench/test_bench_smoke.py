@@ -5,7 +5,7 @@ It asserts only that each figure is present and numeric (or marked "n/a" for
 a reason that holds by design, e.g. a memory broker has no object store), that
 the report and plots exist, and that nothing the run started is left running
 (the Lambda emulator's function instances included). The quick run includes
-the http, lambda, tables and auth phases; the lambda phase needs cargo-lambda and
+the http, lambda, tables, auth and recompress phases; the lambda phase needs cargo-lambda and
 the silt-http function built in the silt binary's profile (bench/run.sh builds
 it, a no-op when fresh: with the debug silt, the test suite has built it
 already).
@@ -74,6 +74,31 @@ def check_auth(res: dict) -> None:
     assert ni["attempts"] > 0 and ni["max_attempts_per_connection"] <= 1, ni
     assert au["pipeline"]["authenticate_answers"] == 1, au["pipeline"]
     assert au["agent_failures_counted"] >= a["failed"] + ni["failed"], au["agent_failures_counted"]
+
+
+def check_recompress(res: dict) -> None:
+    """Recompressing to the topic's codec: a row per codec pair with every
+    figure, the cores at the ingest rate of the brokers phase when it ran,
+    and a topic codec that compresses (uncompressed sources at ratio 1)."""
+    rc = res["recompress"]
+    assert isinstance(rc, dict), rc
+    rows = {r["pair"]: r for r in rc["rows"]}
+    assert set(rows) == {f"{a}->{b}" for a, b in bench.RECOMPRESS_PAIRS}, sorted(rows)
+    for pair, r in rows.items():
+        for k in bench.FIGURES_RECOMPRESS_ROW:
+            assert numeric(r.get(k)) and r[k] > 0, (pair, k, r.get(k))
+        assert r["iterations"] >= 2 * rc["batches"], (pair, r["iterations"])
+        assert r["ratio_stored"] > 1, (pair, r["ratio_stored"])
+        if r["from"] == "none":
+            assert r["ratio_sent"] == 1, (pair, r["ratio_sent"])
+        else:
+            assert numeric(r["decompress_mbps"]), (pair, r["decompress_mbps"])
+    if "brokers" in res["meta"]["phases"] and "silt-agent" in res["brokers"]:
+        ing = rc["ingest"]
+        assert ing and ing["broker"] == "silt-agent" and numeric(ing["mbps"]), ing
+        assert rc["ingest_mbps"] == ing["mbps"], rc["ingest_mbps"]
+    else:
+        assert rc["ingest"] is None and rc["ingest_mbps"] == rc["reference_mbps"], rc
 
 
 def test_quick_run_produces_every_figure(tmp_path):
@@ -177,6 +202,7 @@ def test_quick_run_produces_every_figure(tmp_path):
         assert r["files_listed"] == r["files"], (variant, r)
 
     check_auth(res)
+    check_recompress(res)
 
     # Every target has a verdict line; the report and plots were written.
     assert len(res["targets"]) >= 5
@@ -187,6 +213,7 @@ def test_quick_run_produces_every_figure(tmp_path):
     assert "### silt-http Lambda cold start" in report
     assert "### Compacted topics and Parquet tables" in report
     assert "### Authentication under a password-guessing attack" in report
+    assert "### Recompressing to the topic's compression.type" in report
     for png in ("latency_cdf.png", "throughput_by_partitions.png"):
         assert (out / png).stat().st_size > 1000, png
     assert proc.returncode == 0, text[-3000:]

@@ -211,3 +211,45 @@ def describe_group(addr: str, group: str, client_id: str = "silt-e2e",
         r.blob()  # member assignment
         members[member_id] = member_client
     return GroupView(err, state, protocol, members)
+
+
+@dataclass
+class ConfigView:
+    value: str | None
+    read_only: bool
+    source: int  # 1 topic, 4 static broker, 5 default
+    sensitive: bool
+    type: int  # 1 BOOLEAN, 2 STRING, 3 INT, 4 SHORT, 5 LONG, 6 DOUBLE, 7 LIST, 9 PASSWORD
+    synonyms: list[tuple[str, str | None, int]]
+    documentation: str | None
+
+
+def describe_configs(addr: str, resource_type: int, name: str, keys: list[str] | None = None,
+                     client_id: str = "silt-e2e",
+                     timeout: float = 5.0) -> tuple[int, str | None, dict[str, ConfigView]]:
+    """DescribeConfigs v3 (synonyms and documentation included) for one
+    resource (2 topic, 4 broker): (error code, error message, configs)."""
+    body = struct.pack(">ib", 1, resource_type) + _kstr(name)
+    if keys is None:
+        body += struct.pack(">i", -1)
+    else:
+        body += struct.pack(">i", len(keys)) + b"".join(_kstr(k) for k in keys)
+    body += struct.pack(">??", True, True)
+    r = request(addr, 32, 3, body, client_id, timeout)
+    r.take(">i")  # throttle
+    n = r.take(">i")
+    if n != 1:
+        raise AssertionError(f"{addr}: DescribeConfigs for one resource answered {n}")
+    err, msg = r.take(">h"), r.string()
+    r.take(">b")
+    r.string()
+    configs = {}
+    for _ in range(r.take(">i")):
+        cname, value = r.string(), r.string()
+        read_only, source, sensitive = r.take(">?"), r.take(">b"), r.take(">?")
+        synonyms = []
+        for _ in range(r.take(">i")):
+            synonyms.append((r.string(), r.string(), r.take(">b")))
+        ctype, doc = r.take(">b"), r.string()
+        configs[cname] = ConfigView(value, read_only, source, sensitive, ctype, synonyms, doc)
+    return err, msg, configs

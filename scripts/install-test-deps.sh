@@ -119,6 +119,28 @@ install_node_clients() {
     (cd "$dir" && npm install --no-audit --no-fund --silent)
 }
 
+install_go_clients() {
+    # The Go clients of the compatibility matrix (tests/e2e/compat/go):
+    # Debian's Go and the sarama and kafka-go sources it packages under
+    # /usr/share/gocode/src, which the probe builds against offline, in
+    # GOPATH mode. gcc (a recommendation of golang-go, not a dependency)
+    # builds sarama's zstd codec, cgo over libzstd.
+    local pkgs=() p
+    for p in golang-go golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev; do
+        if ! dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            pkgs+=("$p")
+        fi
+    done
+    if ! command -v gcc >/dev/null 2>&1; then
+        pkgs+=(gcc libc6-dev)
+    fi
+    if [ ${#pkgs[@]} -eq 0 ]; then
+        log "Go clients present: $(go version | cut -d' ' -f3), sarama $(dpkg-query -W -f '${Version}' golang-github-shopify-sarama-dev), kafka-go $(dpkg-query -W -f '${Version}' golang-github-segmentio-kafka-go-dev)"
+        return
+    fi
+    apt_install "${pkgs[@]}"
+}
+
 install_cargo_lambda() {
     # The Lambda emulator (`cargo lambda watch` / `invoke`): a PyPI wheel
     # with a static binary; works offline. `cargo lambda --version` rather than
@@ -162,6 +184,7 @@ STEPS=(
     moto
     seaweedfs
     node_clients
+    go_clients
     cargo_lambda
     terraform_tools
 )

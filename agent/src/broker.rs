@@ -46,6 +46,8 @@ pub struct Broker {
     pub persisting: tokio::sync::Mutex<()>,
     /// Users, ACLs, SASL and TLS.
     pub security: Arc<crate::security::Security>,
+    /// The transaction coordinator.
+    pub txns: crate::txn::Transactions,
 }
 
 impl Broker {
@@ -54,6 +56,35 @@ impl Broker {
         let live = self.membership.live();
         let key = format!("group:{group}");
         rendezvous(&live, key.as_bytes(), None).cloned()
+    }
+
+    /// The transaction coordinator's view of this agent.
+    pub fn txn_ctx(&self) -> crate::txn::TxnCtx<'_> {
+        crate::txn::TxnCtx {
+            log: &self.log,
+            producer_ids: &self.producer_ids,
+            offsets: &self.offsets,
+            clock: &*self.clock,
+            max_timeout: self.settings.transaction_max_timeout,
+            cluster: &self.settings.cluster,
+            check_features: true,
+        }
+    }
+
+    /// The live agent coordinating transactional id `id` (FindCoordinator
+    /// with key type 1), if any agent is live.
+    pub fn txn_coordinator(&self, id: &str) -> Option<AgentInfo> {
+        let live = self.membership.live();
+        let key = format!("txn:{id}");
+        rendezvous(&live, key.as_bytes(), None).cloned()
+    }
+
+    /// Whether this agent coordinates transactional id `id`.
+    pub fn is_txn_coordinator(&self, id: &str) -> bool {
+        self.membership.registered()
+            && self
+                .txn_coordinator(id)
+                .is_some_and(|a| a.node_id == self.node_id)
     }
 
     /// Whether this agent coordinates `group`: it is registered (its lease
@@ -100,7 +131,7 @@ impl Broker {
             return;
         }
         match self.offsets.group_state(group).await {
-            Ok(Some(b)) => match crate::group::persist::GroupSnapshot::decode(&b) {
+            Ok(Some(b)) => match crate::group::persist::Snapshot::decode(&b) {
                 Some(snap) => self.groups.restore(group, &snap),
                 None => tracing::warn!(
                     group,

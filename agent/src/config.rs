@@ -107,6 +107,45 @@ pub struct Settings {
     pub max_connections: usize,
     /// Members of one consumer group at most (Kafka's `group.max.size`).
     pub group_max_size: usize,
+    /// The shortest session timeout a member may ask for (Kafka's
+    /// `group.min.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_min_session_timeout: Duration,
+    /// The longest session timeout a member may ask for (Kafka's
+    /// `group.max.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_max_session_timeout: Duration,
+    /// How long the first rebalance of an empty group waits for more
+    /// members (Kafka's `group.initial.rebalance.delay.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_initial_rebalance_delay: Duration,
+    /// A member of a consumer-protocol group (KIP-848) that has not
+    /// heartbeated this long is removed (Kafka's
+    /// `group.consumer.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_consumer_session_timeout: Duration,
+    /// How often members of consumer-protocol groups heartbeat (Kafka's
+    /// `group.consumer.heartbeat.interval.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_consumer_heartbeat_interval: Duration,
+    /// Members of one consumer-protocol group at most (Kafka's
+    /// `group.consumer.max.size`).
+    pub group_consumer_max_size: usize,
+    /// Server-side assignors offered to consumer-protocol groups, the
+    /// default first (Kafka's `group.consumer.assignors`): `uniform`,
+    /// `range`.
+    pub group_consumer_assignors: String,
+    /// The longest `transaction.timeout.ms` a transactional producer may
+    /// ask for (Kafka's `transaction.max.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub transaction_max_timeout: Duration,
+    /// A transactional id unused this long is forgotten (Kafka's
+    /// `transactional.id.expiration.ms`).
+    #[serde(with = "humantime_serde")]
+    pub transactional_id_expiration: Duration,
+    /// The largest record batch a topic accepts unless its
+    /// `max.message.bytes` says otherwise (Kafka's `message.max.bytes`).
+    pub message_max_bytes: u32,
     /// JoinGroup and SyncGroup requests one connection may have waiting
     /// for their groups at once.
     pub max_group_waits_per_connection: usize,
@@ -246,6 +285,10 @@ pub struct Settings {
     /// An upload the log never committed is deleted once this old.
     #[serde(with = "humantime_serde")]
     pub gc_orphan_age: Duration,
+    /// The settings given in the file, the environment or on the command
+    /// line (DescribeConfigs reports them as STATIC_BROKER_CONFIG).
+    #[serde(skip)]
+    pub explicit: std::collections::BTreeSet<String>,
 }
 
 impl Default for Settings {
@@ -291,6 +334,16 @@ impl Default for Settings {
             connection_response_bytes: ByteSize::mib(128),
             max_connections: 10_000,
             group_max_size: 1000,
+            group_min_session_timeout: Duration::from_secs(6),
+            group_max_session_timeout: Duration::from_secs(1800),
+            group_initial_rebalance_delay: Duration::from_secs(3),
+            group_consumer_session_timeout: Duration::from_secs(45),
+            group_consumer_heartbeat_interval: Duration::from_secs(5),
+            group_consumer_max_size: 1000,
+            group_consumer_assignors: "uniform,range".into(),
+            message_max_bytes: 1_048_588,
+            transaction_max_timeout: Duration::from_secs(900),
+            transactional_id_expiration: Duration::from_secs(7 * 24 * 3600),
             max_group_waits_per_connection: 64,
             offset_metadata_max_bytes: 4096,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
@@ -339,6 +392,7 @@ impl Default for Settings {
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(600),
             gc_orphan_age: Duration::from_secs(3600),
+            explicit: Default::default(),
         }
     }
 }
@@ -393,6 +447,16 @@ pub const KEYS: &[&str] = &[
     "connection_response_bytes",
     "max_connections",
     "group_max_size",
+    "group_min_session_timeout",
+    "group_max_session_timeout",
+    "group_initial_rebalance_delay",
+    "group_consumer_session_timeout",
+    "group_consumer_heartbeat_interval",
+    "group_consumer_max_size",
+    "group_consumer_assignors",
+    "message_max_bytes",
+    "transaction_max_timeout",
+    "transactional_id_expiration",
     "max_group_waits_per_connection",
     "offset_metadata_max_bytes",
     "offsets_retention",
@@ -456,23 +520,30 @@ impl Settings {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
-            table = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+            let parsed = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
+            table = crate::kafka_config::from_kafka_names(parsed)?;
         }
+        let mut layer = toml::Table::new();
         for (k, v) in env {
             if let Some(name) = k.strip_prefix("SILT_") {
                 let key = name.to_ascii_lowercase();
                 if KEYS.contains(&key.as_str()) {
                     let v = value_of(&key, &v);
-                    table.insert(key, v);
+                    layer.insert(key, v);
+                } else if let Some(kafka) = crate::kafka_config::env_name(&key) {
+                    layer.insert(kafka.to_string(), guess_value(&v));
                 }
             }
         }
+        table.extend(crate::kafka_config::from_kafka_names(layer)?);
+        let mut layer = toml::Table::new();
         for (k, v) in overrides {
-            table.insert((*k).to_string(), value_of(k, v));
+            layer.insert((*k).to_string(), value_of(k, v));
         }
+        table.extend(crate::kafka_config::from_kafka_names(layer)?);
         // Parse key by key so an error names the setting.
         let mut settings = Settings::default();
         let mut merged = toml::Table::new();
@@ -493,6 +564,7 @@ impl Settings {
             }
             merged.insert(k, v);
         }
+        let explicit = merged.keys().cloned().collect();
         if !merged.is_empty() {
             settings = merged
                 .try_into()
@@ -501,6 +573,7 @@ impl Settings {
                     message: e.message().to_string(),
                 })?;
         }
+        settings.explicit = explicit;
         settings.validate()?;
         Ok(settings)
     }
@@ -593,6 +666,32 @@ impl Settings {
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");
         }
+        if self.group_min_session_timeout > self.group_max_session_timeout {
+            return bad(
+                "group_min_session_timeout",
+                "must not exceed group_max_session_timeout",
+            );
+        }
+        if self.group_initial_rebalance_delay > Duration::from_secs(300) {
+            return bad("group_initial_rebalance_delay", "must be at most 5min");
+        }
+        if self.group_consumer_heartbeat_interval < Duration::from_millis(100)
+            || self.group_consumer_heartbeat_interval >= self.group_consumer_session_timeout
+        {
+            return bad(
+                "group_consumer_heartbeat_interval",
+                "must be at least 100ms and below group_consumer_session_timeout",
+            );
+        }
+        if self.group_consumer_max_size == 0 {
+            return bad("group_consumer_max_size", "must be at least 1");
+        }
+        if let Err(m) = self.consumer_assignors() {
+            return bad("group_consumer_assignors", &m);
+        }
+        if self.message_max_bytes > i32::MAX as u32 {
+            return bad("message_max_bytes", "must be below 2GiB");
+        }
         if self.connections_max_idle < Duration::from_millis(100) {
             return bad("connections_max_idle", "must be at least 100ms");
         }
@@ -667,6 +766,23 @@ impl Settings {
     }
 
     /// The jobs this agent runs.
+    /// The consumer-protocol assignors offered, the default first.
+    pub fn consumer_assignors(&self) -> Result<Vec<crate::group::consumer::Assignor>, String> {
+        let list: Vec<_> = self
+            .group_consumer_assignors
+            .split(',')
+            .map(|a| {
+                let a = a.trim();
+                crate::group::consumer::Assignor::parse(a)
+                    .ok_or_else(|| format!("unknown assignor {a:?} (known: uniform, range)"))
+            })
+            .collect::<Result<_, _>>()?;
+        if list.is_empty() {
+            return Err("name at least one assignor".into());
+        }
+        Ok(list)
+    }
+
     pub fn job_list(&self) -> Result<Vec<silt_tiering::jobs::Job>, String> {
         let s = self.jobs.trim();
         if s.is_empty() || s == "none" {

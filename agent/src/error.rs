@@ -21,6 +21,8 @@ pub enum ErrorKind {
     InvalidRecord,
     UnsupportedRecordFormat,
     RecordTooLarge,
+    /// A CreateTime batch outside the topic's timestamp bounds.
+    InvalidTimestamp,
     InvalidTopic,
     InvalidPartitions,
     InvalidReplicationFactor,
@@ -29,11 +31,23 @@ pub enum ErrorKind {
     /// compacted topic).
     PolicyViolation,
     TopicExists,
-    /// Transactions are not offered yet: fail at once, never retried.
-    TransactionsUnsupported,
     // Producer state.
     OutOfOrderSequence,
     ProducerFenced,
+    // Transactions.
+    /// A newer instance of a transactional producer exists (the
+    /// coordinator's PRODUCER_FENCED).
+    TxnProducerFenced,
+    InvalidTxnState,
+    InvalidProducerIdMapping,
+    InvalidTransactionTimeout,
+    ConcurrentTransactions,
+    /// Another part of a batched request failed (Kafka's
+    /// OPERATION_NOT_ATTEMPTED).
+    OperationNotAttempted,
+    /// Offsets of the partition are pending in an open transaction
+    /// (OffsetFetch with `require_stable`); retriable.
+    UnstableOffsetCommit,
     // Retriable: the request did not take effect.
     /// Object storage failed (a PUT or a read); nothing was committed.
     StorageUnavailable,
@@ -59,7 +73,19 @@ pub enum ErrorKind {
     InvalidGroupId,
     MemberIdRequired,
     GroupMaxSizeReached,
+    // Consumer-protocol groups (KIP-848).
+    FencedMemberEpoch,
+    UnreleasedInstanceId,
+    UnsupportedAssignor,
+    StaleMemberEpoch,
+    InvalidRegularExpression,
+    // Replica management (silt has no replicas or log directories).
+    InvalidReplicaAssignment,
+    NoReassignmentInProgress,
+    LogDirNotFound,
+    TransactionalIdNotFound,
     // Authorization (the ACL authorizer said no).
+    TransactionalIdAuthorizationFailed,
     TopicAuthorizationFailed,
     GroupAuthorizationFailed,
     ClusterAuthorizationFailed,
@@ -82,13 +108,20 @@ impl ErrorKind {
             InvalidRecord => R::InvalidRecord,
             UnsupportedRecordFormat => R::UnsupportedForMessageFormat,
             RecordTooLarge => R::MessageTooLarge,
+            TxnProducerFenced => R::ProducerFenced,
+            InvalidTxnState => R::InvalidTxnState,
+            InvalidProducerIdMapping => R::InvalidProducerIdMapping,
+            InvalidTransactionTimeout => R::InvalidTransactionTimeout,
+            ConcurrentTransactions => R::ConcurrentTransactions,
+            OperationNotAttempted => R::OperationNotAttempted,
+            UnstableOffsetCommit => R::UnstableOffsetCommit,
+            InvalidTimestamp => R::InvalidTimestamp,
             InvalidTopic => R::InvalidTopicException,
             InvalidPartitions => R::InvalidPartitions,
             InvalidReplicationFactor => R::InvalidReplicationFactor,
             InvalidConfig => R::InvalidConfig,
             PolicyViolation => R::PolicyViolation,
             TopicExists => R::TopicAlreadyExists,
-            TransactionsUnsupported => R::TransactionalIdAuthorizationFailed,
             OutOfOrderSequence => R::OutOfOrderSequenceNumber,
             ProducerFenced => R::InvalidProducerEpoch,
             StorageUnavailable => R::KafkaStorageError,
@@ -109,6 +142,16 @@ impl ErrorKind {
             InvalidGroupId => R::InvalidGroupId,
             MemberIdRequired => R::MemberIdRequired,
             GroupMaxSizeReached => R::GroupMaxSizeReached,
+            FencedMemberEpoch => R::FencedMemberEpoch,
+            UnreleasedInstanceId => R::UnreleasedInstanceId,
+            UnsupportedAssignor => R::UnsupportedAssignor,
+            StaleMemberEpoch => R::StaleMemberEpoch,
+            InvalidRegularExpression => R::InvalidRegularExpression,
+            InvalidReplicaAssignment => R::InvalidReplicaAssignment,
+            NoReassignmentInProgress => R::NoReassignmentInProgress,
+            LogDirNotFound => R::LogDirNotFound,
+            TransactionalIdNotFound => R::TransactionalIdNotFound,
+            TransactionalIdAuthorizationFailed => R::TransactionalIdAuthorizationFailed,
             TopicAuthorizationFailed => R::TopicAuthorizationFailed,
             GroupAuthorizationFailed => R::GroupAuthorizationFailed,
             ClusterAuthorizationFailed => R::ClusterAuthorizationFailed,
@@ -197,13 +240,20 @@ mod tests {
             (InvalidRecord, 87),
             (UnsupportedRecordFormat, 43),
             (RecordTooLarge, 10),
+            (TxnProducerFenced, 90),
+            (InvalidTxnState, 48),
+            (InvalidProducerIdMapping, 49),
+            (InvalidTransactionTimeout, 50),
+            (ConcurrentTransactions, 51),
+            (OperationNotAttempted, 55),
+            (UnstableOffsetCommit, 88),
+            (InvalidTimestamp, 32),
             (InvalidTopic, 17),
             (InvalidPartitions, 37),
             (InvalidReplicationFactor, 38),
             (InvalidConfig, 40),
             (PolicyViolation, 44),
             (TopicExists, 36),
-            (TransactionsUnsupported, 53),
             (OutOfOrderSequence, 45),
             (ProducerFenced, 47),
             (StorageUnavailable, 56),
@@ -224,6 +274,11 @@ mod tests {
             (InvalidGroupId, 24),
             (MemberIdRequired, 79),
             (GroupMaxSizeReached, 81),
+            (InvalidReplicaAssignment, 39),
+            (NoReassignmentInProgress, 85),
+            (LogDirNotFound, 57),
+            (TransactionalIdNotFound, 105),
+            (TransactionalIdAuthorizationFailed, 53),
             (Internal, -1),
         ];
         for (kind, code) in table {
@@ -243,7 +298,7 @@ mod tests {
         }
         for kind in [
             InvalidConfig,
-            TransactionsUnsupported,
+            InvalidTxnState,
             RecordTooLarge,
             InvalidTopic,
             TopicExists,

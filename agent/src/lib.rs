@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod group;
 pub mod http;
 pub mod jobs;
+pub mod kafka_config;
 pub mod produce;
 pub mod protocol;
 pub mod rest;
@@ -28,3 +29,4 @@ pub mod server;
 #[cfg(test)]
 mod sim;
 pub mod topics;
+pub mod txn;

@@ -383,7 +383,20 @@ pub async fn serve(
         crate::jobs::budget(&settings),
         shutdown.clone(),
     ));
-    let groups = Arc::new(Groups::new(settings.group_max_size));
+    let groups = Arc::new(Groups::with_limits(crate::group::GroupLimits {
+        max_members: settings.group_max_size,
+        min_session: settings.group_min_session_timeout,
+        max_session: settings.group_max_session_timeout,
+        initial_delay: settings.group_initial_rebalance_delay,
+        consumer: crate::group::consumer::ConsumerLimits {
+            session_timeout: settings.group_consumer_session_timeout,
+            heartbeat_interval: settings.group_consumer_heartbeat_interval,
+            max_members: settings.group_consumer_max_size,
+            assignors: settings
+                .consumer_assignors()
+                .map_err(|m| anyhow::anyhow!("setting group_consumer_assignors: {m}"))?,
+        },
+    }));
     let group_timers = tokio::spawn(groups.clone().run_timers(shutdown.clone()));
     let broker = Arc::new(Broker {
         node_id: membership.me().node_id,
@@ -394,7 +407,7 @@ pub async fn serve(
             settings.default_partitions,
         )
         .with_clock(clock.clone()),
-        read: ReadPath::new(log.clone(), reader),
+        read: ReadPath::new(log.clone(), reader.clone()),
         settings: settings.clone(),
         log: log.clone(),
         producer,
@@ -409,7 +422,17 @@ pub async fn serve(
         claims: Default::default(),
         persisting: Default::default(),
         security,
+        txns: crate::txn::Transactions::new(
+            objects.clone(),
+            reader,
+            Arc::new(silt_tiering::segment::RandomIds),
+            &settings.cluster,
+        ),
     });
+    let txn_timeouts = tokio::spawn(crate::txn::Transactions::run_timeouts(
+        broker.clone(),
+        shutdown.clone(),
+    ));
     // Groups whose coordinator moved to another agent are dropped here;
     // their members find the new coordinator and rejoin. Offsets of empty
     // groups expire here too.
@@ -537,6 +560,7 @@ pub async fn serve(
     let _ = checkpoints.await;
     let _ = job_loop.await;
     let _ = group_timers.await;
+    let _ = txn_timeouts.await;
     let _ = handoff.await;
     for h in [http, rest].into_iter().flatten() {
         let _ = h.await;
@@ -1162,6 +1186,251 @@ mod tests {
 
     /// A connection cannot park more than `max_group_waits_per_connection`
     /// joins at once: the next is not read until one is answered.
+    /// KIP-848 at the protocol edge: join, revocation before assignment,
+    /// member epochs on OffsetCommit/OffsetFetch v9, ConsumerGroupDescribe,
+    /// Kafka's request checks, and the errors of mixed groups.
+    #[tokio::test]
+    async fn consumer_protocol_groups_at_the_protocol_edge() {
+        use kafka_protocol::messages::{
+            consumer_group_heartbeat_request::TopicPartitions as Owned,
+            join_group_request::JoinGroupRequestProtocol,
+            offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+            offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopics},
+            ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+            ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
+            DescribeGroupsResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+            OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+        };
+        let agent = Running::start(Settings {
+            default_partitions: 4,
+            group_initial_rebalance_delay: Duration::ZERO,
+            ..quick()
+        })
+        .await;
+        let mut conn = agent.connect().await;
+        let r: ProduceResponse = call(
+            &mut conn,
+            ApiKey::Produce,
+            9,
+            &produce_request("cg", 0, &simple_batch(1, 1, b"x", None)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        let sb = StrBytes::from_static_str;
+        let join = |member: &'static str| {
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(sb("g848")))
+                .with_member_id(sb(member))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(sb("cg"))]))
+                .with_topic_partitions(Some(vec![]))
+        };
+        let hb = |member: &'static str, epoch: i32, owned: Vec<Owned>| {
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(sb("g848")))
+                .with_member_id(sb(member))
+                .with_member_epoch(epoch)
+                .with_rebalance_timeout_ms(-1)
+                .with_topic_partitions(Some(owned))
+        };
+        async fn beat(
+            conn: &mut TcpStream,
+            r: ConsumerGroupHeartbeatRequest,
+        ) -> ConsumerGroupHeartbeatResponse {
+            call(conn, ApiKey::ConsumerGroupHeartbeat, 1, &r).await
+        }
+        let owned = |resp: &ConsumerGroupHeartbeatResponse| -> Vec<Owned> {
+            resp.assignment
+                .as_ref()
+                .expect("an assignment")
+                .topic_partitions
+                .iter()
+                .map(|tp| {
+                    Owned::default()
+                        .with_topic_id(tp.topic_id)
+                        .with_partitions(tp.partitions.clone())
+                })
+                .collect()
+        };
+        let count = |o: &[Owned]| o.iter().map(|t| t.partitions.len()).sum::<usize>();
+
+        // Kafka's request checks.
+        let r = beat(&mut conn, join("a").with_subscribed_topic_names(None)).await;
+        assert_eq!(r.error_code, 42, "{r:?}");
+        let r = beat(
+            &mut conn,
+            join("a").with_server_assignor(Some(sb("sticky"))),
+        )
+        .await;
+        assert_eq!(r.error_code, 112, "UNSUPPORTED_ASSIGNOR: {r:?}");
+        assert!(r.error_message.unwrap().contains("uniform, range"));
+        let r = beat(
+            &mut conn,
+            join("a").with_subscribed_topic_regex(Some(sb("("))),
+        )
+        .await;
+        assert_eq!(r.error_code, 128, "INVALID_REGULAR_EXPRESSION: {r:?}");
+        let r = beat(&mut conn, hb("a", -3, vec![])).await;
+        assert_eq!(r.error_code, 42, "{r:?}");
+
+        // a joins: epoch 1, every partition.
+        let a1 = beat(&mut conn, join("a")).await;
+        assert_eq!((a1.error_code, a1.member_epoch), (0, 1), "{a1:?}");
+        assert_eq!(a1.heartbeat_interval_ms, 5000);
+        let a_owned = owned(&a1);
+        assert_eq!(count(&a_owned), 4);
+        let topic_id = a_owned[0].topic_id;
+
+        // A classic member cannot join it; DescribeGroups does not describe it.
+        let classic = JoinGroupRequest::default()
+            .with_group_id(GroupId(sb("g848")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(sb("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(sb("range"))
+                .with_metadata(bytes::Bytes::from_static(b"m"))]);
+        let r: JoinGroupResponse = call(&mut conn, ApiKey::JoinGroup, 3, &classic).await;
+        assert_eq!(r.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+        let r: DescribeGroupsResponse = call(
+            &mut conn,
+            ApiKey::DescribeGroups,
+            5,
+            &DescribeGroupsRequest::default().with_groups(vec![GroupId(sb("g848"))]),
+        )
+        .await;
+        assert_eq!(r.groups[0].error_code, 69, "GROUP_ID_NOT_FOUND");
+
+        // Offsets at the member epoch; a stale epoch is refused.
+        let commit = |epoch: i32| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(sb("g848")))
+                .with_member_id(sb("a"))
+                .with_generation_id_or_member_epoch(epoch)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(sb("cg")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)])])
+        };
+        let r: OffsetCommitResponse = call(&mut conn, ApiKey::OffsetCommit, 9, &commit(1)).await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        let r: OffsetCommitResponse = call(&mut conn, ApiKey::OffsetCommit, 9, &commit(0)).await;
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 113,
+            "STALE_MEMBER_EPOCH"
+        );
+        let fetch = |epoch: i32| {
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(sb("g848")))
+                .with_member_id(Some(sb("a")))
+                .with_member_epoch(epoch)
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(sb("cg")))
+                    .with_partition_indexes(vec![0])]))])
+        };
+        let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 9, &fetch(1)).await;
+        assert_eq!(r.groups[0].error_code, 0);
+        assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 1);
+        let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 9, &fetch(7)).await;
+        assert_eq!(r.groups[0].error_code, 113, "STALE_MEMBER_EPOCH");
+
+        // b joins: it gets nothing until a gives up half; a keeps epoch 1.
+        let b1 = beat(&mut conn, join("b")).await;
+        assert_eq!((b1.error_code, b1.member_epoch), (0, 2), "{b1:?}");
+        assert_eq!(count(&owned(&b1)), 0);
+        let a2 = beat(&mut conn, hb("a", 1, a_owned.clone())).await;
+        assert_eq!((a2.error_code, a2.member_epoch), (0, 1), "{a2:?}");
+        let a_kept = owned(&a2);
+        assert_eq!(count(&a_kept), 2);
+        let b2 = beat(&mut conn, hb("b", 2, vec![])).await;
+        assert_eq!(count(&owned(&b2)), 0, "a has not given them up yet");
+        let a3 = beat(&mut conn, hb("a", 1, a_kept.clone())).await;
+        assert_eq!((a3.error_code, a3.member_epoch), (0, 2), "{a3:?}");
+        let b3 = beat(&mut conn, hb("b", 2, vec![])).await;
+        let b_owned = owned(&b3);
+        assert_eq!(count(&b_owned), 2);
+        for t in &b_owned {
+            assert_eq!(t.topic_id, topic_id);
+            for p in &t.partitions {
+                assert!(!a_kept[0].partitions.contains(p), "{p} has two owners");
+            }
+        }
+        // An epoch from the future is fenced.
+        let r = beat(&mut conn, hb("b", 9, b_owned.clone())).await;
+        assert_eq!(r.error_code, 110, "FENCED_MEMBER_EPOCH");
+
+        let d: ConsumerGroupDescribeResponse = call(
+            &mut conn,
+            ApiKey::ConsumerGroupDescribe,
+            1,
+            &ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(sb("g848")), GroupId(sb("nope"))]),
+        )
+        .await;
+        let g = &d.groups[0];
+        assert_eq!(g.error_code, 0);
+        assert_eq!(
+            (
+                g.group_state.as_str(),
+                g.group_epoch,
+                g.assignor_name.as_str()
+            ),
+            ("Stable", 2, "uniform")
+        );
+        assert_eq!(g.members.len(), 2);
+        assert!(g
+            .members
+            .iter()
+            .all(|m| m.member_epoch == 2 && m.member_type == 1));
+        assert_eq!(
+            g.members[0].assignment.topic_partitions[0]
+                .topic_name
+                .0
+                .as_str(),
+            "cg"
+        );
+        assert_eq!(d.groups[1].error_code, 69);
+
+        // A consumer-protocol member cannot join a classic group with members.
+        let classic = classic.with_group_id(GroupId(sb("gclassic")));
+        let r: JoinGroupResponse = call(&mut conn, ApiKey::JoinGroup, 3, &classic).await;
+        assert_eq!(r.error_code, 0);
+        let r = beat(&mut conn, join("c").with_group_id(GroupId(sb("gclassic")))).await;
+        assert_eq!(r.error_code, 69, "{r:?}");
+        assert!(r.error_message.unwrap().contains("classic group"));
+
+        // A pattern subscription: the topics whose whole name matches.
+        let r = beat(
+            &mut conn,
+            join("r")
+                .with_group_id(GroupId(sb("g848r")))
+                .with_subscribed_topic_names(None)
+                .with_subscribed_topic_regex(Some(sb("c[g]"))),
+        )
+        .await;
+        assert_eq!(r.error_code, 0, "{r:?}");
+        assert_eq!(count(&owned(&r)), 4);
+        let r = beat(
+            &mut conn,
+            join("r2")
+                .with_group_id(GroupId(sb("g848r2")))
+                .with_subscribed_topic_names(None)
+                .with_subscribed_topic_regex(Some(sb("c"))),
+        )
+        .await;
+        assert_eq!(count(&owned(&r)), 0, "a pattern matches whole names");
+
+        // Leaving: b's partitions go back to a at its next heartbeat.
+        let r = beat(&mut conn, hb("b", -1, vec![])).await;
+        assert_eq!((r.error_code, r.member_epoch), (0, -1));
+        let a4 = beat(&mut conn, hb("a", 2, a_kept)).await;
+        assert_eq!((a4.error_code, a4.member_epoch), (0, 3));
+        assert_eq!(count(&owned(&a4)), 4);
+        agent.stop().await;
+    }
+
     #[tokio::test]
     async fn parked_joins_per_connection_are_bounded() {
         use kafka_protocol::messages::{

@@ -241,6 +241,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         while let Some(handle) = rx.recv().await {
             match handle.await {
                 Ok(Some((frame, _budget))) => {
+                    // A response that could not be encoded: closing tells
+                    // the client at once (it would otherwise wait for its
+                    // request timeout) and it retries on a new connection.
+                    if frame.is_empty() {
+                        return;
+                    }
                     if wr.write_all(&frame).await.is_err() {
                         return;
                     }
@@ -346,7 +352,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                         if let Some(delay) = close {
                             tokio::time::sleep(delay).await;
                         }
-                        Some((encode(key?, version, correlation_id, &kind)?, None))
+                        Some((encode_or_close(key?, version, correlation_id, &kind), None))
                     });
                     if tx.send(handle).await.is_err() {
                         break Err("writer closed".into());
@@ -374,7 +380,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 let reply = protocol::dispatch(broker.clone(), header, request, &conn).await;
                 let handle = tokio::spawn(async move {
                     let response = reply.await?;
-                    let frame = encode(key?, version, correlation_id, &response.kind)?;
+                    let frame = encode_or_close(key?, version, correlation_id, &response.kind);
                     Some((frame, response.budget))
                 });
                 if tx.send(handle).await.is_err() {
@@ -429,6 +435,17 @@ fn decode(mut buf: Bytes) -> Result<Decoded, String> {
     let request = RequestKind::decode(key, &mut buf, version)
         .map_err(|e| format!("bad {key:?} v{version} request: {e}"))?;
     Ok(Decoded::Request(Box::new((header, request))))
+}
+
+/// The response frame, or an empty one (the connection is closed) when the
+/// response cannot be encoded in the request's version.
+fn encode_or_close(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Bytes {
+    encode(key, version, correlation_id, response).unwrap_or_default()
 }
 
 fn encode(

@@ -27,7 +27,15 @@
 //! - all agents' states are equal once they have applied the same records,
 //!   and equal to a fresh agent's loaded from checkpoint and log;
 //! - the checkpoint pointer never moved backwards;
-//! - every object the index references can still be read.
+//! - every object the index references can still be read;
+//! - in transactional runs (one seed in four: a transactional producer
+//!   begins, writes to several partitions and commits or aborts through any
+//!   agent, under the same faults; its answers may be lost), reading every
+//!   partition `read_committed` as a Kafka client does (below the last
+//!   stable offset, without aborted ranges and control batches), each
+//!   transaction is there whole or not at all, a transaction whose commit
+//!   was acknowledged is there, and one whose abort was acknowledged, or
+//!   that never ended, is not.
 //!
 //! `SILT_SIM_SEEDS` sets how many seeds run (default 2000), `SILT_SIM_SEED`
 //! replays one; a failure prints the command that replays its seed.
@@ -104,9 +112,27 @@ struct Agent {
     /// Its registration as it believes it to be (key, create revision):
     /// what its commits are fenced on. The key may be gone meanwhile.
     registration: Arc<Mutex<Option<(String, i64)>>>,
+    /// The transaction coordinator's parts.
+    txns: crate::txn::Transactions,
+    producer_ids: silt_coordinator::ProducerIds,
+    offsets: silt_coordinator::OffsetStore,
+    clock: ManualClock,
 }
 
 impl Agent {
+    fn txn_ctx(&self) -> crate::txn::TxnCtx<'_> {
+        crate::txn::TxnCtx {
+            log: &self.log,
+            producer_ids: &self.producer_ids,
+            offsets: &self.offsets,
+            clock: &self.clock,
+            max_timeout: Duration::from_secs(900),
+            cluster: CLUSTER,
+            // The simulation's agents all run this build.
+            check_features: false,
+        }
+    }
+
     /// Registers again: a new registration key (a new create revision).
     async fn register(&self, meta: &dyn MetaStore, i: usize) {
         let key = Layout::new(CLUSTER).agent(&format!("a{i}"));
@@ -183,7 +209,7 @@ impl World {
                 max_commit_record_bytes: 64 * 1024,
             },
             Pipeline {
-                store: objects,
+                store: objects.clone(),
                 log: log.clone(),
                 reader: reader.clone(),
                 clock: Arc::new(self.clock.clone()),
@@ -191,6 +217,7 @@ impl World {
             },
             shutdown.clone(),
         );
+        let objects_for_txns = objects;
         let lease = self
             .meta
             .lease_grant(Duration::from_secs(3600))
@@ -201,7 +228,17 @@ impl World {
             let r = registration.clone();
             producer.set_fence(Arc::new(move || r.lock().unwrap().clone()));
         }
+        let txns = crate::txn::Transactions::new(
+            objects_for_txns,
+            reader.clone(),
+            self.ids.clone(),
+            CLUSTER,
+        );
         let agent = Agent {
+            txns,
+            producer_ids: silt_coordinator::ProducerIds::new(self.meta.clone(), CLUSTER),
+            offsets: silt_coordinator::OffsetStore::new(self.meta.clone(), CLUSTER),
+            clock: self.clock.clone(),
             read: ReadPath::new(log.clone(), reader),
             log,
             producer,
@@ -269,6 +306,12 @@ fn keyed_values(batch_bytes: &[u8]) -> Vec<(i64, u64, Option<Vec<u8>>)> {
     while at < batch_bytes.len() {
         let h = batch::parse_one(batch_bytes, at).expect("stored batches parse");
         let base = i64::from_be_bytes(batch_bytes[at..at + 8].try_into().unwrap());
+        if h.attributes & CONTROL != 0 {
+            // A transaction marker: one record, no id of ours.
+            out.push((base, MARKER, None));
+            at += h.size as usize;
+            continue;
+        }
         let mut r = at + batch::HEADER_LEN;
         for _ in 0..h.records {
             let _len = varint(batch_bytes, &mut r);
@@ -285,6 +328,108 @@ fn keyed_values(batch_bytes: &[u8]) -> Vec<(i64, u64, Option<Vec<u8>>)> {
             out.push((base + delta, id, key));
         }
         at += h.size as usize;
+    }
+    out
+}
+
+/// The control bit of a batch's attributes (transaction markers).
+const CONTROL: i16 = 0x20;
+/// The transactional bit.
+const TRANSACTIONAL: i16 = 0x10;
+/// The id [`keyed_values`] gives a transaction marker.
+const MARKER: u64 = u64::MAX;
+/// The simulation's transactional id.
+const TXN_ID: &str = "tx";
+
+/// A transactional producer: its producer id and epoch, its open
+/// transaction (instance number, partitions added) and its sequences.
+#[derive(Default)]
+struct TxnClient {
+    pid: Option<(i64, i16)>,
+    open: Option<(u64, BTreeSet<i32>)>,
+    seq: BTreeMap<i32, i32>,
+    next: u64,
+}
+
+/// What the transactional producer was told.
+#[derive(Default)]
+struct TxnAcks {
+    /// Instance -> how its end was acknowledged: a commit (true), an abort
+    /// (false), or no answer (also: never ended).
+    ended: BTreeMap<u64, Option<bool>>,
+    /// Transactional appends acknowledged: id -> (instance, partition,
+    /// base offset, records).
+    acked: BTreeMap<u64, (u64, i32, i64, u32)>,
+    /// Every transactional append sent: id -> instance.
+    sent: BTreeMap<u64, u64>,
+    /// Records of every transactional append sent.
+    records: BTreeMap<u64, u32>,
+}
+
+/// Sets a batch's transactional bit (and its CRC).
+fn transactional(mut batch: Vec<u8>) -> Vec<u8> {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | TRANSACTIONAL;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// The ids a `read_committed` Kafka client reads from a partition: below
+/// the last stable offset, without control batches and without batches of
+/// aborted transactions.
+async fn read_committed_ids(read: &ReadPath, partition: i32, seed: u64) -> BTreeSet<u64> {
+    let pos = read.position(TOPIC, partition).unwrap();
+    let mut out = BTreeSet::new();
+    let mut next = pos.log_start_offset;
+    while next < pos.last_stable_offset {
+        let r = read
+            .read_isolated(
+                TOPIC,
+                partition,
+                next,
+                Limits {
+                    max_bytes: 1 << 20,
+                    min_one: true,
+                },
+                true,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                panic!("seed {seed}: reading p{partition} committed at {next}: {e}")
+            });
+        assert!(
+            !r.bytes.is_empty(),
+            "seed {seed}: p{partition}: nothing committed at {next} below {}",
+            pos.last_stable_offset
+        );
+        let mut at = 0;
+        while at < r.bytes.len() {
+            let h = batch::parse_one(&r.bytes, at).expect("read batches parse");
+            let base = i64::from_be_bytes(r.bytes[at..at + 8].try_into().unwrap());
+            let one = &r.bytes[at..at + h.size as usize];
+            at += h.size as usize;
+            let aborted = h.attributes & TRANSACTIONAL != 0
+                && r.aborted.iter().any(|a| {
+                    a.producer_id == h.producer_id
+                        && a.first_offset <= base
+                        && base <= a.last_offset
+                });
+            if h.attributes & CONTROL != 0 || aborted {
+                continue;
+            }
+            for (offset, id, _) in keyed_values(one) {
+                if offset >= next {
+                    out.insert(id);
+                }
+            }
+        }
+        let end = batches_end(&r.bytes);
+        assert!(
+            end > next,
+            "seed {seed}: p{partition}: no committed progress at {next}"
+        );
+        next = end;
     }
     out
 }
@@ -370,6 +515,12 @@ struct Stats {
     /// Runs on a compacted topic, and records the cleaner removed.
     compacted_runs: usize,
     cleaned: u64,
+    /// Transactional runs, steps, and transactions acknowledged committed
+    /// and aborted.
+    txn_runs: usize,
+    txn_steps: usize,
+    txn_committed: usize,
+    txn_aborted: usize,
 }
 
 async fn run(seed: u64) -> Stats {
@@ -431,6 +582,10 @@ async fn run(seed: u64) -> Stats {
     let mut owner: Option<usize> = None;
     let mut next_offset = 0i64;
     let mut last_committed: Option<i64> = None;
+    // One seed in four has a transactional producer too.
+    let txn_run = seed % 4 == 1;
+    let mut txn = TxnClient::default();
+    let mut txn_acks = TxnAcks::default();
     let steps = 40 + rng.below(60);
     for _ in 0..steps {
         let a = rng.below(agents.len() as u64) as usize;
@@ -441,6 +596,22 @@ async fn run(seed: u64) -> Stats {
             if meta.get(&key).await.unwrap().is_none() {
                 agents[a].register(&*meta, a).await;
             }
+        }
+        if txn_run && rng.chance(0.3) {
+            txn_step(
+                &mut rng,
+                &world,
+                &agents,
+                a,
+                &topic_config,
+                &mut txn,
+                &mut txn_acks,
+                &mut next_id,
+            )
+            .await;
+            stats.txn_steps += 1;
+            world.clock.set(world.clock.now_ms() + rng.below(10) as i64);
+            continue;
         }
         match rng.below(100) {
             0..=59 => {
@@ -460,7 +631,12 @@ async fn run(seed: u64) -> Stats {
                 let data = keyed_batch(records, 1, &id.to_be_bytes(), producer_state, |i| {
                     compacted.then(|| key_of(id, i as i64))
                 });
-                let v = validate(Bytes::from(data), &topic_config).unwrap();
+                let v = validate(
+                    Bytes::from(data),
+                    &topic_config,
+                    crate::produce::Limits::new(1_048_588, 0),
+                )
+                .unwrap();
                 let append = move || PartitionAppend {
                     topic: world.topic,
                     partition,
@@ -739,11 +915,27 @@ async fn run(seed: u64) -> Stats {
         "seed {seed}: the group's committed offset"
     );
     // Every producer task has finished: the answers are final.
-    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    let mut acks = std::mem::take(&mut *acks.lock().unwrap());
+    acks.sent
+        .extend(txn_acks.records.iter().map(|(id, n)| (*id, *n)));
     stats.acked = acks.acked.len();
     stats.failed = acks.failed.len();
     stats.not_written = acks.not_written.len();
     check(seed, &world, &agents, &acks).await;
+    if txn_run {
+        stats.txn_runs = 1;
+        stats.txn_committed = txn_acks
+            .ended
+            .values()
+            .filter(|t| **t == Some(true))
+            .count();
+        stats.txn_aborted = txn_acks
+            .ended
+            .values()
+            .filter(|t| **t == Some(false))
+            .count();
+        check_transactions(seed, &world, &agents, &txn_acks, &txn).await;
+    }
     for a in agents {
         a.shutdown.cancel();
         let _ = a.done.await;
@@ -751,6 +943,248 @@ async fn run(seed: u64) -> Stats {
     }
     admin.close();
     stats
+}
+
+/// One step of the transactional producer through agent `a`: InitProducerId,
+/// begin, add a partition and write to it, or end (commit or abort).
+#[allow(clippy::too_many_arguments)]
+async fn txn_step(
+    rng: &mut Rng,
+    world: &World,
+    agents: &[Agent],
+    a: usize,
+    topic_config: &silt_coordinator::TopicConfig,
+    txn: &mut TxnClient,
+    acks: &mut TxnAcks,
+    next_id: &mut u64,
+) {
+    use crate::txn::TxnError;
+    let wait = Duration::from_secs(20);
+    let agent = &agents[a];
+    let Some((pid, epoch)) = txn.pid else {
+        // InitProducerId: aborts (and fences) a transaction left open.
+        if let Ok(Ok(p)) = tokio::time::timeout(
+            wait,
+            agent
+                .txns
+                .init_producer_id(&agent.txn_ctx(), TXN_ID, 60_000, None),
+        )
+        .await
+        {
+            txn.pid = Some(p);
+            txn.seq.clear();
+            txn.open = None;
+        }
+        return;
+    };
+    let Some((instance, mut parts)) = txn.open.take() else {
+        txn.next += 1;
+        txn.open = Some((txn.next, BTreeSet::new()));
+        acks.ended.insert(txn.next, None);
+        return;
+    };
+    if rng.below(10) < 7 {
+        let partition = rng.below(world.partitions as u64) as i32;
+        if !parts.contains(&partition) {
+            let added = tokio::time::timeout(
+                wait,
+                agent.txns.add_partitions(
+                    &agent.txn_ctx(),
+                    TXN_ID,
+                    pid,
+                    epoch,
+                    &[silt_coordinator::records::TxnPartition {
+                        topic: world.topic,
+                        partition,
+                    }],
+                ),
+            )
+            .await;
+            match added {
+                Ok(Ok(())) => {
+                    parts.insert(partition);
+                }
+                Ok(Err(TxnError::Fenced(_))) => {
+                    txn.pid = None;
+                    return;
+                }
+                // No answer: added or not, the producer goes on later.
+                _ => {
+                    txn.open = Some((instance, parts));
+                    return;
+                }
+            }
+        }
+        let records = 1 + rng.below(3) as i32;
+        let id = *next_id;
+        *next_id += 1;
+        let seq = *txn.seq.entry(partition).or_insert(0);
+        let data = transactional(keyed_batch(
+            records,
+            1,
+            &id.to_be_bytes(),
+            Some((pid, epoch, seq)),
+            |i| world.compacted.then(|| key_of(id, i as i64)),
+        ));
+        let v = validate(
+            Bytes::from(data),
+            topic_config,
+            crate::produce::Limits::new(1_048_588, 0),
+        )
+        .unwrap();
+        acks.sent.insert(id, instance);
+        acks.records.insert(id, records as u32);
+        // Retried with the same sequence through other agents.
+        for t in 0..3 {
+            let p = agents[(a + t) % agents.len()].producer.clone();
+            let append = PartitionAppend {
+                topic: world.topic,
+                partition,
+                data: v.data.clone(),
+                batches: v.batches.clone(),
+                min_timestamp: v.min_timestamp,
+            };
+            // Not bounded here: the write path answers every append (a
+            // dropped wait would leave it to commit after the checks).
+            let got = p.submit(vec![append]).await.await;
+            match &got[0] {
+                Ok(base) => {
+                    acks.acked
+                        .insert(id, (instance, partition, *base, records as u32));
+                    txn.seq.insert(partition, seq.wrapping_add(records));
+                    txn.open = Some((instance, parts));
+                    return;
+                }
+                Err(crate::produce::AppendError::InvalidTxnState)
+                | Err(crate::produce::AppendError::InvalidProducerEpoch) => break,
+                _ => {}
+            }
+        }
+        // Refused or unknown: this producer instance starts over (its
+        // InitProducerId aborts the transaction if it is still open).
+        txn.pid = None;
+        return;
+    }
+    let commit = rng.below(3) < 2;
+    let mut told = None;
+    for t in 0..3 {
+        let agent = &agents[(a + t) % agents.len()];
+        let ended = tokio::time::timeout(
+            wait,
+            agent.txns.end(
+                &agent.txn_ctx(),
+                TXN_ID,
+                pid,
+                epoch,
+                commit,
+                crate::txn::EndOpts::default(),
+            ),
+        )
+        .await;
+        match ended {
+            Ok(Ok(())) => {
+                told = Some(commit);
+                break;
+            }
+            Ok(Err(TxnError::Fenced(_))) | Ok(Err(TxnError::InvalidState(_))) => break,
+            _ => {}
+        }
+    }
+    acks.ended.insert(instance, told);
+    if told.is_none() {
+        // Ended or not, the next InitProducerId settles it.
+        txn.pid = None;
+    }
+}
+
+/// The transactional producer's rules, read `read_committed` through a
+/// fresh agent: every transaction whole or absent; acknowledged commits
+/// present; acknowledged aborts, and transactions still open, absent.
+async fn check_transactions(
+    seed: u64,
+    world: &World,
+    agents: &[Agent],
+    acks: &TxnAcks,
+    txn: &TxnClient,
+) {
+    let fresh_log = MetaLog::open(
+        world.meta.clone(),
+        world.bucket.clone(),
+        CLUSTER,
+        "txn-checker",
+    )
+    .await
+    .unwrap();
+    let fresh = ReadPath::new(
+        fresh_log.clone(),
+        ObjectReader::new(world.bucket.clone(), Arc::new(NoCache), 4096),
+    );
+    let mut visible = BTreeSet::new();
+    for p in 0..world.partitions {
+        let ids = read_committed_ids(&fresh, p, seed).await;
+        for (i, a) in agents.iter().enumerate() {
+            assert_eq!(
+                read_committed_ids(&a.read, p, seed).await,
+                ids,
+                "seed {seed}: agent {i} reads p{p} read_committed differently"
+            );
+        }
+        visible.extend(ids);
+    }
+    let still_open = txn.open.as_ref().map(|(i, _)| *i);
+    for (instance, told) in &acks.ended {
+        let sent: Vec<u64> = acks
+            .sent
+            .iter()
+            .filter(|(_, i)| *i == instance)
+            .map(|(id, _)| *id)
+            .collect();
+        let acked: Vec<u64> = acks
+            .acked
+            .iter()
+            .filter(|(_, (i, ..))| i == instance)
+            .map(|(id, _)| *id)
+            .collect();
+        let seen: Vec<u64> = sent
+            .iter()
+            .copied()
+            .filter(|id| visible.contains(id))
+            .collect();
+        if !seen.is_empty() {
+            for id in &acked {
+                assert!(
+                    visible.contains(id),
+                    "seed {seed}: transaction {instance} is partly visible: {seen:?} but not its acknowledged record {id}"
+                );
+            }
+        }
+        match told {
+            Some(true) => assert!(
+                acked.is_empty() || !seen.is_empty(),
+                "seed {seed}: transaction {instance} was acknowledged committed but none of {acked:?} is visible"
+            ),
+            Some(false) => assert!(
+                seen.is_empty(),
+                "seed {seed}: transaction {instance} was acknowledged aborted but {seen:?} are visible"
+            ),
+            None if still_open == Some(*instance) && txn.pid.is_some() => {
+                // Still open unless something ended it meanwhile (no end
+                // was answered): its records are past the stable offset.
+                let open = fresh_log
+                    .state()
+                    .transaction(TXN_ID)
+                    .is_some_and(|t| t.state == silt_coordinator::state::TxnState::Ongoing);
+                if open {
+                    assert!(
+                        seen.is_empty(),
+                        "seed {seed}: transaction {instance} is open but {seen:?} are visible"
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+    fresh_log.close();
 }
 
 async fn current_pointer(meta: &dyn MetaStore) -> Option<i64> {
@@ -804,6 +1238,9 @@ async fn check(seed: u64, world: &World, agents: &[Agent], acks: &Acks) {
         // No id twice in a partition.
         let mut seen = BTreeMap::new();
         for (offset, (id, _)) in records {
+            if *id == MARKER {
+                continue;
+            }
             let first = *seen.entry(*id).or_insert(*offset);
             let n = acks.sent.get(id).copied().unwrap_or(1);
             assert!(
@@ -886,6 +1323,10 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 total.refused += s.refused;
                 total.compacted_runs += s.compacted_runs;
                 total.cleaned += s.cleaned;
+                total.txn_runs += s.txn_runs;
+                total.txn_steps += s.txn_steps;
+                total.txn_committed += s.txn_committed;
+                total.txn_aborted += s.txn_aborted;
             }
             Err(e) => {
                 eprintln!("simulation failed; replay with: {}", replay_hint(seed));
@@ -908,7 +1349,9 @@ fn many_seeded_runs_keep_every_acknowledged_write() {
                 && total.compacted > 0
                 && total.collected > 0
                 && total.reads > 0
-                && total.cleaned > 0,
+                && total.cleaned > 0
+                && total.txn_committed > 0
+                && total.txn_aborted > 0,
             "{total:?}"
         );
     }

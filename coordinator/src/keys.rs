@@ -38,6 +38,12 @@ impl Layout {
         format!("{}log/{writer}/", self.root)
     }
 
+    /// Updated with every GC record that moves the commit horizon, so that
+    /// a write that must not land past the horizon can compare it.
+    pub fn gc_horizon(&self) -> String {
+        format!("{}gc-horizon", self.root)
+    }
+
     pub fn checkpoint(&self) -> String {
         format!("{}checkpoint", self.root)
     }
@@ -110,6 +116,13 @@ impl Layout {
     /// The group's persisted state (generation, members, assignments).
     pub fn group_state(&self, group: &str) -> String {
         format!("{}groups/{}/state", self.root, escape(group))
+    }
+
+    /// A transactional id's key: every log record that changes its
+    /// transaction updates it, under a compare of its revision (decision
+    /// 0011).
+    pub fn transaction(&self, id: &str) -> String {
+        format!("{}txn/{}", self.root, escape(id))
     }
 
     pub fn group_offset(&self, group: &str, topic: &str, partition: i32) -> String {

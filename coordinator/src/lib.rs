@@ -20,7 +20,7 @@ pub mod topic_config;
 pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;
 pub use lock::Lock;
-pub use log::{LogError, MetaLog};
+pub use log::{Guard, LogError, MetaLog};
 pub use membership::{AgentInfo, Membership};
 pub use metastore::{MetaError, MetaStore};
 pub use offsets::{Committed, OffsetStore};

@@ -44,6 +44,19 @@ pub enum LogError {
     /// The writer's fence failed: the record was not written.
     #[error("not written: the writer's registration {0} is gone or was replaced")]
     Fenced(String),
+    /// A compare of the record's guard failed: the writer decided on a
+    /// stale view; the record was not written.
+    #[error("not written: {0} changed since the writer read it")]
+    Conflict(String),
+}
+
+/// Conditions and writes that go into the same metadata-store transaction
+/// as a log record: the record is written only if every compare holds,
+/// and then the puts are too.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    pub compares: Vec<Compare>,
+    pub ops: Vec<TxnOp>,
 }
 
 /// How long a writer waits to see its own record applied.
@@ -264,6 +277,17 @@ impl MetaLog {
         command: Command,
         fence: Option<(String, Revision)>,
     ) -> Result<Outcome, LogError> {
+        self.propose_guarded(command, fence, Guard::default()).await
+    }
+
+    /// [`MetaLog::propose_fenced`] with a [`Guard`]: a failed compare is
+    /// [`LogError::Conflict`] and nothing was written.
+    pub async fn propose_guarded(
+        &self,
+        command: Command,
+        fence: Option<(String, Revision)>,
+        guard: Guard,
+    ) -> Result<Outcome, LogError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let key = format!("{}{seq:020}", self.shared.writer_prefix);
         let _pending = Pending::register(&self.shared, seq);
@@ -274,6 +298,7 @@ impl MetaLog {
                 &key,
                 Bytes::from(LogRecord::new(command).encode()),
                 fence.as_ref(),
+                &guard,
             )
             .await?;
         // The record is durable; if the watch cannot deliver it in time
@@ -307,8 +332,16 @@ impl MetaLog {
         key: &str,
         value: Bytes,
         fence: Option<&(String, Revision)>,
+        guard: &Guard,
     ) -> Result<Revision, LogError> {
         let mut compares = vec![Compare::version(key, CompareOp::Equal, 0)];
+        compares.extend(guard.compares.iter().cloned());
+        let mut success = vec![TxnOp::Put {
+            key: key.to_string(),
+            value: value.clone(),
+            lease: None,
+        }];
+        success.extend(guard.ops.iter().cloned());
         if let Some((fence_key, created)) = fence {
             compares.push(Compare {
                 key: fence_key.clone(),
@@ -328,11 +361,7 @@ impl MetaLog {
                 .store
                 .txn(Txn {
                     compares: compares.clone(),
-                    success: vec![TxnOp::Put {
-                        key: key.to_string(),
-                        value: value.clone(),
-                        lease: None,
-                    }],
+                    success: success.clone(),
                     failure: vec![TxnOp::Range(KeyRange::Key(key.to_string()))],
                 })
                 .await;
@@ -344,8 +373,17 @@ impl MetaLog {
                         TxnOpResponse::Range(kvs) => kvs.into_iter().next(),
                         _ => None,
                     });
+                    let guarded = guard.compares.first().map(|c| c.key.clone());
                     return match (existing, fence) {
                         (Some(kv), _) => Ok(kv.mod_revision),
+                        // A guard's compare failed: surely not written on
+                        // the first attempt.
+                        (None, _) if attempt == 1 && guarded.is_some() => Err(LogError::Conflict(
+                            guarded.unwrap_or_default(),
+                        )),
+                        (None, _) if guarded.is_some() => Err(LogError::Meta(MetaError::Unavailable(
+                            "a guarded record's compare failed after a lost answer; it may have been written".into(),
+                        ))),
                         // Surely not written: no earlier attempt could have.
                         (None, Some((fence_key, _))) if attempt == 1 => {
                             Err(LogError::Fenced(fence_key.clone()))
@@ -843,6 +881,56 @@ mod tests {
                 batches: vec![],
             }],
         }
+    }
+
+    /// A guarded record is written with its puts only while its compares
+    /// hold; the guarded key's revision is then the record's revision (what
+    /// the state machine keeps as a transaction's revision).
+    #[tokio::test]
+    async fn a_guarded_record_and_its_puts_are_written_together_or_not_at_all() {
+        let meta: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::in_memory());
+        let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let a = MetaLog::open(meta.clone(), objects.clone(), "c", "a")
+            .await
+            .unwrap();
+        let key = "/silt/c/txn/x";
+        let guard = |compare: Compare| Guard {
+            compares: vec![compare],
+            ops: vec![
+                TxnOp::Put {
+                    key: key.into(),
+                    value: Bytes::from_static(b"1"),
+                    lease: None,
+                },
+                TxnOp::Put {
+                    key: "/silt/c/other".into(),
+                    value: Bytes::from_static(b"o"),
+                    lease: None,
+                },
+            ],
+        };
+        let before = a.state().revision();
+        let e = a
+            .propose_guarded(
+                topic(1),
+                None,
+                guard(Compare::mod_revision(key, CompareOp::Equal, 7)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, LogError::Conflict(ref k) if k == key), "{e}");
+        assert!(meta.get("/silt/c/other").await.unwrap().is_none());
+        assert_eq!(a.state().revision(), before);
+        a.propose_guarded(
+            topic(1),
+            None,
+            guard(Compare::version(key, CompareOp::Equal, 0)),
+        )
+        .await
+        .unwrap();
+        let kv = meta.get(key).await.unwrap().unwrap();
+        assert_eq!(kv.mod_revision, a.state().revision());
+        assert!(meta.get("/silt/c/other").await.unwrap().is_some());
     }
 
     /// A record this build cannot decode (a newer writer's kind) is

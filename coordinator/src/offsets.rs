@@ -190,6 +190,22 @@ impl OffsetStore {
         }
     }
 
+    /// The write of one committed offset (and the group's index entry), for
+    /// a caller that makes it part of its own transaction.
+    pub fn offset_ops(&self, group: &str, offsets: &[(String, i32, Committed)]) -> Vec<TxnOp> {
+        let mut ops = vec![TxnOp::Put {
+            key: self.layout.group_index_entry(group),
+            value: Bytes::new(),
+            lease: None,
+        }];
+        ops.extend(offsets.iter().map(|(t, p, c)| TxnOp::Put {
+            key: self.key(group, t, *p),
+            value: Bytes::from(serde_json::to_vec(c).expect("offsets serialize")),
+            lease: None,
+        }));
+        ops
+    }
+
     /// Writes offsets from outside the group's membership (a consumer that
     /// is no member, as Kafka's commits with generation -1): only while the
     /// group has no live members — its persisted state has none by

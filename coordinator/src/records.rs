@@ -15,7 +15,7 @@ pub const RECORD_VERSION: u32 = 1;
 /// `cleaned_at` time of index entries; `tables` is `TableExported`. A build that writes them first checks
 /// that every registered agent lists them (an older agent would skip them,
 /// and its checkpoints would lose them).
-pub const FEATURES: &[&str] = &["tiering", "cleaner", "tables"];
+pub const FEATURES: &[&str] = &["tiering", "cleaner", "tables", "transactions"];
 
 /// A topic's 16-byte id (the Kafka topic UUID), written as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -74,6 +74,29 @@ pub struct BatchRef {
     pub producer_id: i64,
     pub epoch: i16,
     pub sequence: i32,
+    /// The batch belongs to its producer's open transaction.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub transactional: bool,
+}
+
+/// A partition of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TxnPartition {
+    pub topic: TopicId,
+    pub partition: i32,
+}
+
+/// A consumer-group offset committed inside a transaction
+/// (TxnOffsetCommit); it becomes the group's offset when the transaction
+/// commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 /// One partition's contiguous bytes inside a segment object.
@@ -188,7 +211,90 @@ pub enum Command {
         time: i64,
         horizon: i64,
         objects: Vec<String>,
+        /// The writer updated the `gc-horizon` key in the same store
+        /// transaction (a transaction's end compares it: decision 0011).
+        #[serde(default, skip_serializing_if = "is_false")]
+        horizon_key: bool,
     },
+    /// InitProducerId with a transactional id: the transaction takes
+    /// `producer_id` and `epoch`, which must be newer than its current ones
+    /// (a new id, or the same id with a higher epoch); it must not be open.
+    InitTxn {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        timeout_ms: i64,
+        time: i64,
+    },
+    /// AddPartitionsToTxn: the partitions join the transaction, which opens
+    /// if it was not.
+    AddTxnPartitions {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TxnPartition>,
+        time: i64,
+    },
+    /// AddOffsetsToTxn: the group joins the transaction, which opens if it
+    /// was not.
+    AddTxnGroup {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        group: String,
+        time: i64,
+    },
+    /// TxnOffsetCommit: offsets of a group in the transaction, pending
+    /// until it commits.
+    TxnOffsets {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        group: String,
+        offsets: Vec<TxnOffset>,
+        time: i64,
+    },
+    /// EndTxn (or an abort by the coordinator): `object` holds one control
+    /// batch per partition of the transaction (`markers`, one record each);
+    /// all of them are appended, and the transaction completes, in this one
+    /// record. With `fence`, the producer's epoch is bumped, so the
+    /// producer that left the transaction open is fenced.
+    EndTxn {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        object: String,
+        size: u64,
+        markers: Vec<ChunkRef>,
+        time: i64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        fence: bool,
+    },
+    /// A transactional id unused for `idle_ms` is forgotten (Kafka's
+    /// `transactional.id.expiration.ms`), unless its transaction is open or
+    /// it was used since (`last_update`).
+    ForgetTxn {
+        id: String,
+        last_update: i64,
+        idle_ms: i64,
+        time: i64,
+    },
+}
+
+impl Command {
+    /// The transactional id a transaction record is about.
+    pub fn transactional_id(&self) -> Option<&str> {
+        match self {
+            Command::InitTxn { id, .. }
+            | Command::AddTxnPartitions { id, .. }
+            | Command::AddTxnGroup { id, .. }
+            | Command::TxnOffsets { id, .. }
+            | Command::EndTxn { id, .. }
+            | Command::ForgetTxn { id, .. } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 fn is_zero(v: &i64) -> bool {

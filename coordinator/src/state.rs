@@ -13,6 +13,11 @@ use crate::{
     topic_config::{TimestampType, TopicConfig},
 };
 
+mod txn;
+pub use txn::{
+    AbortedTxn, TxnEntry, TxnOutcome, TxnState, MAX_TXN_GROUPS, MAX_TXN_OFFSETS, MAX_TXN_PARTITIONS,
+};
+
 pub const CHECKPOINT_VERSION: u32 = 1;
 /// Upper bound on partitions per topic accepted by the state machine.
 pub const MAX_PARTITIONS: u32 = 10_000;
@@ -92,6 +97,13 @@ pub(crate) struct Partition {
     /// Tables: records before this offset are in table files.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) exported: i64,
+    /// Open transactions with batches here: producer id -> offset of its
+    /// first batch (the last stable offset is the smallest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) open_txns: BTreeMap<i64, i64>,
+    /// Aborted transactions' ranges, in offset order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) aborted: Vec<AbortedTxn>,
 }
 
 /// The verdict on one batch of an idempotent chunk.
@@ -103,6 +115,9 @@ pub enum BatchOutcome {
     OutOfOrder,
     /// The producer's epoch is older than one already seen.
     Fenced,
+    /// A transactional batch whose producer has no open transaction
+    /// holding the partition.
+    InvalidTxnState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +179,9 @@ pub struct PartitionSnapshot {
     pub timestamp_type: TimestampType,
     /// Index entries of the partition (records in `[log start, high watermark)`).
     pub index_entries: usize,
+    /// The first offset of the oldest open transaction, else the high
+    /// watermark: `read_committed` readers stop here.
+    pub last_stable_offset: i64,
 }
 
 /// Where one run of a partition's records lives: an index entry with the
@@ -277,6 +295,8 @@ pub enum Outcome {
     Exported(bool),
     /// How many objects left the unreferenced set.
     Forgotten(usize),
+    /// What a transaction record did.
+    Txn(TxnOutcome),
     Invalid(String),
 }
 
@@ -311,6 +331,21 @@ pub struct State {
     /// checkpoint.
     #[serde(default)]
     skipped: u64,
+    /// Transactional ids and their transactions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    transactions: BTreeMap<String, TxnEntry>,
+    /// Producer id -> the transactional id holding it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    txn_producers: BTreeMap<i64, String>,
+    /// Revision of the last GC record that updated the `gc-horizon` key
+    /// (its modification revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gc_key: Option<i64>,
+    /// Transactional id -> revision of the last record naming it, accepted
+    /// or not: the modification revision of its key in the metadata store,
+    /// which every such record updates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    txn_keys: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -370,7 +405,21 @@ impl State {
             high_watermark: p.high_watermark,
             timestamp_type: t.config.timestamp_type,
             index_entries: p.index.len(),
+            last_stable_offset: p.last_stable_offset(),
         })
+    }
+
+    /// The bytes a partition's index points at (its records in object
+    /// storage), or `None` if the topic or partition does not exist.
+    pub fn partition_bytes(&self, topic: &str, partition: i32) -> Option<u64> {
+        let p = self.topics.get(topic)?.partition(partition)?;
+        Some(p.index.iter().map(|e| e.length).sum())
+    }
+
+    /// The idempotent producers a partition remembers, by producer id.
+    pub fn producers(&self, topic: &str, partition: i32) -> Option<Vec<(i64, ProducerEntry)>> {
+        let p = self.topics.get(topic)?.partition(partition)?;
+        Some(p.producers.iter().map(|(id, e)| (*id, e.clone())).collect())
     }
 
     /// A compacted partition's clean offset: the cleaner has seen every key
@@ -526,6 +575,12 @@ impl State {
         self.unreferenced.iter().map(|(k, r)| (k.as_str(), *r))
     }
 
+    /// The revision of the last GC record that updated the `gc-horizon`
+    /// key, if any did.
+    pub fn gc_key_revision(&self) -> Option<i64> {
+        self.gc_key
+    }
+
     /// Index entries pointing into `object` (0 if it is not referenced).
     pub fn object_refs(&self, object: &str) -> u64 {
         self.objects.get(object).map_or(0, |o| o.refs)
@@ -547,6 +602,9 @@ impl State {
     pub fn apply(&mut self, revision: i64, command: &Command) -> Outcome {
         debug_assert!(revision > self.revision, "records apply in revision order");
         self.revision = revision;
+        if let Some(id) = command.transactional_id() {
+            self.txn_keys.insert(id.to_string(), revision);
+        }
         match command {
             Command::CreateTopic {
                 name,
@@ -638,6 +696,7 @@ impl State {
                 let start = p.log_start_offset;
                 let keep = p.index.partition_point(|e| e.end_offset <= start);
                 let dropped: Vec<IndexEntry> = p.index.drain(..keep).collect();
+                p.prune_aborted();
                 self.advance_log_time(*time);
                 for e in dropped {
                     self.release(&e.object, revision);
@@ -660,6 +719,7 @@ impl State {
                 self.commit_seal = self.commit_seal.max(sealed);
                 let mut out = Vec::with_capacity(chunks.len());
                 let mut refs = 0;
+                let txns = (&self.transactions, &self.txn_producers);
                 for c in chunks {
                     let in_bounds = c.position.checked_add(c.length).is_some_and(|e| e <= *size);
                     let part = self
@@ -673,7 +733,7 @@ impl State {
                         });
                     match part {
                         Some(p) if in_bounds && c.records > 0 && c.records < i32::MAX as u64 => {
-                            let (outcome, entries) = append_chunk(p, object, c);
+                            let (outcome, entries) = append_chunk_txn(p, object, c, Some(txns));
                             refs += entries;
                             out.push(outcome);
                         }
@@ -762,7 +822,11 @@ impl State {
                 time,
                 horizon,
                 objects,
+                horizon_key,
             } => {
+                if *horizon_key {
+                    self.gc_key = Some(revision);
+                }
                 self.advance_log_time(*time);
                 // Never past the newest accepted commit: a clock ahead
                 // somewhere must not refuse every commit.
@@ -780,6 +844,107 @@ impl State {
                 let horizon = self.commit_horizon;
                 self.forgotten.retain(|_, sealed| *sealed >= horizon);
                 Outcome::Forgotten(n)
+            }
+            Command::InitTxn {
+                id,
+                producer_id,
+                epoch,
+                timeout_ms,
+                time,
+            } => {
+                self.advance_log_time(*time);
+                Outcome::Txn(self.init_txn(revision, id, *producer_id, *epoch, *timeout_ms, *time))
+            }
+            Command::AddTxnPartitions {
+                id,
+                producer_id,
+                epoch,
+                partitions,
+                time,
+            } => {
+                self.advance_log_time(*time);
+                Outcome::Txn(self.add_txn_partitions(
+                    revision,
+                    id,
+                    *producer_id,
+                    *epoch,
+                    partitions,
+                    *time,
+                ))
+            }
+            Command::AddTxnGroup {
+                id,
+                producer_id,
+                epoch,
+                group,
+                time,
+            } => {
+                self.advance_log_time(*time);
+                Outcome::Txn(self.add_txn_group(revision, id, *producer_id, *epoch, group, *time))
+            }
+            Command::TxnOffsets {
+                id,
+                producer_id,
+                epoch,
+                group,
+                offsets,
+                time,
+            } => {
+                self.advance_log_time(*time);
+                Outcome::Txn(self.txn_offsets(
+                    revision,
+                    id,
+                    *producer_id,
+                    *epoch,
+                    group,
+                    offsets,
+                    *time,
+                ))
+            }
+            Command::ForgetTxn {
+                id,
+                last_update,
+                idle_ms,
+                time,
+            } => {
+                self.advance_log_time(*time);
+                Outcome::Txn(self.forget_txn(id, *last_update, *idle_ms, *time))
+            }
+            Command::EndTxn {
+                id,
+                producer_id,
+                epoch,
+                commit,
+                object,
+                size,
+                markers,
+                time,
+                fence,
+            } => {
+                if self.knows_object(object) {
+                    return Outcome::DuplicateObject;
+                }
+                if *time < self.commit_horizon {
+                    return Outcome::StaleCommit;
+                }
+                self.advance_log_time(*time);
+                self.commit_seal = self.commit_seal.max(*time);
+                let (outcome, refs) = self.end_txn(
+                    revision,
+                    id,
+                    *producer_id,
+                    *epoch,
+                    *commit,
+                    object,
+                    *size,
+                    markers,
+                    *time,
+                    *fence,
+                );
+                if refs > 0 {
+                    self.add_refs(object, *size, *time, refs, revision);
+                }
+                Outcome::Txn(outcome)
             }
         }
     }
@@ -929,6 +1094,20 @@ impl State {
 /// Appends a chunk to a partition; returns the outcome and how many index
 /// entries now point into the object.
 fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome, u64) {
+    append_chunk_txn(p, object, c, None)
+}
+
+/// The transactions a commit's transactional batches are checked against.
+type TxnView<'a> = (&'a BTreeMap<String, TxnEntry>, &'a BTreeMap<i64, String>);
+
+/// [`append_chunk`], with transactional batches checked against `txns`
+/// (without it, a transactional batch is refused).
+fn append_chunk_txn(
+    p: &mut Partition,
+    object: &str,
+    c: &ChunkRef,
+    txns: Option<TxnView<'_>>,
+) -> (ChunkOutcome, u64) {
     let entry = |base: i64, end: i64, position: u64, length: u64| IndexEntry {
         base_offset: base,
         end_offset: end,
@@ -957,12 +1136,16 @@ fn append_chunk(p: &mut Partition, object: &str, c: &ChunkRef) -> (ChunkOutcome,
     let mut entries = 0;
     let mut run: Option<(i64, u64, u64)> = None; // (base offset, position, length)
     let mut position = c.position;
+    let empty = (&BTreeMap::new(), &BTreeMap::new());
     for b in &c.batches {
-        let verdict = check_sequence(p, b);
+        let (transactions, producers) = txns.unwrap_or(empty);
+        let verdict = txn::check_transactional(transactions, producers, txn::at(c), b)
+            .and_then(|()| check_sequence(p, b));
         match verdict {
             Ok(()) => {
                 let base = p.high_watermark;
                 p.high_watermark += b.records as i64;
+                txn::note_open(p, b, base);
                 if b.producer_id >= 0 {
                     let e = p.producers.entry(b.producer_id).or_default();
                     if e.epoch != b.epoch {
@@ -1151,6 +1334,7 @@ mod tests {
                         producer_id: *pid,
                         epoch: *epoch,
                         sequence: *seq,
+                        transactional: false,
                     })
                     .collect(),
             }],
@@ -1552,6 +1736,7 @@ mod tests {
             Outcome::DuplicateObject
         );
         let forget = Command::ForgetObjects {
+            horizon_key: false,
             time: 700_000,
             horizon: 0,
             objects: vec!["o1".into(), "never-known".into()],
@@ -1572,6 +1757,7 @@ mod tests {
         s.apply(
             8,
             &Command::ForgetObjects {
+                horizon_key: false,
                 time: 800_000,
                 horizon: 500_000,
                 objects: vec![],
@@ -1594,6 +1780,7 @@ mod tests {
         s.apply(
             12,
             &Command::ForgetObjects {
+                horizon_key: false,
                 time: 1 << 50,
                 horizon: 1 << 50,
                 objects: vec![],
@@ -1766,7 +1953,7 @@ mod tests {
                             prop_assert!(now - last >= GRACE, "{} deleted {} ms after its last reference", o, now - last);
                             deleted.insert(o.clone());
                         }
-                        apply(&mut s, &Command::ForgetObjects { time: now, horizon: now - 1_800_000, objects: victims });
+                        apply(&mut s, &Command::ForgetObjects { horizon_key: false, time: now, horizon: now - 1_800_000, objects: victims });
                     }
                     Step::Advance(ms) => now += ms,
                     Step::Recreate => {
@@ -1787,7 +1974,7 @@ mod tests {
             apply(&mut s, &Command::DeleteTopic { name: "a".into(), time: now });
             now += GRACE;
             let victims = gc(&s, now);
-            apply(&mut s, &Command::ForgetObjects { time: now, horizon: 0, objects: victims });
+            apply(&mut s, &Command::ForgetObjects { horizon_key: false, time: now, horizon: 0, objects: victims });
             prop_assert!(s.objects.is_empty());
             prop_assert!(s.unreferenced.is_empty(), "{:?}", s.unreferenced);
             prop_assert!(s.topics.is_empty() && s.topic_names.is_empty());

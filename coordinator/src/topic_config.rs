@@ -10,20 +10,178 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// (name, default) of every supported topic config.
-pub const DEFAULTS: &[(&str, &str)] = &[
-    ("cleanup.policy", "delete"),
-    ("delete.retention.ms", "86400000"),
-    ("max.compaction.lag.ms", "9223372036854775807"),
-    ("max.message.bytes", "1048588"),
-    ("message.timestamp.type", "CreateTime"),
-    ("min.cleanable.dirty.ratio", "0.5"),
-    ("min.compaction.lag.ms", "0"),
-    ("retention.bytes", "-1"),
-    ("retention.ms", "604800000"),
-    ("silt.table.enable", "false"),
-    ("silt.table.retention.ms", "-1"),
-    ("silt.table.value.schema", ""),
+/// A config's type as DescribeConfigs reports it (Kafka's `ConfigType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    Double = 6,
+    List = 7,
+    Password = 9,
+}
+
+impl Kind {
+    /// The `config_type` code of DescribeConfigs v3+.
+    pub fn code(self) -> i8 {
+        self as i8
+    }
+}
+
+/// What silt does with a topic config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Enforced with Kafka's meaning.
+    Enforced,
+    /// Validated, stored and reported; it has no effect in silt (replicas,
+    /// local log segments and flushes do not exist here).
+    Stored,
+}
+
+/// How a config's value is checked (Kafka's validators).
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    LongAtLeast(i64),
+    IntAtLeast(i32),
+    IntRange(i32, i32),
+    /// gzip: -1 (the codec's default) or 1..=9.
+    GzipLevel,
+    /// A double between 0 and 1.
+    Ratio,
+    Bool,
+    OneOf(&'static [&'static str]),
+    /// `cleanup.policy`: a non-empty list of `delete` and `compact`.
+    Policy,
+    /// `message.format.version`: a Kafka version such as `2.8` or `3.0-IV1`.
+    FormatVersion,
+    /// `*`, or a list of `partition:broker` pairs.
+    ThrottledReplicas,
+    TableSchema,
+}
+
+/// One topic config: Kafka's name, default, type and validation, the broker
+/// config that sets its cluster default, and what it does in silt.
+#[derive(Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+    check: Check,
+    /// The broker config Kafka reports as this config's synonym.
+    pub broker_synonym: Option<&'static str>,
+    pub effect: Effect,
+    /// One line for DescribeConfigs' documentation field.
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const CODECS: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+
+const fn spec(
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    check: Check,
+    broker_synonym: Option<&'static str>,
+    effect: Effect,
+    doc: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        default,
+        kind,
+        check,
+        broker_synonym,
+        effect,
+        doc,
+    }
+}
+
+use Check::*;
+use Effect::*;
+
+/// Every topic config Kafka 3.9 and 4.x accept, and silt's own, by name.
+pub const SPECS: &[Spec] = &[
+    spec("cleanup.policy", "delete", Kind::List, Policy, Some("log.cleanup.policy"), Enforced,
+        "delete: retention removes old records; compact: the cleaner keeps the last record of each key"),
+    spec("compression.gzip.level", "-1", Kind::Int, GzipLevel, Some("compression.gzip.level"), Stored,
+        "gzip level when compression.type is gzip; batches are stored as the producer compressed them"),
+    spec("compression.lz4.level", "9", Kind::Int, IntRange(1, 17), Some("compression.lz4.level"), Stored,
+        "lz4 level when compression.type is lz4; batches are stored as the producer compressed them"),
+    spec("compression.type", "producer", Kind::String, OneOf(CODECS), Some("compression.type"), Stored,
+        "accepted; batches are always stored as the producer compressed them (producer semantics)"),
+    spec("compression.zstd.level", "3", Kind::Int, IntRange(-131072, 22), Some("compression.zstd.level"), Stored,
+        "zstd level when compression.type is zstd; batches are stored as the producer compressed them"),
+    spec("delete.retention.ms", "86400000", Kind::Long, LongAtLeast(0), Some("log.cleaner.delete.retention.ms"), Enforced,
+        "how long a tombstone stays after the cleaner first passed it"),
+    spec("file.delete.delay.ms", "60000", Kind::Long, LongAtLeast(0), Some("log.segment.delete.delay.ms"), Stored,
+        "no local files; objects are deleted after the gc_grace setting"),
+    spec("flush.messages", LONG_MAX, Kind::Long, LongAtLeast(1), Some("log.flush.interval.messages"), Stored,
+        "every acknowledged write is already in object storage"),
+    spec("flush.ms", LONG_MAX, Kind::Long, LongAtLeast(0), Some("log.flush.interval.ms"), Stored,
+        "every acknowledged write is already in object storage"),
+    spec("follower.replication.throttled.replicas", "", Kind::List, ThrottledReplicas, None, Stored,
+        "no replication between agents"),
+    spec("index.interval.bytes", "4096", Kind::Int, IntAtLeast(0), Some("log.index.interval.bytes"), Stored,
+        "the segment index has one entry per batch"),
+    spec("leader.replication.throttled.replicas", "", Kind::List, ThrottledReplicas, None, Stored,
+        "no replication between agents"),
+    spec("local.retention.bytes", "-2", Kind::Long, LongAtLeast(-2), Some("log.local.retention.bytes"), Stored,
+        "no local log: all data is in object storage"),
+    spec("local.retention.ms", "-2", Kind::Long, LongAtLeast(-2), Some("log.local.retention.ms"), Stored,
+        "no local log: all data is in object storage"),
+    spec("max.compaction.lag.ms", LONG_MAX, Kind::Long, LongAtLeast(1), Some("log.cleaner.max.compaction.lag.ms"), Enforced,
+        "a record older than this is cleaned even below the dirty ratio"),
+    spec("max.message.bytes", "1048588", Kind::Int, IntAtLeast(0), Some("message.max.bytes"), Enforced,
+        "the largest record batch accepted"),
+    spec("message.downconversion.enable", "true", Kind::Boolean, Bool, Some("log.message.downconversion.enable"), Stored,
+        "record batches are never down-converted (Produce >= 3, Fetch >= 4)"),
+    spec("message.format.version", "3.0-IV1", Kind::String, FormatVersion, Some("log.message.format.version"), Stored,
+        "records are stored in the format written (v2)"),
+    spec("message.timestamp.after.max.ms", LONG_MAX, Kind::Long, LongAtLeast(0), Some("log.message.timestamp.after.max.ms"), Enforced,
+        "CreateTime batches more than this ahead of the agent's clock are refused"),
+    spec("message.timestamp.before.max.ms", LONG_MAX, Kind::Long, LongAtLeast(0), Some("log.message.timestamp.before.max.ms"), Enforced,
+        "CreateTime batches more than this behind the agent's clock are refused"),
+    spec("message.timestamp.difference.max.ms", LONG_MAX, Kind::Long, LongAtLeast(0), Some("log.message.timestamp.difference.max.ms"), Enforced,
+        "deprecated: the before and after bounds when those are not set"),
+    spec("message.timestamp.type", "CreateTime", Kind::String, OneOf(&["CreateTime", "LogAppendTime"]), Some("log.message.timestamp.type"), Enforced,
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the append time"),
+    spec("min.cleanable.dirty.ratio", "0.5", Kind::Double, Ratio, Some("log.cleaner.min.cleanable.ratio"), Enforced,
+        "the dirty share of a compacted partition that starts the cleaner"),
+    spec("min.compaction.lag.ms", "0", Kind::Long, LongAtLeast(0), Some("log.cleaner.min.compaction.lag.ms"), Enforced,
+        "records younger than this are not cleaned"),
+    spec("min.insync.replicas", "1", Kind::Int, IntAtLeast(1), Some("min.insync.replicas"), Stored,
+        "every acknowledged write is in object storage, which is stronger than any replica count"),
+    spec("preallocate", "false", Kind::Boolean, Bool, Some("log.preallocate"), Stored,
+        "no local segment files"),
+    spec("remote.log.copy.disable", "false", Kind::Boolean, Bool, None, Stored,
+        "all data is in object storage"),
+    spec("remote.log.delete.on.disable", "false", Kind::Boolean, Bool, None, Stored,
+        "all data is in object storage"),
+    spec("remote.storage.enable", "false", Kind::Boolean, Bool, None, Stored,
+        "all data is in object storage whatever its value"),
+    spec("retention.bytes", "-1", Kind::Long, LongAtLeast(-1), Some("log.retention.bytes"), Enforced,
+        "the size a partition keeps; -1 for no limit"),
+    spec("retention.ms", "604800000", Kind::Long, LongAtLeast(-1), Some("log.retention.ms"), Enforced,
+        "how long records are kept; -1 for ever"),
+    spec("segment.bytes", "1073741824", Kind::Int, IntAtLeast(14), Some("log.segment.bytes"), Stored,
+        "segment objects are cut by the agents' flush_bytes and flush_interval"),
+    spec("segment.index.bytes", "10485760", Kind::Int, IntAtLeast(4), Some("log.index.size.max.bytes"), Stored,
+        "the index lives in the metadata store"),
+    spec("segment.jitter.ms", "0", Kind::Long, LongAtLeast(0), Some("log.roll.jitter.ms"), Stored,
+        "segment objects are cut by the agents' flush_bytes and flush_interval"),
+    spec("segment.ms", "604800000", Kind::Long, LongAtLeast(1), Some("log.roll.ms"), Stored,
+        "segment objects are cut by the agents' flush_bytes and flush_interval"),
+    spec("silt.table.enable", "false", Kind::Boolean, Bool, Some("table_enable_default"), Enforced,
+        "export the topic as a Parquet table"),
+    spec("silt.table.retention.ms", "-1", Kind::Long, LongAtLeast(-1), None, Enforced,
+        "how long table files are kept; -1 for ever"),
+    spec("silt.table.value.schema", "", Kind::String, TableSchema, None, Enforced,
+        "JSON fields decoded from values into table columns"),
+    spec("unclean.leader.election.enable", "false", Kind::Boolean, Bool, Some("unclean.leader.election.enable"), Stored,
+        "no replicas: a partition's new leader reads the same object storage"),
 ];
 
 /// Columns every table has; a value schema's fields may not reuse them.
@@ -115,8 +273,16 @@ pub enum TimestampType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     overrides: BTreeMap<String, String>,
-    /// `max.message.bytes`: the largest record batch accepted.
-    pub max_message_bytes: i32,
+    /// `max.message.bytes` when set on the topic: the largest record batch
+    /// accepted (else the cluster's `message.max.bytes`).
+    pub max_message_bytes: Option<i32>,
+    /// `message.timestamp.before.max.ms` (or the deprecated
+    /// `message.timestamp.difference.max.ms`): how far behind the agent's
+    /// clock a CreateTime batch may be.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (or the deprecated difference): how
+    /// far ahead of the agent's clock a CreateTime batch may be.
+    pub timestamp_after_max_ms: i64,
     pub timestamp_type: TimestampType,
     /// `retention.ms`; `None` keeps records forever.
     pub retention_ms: Option<i64>,
@@ -152,67 +318,160 @@ impl Default for TopicConfig {
     }
 }
 
-pub fn is_known(name: &str) -> bool {
-    DEFAULTS.iter().any(|(k, _)| *k == name)
+/// The spec of a topic config, if Kafka or silt knows the name.
+pub fn spec_of(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
 }
 
-/// Checks one config value; the error says what is accepted.
+pub fn is_known(name: &str) -> bool {
+    spec_of(name).is_some()
+}
+
+/// Checks one config value by Kafka's rules; the error says what is
+/// accepted, in Kafka's words.
 pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
-    let err = |message: String| ConfigError {
+    let err = |why: String| ConfigError {
         name: name.to_string(),
-        message,
+        message: format!("Invalid value {value} for configuration {name}: {why}"),
     };
-    let long_at_least = |min: i64| match value.parse::<i64>() {
-        Ok(v) if v >= min => Ok(()),
-        _ => Err(err(format!(
-            "{name}={value:?}: expected an integer >= {min}"
-        ))),
+    let Some(spec) = spec_of(name) else {
+        return Err(ConfigError {
+            name: name.to_string(),
+            message: format!(
+                "Unknown topic config name: {name} (docs/compatibility.md lists the topic configs)"
+            ),
+        });
     };
-    match name {
-        "retention.ms" | "retention.bytes" => long_at_least(-1),
-        "max.message.bytes" => match value.parse::<i32>() {
-            Ok(v) if v >= 0 => Ok(()),
-            _ => Err(err(format!(
-                "{name}={value:?}: expected a non-negative 32-bit integer"
-            ))),
+    let v = value.trim();
+    let long = || {
+        v.parse::<i64>()
+            .map_err(|_| err("Not a number of type LONG".into()))
+    };
+    let int = || {
+        v.parse::<i32>()
+            .map_err(|_| err("Not a number of type INT".into()))
+    };
+    match spec.check {
+        LongAtLeast(min) => match long()? {
+            x if x >= min => Ok(()),
+            _ => Err(err(format!("Value must be at least {min}"))),
         },
-        "cleanup.policy" => match parse_policy(value) {
+        IntAtLeast(min) => match int()? {
+            x if x >= min => Ok(()),
+            _ => Err(err(format!("Value must be at least {min}"))),
+        },
+        IntRange(lo, hi) => match int()? {
+            x if (lo..=hi).contains(&x) => Ok(()),
+            _ => Err(err(format!("Value must be in [{lo}, {hi}]"))),
+        },
+        GzipLevel => match int()? {
+            -1 | 1..=9 => Ok(()),
+            _ => Err(err("Value must be -1 or in [1, 9]".into())),
+        },
+        Ratio => match v.parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => Ok(()),
+            Ok(_) => Err(err("Value must be between 0 and 1".into())),
+            Err(_) => Err(err("Not a number of type DOUBLE".into())),
+        },
+        Bool => match parse_bool(v) {
             Some(_) => Ok(()),
-            None => Err(err(format!(
-                "{name}={value:?}: expected \"delete\", \"compact\" or \"compact,delete\""
+            None => Err(err("Expected value to be either true or false".into())),
+        },
+        OneOf(allowed) => match allowed.contains(&v) {
+            true => Ok(()),
+            false => Err(err(format!(
+                "String must be one of: {}",
+                allowed.join(", ")
             ))),
         },
-        "delete.retention.ms" | "min.compaction.lag.ms" => long_at_least(0),
-        "max.compaction.lag.ms" => long_at_least(1),
-        "silt.table.enable" => match value {
-            "true" | "false" => Ok(()),
-            _ => Err(err(format!("{name}={value:?}: expected true or false"))),
+        Policy => match parse_policy(v) {
+            Some(_) => Ok(()),
+            None => Err(err("String must be one of: compact, delete".into())),
         },
-        "silt.table.retention.ms" => long_at_least(-1),
-        "silt.table.value.schema" => parse_table_schema(value)
-            .map(|_| ())
-            .map_err(|m| err(format!("{name}: {m}"))),
-        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
-            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
-            _ => Err(err(format!(
-                "{name}={value:?}: expected a number between 0 and 1"
-            ))),
+        FormatVersion => match is_format_version(v) {
+            true => Ok(()),
+            false => Err(err(
+                "expected a Kafka version such as 2.8, 3.0 or 3.0-IV1".into()
+            )),
         },
-        "message.timestamp.type" => match value {
-            "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err(err(format!(
-                "{name}={value:?}: expected CreateTime or LogAppendTime"
-            ))),
+        ThrottledReplicas => match is_throttled_replicas(v) {
+            true => Ok(()),
+            false => Err(err(
+                "must be * or a list of partition:brokerId pairs, such as 0:1,1:2".into(),
+            )),
         },
-        _ => Err(err(format!(
-            "unsupported topic config {name:?} (supported: {})",
-            DEFAULTS
-                .iter()
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        TableSchema => parse_table_schema(value).map(|_| ()).map_err(err),
     }
+}
+
+/// IncrementalAlterConfigs' APPEND (`append`) or SUBTRACT on a list
+/// config: the new value, from the override `current` or the default.
+pub fn list_op(
+    name: &str,
+    current: Option<&str>,
+    append: bool,
+    items: &str,
+) -> Result<String, ConfigError> {
+    let spec = spec_of(name)
+        .filter(|s| s.kind == Kind::List)
+        .ok_or_else(|| ConfigError {
+            name: name.to_string(),
+            message: format!("{name}: APPEND and SUBTRACT apply to list configs only"),
+        })?;
+    let split = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    };
+    let mut list = split(current.unwrap_or(spec.default));
+    for item in split(items) {
+        if append && !list.contains(&item) {
+            list.push(item);
+        } else if !append {
+            list.retain(|x| *x != item);
+        }
+    }
+    Ok(list.join(","))
+}
+
+/// Kafka's boolean: `true` or `false`, any case.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `0.8.2`, `2.8`, `3.0-IV1`, `3.9-IV0`: dotted numbers, an optional
+/// `-IVn` suffix.
+fn is_format_version(v: &str) -> bool {
+    let (nums, iv) = match v.split_once("-IV") {
+        Some((n, iv)) => (n, Some(iv)),
+        None => (v, None),
+    };
+    let parts: Vec<&str> = nums.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && iv.is_none_or(|iv| !iv.is_empty() && iv.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Kafka's throttled-replicas list: empty, `*`, or `partition:broker`
+/// pairs separated by commas.
+fn is_throttled_replicas(v: &str) -> bool {
+    if v.is_empty() || v == "*" {
+        return true;
+    }
+    v.split(',').all(|pair| {
+        let num = |s: &str| {
+            let s = s.trim();
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        matches!(pair.split_once(':'), Some((p, b)) if num(p) && num(b))
+    })
 }
 
 /// `(delete, compact)` of a `cleanup.policy` value: a comma-separated list
@@ -256,8 +515,8 @@ impl TopicConfig {
         let get = |k: &str| {
             overrides
                 .get(k)
-                .map(String::as_str)
-                .or_else(|| DEFAULTS.iter().find(|(d, _)| *d == k).map(|(_, v)| *v))
+                .map(|v| v.trim())
+                .or_else(|| spec_of(k).map(|s| s.default))
                 .unwrap_or_default()
         };
         let limit = |k: &str, default: Option<i64>| match get(k).parse::<i64>() {
@@ -270,16 +529,23 @@ impl TopicConfig {
             Ok(v) if v >= min => v,
             _ => default,
         };
-        let ratio = match get("min.cleanable.dirty.ratio").trim().parse::<f64>() {
+        let ratio = match get("min.cleanable.dirty.ratio").parse::<f64>() {
             Ok(v) if (0.0..=1.0).contains(&v) => (v * 1e6).round() as u32,
             _ => 500_000,
         };
+        // Kafka's rule: the deprecated difference bounds both sides when
+        // the newer bound is left at its default.
+        let difference = at_least("message.timestamp.difference.max.ms", 0, i64::MAX);
+        let bound = |k: &str| match at_least(k, 0, i64::MAX) {
+            i64::MAX => difference,
+            v => v,
+        };
         Self {
-            table_enable: match overrides.get("silt.table.enable").map(String::as_str) {
-                Some("true") => Some(true),
-                Some("false") => Some(false),
-                _ => None,
-            },
+            table_enable: overrides
+                .get("silt.table.enable")
+                .and_then(|v| parse_bool(v.trim())),
+            timestamp_before_max_ms: bound("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: bound("message.timestamp.after.max.ms"),
             table_retention_ms: limit("silt.table.retention.ms", None),
             table_fields: parse_table_schema(get("silt.table.value.schema")).unwrap_or_default(),
             delete,
@@ -288,7 +554,10 @@ impl TopicConfig {
             min_compaction_lag_ms: at_least("min.compaction.lag.ms", 0, 0),
             max_compaction_lag_ms: at_least("max.compaction.lag.ms", 1, i64::MAX),
             min_cleanable_dirty_ratio_ppm: ratio,
-            max_message_bytes: get("max.message.bytes").parse().unwrap_or(1_048_588),
+            max_message_bytes: overrides
+                .get("max.message.bytes")
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .filter(|v| *v >= 0),
             timestamp_type: match get("message.timestamp.type") {
                 "LogAppendTime" => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
@@ -304,14 +573,17 @@ impl TopicConfig {
         &self.overrides
     }
 
-    /// Every supported config with its value and whether it is an override.
-    pub fn describe(&self) -> impl Iterator<Item = (&'static str, String, bool)> + '_ {
-        DEFAULTS
+    /// The largest record batch accepted: the topic's `max.message.bytes`,
+    /// else `broker_default` (the cluster's `message.max.bytes`).
+    pub fn max_message_bytes(&self, broker_default: i32) -> i32 {
+        self.max_message_bytes.unwrap_or(broker_default)
+    }
+
+    /// Every topic config with its override, if set.
+    pub fn describe(&self) -> impl Iterator<Item = (&'static Spec, Option<&str>)> + '_ {
+        SPECS
             .iter()
-            .map(|(k, default)| match self.overrides.get(*k) {
-                Some(v) => (*k, v.clone(), true),
-                None => (*k, default.to_string(), false),
-            })
+            .map(|spec| (spec, self.overrides.get(spec.name).map(String::as_str)))
     }
 }
 
@@ -354,17 +626,65 @@ mod tests {
         assert!(validate("max.compaction.lag.ms", "0").is_err());
         assert!(validate("delete.retention.ms", "-1").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
-        let e = validate("segment.bytes", "1").unwrap_err();
-        assert_eq!(e.name, "segment.bytes");
-        for (k, v) in DEFAULTS {
-            validate(k, v).unwrap();
+        let e = validate("segment.byte", "1").unwrap_err();
+        assert_eq!(e.name, "segment.byte");
+        assert!(e.message.starts_with("Unknown topic config name"), "{e}");
+        for spec in SPECS {
+            validate(spec.name, spec.default).unwrap();
+        }
+        // APPEND and SUBTRACT on list configs.
+        assert_eq!(
+            list_op("cleanup.policy", None, true, "compact").unwrap(),
+            "delete,compact"
+        );
+        assert_eq!(
+            list_op("cleanup.policy", Some("delete,compact"), false, "delete").unwrap(),
+            "compact"
+        );
+        assert!(list_op("retention.ms", None, true, "1").is_err());
+        // Kafka's validators, one case each side of every kind of bound.
+        for (k, ok, bad) in [
+            ("segment.bytes", "14", "13"),
+            ("segment.bytes", " 1048576 ", "2147483648"),
+            ("segment.index.bytes", "4", "3"),
+            ("segment.ms", "1", "0"),
+            ("local.retention.ms", "-2", "-3"),
+            ("min.insync.replicas", "1", "0"),
+            ("compression.type", "zstd", "brotli"),
+            ("compression.type", "uncompressed", "none"),
+            ("compression.gzip.level", "-1", "0"),
+            ("compression.gzip.level", "9", "10"),
+            ("compression.lz4.level", "17", "18"),
+            ("compression.zstd.level", "-131072", "23"),
+            ("unclean.leader.election.enable", "TRUE", "yes"),
+            ("preallocate", "false", "0"),
+            ("flush.messages", "1", "0"),
+            ("message.format.version", "2.8", "2.x"),
+            ("message.format.version", "3.0-IV1", "3"),
+            ("message.format.version", "0.10.2", "3.0-IV"),
+            ("leader.replication.throttled.replicas", "*", "all"),
+            (
+                "follower.replication.throttled.replicas",
+                "0:1, 1:2",
+                "0:1,1",
+            ),
+            ("message.timestamp.before.max.ms", "0", "-1"),
+            ("max.message.bytes", "0", "-1"),
+        ] {
+            assert!(validate(k, ok).is_ok(), "{k}={ok}");
+            let e = validate(k, bad).unwrap_err();
+            assert_eq!(e.name, k);
+            assert!(e.message.contains(k), "{e}");
         }
     }
 
     #[test]
     fn typed_fields_follow_overrides() {
         let d = TopicConfig::default();
-        assert_eq!(d.max_message_bytes, 1_048_588);
+        assert_eq!(d.max_message_bytes, None);
+        assert_eq!(d.max_message_bytes(1_048_588), 1_048_588);
+        assert_eq!(d.timestamp_before_max_ms, i64::MAX);
+        assert_eq!(d.timestamp_after_max_ms, i64::MAX);
         assert_eq!(d.timestamp_type, TimestampType::CreateTime);
         assert_eq!(d.retention_ms, Some(604_800_000));
         assert_eq!(d.retention_bytes, None);
@@ -378,7 +698,16 @@ mod tests {
         assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(c.retention_ms, None);
         assert_eq!(c.retention_bytes, Some(1000));
-        assert_eq!(c.max_message_bytes, 10);
+        assert_eq!(c.max_message_bytes(1_048_588), 10);
+        // The deprecated difference bounds both sides unless a newer bound
+        // is set.
+        let t = TopicConfig::parse(map(&[
+            ("message.timestamp.difference.max.ms", "5000"),
+            ("message.timestamp.after.max.ms", "100"),
+        ]))
+        .unwrap();
+        assert_eq!(t.timestamp_before_max_ms, 5000);
+        assert_eq!(t.timestamp_after_max_ms, 100);
         assert!(TopicConfig::parse(map(&[("retention.ms", "soon")])).is_err());
         assert!(d.delete && !d.compact);
         assert_eq!(d.delete_retention_ms, 86_400_000);
@@ -431,8 +760,23 @@ mod tests {
         assert!(json.starts_with("{\"max.message.bytes\":\"10\""), "{json}");
         assert_eq!(serde_json::from_str::<TopicConfig>(&json).unwrap(), c);
         let described: Vec<_> = c.describe().collect();
-        assert_eq!(described.len(), DEFAULTS.len());
-        assert!(described.contains(&("retention.bytes", "1000".into(), true)));
-        assert!(described.contains(&("cleanup.policy", "delete".into(), false)));
+        assert_eq!(described.len(), SPECS.len());
+        assert!(described
+            .iter()
+            .any(|(s, v)| s.name == "retention.bytes" && *v == Some("1000")));
+        assert!(described
+            .iter()
+            .any(|(s, v)| s.name == "cleanup.policy" && v.is_none() && s.default == "delete"));
+        // docs/kafka-configs.md has a row for every config.
+        let doc = include_str!("../../docs/kafka-configs.md");
+        for spec in SPECS {
+            assert!(
+                doc.contains(&format!("| `{}` |", spec.name)),
+                "{} is not documented",
+                spec.name
+            );
+        }
+        // The table is sorted and names each config once.
+        assert!(SPECS.windows(2).all(|w| w[0].name < w[1].name));
     }
 }

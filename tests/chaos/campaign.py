@@ -27,6 +27,10 @@ Clients (confluent-kafka), on a topic with 6 partitions:
     plain4         non-idempotent, retries=0, never resends; partitions
                    spread over all agents
     g1, g2         one consumer group: poll, commit synchronously
+    txn1           a transactional producer on a second topic of 3
+                   partitions: transactions of 1-6 records, four in five
+                   committed, the rest aborted (TxnWorker); the topic is
+                   read read_committed through every agent at the end
 Producers give up on a record after message.timeout.ms = 60 s
 (--message-timeout). Each record's value names its producer and sequence number
 (checker.record_value); records have no key, except in compacted runs
@@ -236,6 +240,125 @@ class History:
     def write(self, path: Path) -> None:
         with self.lock:
             path.write_text(json.dumps(self.data) + "\n")
+
+
+TXN_PARTITIONS = 3
+
+
+class TxnWorker(threading.Thread):
+    """A transactional producer (confluent-kafka) on its own topic:
+    transactions of 1-6 records over its partitions, committed four times in
+    five, else aborted, one after another until stopped; each outcome as
+    the producer was told it. An abortable error aborts the transaction; a
+    fatal one (fenced, for instance by the coordinator's timeout) starts a
+    new producer, which aborts whatever the old one left open."""
+
+    def __init__(self, history: History, bootstrap: str, topic: str, rng: random.Random,
+                 logger: logging.Logger):
+        super().__init__(name="txn1", daemon=True)
+        self.history, self.bootstrap, self.topic, self.rng = history, bootstrap, topic, rng
+        self.logger = logger
+        self.stop_flag = threading.Event()
+        self.error: str | None = None
+        history.data["transactions"] = {"txns": [], "reads": {}}
+
+    def producer(self):
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": f"{self.topic}-tx",
+                      "transaction.timeout.ms": 10_000, "message.timeout.ms": 10_000,
+                      "logger": self.logger})
+        p.init_transactions(60)
+        return p
+
+    def note(self, txn: int, n: int, outcome: str, err: str | None) -> None:
+        with self.history.lock:
+            self.history.data["transactions"]["txns"].append(
+                [self.history.now(), txn, n, outcome, err])
+
+    def run(self) -> None:
+        from confluent_kafka import KafkaException
+        p = None
+        txn = 0
+        while not self.stop_flag.is_set():
+            try:
+                if p is None:
+                    p = self.producer()
+            except KafkaException as e:
+                self.logger.info(f"txn1: init_transactions: {e}")
+                time.sleep(1)
+                continue
+            txn += 1
+            n = 1 + self.rng.randrange(6)
+            commit = self.rng.random() < 0.8
+            try:
+                p.begin_transaction()
+                for i in range(n):
+                    p.produce(self.topic, checker.txn_value(txn, i, n).encode(),
+                              partition=(txn + i) % TXN_PARTITIONS)
+                if commit:
+                    p.commit_transaction(30)
+                    self.note(txn, n, "committed", None)
+                else:
+                    p.abort_transaction(30)
+                    self.note(txn, n, "aborted", None)
+            except KafkaException as e:
+                err = e.args[0]
+                outcome = "unknown"
+                try:
+                    if err.txn_requires_abort():
+                        p.abort_transaction(30)
+                        outcome = "aborted"
+                    elif err.retriable() and commit:
+                        # A commit that timed out may be retried.
+                        p.commit_transaction(30)
+                        outcome = "committed"
+                    else:
+                        p = None
+                except KafkaException as e2:
+                    self.logger.info(f"txn1: ending transaction {txn} after {err}: {e2}")
+                    p = None
+                self.note(txn, n, outcome, str(err))
+            time.sleep(0.05)
+        if p is not None:
+            try:
+                p.flush(10)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def read_committed_everything(c: cl.Cluster, topic: str, history: History) -> None:
+    """The transactional topic through each agent, read_committed, into
+    history['transactions']['reads']."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    for i, a in enumerate(c.agents):
+        consumer = Consumer({"bootstrap.servers": a.addr, "group.id": f"txn-reader-{i}",
+                             "client.id": c.client_id(i, "txn-reader"),
+                             "isolation.level": "read_committed", "enable.auto.commit": False,
+                             "enable.partition.eof": True})
+        values, eof, error = [], set(), None
+        try:
+            consumer.assign([TopicPartition(topic, p, 0) for p in range(TXN_PARTITIONS)])
+            deadline = time.monotonic() + 60
+            while len(eof) < TXN_PARTITIONS:
+                if time.monotonic() > deadline:
+                    error = f"no end of the topic within 60 s ({sorted(eof)} done)"
+                    break
+                m = consumer.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                        continue
+                    error = str(m.error())
+                    break
+                eof.discard(m.partition())
+                values.append(decode(m.value()))
+        except Exception as e:  # noqa: BLE001
+            error = repr(e)
+        finally:
+            consumer.close()
+        history.data["transactions"]["reads"][a.agent_id] = {"values": values, "error": error}
 
 
 class GroupMember(gk.ConfluentWorker):
@@ -452,18 +575,18 @@ def producer_specs(c: cl.Cluster, history: History, rng: random.Random, n: int,
 
 
 def create_topic(bootstrap: str, topic: str, config: dict[str, str] | None = None,
-                 attempts: int = 4) -> None:
+                 attempts: int = 4, partitions: int = PARTITIONS) -> None:
     """CreateTopics, again while it fails: with lost commit answers
     (SILT_TEST_FAULTS) it may fail although the topic was created. A topic
     with `config` is then described, so that a run never tests a topic
     without the configs it meant to."""
     for attempt in range(attempts):
         try:
-            rt.create_topic(bootstrap, topic, PARTITIONS, config=config)
+            rt.create_topic(bootstrap, topic, partitions, config=config)
             break
         except AssertionError:
             try:
-                rt.wait_for_topic(bootstrap, topic, PARTITIONS, timeout=5)
+                rt.wait_for_topic(bootstrap, topic, partitions, timeout=5)
                 break
             except AssertionError:
                 if attempt == attempts - 1:
@@ -607,6 +730,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
     nemesis = None
     members: list[GroupMember] = []
     load = None
+    txn_worker: TxnWorker | None = None
     t_start = time.monotonic()
     try:
         c.s3.start()
@@ -620,6 +744,11 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
         if args.client_debug:
             for spec in specs:
                 spec.config["debug"] = args.client_debug
+        txn_topic = f"{topic}-txn"
+        create_topic(c.bootstrap, txn_topic, partitions=TXN_PARTITIONS)
+        txn_worker = TxnWorker(history, c.bootstrap, txn_topic,
+                               random.Random(rng.randrange(1 << 62)), logger)
+        txn_worker.start()
         group = f"chaos-{topic}"
         members = [GroupMember(f"g{k + 1}", history, c.bootstrap, topic, group, logger)
                    for k in range(2)]
@@ -634,6 +763,8 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
         nemesis.start()
         nemesis.join(duration + 120)
         heal(c, proxy, nemesis, history)
+        txn_worker.stop_flag.set()
+        txn_worker.join(120)
         try:
             load.wait(timeout=flush_timeout + 60)
         except AssertionError as e:
@@ -657,6 +788,7 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
             history.add("load_errors", f"committed offsets: {e!r}")
         nemesis.recover_crashes()
         read_everything(c, topic, history, keys=compacted)
+        read_committed_everything(c, txn_topic, history)
         nemesis.recover_crashes()  # nothing may die during the reads either
         history.data["jobs"] = jobs_done(c)
         history.data["proxy"] = proxy.stats()
@@ -666,6 +798,8 @@ def run_one(n: int, seed: int, args, workdir: Path) -> dict:
         cl.Load.abort_all()
         for m in members:
             m.stop_flag.set()
+        if txn_worker is not None:
+            txn_worker.stop_flag.set()
         try:
             c.close()
         except Exception as e:
@@ -760,7 +894,9 @@ def write_report(path: Path, command: str, results: list[dict], base_seed: int,
         f"(checkpoint every {CHECKPOINT_EVERY} log records), a three-member etcd, moto behind "
         "a fault-injecting",
         "HTTP proxy; two idempotent and two non-idempotent confluent-kafka producers, a",
-        "consumer group; then the topic is read from offset 0 through every agent. In",
+        "consumer group, and a transactional producer on a second topic (its transactions",
+        "must be whole or absent when read `read_committed` through every agent); then the",
+        "topic is read from offset 0 through every agent. In",
         f"{sum(1 for r in results if r.get('compacted'))} of the {len(results)} runs the "
         f"topic is compacted (`cleanup.policy=compact`,",
         f"{KEYS_PER_PARTITION} keys per partition, the cleaner every "

@@ -23,6 +23,12 @@ started; partition-keyed maps have string keys in JSON:
     reads      {agent: {"high": {p: hw}, "records": {p: [[offset, value], ...]},
                         "error": None or text}}  whole topic read through that agent
                (compacted: [offset, value, key], the key as read)
+    transactions  {"txns": [[t, txn, records, outcome, error], ...],
+                   "reads": {agent: {"values": [value, ...], "error": None or text}}}
+               a transactional producer's transactions on their own topic:
+               txn_value(txn, i, records) for i < records, outcome
+               "committed" or "aborted" when the producer was told so, else
+               "unknown"; each agent's read_committed read of that topic
     incidents  [[t, kind, target, text], ...]  recorded by the campaign
     load_errors [text, ...]  producers that failed or never finished
     nemesis, proxy, faults, jobs ...  (not checked here)
@@ -75,6 +81,13 @@ Rules. Each broken rule is an anomaly of the kind named in brackets:
    records are at offsets in the order it sent them (sequence order)
    [reorder]. (Not checked for non-idempotent producers: Kafka does not
    promise order across failed sends there.)
+7. Transactions. Every agent's read_committed read of the transactional
+   topic succeeds [read_failed] and returns the same records
+   [txn_divergent]; each is one a transaction sent [txn_unknown], once
+   [txn_duplicate]; a transaction's records are all there or none
+   [txn_partial]; those of a transaction acknowledged committed are there
+   [txn_lost], those of one acknowledged aborted are not
+   [txn_aborted_visible].
 6. Consumers. Every record a group consumer received at (partition,
    offset) is the log's record at that offset, below the high watermark
    [divergent]. A consumer group's committed offset for a partition never
@@ -129,10 +142,77 @@ from dataclasses import dataclass, field
 
 FORMAT = 1
 ANOMALY_KINDS = ("read_failed", "offset_gap", "divergent", "unknown", "ack_invalid",
-                 "ack_conflict", "lost", "moved", "duplicate", "reorder", "commit_backwards")
+                 "ack_conflict", "lost", "moved", "duplicate", "reorder", "commit_backwards",
+                 "txn_divergent", "txn_unknown", "txn_duplicate", "txn_partial", "txn_lost",
+                 "txn_aborted_visible")
 INCIDENT_KINDS = ("crashed", "heal_failed", "harness", "client_error")
 # Descriptions kept per kind (the counts are exact).
 EXAMPLES = 5
+
+
+def txn_value(txn: int, i: int, records: int) -> str:
+    """The value of the i-th of `records` records of transaction `txn`."""
+    return f"txn|{txn}|{i}|{records}"
+
+
+def parse_txn_value(value: str | None) -> tuple[int, int, int] | None:
+    parts = (value or "").split("|")
+    if len(parts) != 4 or parts[0] != "txn":
+        return None
+    try:
+        txn, i, n = (int(x) for x in parts[1:])
+    except ValueError:
+        return None
+    return (txn, i, n) if 0 <= i < n else None
+
+
+def check_transactions(history: dict, v: "Verdict") -> None:
+    """Rule 7 of the module docstring."""
+    section = history.get("transactions")
+    if not section:
+        return
+    txns = {row[1]: row for row in section.get("txns", [])}
+    reads = section.get("reads", {})
+    v.info["transactions"] = len(txns)
+    v.info["transactions_committed"] = sum(1 for r in txns.values() if r[3] == "committed")
+    v.info["transactions_aborted"] = sum(1 for r in txns.values() if r[3] == "aborted")
+    ref_name, ref = None, None
+    for agent, read in sorted(reads.items()):
+        if read.get("error"):
+            v.flag("read_failed", f"{agent}: read_committed read of the transactional topic: "
+                                  f"{read['error']}")
+            continue
+        values = sorted(read.get("values", []))
+        if ref is None:
+            ref_name, ref = agent, values
+        elif values != ref:
+            v.flag("txn_divergent", f"{agent} reads {len(values)} committed transactional "
+                                    f"records, {ref_name} {len(ref)}")
+    if ref is None:
+        if txns:
+            v.flag("read_failed", "no agent read the transactional topic")
+        return
+    seen: dict[int, Counter] = defaultdict(Counter)
+    for value in ref:
+        t = parse_txn_value(value)
+        if t is None or t[0] not in txns or t[2] != txns[t[0]][2]:
+            v.flag("txn_unknown", f"read_committed holds {_short(value)}, which no transaction sent")
+            continue
+        seen[t[0]][t[1]] += 1
+    for txn, (_, _, n, outcome, err) in sorted(txns.items()):
+        got = seen.get(txn, Counter())
+        for i, c in got.items():
+            if c > 1:
+                v.flag("txn_duplicate", f"transaction {txn}: record {i} read {c} times")
+        if got and len(got) != n:
+            v.flag("txn_partial", f"transaction {txn} ({outcome}): {len(got)} of its {n} "
+                                  f"records are visible")
+        if outcome == "committed" and not got:
+            v.flag("txn_lost", f"transaction {txn} was acknowledged committed; none of its "
+                               f"{n} records is visible")
+        if outcome == "aborted" and got:
+            v.flag("txn_aborted_visible", f"transaction {txn} was acknowledged aborted; "
+                                          f"{len(got)} of its records are visible")
 
 
 def record_value(producer: str, seq: int) -> str:
@@ -340,6 +420,10 @@ def check(history: dict) -> Verdict:
     for text in history.get("load_errors", []):
         v.flag("client_error", text)
 
+    # 7. transactions (their own topic; checked even when reads of the main
+    # topic failed)
+    check_transactions(history, v)
+
     compacted = bool((history.get("config") or {}).get("compacted"))
 
     def key_of(val: str | None) -> str | None:
@@ -539,4 +623,5 @@ def check(history: dict) -> Verdict:
             v.flag("commit_backwards",
                    f"partition {p}: the group's committed offset read back after healing is "
                    f"{final[p]}, below the {top[2]} {top[3]} committed at t={top[1]:.2f}s")
+
     return v

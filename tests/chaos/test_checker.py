@@ -526,3 +526,52 @@ def test_non_compacted_history_with_gaps_still_fails():
     del h["config"]
     v = check(h)
     assert v.anomalies["offset_gap"] and v.anomalies["lost"], v.details()
+
+
+def txn_history() -> dict:
+    """base() with a transactional producer: 1 committed (2 records),
+    2 aborted, 3 of unknown outcome that did not happen, 4 unknown that did."""
+    from checker import txn_value
+    h = base()
+    values = [txn_value(1, 0, 2), txn_value(1, 1, 2), txn_value(4, 0, 1)]
+    h["transactions"] = {
+        "txns": [[1.0, 1, 2, "committed", None], [2.0, 2, 3, "aborted", None],
+                 [3.0, 3, 1, "unknown", "timed out"], [4.0, 4, 1, "unknown", "timed out"]],
+        "reads": {a: {"values": list(values), "error": None} for a in ("a1", "a2")},
+    }
+    return h
+
+
+def test_transactions_whole_or_absent_pass():
+    v = check(txn_history())
+    assert v.total == 0, v.details()
+    assert v.info["transactions_committed"] == 1
+
+
+def test_transaction_rules_flag_each_kind():
+    from checker import txn_value
+    cases = {
+        # half of a committed transaction
+        "txn_partial": lambda vals: vals.remove(txn_value(1, 1, 2)),
+        # an aborted transaction's record
+        "txn_aborted_visible": lambda vals: vals.extend([txn_value(2, i, 3) for i in range(3)]),
+        # a record read twice
+        "txn_duplicate": lambda vals: vals.append(txn_value(4, 0, 1)),
+        # a value nobody sent
+        "txn_unknown": lambda vals: vals.append("txn|9|0|1"),
+    }
+    for kind, change in cases.items():
+        h = txn_history()
+        for read in h["transactions"]["reads"].values():
+            change(read["values"])
+        v = check(h)
+        assert v.anomalies.get(kind), (kind, v.details())
+    # an acknowledged commit missing entirely
+    h = txn_history()
+    for read in h["transactions"]["reads"].values():
+        read["values"] = [x for x in read["values"] if not x.startswith("txn|1|")]
+    assert check(h).anomalies.get("txn_lost")
+    # agents that disagree
+    h = txn_history()
+    h["transactions"]["reads"]["a2"]["values"].pop()
+    assert check(h).anomalies.get("txn_divergent")

@@ -336,8 +336,42 @@ impl Etcd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Listening is not serving: etcd accepts connections before it has
+        // elected itself and may reset them meanwhile. Ready means its
+        // health endpoint says so.
+        while !healthy(client) {
+            if let Some(status) = etcd.child.try_wait()? {
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                bail!("etcd exited with {status}: {}", tail.join(" | "));
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not become healthy within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Ok(etcd)
     }
+}
+
+/// Whether the etcd serving clients on `port` answers its health check
+/// with `"health":"true"`.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+    if conn
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.") && answer.contains("\"health\":\"true\"")
 }
 
 impl Drop for Etcd {

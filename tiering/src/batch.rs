@@ -218,6 +218,14 @@ pub fn set_log_append_time(batch: &mut [u8], t: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Sets a batch's maxTimestamp field (and its CRC), as a Kafka broker's
+/// validator does when the producer's value is not the records' maximum.
+pub fn set_max_timestamp(batch: &mut [u8], t: i64) {
+    batch[35..43].copy_from_slice(&t.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Encodes an uncompressed record batch of `n` records, each with a null
 /// key, `value` and no headers, all at timestamp `ts`; `producer` is the
 /// idempotent producer's (id, epoch, first sequence). Base offset 0.

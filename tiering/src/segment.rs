@@ -30,6 +30,9 @@ pub struct BatchMeta {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// The batch is part of a transaction (attribute bit 4). Not kept in
+    /// the footer: readers of a sealed segment parse the batch headers.
+    pub transactional: bool,
 }
 
 impl From<&crate::batch::BatchHeader> for BatchMeta {
@@ -41,6 +44,7 @@ impl From<&crate::batch::BatchHeader> for BatchMeta {
             producer_id: h.producer_id,
             producer_epoch: h.producer_epoch,
             base_sequence: h.base_sequence,
+            transactional: h.attributes & 0x10 != 0,
         }
     }
 }
@@ -295,6 +299,7 @@ fn decode_footer(mut f: &[u8], data_end: u64) -> Result<Vec<ChunkMeta>, SegmentE
                 producer_id: f.get_i64_le(),
                 producer_epoch: f.get_i16_le(),
                 base_sequence: f.get_i32_le(),
+                transactional: false,
             });
         }
         chunks.push(ChunkMeta {
@@ -328,6 +333,7 @@ mod tests {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            transactional: false,
         };
         b.append(
             [1; 16],
@@ -392,7 +398,7 @@ mod tests {
             let mut expect: std::collections::BTreeMap<(u8, i32), Vec<u8>> = Default::default();
             for (t, p, data, records, ts) in parts {
                 expect.entry((t, p)).or_default().extend_from_slice(&data);
-                let meta = BatchMeta { size: data.len() as u32, records, max_timestamp: ts, producer_id: 7, producer_epoch: 1, base_sequence: 3 };
+                let meta = BatchMeta { size: data.len() as u32, records, max_timestamp: ts, producer_id: 7, producer_epoch: 1, base_sequence: 3, transactional: false };
                 b.append([t; 16], p, Bytes::from(data), vec![meta], ts);
             }
             let (bytes, metas) = b.finish();

@@ -85,6 +85,12 @@ pub struct Records {
     pub bytes: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// The first offset of the oldest open transaction, else the high
+    /// watermark.
+    pub last_stable_offset: i64,
+    /// For a `read_committed` read: the aborted transactions whose ranges
+    /// reach into the records returned.
+    pub aborted: Vec<silt_coordinator::state::AbortedTxn>,
 }
 
 /// What ListOffsets asks for.
@@ -154,12 +160,31 @@ impl ReadPath {
         offset: i64,
         limits: Limits,
     ) -> Result<Records, FetchError> {
+        self.read_isolated(topic, partition, offset, limits, false)
+            .await
+    }
+
+    /// [`ReadPath::read`]; with `committed` (Kafka's `read_committed`),
+    /// only batches below the last stable offset, with the aborted
+    /// transactions among them.
+    pub async fn read_isolated(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limits: Limits,
+        committed: bool,
+    ) -> Result<Records, FetchError> {
         let before = self.log.applied();
-        match self.read_once(topic, partition, offset, limits).await {
+        match self
+            .read_once(topic, partition, offset, limits, committed)
+            .await
+        {
             Err(FetchError::Storage(e)) => {
                 if self.log.catch_up(CATCH_UP_WAIT).await && self.log.applied() > before {
                     tracing::debug!(topic, partition, error = %e, "read failed on a lagging state; reading again");
-                    self.read_once(topic, partition, offset, limits).await
+                    self.read_once(topic, partition, offset, limits, committed)
+                        .await
                 } else {
                     Err(FetchError::Storage(e))
                 }
@@ -174,9 +199,10 @@ impl ReadPath {
         partition: i32,
         offset: i64,
         limits: Limits,
+        committed: bool,
     ) -> Result<Records, FetchError> {
         let mut caught_up = false;
-        let (snap, chunks) = loop {
+        let (snap, chunks, aborted_from) = loop {
             // Decided under the state lock; the lock is never held across
             // an await.
             let found = {
@@ -192,6 +218,13 @@ impl ReadPath {
                         (
                             snap,
                             state.chunks_from(topic, partition, offset, MAX_CHUNKS_PER_READ),
+                            // From the same state as the chunks: retention
+                            // may prune the list while they are read.
+                            if committed {
+                                state.aborted_txns(topic, partition, offset, i64::MAX)
+                            } else {
+                                Vec::new()
+                            },
                         )
                     })
                     .ok_or(snap)
@@ -215,6 +248,8 @@ impl ReadPath {
                     bytes: Bytes::new(),
                     high_watermark: snap.high_watermark,
                     log_start_offset: snap.log_start_offset,
+                    last_stable_offset: snap.last_stable_offset,
+                    aborted: Vec::new(),
                 });
             }
             caught_up = true;
@@ -226,10 +261,20 @@ impl ReadPath {
                 high_watermark: snap.high_watermark,
             });
         }
+        // A read_committed reader stops at the last stable offset, which
+        // is always a batch's first offset.
+        let bound = if committed {
+            snap.last_stable_offset
+        } else {
+            i64::MAX
+        };
         let mut out = Vec::new();
         let mut failure = None;
         for c in &chunks {
             if out.len() >= limits.max_bytes && !(out.is_empty() && limits.min_one) {
+                break;
+            }
+            if c.entry.base_offset >= bound {
                 break;
             }
             let room = limits.max_bytes.saturating_sub(out.len());
@@ -239,8 +284,9 @@ impl ReadPath {
                 .await
             {
                 Ok((bytes, cut)) => {
-                    out.extend_from_slice(&bytes);
-                    if cut {
+                    let kept = below(&bytes, bound);
+                    out.extend_from_slice(&bytes[..kept]);
+                    if cut || kept < bytes.len() {
                         break;
                     }
                 }
@@ -253,12 +299,29 @@ impl ReadPath {
         }
         match failure {
             Some(e) if out.is_empty() => Err(e),
-            _ => Ok(Records {
-                bytes: Bytes::from(out),
-                high_watermark: snap.high_watermark,
-                log_start_offset: snap.log_start_offset,
-            }),
+            _ => {
+                let aborted = match last_offset(&out) {
+                    Some(last) => aborted_from
+                        .into_iter()
+                        .filter(|a| a.first_offset <= last)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Ok(Records {
+                    bytes: Bytes::from(out),
+                    high_watermark: snap.high_watermark,
+                    log_start_offset: snap.log_start_offset,
+                    last_stable_offset: snap.last_stable_offset,
+                    aborted,
+                })
+            }
         }
+    }
+
+    /// The partition's last stable offset now.
+    pub fn last_stable_offset(&self, topic: &str, partition: i32) -> Result<i64, FetchError> {
+        self.position(topic, partition)
+            .map(|p| p.last_stable_offset)
     }
 
     /// One index entry's batches from `from` on, rewritten; and whether
@@ -428,3 +491,35 @@ impl Armed<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// How many bytes of `batches` (whole batches with their offsets) hold
+/// batches that start below `bound`.
+fn below(batches: &[u8], bound: i64) -> usize {
+    let mut at = 0;
+    while at + batch::LOG_OVERHEAD <= batches.len() {
+        let base = i64::from_be_bytes(batches[at..at + 8].try_into().expect("8 bytes"));
+        let len = i32::from_be_bytes(batches[at + 8..at + 12].try_into().expect("4 bytes"));
+        if base >= bound || len < 0 {
+            break;
+        }
+        at += batch::LOG_OVERHEAD + len as usize;
+    }
+    at.min(batches.len())
+}
+
+/// The last offset of the last batch in `batches`, if any.
+fn last_offset(batches: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut last = None;
+    while at + batch::LOG_OVERHEAD + 27 <= batches.len() {
+        let base = i64::from_be_bytes(batches[at..at + 8].try_into().expect("8 bytes"));
+        let len = i32::from_be_bytes(batches[at + 8..at + 12].try_into().expect("4 bytes"));
+        let delta = i32::from_be_bytes(batches[at + 23..at + 27].try_into().expect("4 bytes"));
+        last = Some(base + delta as i64);
+        if len < 0 {
+            break;
+        }
+        at += batch::LOG_OVERHEAD + len as usize;
+    }
+    last
+}

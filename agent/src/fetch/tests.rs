@@ -86,7 +86,7 @@ impl Rig {
         for _ in 0..batches {
             data.extend(simple_batch(records, ts, &[7u8; 100], None));
         }
-        let v = validate(Bytes::from(data), &Default::default()).unwrap();
+        let v = validate(Bytes::from(data), &Default::default(), Default::default()).unwrap();
         let got = self
             .producer
             .submit(vec![PartitionAppend {
@@ -358,7 +358,7 @@ impl Rig {
         partition: i32,
         data: Bytes,
     ) -> Vec<Result<i64, crate::produce::AppendError>> {
-        let v = validate(data, &Default::default()).unwrap();
+        let v = validate(data, &Default::default(), Default::default()).unwrap();
         self.producer
             .submit(vec![PartitionAppend {
                 topic,
@@ -477,6 +477,7 @@ async fn a_lagging_reader_catches_up_when_its_object_is_gone() {
         let v = validate(
             Bytes::from(simple_batch(4, 1_000, &[7u8; 100], None)),
             &Default::default(),
+            Default::default(),
         )
         .unwrap();
         let got = producer

@@ -4,6 +4,7 @@
 //! survive the coordinator moving to another agent; membership does not,
 //! and members simply rejoin.
 
+pub mod consumer;
 pub mod persist;
 
 use std::{
@@ -49,6 +50,18 @@ pub enum GroupError {
     MemberIdRequired,
     #[error("the group has as many members as it may")]
     GroupMaxSizeReached,
+    #[error("the member epoch is fenced: the member must rejoin")]
+    FencedMemberEpoch,
+    #[error("the instance id is still used by another member")]
+    UnreleasedInstanceId,
+    #[error("the assignor is not supported")]
+    UnsupportedAssignor,
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("the request is invalid")]
+    InvalidRequest,
+    #[error("the regular expression is not valid")]
+    InvalidRegularExpression,
 }
 
 impl Classify for GroupError {
@@ -68,6 +81,12 @@ impl Classify for GroupError {
             GroupError::InvalidGroupId => ErrorKind::InvalidGroupId,
             GroupError::MemberIdRequired => ErrorKind::MemberIdRequired,
             GroupError::GroupMaxSizeReached => ErrorKind::GroupMaxSizeReached,
+            GroupError::FencedMemberEpoch => ErrorKind::FencedMemberEpoch,
+            GroupError::UnreleasedInstanceId => ErrorKind::UnreleasedInstanceId,
+            GroupError::UnsupportedAssignor => ErrorKind::UnsupportedAssignor,
+            GroupError::StaleMemberEpoch => ErrorKind::StaleMemberEpoch,
+            GroupError::InvalidRequest => ErrorKind::InvalidRequest,
+            GroupError::InvalidRegularExpression => ErrorKind::InvalidRegularExpression,
         }
     }
 }
@@ -77,12 +96,35 @@ pub fn result_code(r: Result<(), GroupError>) -> i16 {
     r.err().map_or(0, |e| e.code())
 }
 
-/// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
-const MIN_SESSION: Duration = Duration::from_secs(6);
-const MAX_SESSION: Duration = Duration::from_secs(1800);
-/// Kafka's `group.initial.rebalance.delay.ms` is 3 s; a shorter wait still
-/// lets consumers started together join one generation.
-const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(1000);
+/// The group settings of Kafka's broker config.
+#[derive(Debug, Clone)]
+pub struct GroupLimits {
+    /// `group.max.size`: members (and members asked for their id) per
+    /// group at most.
+    pub max_members: usize,
+    /// `group.min.session.timeout.ms`.
+    pub min_session: Duration,
+    /// `group.max.session.timeout.ms`.
+    pub max_session: Duration,
+    /// `group.initial.rebalance.delay.ms`: the first rebalance of an empty
+    /// group waits this long for more members.
+    pub initial_delay: Duration,
+    /// Groups of the consumer protocol (KIP-848).
+    pub consumer: consumer::ConsumerLimits,
+}
+
+impl Default for GroupLimits {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        Self {
+            max_members: 1000,
+            min_session: Duration::from_secs(6),
+            max_session: Duration::from_secs(1800),
+            initial_delay: Duration::from_secs(3),
+            consumer: consumer::ConsumerLimits::default(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -161,6 +203,8 @@ pub struct Group {
     /// During the first rebalance of an empty group, wait for the deadline
     /// even when everyone known has joined: more members are likely coming.
     initial: bool,
+    /// How long that first rebalance waits.
+    initial_delay: Duration,
     /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or
     /// their session timeout passes (KIP-394).
     pending: BTreeMap<String, Instant>,
@@ -196,6 +240,7 @@ impl Group {
             members: BTreeMap::new(),
             rebalance_deadline: None,
             initial: false,
+            initial_delay: GroupLimits::default().initial_delay,
             pending: BTreeMap::new(),
             dirty: false,
         }
@@ -216,7 +261,7 @@ impl Group {
         }
         self.initial = self.state == State::Empty;
         let timeout = if self.initial {
-            INITIAL_REBALANCE_DELAY
+            self.initial_delay
         } else {
             self.members
                 .values()
@@ -402,8 +447,12 @@ fn vote<'a>(members: impl Iterator<Item = &'a Vec<(String, Bytes)>> + Clone) -> 
 /// All groups this agent coordinates.
 pub struct Groups {
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
+    /// Groups of the consumer protocol (KIP-848). A group id is in one map
+    /// at most while it has members.
+    consumers: Mutex<HashMap<String, Arc<Mutex<consumer::ConsumerGroup>>>>,
     /// Members (and members asked for their id) per group at most.
     max_members: usize,
+    limits: GroupLimits,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -412,21 +461,49 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Groups {
     pub fn new(max_members: usize) -> Self {
+        Self::with_limits(GroupLimits {
+            max_members,
+            ..GroupLimits::default()
+        })
+    }
+
+    pub fn with_limits(limits: GroupLimits) -> Self {
         Self {
             groups: Mutex::new(HashMap::new()),
-            max_members: max_members.max(1),
+            consumers: Mutex::new(HashMap::new()),
+            max_members: limits.max_members.max(1),
+            limits,
         }
     }
 
     /// Whether the group is held here.
     pub fn contains(&self, id: &str) -> bool {
-        lock(&self.groups).contains_key(id)
+        lock(&self.groups).contains_key(id) || lock(&self.consumers).contains_key(id)
     }
 
     /// Resumes a group from its persisted state (another coordinator's),
     /// unless it is already here.
-    pub fn restore(&self, id: &str, snapshot: &persist::GroupSnapshot) {
-        if let Some(g) = snapshot.restore(Instant::now()) {
+    pub fn restore(&self, id: &str, snapshot: &persist::Snapshot) {
+        let snapshot = match snapshot {
+            persist::Snapshot::Classic(s) => s,
+            persist::Snapshot::Consumer(c) => {
+                let mut g = c.clone();
+                g.resume(Instant::now());
+                g.dirty = false;
+                tracing::info!(
+                    group = id,
+                    epoch = g.epoch,
+                    members = g.members.len(),
+                    "resuming consumer group from its persisted state"
+                );
+                lock(&self.consumers)
+                    .entry(id.to_string())
+                    .or_insert_with(|| Arc::new(Mutex::new(g)));
+                return;
+            }
+        };
+        if let Some(mut g) = snapshot.restore(Instant::now()) {
+            g.initial_delay = self.limits.initial_delay;
             tracing::info!(
                 group = id,
                 generation = g.generation,
@@ -441,12 +518,12 @@ impl Groups {
 
     /// Groups changed since last asked, with their state to persist (`None`
     /// for a group left empty: its state is deleted).
-    pub fn take_dirty(&self) -> Vec<(String, Option<persist::GroupSnapshot>)> {
+    pub fn take_dirty(&self) -> Vec<(String, Option<persist::Snapshot>)> {
         let groups: Vec<_> = lock(&self.groups)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        groups
+        let mut out: Vec<(String, Option<persist::Snapshot>)> = groups
             .into_iter()
             .filter_map(|(id, g)| {
                 let mut g = lock(&g);
@@ -454,9 +531,24 @@ impl Groups {
                     return None;
                 }
                 let keep = !g.members.is_empty() && g.state != State::Empty;
-                Some((id, keep.then(|| persist::GroupSnapshot::of(&g))))
+                Some((
+                    id,
+                    keep.then(|| persist::Snapshot::Classic(persist::GroupSnapshot::of(&g))),
+                ))
             })
-            .collect()
+            .collect();
+        let consumers: Vec<_> = lock(&self.consumers)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, g) in consumers {
+            let mut g = lock(&g);
+            if std::mem::take(&mut g.dirty) {
+                let keep = !g.members.is_empty();
+                out.push((id, keep.then(|| persist::Snapshot::Consumer(g.clone()))));
+            }
+        }
+        out
     }
 
     /// Marks a group to be persisted again (its last write failed).
@@ -465,11 +557,15 @@ impl Groups {
         if let Some(g) = g {
             lock(&g).dirty = true;
         }
+        let c = lock(&self.consumers).get(id).cloned();
+        if let Some(c) = c {
+            lock(&c).dirty = true;
+        }
     }
 
     /// Groups held in memory.
     pub fn len(&self) -> usize {
-        lock(&self.groups).len()
+        lock(&self.groups).len() + lock(&self.consumers).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -479,7 +575,11 @@ impl Groups {
     fn group(&self, id: &str) -> Arc<Mutex<Group>> {
         lock(&self.groups)
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(Mutex::new(Group::new())))
+            .or_insert_with(|| {
+                let mut g = Group::new();
+                g.initial_delay = self.limits.initial_delay;
+                Arc::new(Mutex::new(g))
+            })
             .clone()
     }
 
@@ -523,6 +623,16 @@ impl Groups {
                 g.complete_join();
             }
         }
+        let consumers: Vec<_> = lock(&self.consumers).values().cloned().collect();
+        for c in consumers {
+            lock(&c).expire(now, self.limits.consumer.session_timeout);
+        }
+        lock(&self.consumers).retain(|_, g| {
+            Arc::strong_count(g) > 1 || {
+                let g = lock(g);
+                g.dirty || !g.members.is_empty()
+            }
+        });
         // Empty groups leave memory (their committed offsets stay in the
         // metadata store until they expire).
         lock(&self.groups).retain(|_, g| {
@@ -540,10 +650,17 @@ impl Groups {
             member_id: req.member_id.clone(),
             ..Default::default()
         };
-        if req.session_timeout < MIN_SESSION || req.session_timeout > MAX_SESSION {
+        if req.session_timeout < self.limits.min_session
+            || req.session_timeout > self.limits.max_session
+        {
             return fail(GroupError::InvalidSessionTimeout);
         }
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return fail(GroupError::InconsistentGroupProtocol);
+        }
+        // A group of the consumer protocol with members takes no classic
+        // member (mixed groups are not supported).
+        if self.consumer_members(group_id) > 0 {
             return fail(GroupError::InconsistentGroupProtocol);
         }
         let group = self.group(group_id);
@@ -868,6 +985,11 @@ impl Groups {
         generation: i32,
         instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
+        if let Some(c) = self.consumer(group_id) {
+            return lock(&c)
+                .check_member_epoch(member_id, generation)
+                .map_err(|(e, _)| e);
+        }
         // A "simple" commit (generation -1) names no member.
         if generation < 0 && !member_id.is_empty() {
             return Err(GroupError::UnknownMemberId);
@@ -950,7 +1072,7 @@ impl Groups {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        groups
+        let mut out: Vec<(String, String, &'static str)> = groups
             .into_iter()
             .map(|(id, g)| {
                 let g = lock(&g);
@@ -960,23 +1082,132 @@ impl Groups {
                     g.state.name(),
                 )
             })
-            .collect()
+            .collect();
+        let consumers: Vec<_> = lock(&self.consumers)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, g) in consumers {
+            let state = lock(&g).state_name();
+            out.retain(|(i, _, _)| *i != id);
+            out.push((id, "consumer".to_string(), state));
+        }
+        out
     }
 
     /// Whether the group has members (offsets of a live group are not deleted).
     pub fn has_members(&self, group_id: &str) -> bool {
         self.existing(group_id)
             .is_some_and(|g| !lock(&g).members.is_empty())
+            || self.consumer_members(group_id) > 0
     }
 
     /// Forgets an empty group (DeleteGroups).
     pub fn forget(&self, group_id: &str) {
         lock(&self.groups).remove(group_id);
+        lock(&self.consumers).remove(group_id);
+    }
+
+    fn consumer(&self, id: &str) -> Option<Arc<Mutex<consumer::ConsumerGroup>>> {
+        lock(&self.consumers).get(id).cloned()
+    }
+
+    /// Members of the group if it is a consumer-protocol group held here.
+    pub fn consumer_members(&self, group_id: &str) -> usize {
+        self.consumer(group_id)
+            .map_or(0, |g| lock(&g).members.len())
+    }
+
+    /// Whether the group is a consumer-protocol group held here.
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.consumer(group_id).is_some()
+    }
+
+    /// A copy of a consumer-protocol group (ConsumerGroupDescribe).
+    pub fn consumer_group(&self, group_id: &str) -> Option<consumer::ConsumerGroup> {
+        self.consumer(group_id).map(|g| lock(&g).clone())
+    }
+
+    /// The consumer group settings.
+    pub fn consumer_limits(&self) -> &consumer::ConsumerLimits {
+        &self.limits.consumer
+    }
+
+    /// One ConsumerGroupHeartbeat.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        req: &consumer::Heartbeat,
+        view: &consumer::TopicView<'_>,
+    ) -> Result<consumer::Answer, consumer::Refusal> {
+        if self
+            .existing(group_id)
+            .is_some_and(|g| !lock(&g).members.is_empty())
+        {
+            return Err((
+                GroupError::GroupIdNotFound,
+                format!(
+                    "group {group_id} is a classic group with members; a consumer of the \
+                     consumer protocol cannot join it until they leave"
+                ),
+            ));
+        }
+        let leaving =
+            req.epoch == consumer::LEAVE_EPOCH || req.epoch == consumer::STATIC_LEAVE_EPOCH;
+        let group = if req.epoch == 0 {
+            lock(&self.groups).remove(group_id);
+            lock(&self.consumers)
+                .entry(group_id.to_string())
+                .or_default()
+                .clone()
+        } else {
+            match self.consumer(group_id) {
+                Some(g) => g,
+                None if leaving => {
+                    return Err((
+                        GroupError::GroupIdNotFound,
+                        format!("consumer group {group_id} not found"),
+                    ))
+                }
+                None => {
+                    return Err((
+                        GroupError::UnknownMemberId,
+                        format!("consumer group {group_id} has no member {}", req.member_id),
+                    ))
+                }
+            }
+        };
+        let mut g = lock(&group);
+        if leaving {
+            g.leave(req)
+        } else {
+            g.heartbeat(req, Instant::now(), &self.limits.consumer, view)
+        }
+    }
+
+    /// Checks the member and epoch an OffsetFetch (v9+) names, for a
+    /// consumer-protocol group; classic groups are not checked.
+    pub fn check_fetch(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+    ) -> Result<(), GroupError> {
+        if epoch < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        match self.consumer(group_id) {
+            Some(c) => lock(&c)
+                .check_member_epoch(member_id, epoch)
+                .map_err(|(e, _)| e),
+            None => Ok(()),
+        }
     }
 
     /// Drops groups this agent no longer coordinates; their members get
     /// NOT_COORDINATOR and find the new coordinator.
     pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        lock(&self.consumers).retain(|k, _| keep(k));
         let dropped: Vec<Arc<Mutex<Group>>> = {
             let mut groups = lock(&self.groups);
             let ids: Vec<String> = groups.keys().filter(|k| !keep(k)).cloned().collect();
@@ -1311,7 +1542,10 @@ mod tests {
         // Persisted now: completing the rebalance, no assignment yet.
         let (_, snap) = here.take_dirty().into_iter().next().unwrap();
         let snap = snap.unwrap();
-        assert_eq!(snap.state, "CompletingRebalance");
+        let persist::Snapshot::Classic(classic) = &snap else {
+            panic!("a classic group persists as one")
+        };
+        assert_eq!(classic.state, "CompletingRebalance");
         timers.abort();
         let there = Arc::new(Groups::new(1000));
         let timers = tokio::spawn(there.clone().run_timers(CancellationToken::new()));
@@ -1363,7 +1597,7 @@ mod tests {
         f.await.unwrap();
         let dirty = here.take_dirty();
         let (_, snap) = dirty.into_iter().find(|(g, _)| g == "g").unwrap();
-        let snap = persist::GroupSnapshot::decode(&snap.unwrap().encode()).unwrap();
+        let snap = persist::Snapshot::decode(&snap.unwrap().encode()).unwrap();
         timers.abort();
 
         // Another coordinator resumes it.

@@ -12,6 +12,43 @@ use tokio::time::Instant;
 
 use super::{Group, Member, State};
 
+/// A persisted group of either protocol.
+#[derive(Debug, Clone)]
+pub enum Snapshot {
+    Classic(GroupSnapshot),
+    /// A consumer-protocol group (KIP-848), stored whole (its JSON has
+    /// `"kind": "consumer"`).
+    Consumer(super::consumer::ConsumerGroup),
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Bytes {
+        match self {
+            Snapshot::Classic(s) => s.encode(),
+            Snapshot::Consumer(g) => {
+                Bytes::from(serde_json::to_vec(g).expect("group snapshots serialize"))
+            }
+        }
+    }
+
+    /// Whether the group has members.
+    pub fn has_members(&self) -> bool {
+        match self {
+            Snapshot::Classic(s) => !s.members.is_empty(),
+            Snapshot::Consumer(g) => !g.members.is_empty(),
+        }
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+        if v.get("kind").and_then(|k| k.as_str()) == Some("consumer") {
+            serde_json::from_value(v).ok().map(Snapshot::Consumer)
+        } else {
+            serde_json::from_value(v).ok().map(Snapshot::Classic)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSnapshot {
     pub state: String,

@@ -29,7 +29,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-pub use validate::{validate, Validated};
+pub use validate::{validate, Limits, Validated};
 
 use crate::{
     clock::Clock,
@@ -58,8 +58,13 @@ pub enum AppendError {
     UnsupportedFormat(String),
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     TooLarge { size: u32, max: i32 },
-    #[error("transactional batches are not supported")]
-    Transactional,
+    /// A transactional batch whose producer has no open transaction
+    /// holding the partition (AddPartitionsToTxn first).
+    #[error("the producer's transaction does not hold this partition")]
+    InvalidTxnState,
+    /// A CreateTime batch outside `message.timestamp.before/after.max.ms`.
+    #[error("{0}")]
+    InvalidTimestamp(String),
     /// The segment upload failed, or its commit was refused as too old:
     /// nothing was committed; retry.
     #[error("{0}")]
@@ -93,7 +98,8 @@ impl Classify for AppendError {
             AppendError::InvalidRecord(_) => ErrorKind::InvalidRecord,
             AppendError::UnsupportedFormat(_) => ErrorKind::UnsupportedRecordFormat,
             AppendError::TooLarge { .. } => ErrorKind::RecordTooLarge,
-            AppendError::Transactional => ErrorKind::TransactionsUnsupported,
+            AppendError::InvalidTimestamp(_) => ErrorKind::InvalidTimestamp,
+            AppendError::InvalidTxnState => ErrorKind::InvalidTxnState,
             AppendError::Upload(_) => ErrorKind::StorageUnavailable,
             AppendError::Commit(_) => ErrorKind::MetadataTimeout,
             AppendError::UnknownTopicOrPartition => ErrorKind::UnknownTopicOrPartition,
@@ -633,6 +639,9 @@ fn slot_result(
             if mine.contains(&BatchOutcome::OutOfOrder) {
                 return Err(AppendError::OutOfOrderSequence);
             }
+            if mine.contains(&BatchOutcome::InvalidTxnState) {
+                return Err(AppendError::InvalidTxnState);
+            }
             match mine.first() {
                 Some(BatchOutcome::Appended(o)) | Some(BatchOutcome::Duplicate(o)) => Ok(*o),
                 _ => Err(AppendError::UnknownTopicOrPartition),
@@ -665,6 +674,7 @@ async fn commit(log: &MetaLog, s: &Sealed) -> Result<Vec<ChunkOutcome>, AppendEr
                             producer_id: b.producer_id,
                             epoch: b.producer_epoch,
                             sequence: b.base_sequence,
+                            transactional: b.transactional,
                         })
                         .collect()
                 } else {

@@ -104,7 +104,7 @@ fn append_as(
         let p = producer.map(|(id, epoch, seq)| (id, epoch, seq + (b as i32) * records));
         data.extend(simple_batch(records, 1_000, b"value", p));
     }
-    validate::validate(Bytes::from(data), &Default::default())
+    validate::validate(Bytes::from(data), &Default::default(), Default::default())
         .map(|v| PartitionAppend {
             topic,
             partition,
@@ -181,6 +181,7 @@ async fn a_commit_behind_the_horizon_is_refused_and_retriable() {
     // ...and GC fenced everything before 2,000; the rig's clock says 1,000.
     r.log
         .propose(Command::ForgetObjects {
+            horizon_key: false,
             time: 5_000,
             horizon: 2_000,
             objects: vec![],
@@ -516,7 +517,8 @@ fn claiming(records: i32) -> Bytes {
 /// producer's batches for that partition in the same flush.
 #[tokio::test]
 async fn a_hostile_record_count_fails_only_its_own_request() {
-    let e = validate::validate(claiming(i32::MAX), &Default::default()).unwrap_err();
+    let e = validate::validate(claiming(i32::MAX), &Default::default(), Default::default())
+        .unwrap_err();
     assert!(matches!(e, AppendError::InvalidRecord(_)), "{e:?}");
     assert_eq!(e.code(), 87);
     // lastOffsetDelta and the record count must agree.
@@ -525,11 +527,11 @@ async fn a_hostile_record_count_fails_only_its_own_request() {
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     assert!(matches!(
-        validate::validate(Bytes::from(b), &Default::default()),
+        validate::validate(Bytes::from(b), &Default::default(), Default::default()),
         Err(AppendError::InvalidRecord(_))
     ));
     // A plausible count passes.
-    validate::validate(claiming(1), &Default::default()).unwrap();
+    validate::validate(claiming(1), &Default::default(), Default::default()).unwrap();
 }
 
 /// A commit applied while this process caught up through a checkpoint has

@@ -6,7 +6,9 @@ use kafka_protocol::{
         create_partitions_response::CreatePartitionsTopicResult,
         delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
         describe_cluster_response::DescribeClusterBroker,
-        describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult},
+        describe_configs_response::{
+            DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+        },
         incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult,
         offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult},
         AlterConfigsRequest, AlterConfigsResponse, BrokerId, CreatePartitionsRequest,
@@ -28,6 +30,8 @@ use crate::{
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// DescribeConfigs' source of a topic's own override.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
@@ -59,8 +63,10 @@ pub async fn create_partitions(
 pub async fn describe_configs(
     broker: &Broker,
     req: DescribeConfigsRequest,
-    version: i16,
 ) -> DescribeConfigsResponse {
+    use crate::kafka_config;
+    // This agent's broker configs: the topic configs' cluster defaults too.
+    let broker_configs = kafka_config::describe(&broker.settings, broker.node_id);
     let mut results = Vec::new();
     for r in req.resources {
         let out = DescribeConfigsResult::default()
@@ -69,6 +75,36 @@ pub async fn describe_configs(
         let wanted: Option<Vec<String>> = r
             .configuration_keys
             .map(|k| k.iter().map(|k| k.to_string()).collect());
+        let wanted = |k: &str| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == k));
+        let synonym = |name: &str, value: Option<String>, source: i8| {
+            DescribeConfigsSynonym::default()
+                .with_name(s(name))
+                .with_value(value.map(s))
+                .with_source(source)
+        };
+        let entry = |name: &str,
+                     value: Option<String>,
+                     kind: topic_config::Kind,
+                     source: i8,
+                     read_only: bool,
+                     sensitive: bool,
+                     doc: &str,
+                     synonyms: Vec<DescribeConfigsSynonym>| {
+            let mut c = DescribeConfigsResourceResult::default()
+                .with_name(s(name))
+                .with_value(value.map(s))
+                .with_read_only(read_only)
+                .with_is_sensitive(sensitive)
+                .with_config_source(source)
+                .with_config_type(kind.code());
+            if req.include_synonyms {
+                c = c.with_synonyms(synonyms);
+            }
+            if req.include_documentation {
+                c = c.with_documentation(Some(s(doc)));
+            }
+            c
+        };
         match r.resource_type {
             TOPIC => {
                 let Some(config) = broker.topics.config(r.resource_name.as_str()) else {
@@ -81,34 +117,70 @@ pub async fn describe_configs(
                 };
                 let configs = config
                     .describe()
-                    .filter(|(k, _, _)| wanted.as_ref().is_none_or(|w| w.iter().any(|x| x == k)))
-                    .map(|(k, value, is_override)| {
-                        // DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG (a
-                        // cluster default set in silt's settings) or
-                        // DEFAULT_CONFIG.
-                        let cluster_default = match k {
-                            "retention.ms" => Some(broker.settings.log_retention_ms),
-                            "retention.bytes" => Some(broker.settings.log_retention_bytes),
-                            _ => None,
+                    .filter(|(spec, _)| wanted(spec.name))
+                    .map(|(spec, set)| {
+                        // The cluster default: the broker config Kafka
+                        // names as the synonym, else the topic default.
+                        let cluster = spec
+                            .broker_synonym
+                            .and_then(|b| broker_configs.iter().find(|c| c.name == b));
+                        let default = match cluster {
+                            Some(c) if c.value.is_some() => (c.value.clone(), c.source),
+                            _ => (Some(spec.default.to_string()), kafka_config::DEFAULT_CONFIG),
                         };
-                        let (value, source) = match cluster_default {
-                            _ if is_override => (value, 1),
-                            Some(v) if v.to_string() != value => (v.to_string(), 4),
-                            _ => (value, 5),
-                        };
-                        let mut c = DescribeConfigsResourceResult::default()
-                            .with_name(s(k))
-                            .with_value(Some(s(value)))
-                            .with_read_only(false);
-                        if version >= 1 {
-                            c = c.with_config_source(source);
+                        let mut synonyms = Vec::new();
+                        if let Some(v) = set {
+                            synonyms.push(synonym(
+                                spec.name,
+                                Some(v.to_string()),
+                                DYNAMIC_TOPIC_CONFIG,
+                            ));
                         }
-                        c
+                        if let Some(b) = spec.broker_synonym {
+                            synonyms.push(synonym(b, default.0.clone(), default.1));
+                        }
+                        let (value, source) = match set {
+                            Some(v) => (Some(v.to_string()), DYNAMIC_TOPIC_CONFIG),
+                            None => default,
+                        };
+                        entry(
+                            spec.name, value, spec.kind, source, false, false, spec.doc, synonyms,
+                        )
                     })
                     .collect();
                 results.push(out.with_configs(configs));
             }
-            BROKER => results.push(out),
+            BROKER => {
+                let name = r.resource_name.as_str();
+                if !name.is_empty() && name != broker.node_id.to_string() {
+                    results.push(
+                        out.with_error_code(ErrorKind::InvalidRequest.code())
+                            .with_error_message(Some(s(format!(
+                                "broker {name}'s configs are answered by broker {name}, this is broker {}",
+                                broker.node_id
+                            )))),
+                    );
+                    continue;
+                }
+                let configs = broker_configs
+                    .iter()
+                    .filter(|c| wanted(c.name))
+                    .map(|c| {
+                        let synonyms = vec![synonym(c.name, c.value.clone(), c.source)];
+                        entry(
+                            c.name,
+                            c.value.clone(),
+                            c.kind,
+                            c.source,
+                            c.read_only,
+                            c.sensitive,
+                            c.doc,
+                            synonyms,
+                        )
+                    })
+                    .collect();
+                results.push(out.with_configs(configs));
+            }
             other => results.push(
                 out.with_error_code(ErrorKind::InvalidRequest.code())
                     .with_error_message(Some(s(format!("resource type {other} is not supported")))),
@@ -174,61 +246,63 @@ pub async fn incremental_alter_configs(
         let resp = IncrementalResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        let result =
-            if r.resource_type != TOPIC {
-                Err(not_a_topic())
-            } else {
-                let ops: Vec<(String, i8, Option<String>)> = r
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name.to_string(),
-                            c.config_operation,
-                            c.value.as_ref().map(|v| v.to_string()),
-                        )
-                    })
-                    .collect();
-                broker
-                    .topics
-                    .alter_config(
-                        r.resource_name.as_str(),
-                        |config| {
-                            let invalid = |name: &str, message: String| ConfigError {
-                                name: name.to_string(),
-                                message,
-                            };
-                            for (k, op, v) in ops {
-                                if !topic_config::is_known(&k) {
-                                    topic_config::validate(&k, "")?;
+        let result = if r.resource_type != TOPIC {
+            Err(not_a_topic())
+        } else {
+            let ops: Vec<(String, i8, Option<String>)> = r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            broker
+                .topics
+                .alter_config(
+                    r.resource_name.as_str(),
+                    |config| {
+                        let invalid = |name: &str, message: String| ConfigError {
+                            name: name.to_string(),
+                            message,
+                        };
+                        for (k, op, v) in ops {
+                            if !topic_config::is_known(&k) {
+                                topic_config::validate(&k, "")?;
+                            }
+                            match (op, v) {
+                                (0, Some(v)) => {
+                                    config.insert(k, v);
                                 }
-                                match (op, v) {
-                                    (0, Some(v)) => {
-                                        config.insert(k, v);
-                                    }
-                                    (1, _) => {
-                                        config.remove(&k);
-                                    }
-                                    (2 | 3, _) => {
-                                        return Err(invalid(
-                                    &k,
-                                    format!("{k}: APPEND and SUBTRACT apply to list configs only"),
-                                ));
-                                    }
-                                    (op, _) => {
-                                        return Err(invalid(
-                                            &k,
-                                            format!("{k}: invalid operation {op} or missing value"),
-                                        ))
-                                    }
+                                (1, _) => {
+                                    config.remove(&k);
+                                }
+                                (op @ (2 | 3), Some(v)) => {
+                                    let new = topic_config::list_op(
+                                        &k,
+                                        config.get(&k).map(String::as_str),
+                                        op == 2,
+                                        &v,
+                                    )?;
+                                    config.insert(k, new);
+                                }
+                                (op, _) => {
+                                    return Err(invalid(
+                                        &k,
+                                        format!("{k}: invalid operation {op} or missing value"),
+                                    ))
                                 }
                             }
-                            Ok(())
-                        },
-                        req.validate_only,
-                    )
-                    .await
-            };
+                        }
+                        Ok(())
+                    },
+                    req.validate_only,
+                )
+                .await
+        };
         out.push(match result {
             Ok(()) => resp,
             Err(e) => resp
@@ -324,15 +398,10 @@ pub async fn offset_for_leader_epoch(
 
 pub async fn init_producer_id(
     broker: &Broker,
-    req: InitProducerIdRequest,
+    _req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    if req.transactional_id.is_some() {
-        return InitProducerIdResponse::default()
-            .with_error_code(ErrorKind::TransactionsUnsupported.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
-    }
-    // Without a transactional id Kafka hands out a new producer id every
+    // With a transactional id, the transaction coordinator answers
+    // (protocol::txn). Without one Kafka hands out a new producer id every
     // time, also to a producer naming its old one (KIP-360): the new id
     // starts a new sequence, and nothing of the old id is trusted.
     match broker.producer_ids.next().await {

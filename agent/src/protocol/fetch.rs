@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    fetch_response::{FetchableTopicResponse, PartitionData},
-    FetchRequest, FetchResponse, ResponseKind,
+    fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData},
+    FetchRequest, FetchResponse, ProducerId, ResponseKind,
 };
 
 use super::{Conn, Response};
@@ -117,17 +117,35 @@ async fn fetch_once(
                     .min(max_bytes.saturating_sub(total)),
                 min_one: total == 0,
             };
+            let committed = req.isolation_level == 1;
             match broker
                 .read
-                .read(t.topic.0.as_str(), p.partition, p.fetch_offset, limits)
+                .read_isolated(
+                    t.topic.0.as_str(),
+                    p.partition,
+                    p.fetch_offset,
+                    limits,
+                    committed,
+                )
                 .await
             {
                 Ok(r) => {
                     total += r.bytes.len();
+                    let aborted = committed.then(|| {
+                        r.aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect()
+                    });
                     parts.push(
                         data.with_high_watermark(r.high_watermark)
-                            .with_last_stable_offset(r.high_watermark)
+                            .with_last_stable_offset(r.last_stable_offset)
                             .with_log_start_offset(r.log_start_offset)
+                            .with_aborted_transactions(aborted)
                             .with_records(Some(r.bytes)),
                     );
                 }

@@ -39,7 +39,7 @@ fn s(v: impl Into<String>) -> StrBytes {
 
 /// NOT_COORDINATOR unless this agent coordinates the group (and holds its
 /// claim); an empty group id is INVALID_GROUP_ID.
-async fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
+pub(crate) async fn coordinating(broker: &Broker, group: &str) -> Result<(), GroupError> {
     if group.is_empty() {
         Err(GroupError::InvalidGroupId)
     } else if broker.is_group_coordinator(group) {
@@ -86,15 +86,17 @@ pub async fn find_coordinator(
         .into_iter()
         .map(|key| {
             let c = Coordinator::default().with_key(s(key.clone()));
-            if req.key_type != 0 {
-                // A non-retriable error, so a transactional producer fails
-                // at once instead of retrying until its timeout.
-                return c
-                    .with_node_id(BrokerId(-1))
-                    .with_error_code(ErrorKind::TransactionsUnsupported.code())
-                    .with_error_message(Some(s("transactions are not supported by silt yet")));
-            }
-            match broker.group_coordinator(&key) {
+            let coordinator = match req.key_type {
+                0 => broker.group_coordinator(&key),
+                1 => broker.txn_coordinator(&key),
+                other => {
+                    return c
+                        .with_node_id(BrokerId(-1))
+                        .with_error_code(ErrorKind::InvalidRequest.code())
+                        .with_error_message(Some(s(format!("unknown key type {other}"))))
+                }
+            };
+            match coordinator {
                 Some(a) => c
                     .with_node_id(BrokerId(a.node_id))
                     .with_host(s(a.host))
@@ -360,8 +362,13 @@ async fn fetch_group(
     broker: &Broker,
     group: &str,
     wanted: Wanted,
+    member: Option<(&str, i32)>,
 ) -> Result<Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>, GroupError> {
     coordinating(broker, group).await?;
+    // v9: a member of a consumer-protocol group fetches at its epoch.
+    if let Some((member_id, epoch)) = member {
+        broker.groups.check_fetch(group, member_id, epoch)?;
+    }
     let committed = broker
         .offsets
         .fetch(group)
@@ -398,31 +405,53 @@ pub async fn offset_fetch(
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    // require_stable (v7+): a partition whose offsets are pending in an
+    // open transaction answers UNSTABLE_OFFSET_COMMIT (retriable) rather
+    // than the offset the transaction is about to replace.
+    if req.require_stable {
+        broker.read.catch_up().await;
+    }
+    let unstable = |group: &str| {
+        if req.require_stable {
+            broker.log.state().pending_txn_offsets(group)
+        } else {
+            Default::default()
+        }
+    };
+    let unstable_code = ErrorKind::UnstableOffsetCommit.code();
     if version >= 8 {
         let mut groups = Vec::new();
         for g in req.groups {
+            let pending = unstable(g.group_id.0.as_str());
             let wanted = g.topics.map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name, t.partition_indexes))
                     .collect()
             });
             let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            let member = g.member_id.as_deref().map(|m| (m, g.member_epoch));
             groups.push(
-                match fetch_group(broker, g.group_id.0.as_str(), wanted).await {
+                match fetch_group(broker, g.group_id.0.as_str(), wanted, member).await {
                     Err(e) => group.with_error_code(e.code()),
                     Ok(topics) => group.with_topics(
                         topics
                             .into_iter()
                             .map(|(name, parts)| {
+                                let topic = name.0.to_string();
                                 OffsetFetchResponseTopics::default()
                                     .with_name(name)
                                     .with_partitions(
                                         parts
                                             .into_iter()
                                             .map(|(p, o, e, m)| {
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(o)
+                                                let r = OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p);
+                                                if pending.contains(&(topic.clone(), p)) {
+                                                    return r
+                                                        .with_committed_offset(-1)
+                                                        .with_error_code(unstable_code);
+                                                }
+                                                r.with_committed_offset(o)
                                                     .with_committed_leader_epoch(e)
                                                     .with_metadata(m.map(s))
                                             })
@@ -441,7 +470,7 @@ pub async fn offset_fetch(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    match fetch_group(broker, req.group_id.0.as_str(), wanted.clone()).await {
+    match fetch_group(broker, req.group_id.0.as_str(), wanted.clone(), None).await {
         // v0-1 have no top-level error: Kafka puts it on every partition
         // asked for (an empty answer would read as "nothing committed").
         Err(e) if version < 2 => OffsetFetchResponse::default().with_topics(
@@ -466,31 +495,41 @@ pub async fn offset_fetch(
                 .collect(),
         ),
         Err(e) => OffsetFetchResponse::default().with_error_code(e.code()),
-        Ok(topics) => OffsetFetchResponse::default().with_topics(
-            topics
-                .into_iter()
-                .map(|(name, parts)| {
-                    OffsetFetchResponseTopic::default()
-                        .with_name(name)
-                        .with_partitions(
-                            parts
-                                .into_iter()
-                                .map(|(p, o, e, m)| {
-                                    OffsetFetchResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(o)
-                                        .with_committed_leader_epoch(if version >= 5 {
-                                            e
-                                        } else {
-                                            -1
-                                        })
-                                        .with_metadata(m.map(s))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        ),
+        Ok(topics) => {
+            let pending = unstable(req.group_id.0.as_str());
+            OffsetFetchResponse::default().with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        let topic = name.0.to_string();
+                        OffsetFetchResponseTopic::default()
+                            .with_name(name)
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, o, e, m)| {
+                                        if pending.contains(&(topic.clone(), p)) {
+                                            return OffsetFetchResponsePartition::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(-1)
+                                                .with_error_code(unstable_code);
+                                        }
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(o)
+                                            .with_committed_leader_epoch(if version >= 5 {
+                                                e
+                                            } else {
+                                                -1
+                                            })
+                                            .with_metadata(m.map(s))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            )
+        }
     }
 }
 
@@ -535,6 +574,15 @@ pub async fn describe_groups(
         let d = DescribedGroup::default().with_group_id(g);
         if let Err(e) = coordinating(broker, &id).await {
             out.push(d.with_error_code(e.code()));
+            continue;
+        }
+        if broker.groups.is_consumer_group(&id) {
+            // As Kafka: DescribeGroups describes classic groups only (the
+            // versions served, up to 5, carry no error message).
+            out.push(
+                d.with_group_state(s("Dead"))
+                    .with_error_code(GroupError::GroupIdNotFound.code()),
+            );
             continue;
         }
         let described = broker.groups.describe(&id);
@@ -659,4 +707,305 @@ pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetD
             })
             .collect(),
     )
+}
+
+/// The consumer group protocol's assignment types carry topic ids: a
+/// request's owned partitions by name (ids of unknown topics are dropped).
+fn owned_by_name(
+    broker: &Broker,
+    owned: &[kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions],
+) -> crate::group::consumer::Parts {
+    let mut out = crate::group::consumer::Parts::new();
+    for tp in owned {
+        let id = silt_coordinator::TopicId(tp.topic_id.into_bytes());
+        if let Some(name) = broker.topics.name_of(&id) {
+            out.entry(name)
+                .or_default()
+                .extend(tp.partitions.iter().copied());
+        }
+    }
+    out
+}
+
+/// Partitions by topic name, as (topic id, name, partitions) of topics
+/// that exist.
+fn with_ids(
+    broker: &Broker,
+    parts: &crate::group::consumer::Parts,
+) -> Vec<(uuid::Uuid, String, Vec<i32>)> {
+    parts
+        .iter()
+        .filter_map(|(t, ps)| {
+            let info = broker.topics.get(t)?;
+            Some((
+                uuid::Uuid::from_bytes(info.id.0),
+                t.clone(),
+                ps.iter().copied().collect(),
+            ))
+        })
+        .collect()
+}
+
+/// A subscription pattern: it matches whole topic names (as Java's
+/// `Matcher.matches`), in RE2 syntax as Kafka's RE2/J.
+fn topic_pattern(r: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{r})$"))
+        .size_limit(1 << 20)
+        .build()
+}
+
+/// Kafka's checks of a ConsumerGroupHeartbeat before the group is looked at.
+fn invalid_heartbeat(
+    broker: &Broker,
+    req: &kafka_protocol::messages::ConsumerGroupHeartbeatRequest,
+) -> Option<(GroupError, String)> {
+    use crate::group::consumer::{LEAVE_EPOCH, STATIC_LEAVE_EPOCH};
+    let bad = |m: &str| Some((GroupError::InvalidRequest, m.to_string()));
+    let blank = |v: &Option<StrBytes>| v.as_ref().is_some_and(|s| s.trim().is_empty());
+    if req.group_id.0.trim().is_empty() {
+        return bad("GroupId can't be empty.");
+    }
+    if blank(&req.instance_id) {
+        return bad("InstanceId can't be empty.");
+    }
+    if blank(&req.rack_id) {
+        return bad("RackId can't be empty.");
+    }
+    if let Some(r) = req
+        .subscribed_topic_regex
+        .as_ref()
+        .filter(|r| !r.is_empty())
+    {
+        if let Err(e) = topic_pattern(r) {
+            return Some((
+                GroupError::InvalidRegularExpression,
+                format!("SubscribedTopicRegex {r} is not valid: {e}"),
+            ));
+        }
+    }
+    let epoch = req.member_epoch;
+    if epoch > 0 || epoch == LEAVE_EPOCH {
+        if req.member_id.trim().is_empty() {
+            return bad("MemberId can't be empty.");
+        }
+    } else if epoch == 0 {
+        if req.rebalance_timeout_ms == -1 {
+            return bad("RebalanceTimeoutMs must be provided in first request.");
+        }
+        if !req.topic_partitions.as_ref().is_some_and(|t| t.is_empty()) {
+            return bad("TopicPartitions must be empty when (re-)joining.");
+        }
+        let names = req
+            .subscribed_topic_names
+            .as_ref()
+            .is_some_and(|t| !t.is_empty());
+        let regex = req
+            .subscribed_topic_regex
+            .as_ref()
+            .is_some_and(|r| !r.is_empty());
+        if !names && !regex {
+            return bad(
+                "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.",
+            );
+        }
+    } else if epoch == STATIC_LEAVE_EPOCH {
+        if req.member_id.trim().is_empty() {
+            return bad("MemberId can't be empty.");
+        }
+        if req.instance_id.is_none() {
+            return bad("InstanceId can't be null.");
+        }
+    } else {
+        return bad("MemberEpoch is invalid.");
+    }
+    if let Some(a) = &req.server_assignor {
+        let offered = &broker.groups.consumer_limits().assignors;
+        if !offered.iter().any(|o| o.name() == a.as_str()) {
+            let names: Vec<&str> = offered.iter().map(|o| o.name()).collect();
+            return Some((
+                GroupError::UnsupportedAssignor,
+                format!(
+                    "ServerAssignor {a} is not supported. Supported assignors: {}.",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile, leave.
+pub async fn consumer_group_heartbeat(
+    broker: &Broker,
+    req: kafka_protocol::messages::ConsumerGroupHeartbeatRequest,
+    client_id: &str,
+    host: &str,
+    may_describe: &(dyn Fn(&str) -> bool + Sync),
+) -> kafka_protocol::messages::ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::{
+        consumer_group_heartbeat_response::{Assignment, TopicPartitions},
+        ConsumerGroupHeartbeatResponse,
+    };
+    let fail = |e: GroupError, m: String| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(s(m)))
+    };
+    if let Some((e, m)) = invalid_heartbeat(broker, &req) {
+        return fail(e, m);
+    }
+    let group = req.group_id.0.to_string();
+    if let Err(e) = coordinating(broker, &group).await {
+        return fail(e, e.to_string());
+    }
+    let hb = crate::group::consumer::Heartbeat {
+        member_id: req.member_id.to_string(),
+        epoch: req.member_epoch,
+        instance_id: req.instance_id.as_ref().map(|i| i.to_string()),
+        rack_id: req.rack_id.as_ref().map(|r| r.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        regex: req.subscribed_topic_regex.as_ref().map(|r| r.to_string()),
+        server_assignor: req.server_assignor.as_ref().map(|a| a.to_string()),
+        owned: req
+            .topic_partitions
+            .as_ref()
+            .map(|o| owned_by_name(broker, o)),
+        client_id: client_id.to_string(),
+        client_host: host.to_string(),
+    };
+    let answer = {
+        let partitions = |t: &str| broker.topics.get(t).map(|i| i.partitions);
+        // Topics a pattern matches, among those the principal may describe.
+        let matching = |r: &str| match topic_pattern(r) {
+            Ok(re) => broker
+                .topics
+                .list()
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| re.is_match(name) && may_describe(name))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let view = crate::group::consumer::TopicView {
+            partitions: &partitions,
+            matching: &matching,
+        };
+        match broker.groups.consumer_heartbeat(&group, &hb, &view) {
+            Ok(a) => a,
+            Err((e, m)) => return fail(e, m),
+        }
+    };
+    // A member learns a new epoch or assignment only once it is persisted:
+    // a coordinator that takes the group over resumes from there.
+    if broker.persist_groups().await.contains(&group) {
+        return fail(
+            GroupError::CoordinatorUnavailable,
+            "the group's state could not be stored; retry".into(),
+        );
+    }
+    let interval = broker.groups.consumer_limits().heartbeat_interval;
+    ConsumerGroupHeartbeatResponse::default()
+        .with_member_id(Some(s(answer.member_id)))
+        .with_member_epoch(answer.epoch)
+        .with_heartbeat_interval_ms(interval.as_millis().min(i32::MAX as u128) as i32)
+        .with_assignment(answer.assignment.map(|parts| {
+            Assignment::default().with_topic_partitions(
+                with_ids(broker, &parts)
+                    .into_iter()
+                    .map(|(id, _, ps)| {
+                        TopicPartitions::default()
+                            .with_topic_id(id)
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            )
+        }))
+}
+
+/// ConsumerGroupDescribe (KIP-848).
+pub async fn consumer_group_describe(
+    broker: &Broker,
+    req: kafka_protocol::messages::ConsumerGroupDescribeRequest,
+    version: i16,
+) -> kafka_protocol::messages::ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::{
+        consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions},
+        ConsumerGroupDescribeResponse,
+    };
+    let assignment = |parts: &crate::group::consumer::Parts| {
+        Assignment::default().with_topic_partitions(
+            with_ids(broker, parts)
+                .into_iter()
+                .map(|(id, name, ps)| {
+                    TopicPartitions::default()
+                        .with_topic_id(id)
+                        .with_topic_name(TopicName(s(name)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+    };
+    let mut out = Vec::new();
+    for id in req.group_ids {
+        let name = id.0.to_string();
+        let d = DescribedGroup::default()
+            .with_group_id(id)
+            .with_authorized_operations(i32::MIN);
+        if let Err(e) = coordinating(broker, &name).await {
+            out.push(d.with_error_code(e.code()));
+            continue;
+        }
+        let Some(g) = broker.groups.consumer_group(&name) else {
+            let message = if broker.groups.has_members(&name) {
+                format!("Group {name} is not a consumer group.")
+            } else {
+                format!("Group {name} not found.")
+            };
+            out.push(
+                d.with_error_code(GroupError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(message))),
+            );
+            continue;
+        };
+        let members = g
+            .members
+            .iter()
+            .map(|(mid, m)| {
+                let mut member = Member::default()
+                    .with_member_id(s(mid.clone()))
+                    .with_instance_id(m.instance_id.clone().map(s))
+                    .with_rack_id(m.rack_id.clone().map(s))
+                    .with_member_epoch(m.epoch)
+                    .with_client_id(s(m.client_id.clone()))
+                    .with_client_host(s(m.client_host.clone()))
+                    .with_subscribed_topic_names(
+                        m.subscribed
+                            .iter()
+                            .map(|t| TopicName(s(t.clone())))
+                            .collect(),
+                    )
+                    .with_assignment(assignment(&m.assigned))
+                    .with_target_assignment(assignment(
+                        &g.target.get(mid).cloned().unwrap_or_default(),
+                    ));
+                if version >= 1 {
+                    // 1: a member of the consumer protocol.
+                    member = member.with_member_type(1);
+                }
+                member
+            })
+            .collect();
+        out.push(
+            d.with_group_state(s(g.state_name()))
+                .with_group_epoch(g.epoch)
+                .with_assignment_epoch(g.assignment_epoch)
+                .with_assignor_name(s(g.assignor.name()))
+                .with_members(members),
+        );
+    }
+    ConsumerGroupDescribeResponse::default().with_groups(out)
 }

@@ -19,6 +19,11 @@ pub async fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
                 // leader_epoch exists from v4 on; setting it earlier fails encoding.
                 .with_leader_epoch(if version >= 4 { 0 } else { -1 });
             let answer = match OffsetQuery::from_kafka(p.timestamp) {
+                // read_committed: the latest offset is the last stable one.
+                Ok(OffsetQuery::Latest) if req.isolation_level == 1 => broker
+                    .read
+                    .last_stable_offset(t.name.0.as_str(), p.partition_index)
+                    .map(|o| Some((-1, o))),
                 Ok(q) => {
                     broker
                         .read

@@ -45,6 +45,28 @@ fn partitions(
         .collect()
 }
 
+/// The agents partitions are spread over: the live ones (all brokers
+/// listed if none is live).
+pub(crate) fn leader_candidates(broker: &Broker, listed: &[AgentInfo]) -> Vec<AgentInfo> {
+    let live = broker.membership.live();
+    if live.is_empty() {
+        listed.to_vec()
+    } else {
+        live
+    }
+}
+
+/// The leader Metadata names for a partition to a client without a zone.
+pub(crate) fn default_leader(
+    agents: &[AgentInfo],
+    id: &silt_coordinator::TopicId,
+    partition: i32,
+) -> i32 {
+    let mut key = id.0.to_vec();
+    key.extend_from_slice(&partition.to_be_bytes());
+    rendezvous(agents, &key, None).map_or(-1, |a| a.node_id)
+}
+
 /// Kafka's Metadata rules under the authorizer: listing all topics shows
 /// only those the principal may DESCRIBE; a named topic it may not is
 /// TOPIC_AUTHORIZATION_FAILED (whether or not it exists); auto-creation
@@ -60,14 +82,7 @@ pub async fn handle(
     // out of Metadata makes clients resend its in-flight requests).
     // Leaders: live agents only (all brokers if none is live).
     let listed = broker.membership.brokers();
-    let agents = {
-        let live = broker.membership.live();
-        if live.is_empty() {
-            listed.clone()
-        } else {
-            live
-        }
-    };
+    let agents = leader_candidates(broker, &listed);
     let zone = client_zone(client_id);
     let brokers = listed
         .iter()
@@ -81,12 +96,20 @@ pub async fn handle(
         })
         .collect();
     // v0: an empty list means all topics; v1+: null means all.
+    // v10+ may name a topic by id alone (the consumer group protocol's
+    // assignments carry ids): such entries are answered by id.
+    let mut by_id: Vec<Uuid> = Vec::new();
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(
             t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .filter_map(|t| {
+                    if t.name.is_none() && !t.topic_id.is_nil() {
+                        by_id.push(t.topic_id);
+                    }
+                    t.name.map(|n| n.0.to_string())
+                })
                 .collect(),
         ),
     };
@@ -130,6 +153,20 @@ pub async fn handle(
                         topic.with_error_code(ErrorKind::TopicAuthorizationFailed.code())
                     }
                     None => topic.with_error_code(ErrorKind::UnknownTopicOrPartition.code()),
+                });
+            }
+            for id in by_id {
+                let topic = MetadataResponseTopic::default().with_topic_id(id);
+                let name = broker
+                    .topics
+                    .name_of(&silt_coordinator::TopicId(id.into_bytes()))
+                    .filter(|n| conn.can_topic(broker, op::DESCRIBE, n));
+                let info = name.as_ref().and_then(|n| broker.topics.get(n));
+                out.push(match (name, info) {
+                    (Some(name), Some(t)) => topic
+                        .with_name(Some(TopicName(StrBytes::from_string(name))))
+                        .with_partitions(partitions(&agents, zone, &t.id, t.partitions)),
+                    _ => topic.with_error_code(ErrorKind::UnknownTopicId.code()),
                 });
             }
             out

@@ -9,7 +9,9 @@ mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod replicas;
 mod topics;
+mod txn;
 
 use std::sync::Arc;
 
@@ -115,8 +117,13 @@ fn changes_state(r: &RequestKind) -> bool {
             | RequestKind::OffsetDelete(_)
             | RequestKind::DeleteGroups(_)
             | RequestKind::Heartbeat(_)
+            | RequestKind::ConsumerGroupHeartbeat(_)
             | RequestKind::LeaveGroup(_)
             | RequestKind::InitProducerId(_)
+            | RequestKind::AddPartitionsToTxn(_)
+            | RequestKind::AddOffsetsToTxn(_)
+            | RequestKind::TxnOffsetCommit(_)
+            | RequestKind::EndTxn(_)
             | RequestKind::CreateAcls(_)
             | RequestKind::DeleteAcls(_)
             | RequestKind::AlterUserScramCredentials(_)
@@ -218,7 +225,27 @@ async fn handle(
                 vec![r.key.to_string()]
             };
             let group_keys = r.key_type == 0;
+            let txn_keys = r.key_type == 1;
             let mut resp = groups::find_coordinator(broker, r, version).await;
+            if txn_keys {
+                let denied = ErrorKind::TransactionalIdAuthorizationFailed.code();
+                let may = |k: &str| conn.can(broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, k);
+                if version >= 4 {
+                    for c in resp.coordinators.iter_mut() {
+                        if !may(c.key.as_str()) {
+                            c.error_code = denied;
+                            c.node_id = kafka_protocol::messages::BrokerId(-1);
+                            c.host = Default::default();
+                            c.port = -1;
+                        }
+                    }
+                } else if keys.first().is_some_and(|k| !may(k)) {
+                    resp = kafka_protocol::messages::FindCoordinatorResponse::default()
+                        .with_error_code(denied)
+                        .with_node_id(kafka_protocol::messages::BrokerId(-1))
+                        .with_port(-1);
+                }
+            }
             if group_keys {
                 if version >= 4 {
                     for c in resp.coordinators.iter_mut() {
@@ -290,6 +317,43 @@ async fn handle(
                 ));
             }
             ResponseKind::Heartbeat(groups::heartbeat(broker, r).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let denied = if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
+                Some(group_denied())
+            } else if r.subscribed_topic_names.as_ref().is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| !conn.can_topic(broker, op::DESCRIBE, t.0.as_str()))
+            }) {
+                Some(ErrorKind::TopicAuthorizationFailed.code())
+            } else {
+                None
+            };
+            if let Some(code) = denied {
+                return Some(ResponseKind::ConsumerGroupHeartbeat(
+                    kafka_protocol::messages::ConsumerGroupHeartbeatResponse::default()
+                        .with_error_code(code),
+                ));
+            }
+            let may_describe = |t: &str| conn.can_topic(broker, op::DESCRIBE, t);
+            ResponseKind::ConsumerGroupHeartbeat(
+                groups::consumer_group_heartbeat(broker, r, client_id, peer, &may_describe).await,
+            )
+        }
+        RequestKind::ConsumerGroupDescribe(mut r) => {
+            use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+            let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.group_ids)
+                .into_iter()
+                .partition(|g| conn.can_group(broker, op::DESCRIBE, g.0.as_str()));
+            r.group_ids = ok;
+            let mut resp = groups::consumer_group_describe(broker, r, version).await;
+            resp.groups.extend(denied.into_iter().map(|g| {
+                DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_error_code(group_denied())
+                    .with_authorized_operations(i32::MIN)
+            }));
+            ResponseKind::ConsumerGroupDescribe(resp)
         }
         RequestKind::LeaveGroup(r) => {
             if !conn.can_group(broker, op::READ, r.group_id.0.as_str()) {
@@ -448,7 +512,7 @@ async fn handle(
         }
         RequestKind::DescribeConfigs(mut r) => {
             let denied = authz::describe_configs(broker, conn, &mut r);
-            let mut resp = admin::describe_configs(broker, r, version).await;
+            let mut resp = admin::describe_configs(broker, r).await;
             resp.results.extend(denied);
             ResponseKind::DescribeConfigs(resp)
         }
@@ -489,6 +553,19 @@ async fn handle(
             resp.topics.extend(denied);
             ResponseKind::OffsetForLeaderEpoch(resp)
         }
+        RequestKind::InitProducerId(r) if r.transactional_id.is_some() => {
+            ResponseKind::InitProducerId(txn::init_producer_id(broker, conn, r).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(broker, conn, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(broker, conn, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(broker, conn, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(broker, conn, r).await),
         RequestKind::InitProducerId(r) => {
             if r.transactional_id.is_none() && !authz::may_init_producer_id(broker, conn) {
                 return Some(ResponseKind::InitProducerId(
@@ -514,6 +591,101 @@ async fn handle(
         }
         RequestKind::AlterUserScramCredentials(r) => {
             ResponseKind::AlterUserScramCredentials(acls::alter_scram(broker, conn, r).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(if conn.can_cluster(broker, op::ALTER) {
+                replicas::elect_leaders(broker, r)
+            } else {
+                kafka_protocol::messages::ElectLeadersResponse::default()
+                    .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
+            })
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(if conn.can_cluster(broker, op::DESCRIBE) {
+                replicas::describe_log_dirs(broker, r)
+            } else {
+                kafka_protocol::messages::DescribeLogDirsResponse::default()
+                    .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
+            })
+        }
+        RequestKind::AlterReplicaLogDirs(mut r) => {
+            if !conn.can_cluster(broker, op::ALTER) {
+                // Every partition is refused: point them at a directory
+                // that does not exist and answer with the cluster error.
+                let mut resp = replicas::alter_replica_log_dirs(broker, Default::default());
+                for d in std::mem::take(&mut r.dirs) {
+                    for t in d.topics {
+                        use kafka_protocol::messages::alter_replica_log_dirs_response::*;
+                        resp.results.push(
+                            AlterReplicaLogDirTopicResult::default()
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            AlterReplicaLogDirPartitionResult::default()
+                                                .with_partition_index(*p)
+                                                .with_error_code(
+                                                    ErrorKind::ClusterAuthorizationFailed.code(),
+                                                )
+                                        })
+                                        .collect(),
+                                )
+                                .with_topic_name(t.name),
+                        );
+                    }
+                }
+                return Some(ResponseKind::AlterReplicaLogDirs(resp));
+            }
+            ResponseKind::AlterReplicaLogDirs(replicas::alter_replica_log_dirs(broker, r))
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(if conn.can_cluster(broker, op::ALTER) {
+                replicas::alter_partition_reassignments(broker, r)
+            } else {
+                kafka_protocol::messages::AlterPartitionReassignmentsResponse::default()
+                    .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
+            })
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(if conn.can_cluster(broker, op::DESCRIBE) {
+                replicas::list_partition_reassignments(r)
+            } else {
+                kafka_protocol::messages::ListPartitionReassignmentsResponse::default()
+                    .with_error_code(ErrorKind::ClusterAuthorizationFailed.code())
+            })
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(replicas::list_transactions(broker, r, |id| {
+                conn.can(broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, id)
+            }))
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(replicas::describe_transactions(broker, r, |id| {
+                conn.can(broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, id)
+            }))
+        }
+        RequestKind::DescribeProducers(mut r) => {
+            use kafka_protocol::messages::describe_producers_response::*;
+            let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| conn.can_topic(broker, op::READ, t.name.0.as_str()));
+            r.topics = ok;
+            let mut resp = replicas::describe_producers(broker, r);
+            resp.topics.extend(denied.into_iter().map(|t| {
+                TopicResponse::default()
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                PartitionResponse::default()
+                                    .with_partition_index(*p)
+                                    .with_error_code(ErrorKind::TopicAuthorizationFailed.code())
+                            })
+                            .collect(),
+                    )
+                    .with_name(t.name)
+            }));
+            ResponseKind::DescribeProducers(resp)
         }
         _ => {
             // Unreachable while `supported` gates what is decoded.

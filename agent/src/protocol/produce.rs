@@ -14,7 +14,7 @@ use kafka_protocol::{
 use crate::{
     broker::Broker,
     error::{Classify, ErrorKind},
-    produce::{validate, AppendError, PartitionAppend},
+    produce::{validate, AppendError, Limits, PartitionAppend},
     protocol::Conn,
     security::acl::op,
 };
@@ -45,6 +45,27 @@ pub async fn handle(
                 .collect();
             plan.push((t.name.clone(), slots));
         }
+    } else if req.transactional_id.as_ref().is_some_and(|id| {
+        !conn.can(
+            &broker,
+            op::WRITE,
+            crate::security::acl::resource::TRANSACTIONAL_ID,
+            id.as_str(),
+        )
+    }) {
+        for t in &req.topic_data {
+            let slots = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    (
+                        p.index,
+                        Slot::Done(ErrorKind::TransactionalIdAuthorizationFailed, None),
+                    )
+                })
+                .collect();
+            plan.push((t.name.clone(), slots));
+        }
     } else {
         for t in req.topic_data {
             let name = t.name.0.to_string();
@@ -67,12 +88,13 @@ pub async fn handle(
             let topic = broker.topics.resolve(&name, may_create).await;
             let config = topic.and_then(|_| broker.topics.config(&name));
             let mut slots = Vec::with_capacity(t.partition_data.len());
+            let limits = Limits::new(broker.settings.message_max_bytes, broker.clock.now_ms());
             for p in t.partition_data {
                 let slot = match (topic, &config) {
                     (Some(info), Some(config))
                         if p.index >= 0 && (p.index as usize) < info.partitions =>
                     {
-                        match validate(p.records.unwrap_or_default(), config) {
+                        match validate(p.records.unwrap_or_default(), config, limits) {
                             Ok(v) => {
                                 appends.push(PartitionAppend {
                                     topic: info.id,

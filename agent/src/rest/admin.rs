@@ -327,7 +327,7 @@ pub(super) async fn commit_offsets(
         ));
     }
     let has_members = |state: &[u8]| {
-        crate::group::persist::GroupSnapshot::decode(state).is_none_or(|s| !s.members.is_empty())
+        crate::group::persist::Snapshot::decode(state).is_none_or(|s| s.has_members())
     };
     match api
         .offsets

@@ -65,9 +65,11 @@ pub(super) async fn fetch(
     };
     let records = loop {
         let armed = waiter.arm();
+        // Committed records only: an HTTP reader cannot drop aborted or
+        // open transactions' records itself, as Kafka clients do.
         let r = api
             .read
-            .read(&topic, partition, offset, limits)
+            .read_isolated(&topic, partition, offset, limits, true)
             .await
             .map_err(fetch_error)?;
         if !r.bytes.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -94,7 +96,15 @@ pub(super) async fn fetch(
             tracing::warn!(topic = %topic, partition, offset = base, error = %e, "HTTP fetch cannot decode a batch");
             undecodable(base, e)
         };
-        let batch = decode_batch(batch, api.limits.max_decompressed()).map_err(refuse)?;
+        let aborted = h.attributes & 0x10 != 0
+            && records.aborted.iter().any(|a| {
+                a.producer_id == h.producer_id && a.first_offset <= base && base <= a.last_offset
+            });
+        let batch = if aborted {
+            None
+        } else {
+            decode_batch(batch, api.limits.max_decompressed()).map_err(refuse)?
+        };
         for r in batch.into_iter().flatten() {
             let r = r.map_err(refuse)?;
             if r.offset < offset {
@@ -127,8 +137,8 @@ pub(super) async fn fetch(
                 })).collect::<Vec<_>>(),
             }));
         }
-        // Past the whole batch (control batches and records below `offset`
-        // included).
+        // Past the whole batch (control batches, aborted transactions and
+        // records below `offset` included).
         next = next.max(base + h.last_offset_delta as i64 + 1);
         at += h.size as usize;
     }

@@ -46,6 +46,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// `rest_buffer_bytes`: request bodies held at once.
     pub buffer_bytes: usize,
+    /// `message_max_bytes`: the largest batch of a topic without
+    /// `max.message.bytes`.
+    pub message_max_bytes: u32,
 }
 
 impl Limits {
@@ -57,6 +60,7 @@ impl Limits {
             offset_metadata_max_bytes: s.offset_metadata_max_bytes,
             max_records: s.rest_max_records,
             request_timeout: s.rest_request_timeout,
+            message_max_bytes: s.message_max_bytes,
             buffer_bytes: s.rest_buffer_bytes.as_u64() as usize,
         }
     }

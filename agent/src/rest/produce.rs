@@ -204,8 +204,9 @@ pub(super) async fn produce(
         .topics
         .config(&topic)
         .ok_or_else(|| super::unknown_topic(&topic))?;
-    let max_batch = config.max_message_bytes.max(0) as usize;
     let now = api.clock.now_ms();
+    let limits = crate::produce::Limits::new(api.limits.message_max_bytes, now);
+    let max_batch = config.max_message_bytes(limits.message_max_bytes).max(0) as usize;
 
     // Check every record before writing any: a request is written whole or
     // not at all.
@@ -318,7 +319,7 @@ pub(super) async fn produce(
             slot[i] = (appends.len(), nth as i64);
         }
         data.extend_from_slice(&encode_batch(&batch));
-        let v = validate(Bytes::from(data), &config).map_err(refused)?;
+        let v = validate(Bytes::from(data), &config, limits).map_err(refused)?;
         appends.push(PartitionAppend {
             topic: info.id,
             partition: *partition,
@@ -377,7 +378,7 @@ fn refused(e: AppendError) -> ApiError {
         AppendError::Invalid(_)
         | AppendError::InvalidRecord(_)
         | AppendError::UnsupportedFormat(_)
-        | AppendError::Transactional => {
+        | AppendError::InvalidTxnState => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, e.to_string())
         }
         AppendError::UnknownTopicOrPartition => ApiError::new(

@@ -75,6 +75,19 @@ async function main() {
       await admin.deleteTopics({ topics: [topic] });
       break;
     }
+    case 'transactions': {
+      // Committed c0..c5, aborted a0..a3; the test reads them back read_committed.
+      const producer = kafka.producer({ transactionalId: `${topic}-tx`, idempotent: true, maxInFlightRequests: 1 });
+      await producer.connect();
+      let txn = await producer.transaction();
+      await txn.send({ topic, messages: Array.from({ length: 6 }, (_, i) => ({ value: `c${i}`, partition: i % 2 })) });
+      await txn.commit();
+      txn = await producer.transaction();
+      await txn.send({ topic, messages: Array.from({ length: 4 }, (_, i) => ({ value: `a${i}`, partition: i % 2 })) });
+      await txn.abort();
+      await producer.disconnect();
+      break;
+    }
     case 'offsets_for_times': {
       await produce(10);
       const res = await admin.fetchTopicOffsetsByTimestamp(topic, Date.now() - 60000);

@@ -81,6 +81,9 @@ pub const MAP_BYTES_PER_KEY: u64 = 40;
 /// the map, which only keeps more records than needed.
 pub const MAX_CLEANER_BATCH_BYTES: usize = 64 << 20;
 
+/// The transactional bit of a batch's attributes.
+const TRANSACTIONAL: i16 = 0x10;
+
 /// Bytes of source entries read at once.
 const READ_GROUP_BYTES: u64 = 16 << 20;
 
@@ -97,6 +100,9 @@ pub(super) struct Plan {
     dirty_from: Option<usize>,
     /// Otherwise: entries up to this one hold tombstones to remove.
     expired_to: usize,
+    /// The partition's aborted transactions: their records never enter
+    /// the key map.
+    aborted: Vec<silt_coordinator::state::AbortedTxn>,
 }
 
 /// What the cleaner would clean in one partition at `now`, if anything.
@@ -109,9 +115,12 @@ pub(super) fn plan_for(state: &State, topic: &str, p: i32, now: i64) -> Option<P
     let index = state.index(topic, p)?;
     let clean = state.clean_offset(topic, p)?;
     let lag_cut = now.saturating_sub(c.min_compaction_lag_ms);
+    // Nothing at or past the last stable offset is cleaned: an open
+    // transaction's records may still be aborted.
+    let stable = state.partition(topic, p)?.last_stable_offset;
     let cleanable: Vec<IndexEntry> = index
         .iter()
-        .take_while(|e| e.append_time <= lag_cut)
+        .take_while(|e| e.append_time <= lag_cut && e.end_offset <= stable)
         .cloned()
         .collect();
     let dirty_from = cleanable
@@ -140,6 +149,7 @@ pub(super) fn plan_for(state: &State, topic: &str, p: i32, now: i64) -> Option<P
         entries: cleanable,
         dirty_from,
         expired_to: expired.map_or(0, |i| i + 1),
+        aborted: state.aborted_txns(topic, p, 0, i64::MAX),
     })
 }
 
@@ -260,8 +270,18 @@ async fn clean_partition(
         let data = read_entries(jobs, group.iter(), report).await?;
         for e in group {
             let mut keys = Vec::new();
-            for (_, b) in entry_batches(e, &data[&(e.object.clone(), e.position)])? {
-                keys.extend(keys_of(&b, &salt).unwrap_or_default());
+            for (h, b) in entry_batches(e, &data[&(e.object.clone(), e.position)])? {
+                // An aborted transaction's value never supersedes another.
+                let base = base_of(&b);
+                let aborted = h.attributes & TRANSACTIONAL != 0
+                    && plan.aborted.iter().any(|a| {
+                        a.producer_id == h.producer_id
+                            && a.first_offset <= base
+                            && base <= a.last_offset
+                    });
+                if !aborted {
+                    keys.extend(keys_of(&b, &salt).unwrap_or_default());
+                }
             }
             let new = keys.iter().filter(|(k, _)| !map.contains_key(k)).count();
             // The first dirty entry always enters, so every pass moves on.
@@ -581,6 +601,13 @@ fn clean_batch(
         Ok(0)
     };
     let opaque = || rules.opaque.store(true, Ordering::Relaxed);
+    // Transactional batches are kept whole (committed or aborted): their
+    // markers and aborted ranges stay exact. An older value of a key may
+    // then remain in one, so tombstones after it stay too.
+    if h.attributes & TRANSACTIONAL != 0 {
+        opaque();
+        return verbatim(out, b);
+    }
     let mut records = match records::decode_batch(&b, MAX_CLEANER_BATCH_BYTES) {
         Ok(Some(records)) => records,
         // A control batch holds no keys.

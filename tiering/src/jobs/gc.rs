@@ -58,11 +58,16 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
         delete(&*jobs.store, batch).await?;
         let out = jobs
             .log
-            .propose(Command::ForgetObjects {
-                time: now,
-                horizon,
-                objects: batch.to_vec(),
-            })
+            .propose_guarded(
+                Command::ForgetObjects {
+                    horizon_key: true,
+                    time: now,
+                    horizon,
+                    objects: batch.to_vec(),
+                },
+                None,
+                horizon_guard(jobs),
+            )
             .await?;
         if let Outcome::Forgotten(n) = out {
             report.objects_deleted += n as u64;
@@ -73,11 +78,16 @@ pub(super) async fn run(jobs: &Jobs, deadline: tokio::time::Instant) -> Result<R
     let candidates = orphan_candidates(jobs, now, deadline, &mut report).await?;
     if !candidates.is_empty() {
         jobs.log
-            .propose(Command::ForgetObjects {
-                time: now,
-                horizon,
-                objects: vec![],
-            })
+            .propose_guarded(
+                Command::ForgetObjects {
+                    horizon_key: true,
+                    time: now,
+                    horizon,
+                    objects: vec![],
+                },
+                None,
+                horizon_guard(jobs),
+            )
             .await?;
         delete_orphans(jobs, candidates, &mut report).await?;
     }
@@ -201,4 +211,17 @@ async fn delete(store: &dyn ObjectStore, keys: &[String]) -> Result<(), JobError
         }
     }
     Ok(())
+}
+
+/// The `gc-horizon` key goes with every record that moves the commit
+/// horizon (a transaction's end compares it: decision 0011).
+fn horizon_guard(jobs: &Jobs) -> silt_coordinator::Guard {
+    silt_coordinator::Guard {
+        compares: Vec::new(),
+        ops: vec![silt_coordinator::metastore::TxnOp::Put {
+            key: jobs.layout.gc_horizon(),
+            value: bytes::Bytes::new(),
+            lease: None,
+        }],
+    }
 }

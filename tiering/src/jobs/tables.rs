@@ -540,7 +540,9 @@ pub(super) async fn write_step(
 ) -> Result<Option<Step>, JobError> {
     let s = jobs.settings.tables;
     let now = jobs.now();
-    let (from, start, high, chunks, topic_id) = {
+    // Tables hold committed records only: export stops at the last stable
+    // offset, and records of aborted transactions are left out.
+    let (from, start, high, chunks, topic_id, aborted) = {
         let state = jobs.log.state();
         let (Some(snap), Some(from)) = (
             state.partition(topic, partition),
@@ -549,11 +551,14 @@ pub(super) async fn write_step(
             return Ok(None);
         };
         let start = from.max(snap.log_start_offset);
-        if start >= snap.high_watermark {
+        let high = snap.last_stable_offset;
+        if start >= high {
             return Ok(None);
         }
-        let chunks = state.chunks_from(topic, partition, start, usize::MAX);
-        (from, start, snap.high_watermark, chunks, snap.topic_id)
+        let mut chunks = state.chunks_from(topic, partition, start, usize::MAX);
+        chunks.retain(|c| c.entry.base_offset < high);
+        let aborted = state.aborted_txns(topic, partition, start, high);
+        (from, start, high, chunks, snap.topic_id, aborted)
     };
     let waiting: u64 = chunks.iter().map(|c| c.entry.length).sum();
     let oldest = chunks.first().map_or(now, |c| c.entry.append_time);
@@ -610,11 +615,21 @@ pub(super) async fn write_step(
             at += h.size as usize;
             let base = i64::from_be_bytes(one[0..8].try_into().expect("a batch header"));
             let end = base + h.last_offset_delta as i64 + 1;
+            if base >= high {
+                break 'read;
+            }
+            let aborted_batch = h.attributes & 0x10 != 0
+                && aborted.iter().any(|a| {
+                    a.producer_id == h.producer_id
+                        && a.first_offset <= base
+                        && base <= a.last_offset
+                });
             // A batch that cannot be decoded (a codec or a record the
             // produce path does not look into) goes to the dead-letter
             // file whole, at its first offset: never dropped, never stuck.
             let mut batch_rows = Vec::new();
             let decoded = records::decode_batch(one, MAX_CLEANER_BATCH_BYTES).and_then(|d| {
+                let d = if aborted_batch { None } else { d };
                 for r in d.into_iter().flatten() {
                     let r = r?;
                     if r.offset < start || target.is_some_and(|t| r.offset >= t) {

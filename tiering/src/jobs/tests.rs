@@ -130,6 +130,7 @@ impl World {
                         producer_id: -1,
                         producer_epoch: -1,
                         base_sequence: -1,
+                        transactional: false,
                     })
                     .collect(),
                 now,
@@ -617,6 +618,7 @@ async fn an_orphan_committed_before_the_fence_is_kept() {
     assert!(matches!(out, Outcome::Committed(_)), "{out:?}");
     w.log
         .propose(Command::ForgetObjects {
+            horizon_key: false,
             time: now,
             horizon: now - 1_800_000,
             objects: vec![],
