@@ -5,7 +5,7 @@ S3 server on this machine and writes a report.
     bench/run.sh [--quick] [--s3 moto|seaweedfs]      (the documented entry)
     python3 bench/bench.py [--quick] [--s3 moto|seaweedfs] [--silt-bin PATH]
                            [--tansu-bin PATH] [--out DIR] [--no-docs]
-                           [--phases brokers,compaction,http,lambda,tables,auth,recompress]
+                           [--phases brokers,compaction,http,lambda,tables,auth,recompress,scrape]
 
 What runs (all on 127.0.0.1, ports chosen at run time):
 
@@ -34,7 +34,9 @@ that do not; the failed-authentication throttle, one attempt per
 connection) and recompress (the CPU a broker would spend honouring a topic's
 compression.type: decompressing each 1 MiB batch with the producer's codec
 and compressing it with the topic's, single-threaded, per core and per
-100 MB/s of ingest; silt stores batches as sent). Raw S3 always runs.
+100 MB/s of ingest; silt stores batches as sent) and scrape (the agent CPU
+one GET /metrics a second costs at 10,000 partitions, each with a consumer
+lag series). Raw S3 always runs.
 
 Results: bench/results/<YYYY-MM-DD_HHMMSS>/{report.md, results.json, *.png,
 logs/}; a full run also regenerates docs/benchmarks.md and docs/bench/*.png.
@@ -128,6 +130,11 @@ FULL = {
     # seconds of decompress + compress per codec pair.
     "recompress_batches": 8,
     "recompress_seconds": 4.0,
+    # Phase "scrape": topics x partitions each, a group with an offset on
+    # every partition, and the length of each CPU window.
+    "scrape_topics": 100,
+    "scrape_partitions_per_topic": 100,
+    "scrape_seconds": 60.0,
 }
 QUICK = {
     "partitions": [16],
@@ -159,8 +166,11 @@ QUICK = {
     "auth_pipeline": 1000,
     "recompress_batches": 2,
     "recompress_seconds": 0.25,
+    "scrape_topics": 10,
+    "scrape_partitions_per_topic": 20,
+    "scrape_seconds": 4.0,
 }
-PHASES = ("brokers", "compaction", "http", "lambda", "tables", "auth", "recompress")
+PHASES = ("brokers", "compaction", "http", "lambda", "tables", "auth", "recompress", "scrape")
 PRODUCERS = int(os.environ.get("SILT_BENCH_PRODUCERS", "2"))  # producer processes
 CONSUMERS = int(os.environ.get("SILT_BENCH_CONSUMERS", "2"))  # consumer processes (throughput)
 
@@ -2460,6 +2470,137 @@ XERIAL_HEADER = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)
 XERIAL_BLOCK = 32 * 1024
 
 
+SCRAPE_CLUSTER = "scrape"
+SCRAPE_PREFIX = "scrape"  # s3://silt/scrape
+SCRAPE_GROUP = "scrape-lag"
+
+
+def scrape_bench(cfg: dict, work: Path, logs: Path, silt_bin: str, etcd_urls: str, s3) -> dict:
+    """Phase "scrape": the cost of GET /metrics on one `silt agent` holding
+    many partitions, each with a committed offset of one group (so the agent
+    exports a lag series per partition) and a produced record per topic (a
+    topic label each). Agent CPU over a window without scrapes, then over a
+    window scraped once a second; the difference is the scrape's cost."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    t_start = time.monotonic()
+    topics, per = cfg["scrape_topics"], cfg["scrape_partitions_per_topic"]
+    W = cfg["scrape_seconds"]
+    quiet = {k: "1h" for k in ("SILT_RETENTION_CHECK_INTERVAL", "SILT_COMPACTION_INTERVAL", "SILT_GC_INTERVAL",
+                               "SILT_CLEANER_INTERVAL", "SILT_TABLES_INTERVAL")}
+    b = SiltJobsAgent(work, logs, silt_bin, etcd_urls, s3.env("silt", prefix=SCRAPE_PREFIX), SCRAPE_CLUSTER,
+                      "silt-scrape", {**quiet, "SILT_CONSUMER_LAG_INTERVAL": "5s"})
+    out: dict = {"broker": "silt agent (etcd + S3)", "topics": topics, "partitions": topics * per,
+                 "window_seconds": W, "scrape_interval_s": 1.0}
+    try:
+        b.start()
+        names = [f"scrape-{i:04d}" for i in range(topics)]
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        for i in range(0, topics, 20):
+            fs = admin.create_topics([NewTopic(n, per, 1) for n in names[i:i + 20]], request_timeout=120)
+            for f in fs.values():
+                f.result(120)
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 20})
+        for n in names:
+            p.produce(n, b"x", partition=0)
+        if p.flush(60) != 0:
+            raise RuntimeError("records to the scrape topics not delivered")
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": SCRAPE_GROUP, "enable.auto.commit": False})
+        tps = [TopicPartition(n, k, 0) for n in names for k in range(per)]
+        for i in range(0, len(tps), 1000):
+            c.commit(offsets=tps[i:i + 1000], asynchronous=False)
+        c.close()
+        url = f"http://{HOST}:{b.http_port}/metrics"
+
+        def scrape() -> tuple[float, bytes]:
+            t = time.perf_counter()
+            r = stack.http(url, timeout=30)
+            if not r or r[0] != 200:
+                raise RuntimeError(f"GET /metrics: {r and r[0]}")
+            return time.perf_counter() - t, r[1]
+
+        deadline = time.monotonic() + 60
+        while True:
+            _, body = scrape()
+            lag_series = sum(1 for line in body.decode().splitlines()
+                             if line.startswith("silt_consumer_group_lag{"))
+            if lag_series >= topics * per:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{lag_series} lag series on /metrics, want {topics * per}")
+            time.sleep(1)
+        lines = body.decode().splitlines()
+        out["scrape_bytes"] = len(body)
+        out["series"] = sum(1 for line in lines if line and not line.startswith("#"))
+        out["lag_series"] = lag_series
+        time.sleep(2)
+        c0 = b.cpu()
+        time.sleep(W)
+        c1 = b.cpu()
+        times = []
+        t_next = time.monotonic()
+        end = t_next + W
+        while t_next < end:
+            took, _ = scrape()
+            times.append(took)
+            t_next += 1.0
+            time.sleep(max(0.0, t_next - time.monotonic()))
+        c2 = b.cpu()
+        idle, scraped = c1 - c0, c2 - c1
+        out["scrapes"] = len(times)
+        out["idle_cpu_pct_core"] = idle / W * 100
+        out["scraped_cpu_pct_core"] = scraped / W * 100
+        out["scrape_cost_pct_core"] = max(0.0, scraped - idle) / W * 100
+        out["scrape_cpu_ms"] = max(0.0, scraped - idle) / len(times) * 1000
+        out["scrape_ms_p50"] = pct([t * 1000 for t in times], 0.5)
+        out["scrape_ms_max"] = max(times) * 1000
+        out["peak_rss_mib"] = b.note_hwm() / 1024
+        if b.crashed() is not None:
+            raise RuntimeError(f"{b.name} exited {b.crashed()}")
+    finally:
+        b.stop()
+    out["seconds"] = time.monotonic() - t_start
+    log(f"scrape: {out['partitions']} partitions, {out['series']} series, {out['scrape_bytes']} bytes; "
+        f"{out['scrape_cost_pct_core']:.2f} % of a core at one scrape a second")
+    return out
+
+
+FIGURES_SCRAPE = ("scrape_bytes", "series", "lag_series", "idle_cpu_pct_core", "scraped_cpu_pct_core",
+                  "scrape_cost_pct_core", "scrape_cpu_ms", "scrape_ms_p50", "scrape_ms_max")
+
+
+def scrape_md(res: dict, heading: str = "###") -> list[str]:
+    sc = res.get("scrape")
+    if sc is None:
+        return []
+    L = [f"{heading} The cost of a metrics scrape", ""]
+    if not isinstance(sc, dict):
+        return L + [f"The phase did not complete: {sc}", ""]
+    L.append(f"One `silt agent` (etcd + S3) with {sc['topics']} topics of "
+             f"{sc['partitions'] // sc['topics']} partitions ({sc['partitions']:,} partitions), one record "
+             f"produced to each topic (a `topic` label each) and a group with a committed offset on every "
+             f"partition, so that the agent exports {sc['lag_series']:,} consumer-lag series. Agent CPU "
+             f"(utime + stime from /proc) over {sc['window_seconds']:g} s without scrapes, then over "
+             f"{sc['window_seconds']:g} s with GET /metrics once a second ({sc['scrapes']} scrapes).")
+    L.append("")
+    L.append("| partitions | series | page bytes | CPU idle (% of a core) | CPU scraped | scrape cost "
+             "(% of a core) | CPU per scrape (ms) | scrape p50 (ms) | scrape max (ms) |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append(f"| {sc['partitions']:,} | {sc['series']:,} | {sc['scrape_bytes']:,} | "
+             f"{fmt(sc['idle_cpu_pct_core'], 2)} | {fmt(sc['scraped_cpu_pct_core'], 2)} | "
+             f"{fmt(sc['scrape_cost_pct_core'], 2)} | {fmt(sc['scrape_cpu_ms'], 2)} | "
+             f"{fmt(sc['scrape_ms_p50'])} | {fmt(sc['scrape_ms_max'])} |")
+    L.append("")
+    cost = sc["scrape_cost_pct_core"]
+    L.append(f"- Target: a scrape every second costs under 1 % of one core at 10,000 partitions: "
+             + ("met" if sc["partitions"] >= 10_000 and cost < 1.0 else
+                "not met" if sc["partitions"] >= 10_000 else "not measured at 10,000 partitions in this run")
+             + f" ({fmt(cost, 2)} %).")
+    L.append("")
+    return L
+
+
 def zigzag_varint(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     out = bytearray()
@@ -3773,6 +3914,7 @@ def report_md(res: dict, png_dir: str = "", sections: bool = True) -> str:
         L.extend(tables_md(res))
         L.extend(auth_md(res))
         L.extend(recompress_md(res))
+        L.extend(scrape_md(res))
     L.append("### What limits these figures")
     L.append("")
     for line in limits_text(res):
@@ -3894,6 +4036,12 @@ def figures_check(res: dict) -> list[str]:
             bad.append(f"auth: {au}")
         else:
             bad.extend(f"auth {k}: {dig(au, k)}" for k in FIGURES_AUTH if not is_num(dig(au, k)))
+    if "scrape" in res:
+        sc = res["scrape"]
+        if not isinstance(sc, dict):
+            bad.append(f"scrape: {sc}")
+        else:
+            bad.extend(f"scrape {k}: {sc.get(k)}" for k in FIGURES_SCRAPE if not is_num(sc.get(k)))
     if "recompress" in res:
         rc = res["recompress"]
         if not isinstance(rc, dict):
@@ -4017,6 +4165,7 @@ def main(argv=None) -> int:
         "keyed_records": cfg["keyed_records"] if "tables" in phases else 0,
         "auth_seconds": cfg["auth_seconds"] if "auth" in phases else 0,
         "recompress_seconds": cfg["recompress_seconds"] if "recompress" in phases else 0,
+        "scrape_seconds": cfg["scrape_seconds"] if "scrape" in phases else 0,
     }
     if "lambda" in phases:
         v = subprocess.run(["cargo", "lambda", "--version"], capture_output=True, text=True)
@@ -4112,6 +4261,12 @@ def main(argv=None) -> int:
                 res["auth"] = failed(e)
             finally:
                 kill_workers()
+        if "scrape" in phases:
+            try:
+                res["scrape"] = scrape_bench(cfg, work, logs, silt_bin, ",".join(etcd.endpoints), s3)
+            except Exception as e:
+                traceback.print_exc()
+                res["scrape"] = failed(e)
         # Last, when the brokers phase's produce rates are known.
         if "recompress" in phases:
             try:
@@ -4191,6 +4346,7 @@ PHASE_DOCS = {
     "tables": "Compacted topics and Parquet tables",
     "auth": "Authentication under a password-guessing attack",
     "recompress": "Recompressing to the topic's compression.type",
+    "scrape": "The cost of a metrics scrape",
 }
 COMPACTION_DOCS_HEADING = "## " + PHASE_DOCS["compaction"]
 
@@ -4233,6 +4389,8 @@ def phase_docs_section(res: dict, phase: str) -> str:
         body += auth_md(res, "")[2:]
     elif phase == "recompress":
         body += recompress_md(res, "")[2:]
+    elif phase == "scrape":
+        body += scrape_md(res, "")[2:]
     else:
         body += lambda_md(res, "")[2:]
     return "\n".join(body).rstrip("\n") + "\n"
@@ -4299,7 +4457,7 @@ bench/run.sh --quick        # the under-3-minute smoke run CI uses (no docs upda
 bench/run.sh --phases http,lambda   # those phases alone: rewrites only their sections
 ```
 
-Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables,auth,recompress`,
+Options: `--s3 moto|seaweedfs`, `--phases brokers,compaction,http,lambda,tables,auth,recompress,scrape`,
 `SILT_BIN=/path/to/silt` (default `$CARGO_TARGET_DIR/release/silt`, built
 with `cargo build --release -p silt-agent` when missing),
 `SILT_BENCH_PRODUCERS` / `SILT_BENCH_CONSUMERS` (load generator processes,

@@ -5,7 +5,7 @@ It asserts only that each figure is present and numeric (or marked "n/a" for
 a reason that holds by design, e.g. a memory broker has no object store), that
 the report and plots exist, and that nothing the run started is left running
 (the Lambda emulator's function instances included). The quick run includes
-the http, lambda, tables, auth and recompress phases; the lambda phase needs cargo-lambda and
+the http, lambda, tables, auth, recompress and scrape phases; the lambda phase needs cargo-lambda and
 the silt-http function built in the silt binary's profile (bench/run.sh builds
 it, a no-op when fresh: with the debug silt, the test suite has built it
 already).
@@ -204,6 +204,15 @@ def test_quick_run_produces_every_figure(tmp_path):
     check_auth(res)
     check_recompress(res)
 
+    # The scrape's cost: every figure, a lag series per partition.
+    sc = res["scrape"]
+    assert isinstance(sc, dict), sc
+    for k in bench.FIGURES_SCRAPE:
+        assert numeric(sc.get(k)), (k, sc.get(k))
+    assert sc["lag_series"] == sc["partitions"] == bench.QUICK["scrape_topics"] * bench.QUICK[
+        "scrape_partitions_per_topic"], sc
+    assert sc["scrapes"] >= 2, sc
+
     # Every target has a verdict line; the report and plots were written.
     assert len(res["targets"]) >= 5
     report = (out / "report.md").read_text()
@@ -213,6 +222,7 @@ def test_quick_run_produces_every_figure(tmp_path):
     assert "### silt-http Lambda cold start" in report
     assert "### Compacted topics and Parquet tables" in report
     assert "### Authentication under a password-guessing attack" in report
+    assert "### The cost of a metrics scrape" in report
     assert "### Recompressing to the topic's compression.type" in report
     for png in ("latency_cdf.png", "throughput_by_partitions.png"):
         assert (out / png).stat().st_size > 1000, png

@@ -44,6 +44,16 @@ install_kcat() {
     apt_install kcat
 }
 
+install_prometheus() {
+    # Prometheus and promtool (Debian's package) for the metrics tests; the
+    # package's service is not started here (tests start their own server).
+    if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+        log "prometheus present: $(prometheus --version 2>&1 | head -1)"
+        return
+    fi
+    apt_install prometheus
+}
+
 install_requirements() {
     # install_requirements FILE : pip install -r FILE unless already satisfied.
     local req="$1"
@@ -179,6 +189,7 @@ install_terraform_tools() {
 
 STEPS=(
     kcat
+    prometheus
     python_deps
     etcd
     moto

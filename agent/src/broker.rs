@@ -48,6 +48,9 @@ pub struct Broker {
     pub security: Arc<crate::security::Security>,
     /// The transaction coordinator.
     pub txns: crate::txn::Transactions,
+    /// Committed offsets for the consumer lag this agent exports, if it
+    /// holds the lag lock.
+    pub lag: crate::lag::Lag,
 }
 
 impl Broker {

@@ -105,6 +105,18 @@ pub struct Settings {
     pub connection_response_bytes: ByteSize,
     /// Open client connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Topics whose produce and fetch metrics carry a `topic` label of
+    /// their own, at most; later topics share the label `_other`, and 0
+    /// drops per-topic labels altogether (for very many topics).
+    pub metrics_topic_labels: usize,
+    /// How often the agent exporting consumer lag (one per cluster, by
+    /// lease) reads the committed offsets.
+    #[serde(with = "humantime_serde")]
+    pub consumer_lag_interval: Duration,
+    /// Partitions of committed offsets the lag export covers at most (one
+    /// series each); offsets past it are not exported, and
+    /// `silt_consumer_lag_truncated` says so.
+    pub consumer_lag_max_partitions: usize,
     /// Members of one consumer group at most (Kafka's `group.max.size`).
     pub group_max_size: usize,
     /// The shortest session timeout a member may ask for (Kafka's
@@ -333,6 +345,9 @@ impl Default for Settings {
             fetch_max_bytes: ByteSize::b(57_671_680),
             connection_response_bytes: ByteSize::mib(128),
             max_connections: 10_000,
+            metrics_topic_labels: 1000,
+            consumer_lag_interval: Duration::from_secs(10),
+            consumer_lag_max_partitions: 100_000,
             group_max_size: 1000,
             group_min_session_timeout: Duration::from_secs(6),
             group_max_session_timeout: Duration::from_secs(1800),
@@ -446,6 +461,9 @@ pub const KEYS: &[&str] = &[
     "fetch_max_bytes",
     "connection_response_bytes",
     "max_connections",
+    "metrics_topic_labels",
+    "consumer_lag_interval",
+    "consumer_lag_max_partitions",
     "group_max_size",
     "group_min_session_timeout",
     "group_max_session_timeout",
@@ -662,6 +680,9 @@ impl Settings {
         }
         if self.rest_max_connections == 0 {
             return bad("rest_max_connections", "must be at least 1");
+        }
+        if self.consumer_lag_interval.is_zero() {
+            return bad("consumer_lag_interval", "must be more than 0");
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");

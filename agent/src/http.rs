@@ -1,7 +1,7 @@
 //! The HTTP endpoint: `GET /health` and `GET /metrics` (Prometheus text).
 //! Deliberately tiny: two read-only routes need no HTTP framework.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::sync::Arc;
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -91,7 +91,7 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                         .to_string(),
                 )
             }
-            None => ("200 OK", metrics(broker)),
+            None => ("200 OK", metrics(broker).await),
             Some(auth) => match auth.authenticate(authorization.as_deref(), ip).await {
                 Ok(principal) => {
                     if broker.security.authorize(
@@ -101,7 +101,7 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                         crate::security::acl::resource::CLUSTER,
                         crate::security::acl::CLUSTER_NAME,
                     ) {
-                        ("200 OK", metrics(broker))
+                        ("200 OK", metrics(broker).await)
                     } else {
                         ("403 Forbidden", "not authorized\n".to_string())
                     }
@@ -116,67 +116,230 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     } else {
         ""
     };
+    let content_type = if status.starts_with("200") && path == "/metrics" {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
     let resp = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\n{challenge}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n{challenge}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(resp.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 
-fn metrics(broker: &Broker) -> String {
-    let mut out = String::new();
-    {
+/// The metrics page.
+async fn metrics(broker: &Broker) -> String {
+    let scrape = Scrape::read(broker).await;
+    let store_latency = broker.counters.latency.clone();
+    let job_durations = broker.job_counters.durations.clone();
+    crate::metrics::render(move |r| {
+        r.register(
+            "silt_object_store_request_duration_seconds",
+            "object-store requests by operation and outcome (GET: to the response headers)",
+            store_latency,
+        );
+        r.register(
+            "silt_job_duration_seconds",
+            "background job passes, by job",
+            job_durations,
+        );
+        r.register_collector(Box::new(scrape));
+    })
+}
+
+/// Values read from the agent's state at one scrape.
+#[derive(Debug)]
+struct Scrape {
+    store: Arc<silt_tiering::store::StoreCounters>,
+    jobs: Arc<silt_tiering::jobs::JobCounters>,
+    gauges: Vec<(&'static str, &'static str, i64)>,
+    counters: Vec<(&'static str, &'static str, u64)>,
+    build: Vec<(&'static str, String)>,
+    cache: silt_tiering::CacheStats,
+    groups: (usize, usize, usize),
+    /// Present on the agent exporting consumer lag.
+    lag: Option<(Vec<crate::lag::PartitionValue>, bool)>,
+}
+
+impl Scrape {
+    async fn read(broker: &Broker) -> Self {
         use crate::security::sasl::{AUTHENTICATIONS, EXPIRED, FAILURES, REAUTHENTICATIONS};
         use std::sync::atomic::Ordering::Relaxed;
-        for (name, help, v) in [
+        let behind = broker.log.records_behind().await;
+        let state = broker.log.state();
+        let totals = state.totals();
+        let applied = broker.log.applied();
+        let (inflight, budget) = broker.producer.inflight_bytes();
+        let lag = broker
+            .lag
+            .committed()
+            .map(|c| (crate::lag::lags(&state, &c), c.truncated));
+        drop(state);
+        let gauges = vec![
+            ("silt_topics", "topics", totals.topics as i64),
+            ("silt_partitions", "partitions", totals.partitions as i64),
+            ("silt_records", "records retained (high watermark - log start, summed)", totals.records),
+            ("silt_live_agents", "agents registered and live, as this agent sees them", broker.membership.live().len() as i64),
+            ("silt_applied_revision", "metadata-store revision of the last log record applied here", applied),
+            ("silt_apply_lag_revisions", "revisions of log records in the metadata store not yet applied here (-1: the store could not be read)", behind.unwrap_or(-1)),
+            ("silt_produce_inflight_bytes", "produce bytes accepted and not yet answered", inflight as i64),
+            ("silt_produce_inflight_budget_bytes", "the in-flight produce budget (max_inflight_bytes)", budget as i64),
+        ];
+        let counters = vec![
             (
-                "silt_sasl_authentications_total",
+                "silt_sasl_authentications",
                 "SASL authentications that succeeded",
-                &AUTHENTICATIONS,
+                AUTHENTICATIONS.load(Relaxed),
             ),
             (
-                "silt_sasl_reauthentications_total",
+                "silt_sasl_reauthentications",
                 "SASL re-authentications (KIP-368) that succeeded",
-                &REAUTHENTICATIONS,
+                REAUTHENTICATIONS.load(Relaxed),
             ),
             (
-                "silt_sasl_authentication_failures_total",
+                "silt_sasl_authentication_failures",
                 "SASL authentications refused",
-                &FAILURES,
+                FAILURES.load(Relaxed),
             ),
             (
-                "silt_sasl_sessions_expired_total",
+                "silt_sasl_sessions_expired",
                 "connections closed: their SASL session expired (connections_max_reauth)",
-                &EXPIRED,
+                EXPIRED.load(Relaxed),
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+        ];
+        let me = broker.membership.me();
+        let build = vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("cluster", broker.settings.cluster.clone()),
+            ("agent_id", me.agent_id.clone()),
+            ("node_id", me.node_id.to_string()),
+            ("zone", me.zone.clone().unwrap_or_default()),
+        ];
+        Self {
+            store: broker.counters.clone(),
+            jobs: broker.job_counters.clone(),
+            gauges,
+            counters,
+            build,
+            cache: broker.read.cache_stats(),
+            groups: broker.groups.sizes(),
+            lag,
         }
     }
-    broker.counters.render(&mut out);
-    broker.job_counters.render(&mut out);
-    let totals = broker.log.state().totals();
-    let (topics, partitions, records) = (totals.topics, totals.partitions, totals.records);
-    let _ = writeln!(out, "# TYPE silt_topics gauge\nsilt_topics {topics}");
-    let _ = writeln!(
-        out,
-        "# TYPE silt_partitions gauge\nsilt_partitions {partitions}"
-    );
-    let _ = writeln!(out, "# TYPE silt_records gauge\nsilt_records {records}");
-    let _ = writeln!(
-        out,
-        "# TYPE silt_live_agents gauge\nsilt_live_agents {}",
-        broker.membership.live().len()
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE silt_applied_revision gauge\nsilt_applied_revision {}",
-        broker.log.applied()
-    );
-    out
+}
+
+impl prometheus_client::collector::Collector for Scrape {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use silt_tiering::metrics::{counter, counters, gauge, gauges};
+        let e = &mut enc;
+        gauges(
+            e,
+            "silt_build_info",
+            "this agent: version and identity",
+            &[(self.build.clone(), 1)],
+        )?;
+        for (name, help, v) in &self.gauges {
+            gauge(e, name, help, *v)?;
+        }
+        for (name, help, v) in &self.counters {
+            counter(e, name, help, *v)?;
+        }
+        self.store.encode(e)?;
+        self.jobs.encode(e)?;
+        let c = &self.cache;
+        counters(
+            e,
+            "silt_cache_hits",
+            "block reads served by the cache, by tier",
+            &[
+                ([("tier", "memory")], c.memory_hits),
+                ([("tier", "disk")], c.disk_hits),
+            ],
+        )?;
+        counter(
+            e,
+            "silt_cache_misses",
+            "block reads fetched from object storage",
+            c.misses,
+        )?;
+        counter(
+            e,
+            "silt_cache_evictions",
+            "blocks evicted from the memory tier",
+            c.memory_evictions,
+        )?;
+        counter(
+            e,
+            "silt_cache_evicted_bytes",
+            "bytes evicted from the memory tier",
+            c.memory_evicted_bytes,
+        )?;
+        gauges(
+            e,
+            "silt_cache_bytes",
+            "bytes held by the cache, by tier (the disk tier's is not measured)",
+            &[([("tier", "memory")], c.memory_bytes as i64)],
+        )?;
+        gauges(
+            e,
+            "silt_cache_capacity_bytes",
+            "the cache's capacity, by tier",
+            &[
+                ([("tier", "memory")], c.memory_capacity as i64),
+                ([("tier", "disk")], c.disk_capacity as i64),
+            ],
+        )?;
+        let (classic, consumer, members) = self.groups;
+        gauges(
+            e,
+            "silt_groups",
+            "consumer groups this agent coordinates, by protocol",
+            &[
+                ([("protocol", "classic")], classic as i64),
+                ([("protocol", "consumer")], consumer as i64),
+            ],
+        )?;
+        gauge(
+            e,
+            "silt_group_members",
+            "members of the groups this agent coordinates",
+            members as i64,
+        )?;
+        gauge(
+            e,
+            "silt_consumer_lag_exporter",
+            "1 on the agent exporting consumer lag for the cluster",
+            i64::from(self.lag.is_some()),
+        )?;
+        if let Some((rows, truncated)) = &self.lag {
+            let series: Vec<_> = rows
+                .iter()
+                .map(|(g, t, p, lag)| {
+                    (
+                        [
+                            ("group", g.clone()),
+                            ("topic", t.clone()),
+                            ("partition", p.to_string()),
+                        ],
+                        *lag,
+                    )
+                })
+                .collect();
+            gauges(
+                e,
+                "silt_consumer_group_lag",
+                "records between a partition's high watermark and the group's committed offset",
+                &series,
+            )?;
+            gauge(
+                e,
+                "silt_consumer_lag_truncated",
+                "1 when committed offsets past consumer_lag_max_partitions were left out",
+                i64::from(*truncated),
+            )?;
+        }
+        Ok(())
+    }
 }

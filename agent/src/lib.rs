@@ -20,6 +20,8 @@ pub mod group;
 pub mod http;
 pub mod jobs;
 pub mod kafka_config;
+pub mod lag;
+pub mod metrics;
 pub mod produce;
 pub mod protocol;
 pub mod rest;

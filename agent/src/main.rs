@@ -318,7 +318,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_logging(&settings.log_format);
+    // Agents name themselves on every log line (`silt dev` is alone).
+    let log_id = if agent {
+        settings.agent_id()
+    } else {
+        settings.agent_id.clone()
+    };
+    init_logging(&settings.log_format, &log_id);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -352,7 +358,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
+/// Logs to stderr; every line names the agent (`agent=ID` first, or an
+/// `agent` field in JSON) when it has an id, so that logs of many agents
+/// gathered in one place can be told apart.
+fn init_logging(format: &str, agent: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::env::var_os("NO_COLOR").is_none();
@@ -360,10 +369,67 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    let agent = (!agent.is_empty()).then(|| agent.to_string());
     if format == "json" {
-        builder.json().init();
+        let inner = tracing_subscriber::fmt::format().json();
+        builder
+            .event_format(WithAgent {
+                agent,
+                inner,
+                json: true,
+            })
+            .init();
     } else {
-        builder.init();
+        let inner = tracing_subscriber::fmt::format();
+        builder
+            .event_format(WithAgent {
+                agent,
+                inner,
+                json: false,
+            })
+            .init();
+    }
+}
+
+/// An event format that adds the agent's id to every line.
+struct WithAgent<F> {
+    agent: Option<String>,
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithAgent<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(agent) = &self.agent else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        if !self.json {
+            write!(writer, "agent={agent} ")?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        match line.strip_prefix('{') {
+            Some(rest) => {
+                let id = serde_json::to_string(agent).map_err(|_| std::fmt::Error)?;
+                write!(writer, "{{\"agent\":{id},{rest}")
+            }
+            None => writer.write_str(&line),
+        }
     }
 }
 

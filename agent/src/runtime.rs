@@ -44,7 +44,7 @@ impl Components {
         Self {
             meta: Arc::new(silt_coordinator::EmbeddedStore::in_memory()),
             bucket: Arc::new(object_store::memory::InMemory::new()),
-            cache: Arc::new(NoCache),
+            cache: Arc::new(NoCache::default()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -428,7 +428,10 @@ pub async fn serve(
             Arc::new(silt_tiering::segment::RandomIds),
             &settings.cluster,
         ),
+        lag: Default::default(),
     });
+    crate::metrics::global().set_topic_labels(settings.metrics_topic_labels);
+    let lag_export = tokio::spawn(crate::lag::run(broker.clone(), shutdown.clone()));
     let txn_timeouts = tokio::spawn(crate::txn::Transactions::run_timeouts(
         broker.clone(),
         shutdown.clone(),
@@ -561,6 +564,7 @@ pub async fn serve(
     let _ = job_loop.await;
     let _ = group_timers.await;
     let _ = txn_timeouts.await;
+    let _ = lag_export.await;
     let _ = handoff.await;
     for h in [http, rest].into_iter().flatten() {
         let _ = h.await;

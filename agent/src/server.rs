@@ -83,6 +83,7 @@ async fn accept_loop(
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         // Closing at once tells the client to try another agent.
                         refused += 1;
+                        crate::metrics::global().closed("max_connections");
                         if refused.is_power_of_two() {
                             tracing::warn!(%peer, max_connections = broker.settings.max_connections, refused, "connection refused: max_connections reached");
                         }
@@ -94,9 +95,14 @@ async fn accept_loop(
                     let shutdown = shutdown.clone();
                     let protocol = l.protocol;
                     tracker.spawn(async move {
+                        let metrics = crate::metrics::global();
+                        metrics.connections_accepted.inc();
+                        let open = crate::metrics::Held::new(&metrics.connections_open);
                         if let Err(reason) = accept(stream, peer, protocol, broker, shutdown).await {
+                            metrics.closed(close_reason(&reason));
                             tracing::debug!(%peer, listener = protocol.name(), %reason, "connection closed");
                         }
+                        drop(open);
                         drop(slot);
                     });
                 }
@@ -106,6 +112,17 @@ async fn accept_loop(
                 }
             }
         }
+    }
+}
+
+/// The metric label of why the agent closed a connection.
+fn close_reason(reason: &str) -> &'static str {
+    if reason.starts_with("idle for") {
+        "idle"
+    } else if reason.contains("SASL") || reason.contains("authenticat") || reason.contains("TLS") {
+        "authentication"
+    } else {
+        "protocol"
     }
 }
 
@@ -377,9 +394,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                         ),
                     });
                 }
+                let started = std::time::Instant::now();
                 let reply = protocol::dispatch(broker.clone(), header, request, &conn).await;
                 let handle = tokio::spawn(async move {
-                    let response = reply.await?;
+                    let response = reply.await;
+                    if let Some(key) = key {
+                        crate::metrics::global().request(
+                            key,
+                            started.elapsed().as_secs_f64(),
+                            response.as_ref().map(|r| &r.kind),
+                        );
+                    }
+                    let response = response?;
                     let frame = encode_or_close(key?, version, correlation_id, &response.kind);
                     Some((frame, response.budget))
                 });

@@ -198,7 +198,7 @@ impl World {
         let log = MetaLog::open(meta, objects.clone(), CLUSTER, &writer)
             .await
             .unwrap_or_else(|e| panic!("seed {}: agent {i} cannot load: {e}", self.seed));
-        let reader = ObjectReader::new(objects.clone(), Arc::new(NoCache), 4096);
+        let reader = ObjectReader::new(objects.clone(), Arc::new(NoCache::default()), 4096);
         let shutdown = CancellationToken::new();
         let (producer, done) = Producer::start(
             ProduceConfig {
@@ -1117,7 +1117,7 @@ async fn check_transactions(
     .unwrap();
     let fresh = ReadPath::new(
         fresh_log.clone(),
-        ObjectReader::new(world.bucket.clone(), Arc::new(NoCache), 4096),
+        ObjectReader::new(world.bucket.clone(), Arc::new(NoCache::default()), 4096),
     );
     let mut visible = BTreeSet::new();
     for p in 0..world.partitions {
@@ -1200,7 +1200,7 @@ async fn check(seed: u64, world: &World, agents: &[Agent], acks: &Acks) {
         .unwrap();
     let fresh = ReadPath::new(
         fresh_log.clone(),
-        ObjectReader::new(world.bucket.clone(), Arc::new(NoCache), 4096),
+        ObjectReader::new(world.bucket.clone(), Arc::new(NoCache::default()), 4096),
     );
     let mut views = Vec::new();
     for p in 0..world.partitions {

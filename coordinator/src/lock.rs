@@ -68,6 +68,12 @@ impl Lock {
         }))
     }
 
+    /// Whether the lease is still being kept alive (a failed keep-alive
+    /// means the lock may have passed to another holder).
+    pub fn is_alive(&self) -> bool {
+        !self.keepalive.is_finished()
+    }
+
     pub async fn release(self) {
         self.keepalive.abort();
         let _ = self.store.lease_revoke(self.lease).await;

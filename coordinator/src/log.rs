@@ -237,6 +237,19 @@ impl MetaLog {
         *self.shared.applied.borrow()
     }
 
+    /// How far this log is behind the metadata store: the revision of the
+    /// newest log record there minus the revision applied here (0 when
+    /// current); `None` if the store could not be read.
+    pub async fn records_behind(&self) -> Option<i64> {
+        let latest = self
+            .store
+            .latest_mod_revision(&self.keys.log)
+            .await
+            .ok()?
+            .unwrap_or(0);
+        Some((latest - self.applied()).max(0))
+    }
+
     /// Waits, up to `timeout`, until this log has applied every record the
     /// metadata store holds now (its newest log record, or the checkpoint
     /// when a checkpoint deleted them). Returns whether it is current: an

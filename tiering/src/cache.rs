@@ -7,9 +7,11 @@
 use std::{ops::Range, path::Path, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCacheProperties, Location,
+    BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, HybridCacheProperties, Location, Source,
 };
 use futures::future::BoxFuture;
 use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt};
@@ -76,16 +78,66 @@ pub trait BlockCache: Send + Sync + 'static {
     fn keeps_blocks(&self) -> bool {
         true
     }
+    /// What the cache did, for metrics.
+    fn stats(&self) -> CacheStats;
     async fn close(&self);
 }
 
+/// What a block cache did since the process started, and its size.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub memory_hits: u64,
+    pub disk_hits: u64,
+    /// Blocks fetched from object storage.
+    pub misses: u64,
+    /// Blocks that left the memory tier to make room (to the disk tier, or
+    /// out of the cache).
+    pub memory_evictions: u64,
+    pub memory_evicted_bytes: u64,
+    pub memory_bytes: u64,
+    pub memory_capacity: u64,
+    pub disk_capacity: u64,
+}
+
+/// Counters behind [`CacheStats`].
+#[derive(Debug, Default)]
+struct Counts {
+    memory_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    evicted_bytes: AtomicU64,
+}
+
+impl EventListener for Counts {
+    type Key = String;
+    type Value = Bytes;
+    fn on_leave(&self, reason: Event, key: &String, value: &Bytes) {
+        if reason == Event::Evict {
+            self.evictions.fetch_add(1, Relaxed);
+            self.evicted_bytes
+                .fetch_add((key.len() + value.len()) as u64, Relaxed);
+        }
+    }
+}
+
 /// No caching: every read goes to object storage.
-pub struct NoCache;
+#[derive(Default)]
+pub struct NoCache {
+    misses: AtomicU64,
+}
 
 #[async_trait::async_trait]
 impl BlockCache for NoCache {
     async fn get_or_fetch(&self, _key: String, fetch: Fetch) -> Result<Bytes, CacheError> {
+        self.misses.fetch_add(1, Relaxed);
         fetch.await.map_err(|e| CacheError(e.to_string()))
+    }
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            misses: self.misses.load(Relaxed),
+            ..Default::default()
+        }
     }
     fn insert(&self, _key: String, _block: Bytes) {}
     fn contains(&self, _key: &str) -> bool {
@@ -100,6 +152,9 @@ impl BlockCache for NoCache {
 /// foyer hybrid cache: memory in front of a local disk directory.
 pub struct FoyerCache {
     inner: HybridCache<String, Bytes>,
+    counts: Arc<Counts>,
+    memory_capacity: u64,
+    disk_capacity: u64,
 }
 
 impl FoyerCache {
@@ -115,8 +170,10 @@ impl FoyerCache {
             .with_capacity(disk_bytes)
             .build()
             .map_err(|e| err(&e))?;
+        let counts = Arc::new(Counts::default());
         let inner = HybridCacheBuilder::new()
             .with_name("silt-blocks")
+            .with_event_listener(counts.clone())
             .memory(memory_bytes)
             .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
             .storage()
@@ -124,7 +181,12 @@ impl FoyerCache {
             .build()
             .await
             .map_err(|e| err(&e))?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            counts,
+            memory_capacity: memory_bytes as u64,
+            disk_capacity: disk_bytes as u64,
+        })
     }
 }
 
@@ -136,7 +198,26 @@ impl BlockCache for FoyerCache {
             .get_or_fetch(&key, move || fetch)
             .await
             .map_err(|e| CacheError(e.to_string()))?;
+        let counter = match entry.source() {
+            Source::Memory => &self.counts.memory_hits,
+            Source::Disk => &self.counts.disk_hits,
+            Source::Outer => &self.counts.misses,
+        };
+        counter.fetch_add(1, Relaxed);
         Ok(entry.value().clone())
+    }
+    fn stats(&self) -> CacheStats {
+        let c = &self.counts;
+        CacheStats {
+            memory_hits: c.memory_hits.load(Relaxed),
+            disk_hits: c.disk_hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            memory_evictions: c.evictions.load(Relaxed),
+            memory_evicted_bytes: c.evicted_bytes.load(Relaxed),
+            memory_bytes: self.inner.memory().usage() as u64,
+            memory_capacity: self.memory_capacity,
+            disk_capacity: self.disk_capacity,
+        }
     }
     fn insert(&self, key: String, block: Bytes) {
         // Freshly written blocks serve consumers tailing the log; they stay
@@ -278,6 +359,11 @@ impl ObjectReader {
     /// size as one of the new.
     fn key(&self, path: &str, block: u64) -> String {
         format!("{path}#{}#{block}", self.block_size)
+    }
+
+    /// What the block cache did, for metrics.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Puts a freshly written object's blocks into the cache.

@@ -6,8 +6,9 @@ pub mod batch;
 pub mod cache;
 pub mod clock;
 pub mod jobs;
+pub mod metrics;
 pub mod records;
 pub mod segment;
 pub mod store;
 
-pub use cache::{BlockCache, CacheError, FoyerCache, NoCache, ObjectReader, ReadError};
+pub use cache::{BlockCache, CacheError, CacheStats, FoyerCache, NoCache, ObjectReader, ReadError};

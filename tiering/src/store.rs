@@ -20,8 +20,11 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
+/// Labels of an object-store request: its operation and outcome.
+pub type OpLabels = [(&'static str, &'static str); 2];
+
 /// Request counters of an [`Instrumented`] store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreCounters {
     pub puts: AtomicU64,
     pub put_bytes: AtomicU64,
@@ -30,56 +33,79 @@ pub struct StoreCounters {
     pub lists: AtomicU64,
     pub deletes: AtomicU64,
     pub errors: AtomicU64,
+    /// Request latency by operation and outcome (`ok`, `error`); for GET,
+    /// the time to the response's headers.
+    pub latency: crate::metrics::Histograms<OpLabels>,
+}
+
+impl Default for StoreCounters {
+    fn default() -> Self {
+        Self {
+            puts: AtomicU64::new(0),
+            put_bytes: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            get_bytes: AtomicU64::new(0),
+            lists: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: crate::metrics::latency_family(),
+        }
+    }
 }
 
 impl StoreCounters {
-    /// Prometheus text lines.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// Writes the counters (the latency family is registered by the
+    /// caller, as it is a live metric).
+    pub fn encode(
+        &self,
+        enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         for (name, help, v) in [
+            ("silt_object_store_puts", "PUT requests", c(&self.puts)),
             (
-                "silt_object_store_puts_total",
-                "PUT requests",
-                c(&self.puts),
-            ),
-            (
-                "silt_object_store_put_bytes_total",
+                "silt_object_store_put_bytes",
                 "bytes uploaded",
                 c(&self.put_bytes),
             ),
             (
-                "silt_object_store_gets_total",
+                "silt_object_store_gets",
                 "GET requests (ranged or whole)",
                 c(&self.gets),
             ),
             (
-                "silt_object_store_get_bytes_total",
+                "silt_object_store_get_bytes",
                 "bytes downloaded",
                 c(&self.get_bytes),
             ),
+            ("silt_object_store_lists", "LIST requests", c(&self.lists)),
             (
-                "silt_object_store_lists_total",
-                "LIST requests",
-                c(&self.lists),
-            ),
-            (
-                "silt_object_store_deletes_total",
+                "silt_object_store_deletes",
                 "DELETE requests",
                 c(&self.deletes),
             ),
             (
-                "silt_object_store_errors_total",
+                "silt_object_store_errors",
                 "failed requests",
                 c(&self.errors),
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            crate::metrics::counter(enc, name, help, v)?;
         }
+        Ok(())
     }
+
+    fn observe(&self, operation: &'static str, started: std::time::Instant, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.latency
+            .get_or_create(&[("operation", operation), ("outcome", outcome)])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A missing object is an answer, not a failed request.
+fn is_not_found<T>(r: &Result<T>) -> bool {
+    matches!(r, Err(object_store::Error::NotFound { .. }))
 }
 
 /// Counts requests and bytes to the wrapped store.
@@ -123,7 +149,9 @@ impl ObjectStore for Instrumented {
         self.counters
             .put_bytes
             .fetch_add(payload.content_length() as u64, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let r = self.inner.put_opts(location, payload, opts).await;
+        self.counters.observe("put", started, r.is_ok());
         self.count(r)
     }
 
@@ -139,7 +167,11 @@ impl ObjectStore for Instrumented {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let op = if options.head { "head" } else { "get" };
         let r = self.inner.get_opts(location, options).await;
+        self.counters
+            .observe(op, started, r.is_ok() || is_not_found(&r));
         if let Ok(g) = &r {
             self.counters
                 .get_bytes
@@ -152,7 +184,9 @@ impl ObjectStore for Instrumented {
         self.counters
             .gets
             .fetch_add(ranges.len() as u64, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let r = self.inner.get_ranges(location, ranges).await;
+        self.counters.observe("get", started, r.is_ok());
         if let Ok(v) = &r {
             let n: usize = v.iter().map(|b| b.len()).sum();
             self.counters
@@ -177,12 +211,16 @@ impl ObjectStore for Instrumented {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let r = self.inner.list_with_delimiter(prefix).await;
+        self.counters.observe("list", started, r.is_ok());
         self.count(r)
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        let started = std::time::Instant::now();
         let r = self.inner.copy_opts(from, to, options).await;
+        self.counters.observe("copy", started, r.is_ok());
         self.count(r)
     }
 }

@@ -447,6 +447,11 @@ impl ReadPath {
         }
     }
 
+    /// What the block cache did, for metrics.
+    pub fn cache_stats(&self) -> silt_tiering::CacheStats {
+        self.reader.cache_stats()
+    }
+
     /// The topic id of a topic, for [`ReadPath::waiter`].
     pub fn topic_id(&self, topic: &str) -> Option<TopicId> {
         self.log.state().topic(topic).map(|t| t.id())
@@ -482,6 +487,7 @@ impl Waiter {
 impl Armed<'_> {
     /// Resolves once any of the partitions changed since `arm`.
     pub async fn changed(self) {
+        let _waiting = crate::metrics::Held::new(&crate::metrics::global().long_poll_waiters);
         if self.waits.is_empty() {
             std::future::pending::<()>().await;
         }

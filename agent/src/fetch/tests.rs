@@ -34,7 +34,7 @@ async fn rig() -> Rig {
     )
     .await
     .unwrap();
-    let reader = ObjectReader::new(store.clone(), Arc::new(NoCache), 4096);
+    let reader = ObjectReader::new(store.clone(), Arc::new(NoCache::default()), 4096);
     let clock = ManualClock::new(1_000);
     let shutdown = CancellationToken::new();
     let (producer, _done) = Producer::start(
@@ -449,7 +449,7 @@ async fn a_lagging_reader_catches_up_when_its_object_is_gone() {
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let reader = ObjectReader::new(bucket.clone(), Arc::new(NoCache), 4096);
+    let reader = ObjectReader::new(bucket.clone(), Arc::new(NoCache::default()), 4096);
     let (producer, _done) = Producer::start(
         ProduceConfig {
             flush_interval: Duration::from_millis(5),

@@ -310,6 +310,7 @@ impl ConsumerGroup {
             self.target.remove(member_id);
             self.epoch += 1;
             self.dirty = true;
+            crate::metrics::global().rebalances.inc();
         }
     }
 
@@ -557,6 +558,7 @@ impl ConsumerGroup {
         if bump {
             self.epoch += 1;
             self.dirty = true;
+            crate::metrics::global().rebalances.inc();
         }
         // (A replacing static member took its predecessor's target as is.)
         if self.epoch > self.assignment_epoch {

@@ -285,6 +285,7 @@ impl Group {
         self.rebalance_deadline = None;
         self.initial = false;
         self.generation += 1;
+        crate::metrics::global().rebalances.inc();
         if self.members.is_empty() {
             self.state = State::Empty;
             self.leader = None;
@@ -570,6 +571,19 @@ impl Groups {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Classic groups, consumer-protocol groups, and their members, held
+    /// here (for metrics).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let classic: Vec<_> = lock(&self.groups).values().cloned().collect();
+        let consumers: Vec<_> = lock(&self.consumers).values().cloned().collect();
+        let members = classic.iter().map(|g| lock(g).members.len()).sum::<usize>()
+            + consumers
+                .iter()
+                .map(|g| lock(g).members.len())
+                .sum::<usize>();
+        (classic.len(), consumers.len(), members)
     }
 
     fn group(&self, id: &str) -> Arc<Mutex<Group>> {

@@ -11,6 +11,7 @@
 mod validate;
 
 use std::{sync::Arc, time::Duration};
+use tracing::Instrument;
 
 use bytes::Bytes;
 use object_store::{path::Path as ObjectPath, ObjectStore, PutMode, PutOptions, PutPayload};
@@ -246,6 +247,14 @@ impl Producer {
         let _ = self.fence.set(fence);
     }
 
+    /// Bytes of produce requests in flight (accepted, not yet answered),
+    /// and the budget they count against (`max_inflight_bytes`).
+    pub fn inflight_bytes(&self) -> (u64, u64) {
+        let budget = self.max_inflight as u64;
+        let free = self.budget.available_permits() as u64;
+        (budget.saturating_sub(free), budget)
+    }
+
     /// Queues partitions' batches behind everything queued before; the
     /// returned future resolves once they are committed (or failed). Waits
     /// here, before queueing, while the in-flight byte budget is full.
@@ -423,10 +432,10 @@ async fn segment_writer(
                 while let Ok(p) = rx.try_recv() {
                     take(&mut open, p, room, &fence, &sealed_tx, &parts).await;
                 }
-                seal(&mut open, &sealed_tx, &parts).await;
+                seal(&mut open, &sealed_tx, &parts, "shutdown").await;
                 return;
             }
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => true,
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => Some("time"),
             p = rx.recv() => match p {
                 Some(p) => {
                     if take(&mut open, p, room, &fence, &sealed_tx, &parts).await
@@ -434,17 +443,17 @@ async fn segment_writer(
                     {
                         deadline = Some(Instant::now() + config.flush_interval);
                     }
-                    open.builder.data_len() >= config.flush_bytes
+                    (open.builder.data_len() >= config.flush_bytes).then_some("bytes")
                 }
                 None => {
-                    seal(&mut open, &sealed_tx, &parts).await;
+                    seal(&mut open, &sealed_tx, &parts, "shutdown").await;
                     return;
                 }
             },
         };
-        if seal_now {
+        if let Some(reason) = seal_now {
             deadline = None;
-            seal(&mut open, &sealed_tx, &parts).await;
+            seal(&mut open, &sealed_tx, &parts, reason).await;
         }
     }
 }
@@ -476,14 +485,26 @@ async fn take(
     if !open.builder.is_empty() && (!open.fits(&p, room) || open.fence != registration) {
         // Its commit record or a chunk would grow too large, or the
         // registration changed: seal first.
-        seal(open, sealed_tx, parts).await;
+        let reason = if open.fence != registration {
+            "registration"
+        } else {
+            "full"
+        };
+        seal(open, sealed_tx, parts, reason).await;
     }
     open.fence = registration;
     open.add(p);
     true
 }
 
-async fn seal(open: &mut Open, sealed_tx: &mpsc::Sender<Sealed>, parts: &Pipeline) {
+/// Seals the open segment and starts its upload; `reason` says what
+/// sealed it (`time`, `bytes`, `full`, `registration`, `shutdown`).
+async fn seal(
+    open: &mut Open,
+    sealed_tx: &mpsc::Sender<Sealed>,
+    parts: &Pipeline,
+    reason: &'static str,
+) {
     if open.builder.is_empty() {
         return;
     }
@@ -496,6 +517,11 @@ async fn seal(open: &mut Open, sealed_tx: &mpsc::Sender<Sealed>, parts: &Pipelin
     let (bytes, chunks) = builder.finish();
     let key = segment_key(parts.ids.next());
     let size = bytes.len() as u64;
+    crate::metrics::global()
+        .seal_bytes
+        .get_or_create(&[("reason", reason)])
+        .observe(size as f64);
+    tracing::debug!(object = %key, bytes = size, chunks = chunks.len(), producers = waiters.len(), reason, "segment sealed");
     let upload = tokio::spawn(upload(
         parts.store.clone(),
         parts.reader.clone(),
@@ -536,14 +562,25 @@ async fn upload(
         mode: PutMode::Create,
         ..Default::default()
     };
+    let started = Instant::now();
+    let span = tracing::debug_span!("upload", object = %key, bytes = bytes.len());
     store
         .put_opts(
             &ObjectPath::from(key.as_str()),
             PutPayload::from(bytes.clone()),
             opts,
         )
+        .instrument(span)
         .await
-        .map_err(|e| AppendError::Upload(format!("segment {key}: upload failed: {e}")))?;
+        .map_err(|e| {
+            crate::metrics::global().upload_failures.inc();
+            AppendError::Upload(format!("segment {key}: upload failed: {e}"))
+        })?;
+    let took = started.elapsed();
+    crate::metrics::global()
+        .upload_seconds
+        .observe(took.as_secs_f64());
+    tracing::debug!(object = %key, bytes = bytes.len(), ms = took.as_millis() as u64, "segment uploaded");
     reader.warm(&key, &bytes);
     Ok(())
 }
@@ -553,7 +590,17 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
         let started = Instant::now();
         let upload = s.upload.take().expect("sealed segments carry their upload");
         let result = match upload.await {
-            Ok(Ok(())) => commit(&log, &s).await,
+            Ok(Ok(())) => {
+                let proposed = Instant::now();
+                let span = tracing::debug_span!("commit", object = %s.key, chunks = s.chunks.len());
+                let r = commit(&log, &s).instrument(span).await;
+                if r.is_ok() {
+                    crate::metrics::global()
+                        .commit_seconds
+                        .observe(proposed.elapsed().as_secs_f64());
+                }
+                r
+            }
             Ok(Err(e)) => Err(e),
             Err(e) => Err(AppendError::Upload(format!(
                 "segment {}: upload task: {e}",
@@ -562,7 +609,7 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
         };
         match &result {
             Ok(_) => {
-                tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), ms = started.elapsed().as_millis() as u64, "segment committed")
+                tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), revision = log.applied(), ms = started.elapsed().as_millis() as u64, "segment committed; acknowledging its producers")
             }
             Err(e) => {
                 tracing::warn!(object = %s.key, error = %e, "segment not committed; producers get a retriable error")

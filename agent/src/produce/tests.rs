@@ -61,7 +61,7 @@ async fn rig_on(
         .await
         .unwrap();
     let shutdown = CancellationToken::new();
-    let reader = ObjectReader::new(store.clone(), Arc::new(NoCache), 4096);
+    let reader = ObjectReader::new(store.clone(), Arc::new(NoCache::default()), 4096);
     let (producer, done) = Producer::start(
         config,
         Pipeline {

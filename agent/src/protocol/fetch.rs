@@ -63,6 +63,27 @@ async fn fetch(
     max_bytes: usize,
     readable: &[bool],
 ) -> FetchResponse {
+    let resp = long_poll(broker, req, max_bytes, readable).await;
+    let metrics = crate::metrics::global();
+    for t in &resp.responses {
+        let bytes: usize = t
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+            .sum();
+        metrics.fetched(t.topic.0.as_str(), bytes as u64);
+    }
+    resp
+}
+
+/// Reads until there is enough to answer, a partition fails, or the
+/// request's wait is over.
+async fn long_poll(
+    broker: &Broker,
+    req: &FetchRequest,
+    max_bytes: usize,
+    readable: &[bool],
+) -> FetchResponse {
     let max_wait =
         Duration::from_millis(req.max_wait_ms.max(0) as u64).min(broker.settings.max_fetch_wait);
     let deadline = tokio::time::Instant::now() + max_wait;

@@ -35,6 +35,8 @@ pub async fn handle(
 ) -> impl std::future::Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
     let mut appends = Vec::new();
+    // (topic, bytes, records) of each append, counted once committed.
+    let mut sizes: Vec<(String, u64, u64)> = Vec::new();
     let mut plan = Vec::with_capacity(req.topic_data.len());
     if !matches!(acks, -1..=1) {
         for t in &req.topic_data {
@@ -96,6 +98,11 @@ pub async fn handle(
                     {
                         match validate(p.records.unwrap_or_default(), config, limits) {
                             Ok(v) => {
+                                sizes.push((
+                                    name.clone(),
+                                    v.data.len() as u64,
+                                    v.batches.iter().map(|b| b.records as u64).sum(),
+                                ));
                                 appends.push(PartitionAppend {
                                     topic: info.id,
                                     partition: p.index,
@@ -128,6 +135,12 @@ pub async fn handle(
             Some(c) => c.await,
             None => Vec::new(),
         };
+        let metrics = crate::metrics::global();
+        for ((topic, bytes, records), r) in sizes.iter().zip(&results) {
+            if r.is_ok() {
+                metrics.produced(topic, *bytes, *records);
+            }
+        }
         if acks == 0 {
             return None;
         }

@@ -29,7 +29,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         Components {
             meta,
             bucket,
-            cache: Arc::new(silt_tiering::NoCache),
+            cache: Arc::new(silt_tiering::NoCache::default()),
             clock: Arc::new(SystemClock),
         },
     )

@@ -165,8 +165,10 @@ pub struct Report {
 }
 
 /// Counters over every pass of this process, for metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JobCounters {
+    /// Pass durations by job.
+    pub durations: crate::metrics::Histograms<[(&'static str, &'static str); 1]>,
     runs: [AtomicU64; 5],
     failures: [AtomicU64; 5],
     partitions_cleaned: AtomicU64,
@@ -187,8 +189,38 @@ pub struct JobCounters {
     checkpoints_deleted: AtomicU64,
 }
 
+impl Default for JobCounters {
+    fn default() -> Self {
+        let z = || AtomicU64::new(0);
+        Self {
+            durations: crate::metrics::latency_family(),
+            runs: Default::default(),
+            failures: Default::default(),
+            partitions_cleaned: z(),
+            records_cleaned: z(),
+            table_rows_exported: z(),
+            table_files_written: z(),
+            table_dead_letters: z(),
+            table_files_deleted: z(),
+            partitions_failed: z(),
+            partitions_trimmed: z(),
+            entries_compacted: z(),
+            runs_refused: z(),
+            objects_written: z(),
+            bytes_read: z(),
+            bytes_written: z(),
+            objects_deleted: z(),
+            orphans_deleted: z(),
+            checkpoints_deleted: z(),
+        }
+    }
+}
+
 impl JobCounters {
-    fn record(&self, job: Job, result: &Result<Report, JobError>) {
+    fn record(&self, job: Job, result: &Result<Report, JobError>, took: Duration) {
+        self.durations
+            .get_or_create(&[("job", job.name())])
+            .observe(took.as_secs_f64());
         let i = job as usize;
         self.runs[i].fetch_add(1, Ordering::Relaxed);
         let r = match result {
@@ -217,111 +249,112 @@ impl JobCounters {
         add(&self.checkpoints_deleted, r.checkpoints_deleted);
     }
 
-    /// Prometheus text lines.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// Writes the counters (the duration family is registered by the
+    /// caller, as it is a live metric).
+    pub fn encode(
+        &self,
+        enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         for (name, help, values) in [
-            ("silt_job_runs_total", "background job passes", &self.runs),
+            ("silt_job_runs", "background job passes", &self.runs),
             (
-                "silt_job_failures_total",
+                "silt_job_failures",
                 "background job passes that failed",
                 &self.failures,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for job in Job::ALL {
-                let _ = writeln!(out, "{name}{{job=\"{job}\"}} {}", c(&values[job as usize]));
-            }
+            let per_job: Vec<([(&str, &str); 1], u64)> = Job::ALL
+                .iter()
+                .map(|j| ([("job", j.name())], c(&values[*j as usize])))
+                .collect();
+            crate::metrics::counters(enc, name, help, &per_job)?;
         }
         for (name, help, v) in [
             (
-                "silt_retention_partitions_trimmed_total",
+                "silt_retention_partitions_trimmed",
                 "log start offsets moved by retention",
                 &self.partitions_trimmed,
             ),
             (
-                "silt_cleaner_partitions_cleaned_total",
+                "silt_cleaner_partitions_cleaned",
                 "partitions of compacted topics cleaned",
                 &self.partitions_cleaned,
             ),
             (
-                "silt_cleaner_records_removed_total",
+                "silt_cleaner_records_removed",
                 "superseded records and expired tombstones the cleaner removed",
                 &self.records_cleaned,
             ),
             (
-                "silt_job_partitions_failed_total",
+                "silt_job_partitions_failed",
                 "partitions a job pass skipped after an error (tried again next pass)",
                 &self.partitions_failed,
             ),
             (
-                "silt_table_rows_exported_total",
+                "silt_table_rows_exported",
                 "records written to table files",
                 &self.table_rows_exported,
             ),
             (
-                "silt_table_files_written_total",
+                "silt_table_files_written",
                 "Parquet table files written",
                 &self.table_files_written,
             ),
             (
-                "silt_table_dead_letters_total",
+                "silt_table_dead_letters",
                 "values that did not match the table's schema, written to dead-letter files",
                 &self.table_dead_letters,
             ),
             (
-                "silt_table_files_deleted_total",
+                "silt_table_files_deleted",
                 "table files deleted by silt.table.retention.ms",
                 &self.table_files_deleted,
             ),
             (
-                "silt_compaction_entries_total",
+                "silt_compaction_entries",
                 "index entries rewritten by compaction",
                 &self.entries_compacted,
             ),
             (
-                "silt_compaction_runs_refused_total",
+                "silt_compaction_runs_refused",
                 "compaction runs refused because the index changed under them",
                 &self.runs_refused,
             ),
             (
-                "silt_compaction_objects_written_total",
+                "silt_compaction_objects_written",
                 "objects written by compaction",
                 &self.objects_written,
             ),
             (
-                "silt_compaction_read_bytes_total",
+                "silt_compaction_read_bytes",
                 "bytes compaction read",
                 &self.bytes_read,
             ),
             (
-                "silt_compaction_written_bytes_total",
+                "silt_compaction_written_bytes",
                 "bytes compaction wrote",
                 &self.bytes_written,
             ),
             (
-                "silt_gc_objects_deleted_total",
+                "silt_gc_objects_deleted",
                 "unreferenced objects deleted after the grace period",
                 &self.objects_deleted,
             ),
             (
-                "silt_gc_orphans_deleted_total",
+                "silt_gc_orphans_deleted",
                 "uploads never committed, deleted after their age limit",
                 &self.orphans_deleted,
             ),
             (
-                "silt_gc_checkpoints_deleted_total",
+                "silt_gc_checkpoints_deleted",
                 "old checkpoint objects deleted",
                 &self.checkpoints_deleted,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c(v)
-            );
+            crate::metrics::counter(enc, name, help, c(v))?;
         }
+        Ok(())
     }
 }
 
@@ -489,7 +522,7 @@ impl Jobs {
                 Job::Gc => gc::run(self, deadline).await,
             }
         };
-        self.counters.record(job, &result);
+        self.counters.record(job, &result, started.elapsed());
         match &result {
             Ok(r) => tracing::info!(
                 %job,

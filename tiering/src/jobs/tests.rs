@@ -336,8 +336,8 @@ async fn compaction_keeps_every_record_at_its_offset_and_reads_in_few_gets() {
     w.advance(10_000);
     jobs.run(Job::Compaction, BUDGET).await.unwrap().unwrap();
     assert!(w.all_under(2, COMPACTED_PREFIX));
-    let reader =
-        ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024).with_readahead(8 << 10);
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache::default()), 1024)
+        .with_readahead(8 << 10);
     for p in 0..3 {
         w.check_partition(p, &reader).await;
     }
@@ -410,7 +410,7 @@ async fn compaction_records_stay_small_with_many_tiny_entries() {
         .unwrap();
     let largest = records.kvs.iter().map(|kv| kv.value.len()).max().unwrap();
     assert!(largest < 512 << 10, "a log record of {largest} bytes");
-    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache::default()), 1024);
     w.check_partition(0, &reader).await;
 }
 
@@ -454,7 +454,7 @@ async fn a_compaction_that_lost_a_race_changes_nothing() {
     assert!(index[3..]
         .iter()
         .all(|e| e.object.starts_with(COMPACTED_PREFIX)));
-    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache::default()), 1024);
     w.check_partition(0, &reader).await;
     assert_eq!(
         w.log
@@ -898,7 +898,7 @@ async fn the_cleaner_keeps_kafkas_guarantees() {
         // Room for about 40 keys: the key space needs several passes.
         s.cleaner.dedupe_bytes = 40 * cleaner::MAP_BYTES_PER_KEY;
         let jobs = w.jobs_with("j", s);
-        let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+        let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache::default()), 1024);
         let mut model = BTreeMap::new();
         let keys = 10 + rng.below(90);
         let codecs = [
@@ -1430,7 +1430,7 @@ async fn tombstones_after_an_opaque_batch_stay() {
         let other = batch::keyed_batch(1, w.clock.now_ms(), b"x", None, |_| Some(b"o".to_vec()));
         w.raw_segment(vec![other]).await;
     }
-    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache), 1024);
+    let reader = ObjectReader::new(w.bucket.clone(), Arc::new(NoCache::default()), 1024);
     let chunks = w.log.state().chunks_from("t", 0, 0, usize::MAX);
     let mut tombstone_kept = false;
     for c in chunks {
