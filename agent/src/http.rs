@@ -11,7 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 
+/// Connections of the HTTP endpoint at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+/// Metrics pages rendered at once (each as large as the cluster's series).
+const MAX_SCRAPES: usize = 4;
+
 pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let scrapes = Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let tls = broker
         .settings
         .http_tls
@@ -23,6 +30,13 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
         ))
     });
     loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => match a {
@@ -31,10 +45,11 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
             },
         };
         let broker = broker.clone();
-        let (tls, auth) = (tls.clone(), auth.clone());
+        let (tls, auth, scrapes) = (tls.clone(), auth.clone(), scrapes.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             match tls {
-                None => answer(stream, peer.ip(), &broker, auth.as_deref()).await,
+                None => answer(stream, peer.ip(), &broker, auth.as_deref(), &scrapes).await,
                 Some(tls) => {
                     let accepted = tokio::time::timeout(
                         std::time::Duration::from_secs(5),
@@ -42,7 +57,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellat
                     )
                     .await;
                     if let Ok(Ok(s)) = accepted {
-                        answer(s, peer.ip(), &broker, auth.as_deref()).await;
+                        answer(s, peer.ip(), &broker, auth.as_deref(), &scrapes).await;
                     }
                 }
             }
@@ -57,6 +72,7 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     ip: std::net::IpAddr,
     broker: &Broker,
     auth: Option<&crate::security::http_auth::HttpAuth>,
+    scrapes: &tokio::sync::Semaphore,
 ) {
     let mut buf = vec![0u8; 4096];
     let n = match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
@@ -91,7 +107,7 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                         .to_string(),
                 )
             }
-            None => ("200 OK", metrics(broker).await),
+            None => ("200 OK", metrics(broker, scrapes).await),
             Some(auth) => match auth.authenticate(authorization.as_deref(), ip).await {
                 Ok(principal) => {
                     if broker.security.authorize(
@@ -101,7 +117,7 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                         crate::security::acl::resource::CLUSTER,
                         crate::security::acl::CLUSTER_NAME,
                     ) {
-                        ("200 OK", metrics(broker).await)
+                        ("200 OK", metrics(broker, scrapes).await)
                     } else {
                         ("403 Forbidden", "not authorized\n".to_string())
                     }
@@ -130,7 +146,8 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 }
 
 /// The metrics page.
-async fn metrics(broker: &Broker) -> String {
+async fn metrics(broker: &Broker, scrapes: &tokio::sync::Semaphore) -> String {
+    let _one = scrapes.acquire().await;
     let scrape = Scrape::read(broker).await;
     let store_latency = broker.counters.latency.clone();
     let job_durations = broker.job_counters.durations.clone();
@@ -149,6 +166,9 @@ async fn metrics(broker: &Broker) -> String {
     })
 }
 
+/// How long a scrape waits for the metadata store's newest log revision.
+const APPLY_LAG_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Values read from the agent's state at one scrape.
 #[derive(Debug)]
 struct Scrape {
@@ -159,23 +179,28 @@ struct Scrape {
     build: Vec<(&'static str, String)>,
     cache: silt_tiering::CacheStats,
     groups: (usize, usize, usize),
-    /// Present on the agent exporting consumer lag.
-    lag: Option<(Vec<crate::lag::PartitionValue>, bool)>,
+    /// Present on the agent exporting consumer lag: the committed offsets
+    /// and the lag of each.
+    lag: Option<(Arc<crate::lag::Committed>, Vec<Option<i64>>)>,
 }
 
 impl Scrape {
     async fn read(broker: &Broker) -> Self {
         use crate::security::sasl::{AUTHENTICATIONS, EXPIRED, FAILURES, REAUTHENTICATIONS};
         use std::sync::atomic::Ordering::Relaxed;
-        let behind = broker.log.records_behind().await;
+        // A slow metadata store must not hold up the scrape: -1 then.
+        let behind = tokio::time::timeout(APPLY_LAG_WAIT, broker.log.records_behind())
+            .await
+            .ok()
+            .flatten();
         let state = broker.log.state();
         let totals = state.totals();
         let applied = broker.log.applied();
         let (inflight, budget) = broker.producer.inflight_bytes();
-        let lag = broker
-            .lag
-            .committed()
-            .map(|c| (crate::lag::lags(&state, &c), c.truncated));
+        let lag = broker.lag.committed().map(|c| {
+            let lags = crate::lag::lags(&state, &c);
+            (c, lags)
+        });
         drop(state);
         let gauges = vec![
             ("silt_topics", "topics", totals.topics as i64),
@@ -313,18 +338,19 @@ impl prometheus_client::collector::Collector for Scrape {
             "1 on the agent exporting consumer lag for the cluster",
             i64::from(self.lag.is_some()),
         )?;
-        if let Some((rows, truncated)) = &self.lag {
-            let series: Vec<_> = rows
+        if let Some((committed, lags)) = &self.lag {
+            let series: Vec<_> = committed
+                .offsets
                 .iter()
-                .map(|(g, t, p, lag)| {
-                    (
-                        [
-                            ("group", g.clone()),
-                            ("topic", t.clone()),
-                            ("partition", p.to_string()),
-                        ],
-                        *lag,
-                    )
+                .zip(lags)
+                .filter_map(|((g, t, p, _), lag)| {
+                    Some((
+                        (
+                            [("group", g.as_str()), ("topic", t.as_str())],
+                            [("partition", p.to_string())],
+                        ),
+                        (*lag)?,
+                    ))
                 })
                 .collect();
             gauges(
@@ -337,7 +363,7 @@ impl prometheus_client::collector::Collector for Scrape {
                 e,
                 "silt_consumer_lag_truncated",
                 "1 when committed offsets past consumer_lag_max_partitions were left out",
-                i64::from(*truncated),
+                i64::from(committed.truncated),
             )?;
         }
         Ok(())

@@ -118,15 +118,17 @@ async fn read(broker: &Broker) -> Result<Committed, silt_coordinator::MetaError>
     Ok(out)
 }
 
-/// Lag per (group, topic, partition): high watermark − committed offset,
-/// never below 0; partitions that no longer exist are left out.
-pub fn lags(state: &silt_coordinator::state::State, committed: &Committed) -> Vec<PartitionValue> {
+/// The lag of each committed offset, in order: high watermark − committed
+/// offset, never below 0; `None` for a partition that no longer exists.
+/// Only numbers are made here (it runs under the state's read lock).
+pub fn lags(state: &silt_coordinator::state::State, committed: &Committed) -> Vec<Option<i64>> {
     committed
         .offsets
         .iter()
-        .filter_map(|(g, t, p, offset)| {
-            let hw = state.partition(t, *p)?.high_watermark;
-            Some((g.clone(), t.clone(), *p, (hw - offset).max(0)))
+        .map(|(_, t, p, offset)| {
+            state
+                .partition(t, *p)
+                .map(|s| (s.high_watermark - offset).max(0))
         })
         .collect()
 }

@@ -38,7 +38,7 @@ pub struct Metrics {
     pub produced_records: Family<TopicLabel, Counter>,
     pub fetched_bytes: Family<TopicLabel, Counter>,
     /// Sealed segment sizes by what sealed them (`time`, `bytes`, `full`,
-    /// `shutdown`).
+    /// `registration`, `shutdown`).
     pub seal_bytes: Histograms<Label>,
     pub upload_seconds: Histogram,
     pub upload_failures: Counter,
@@ -46,8 +46,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub connections_open: Gauge,
     pub connections_accepted: Counter,
-    /// Connections closed by the agent, by reason (`max_connections`,
-    /// `protocol`, `idle`, `authentication`).
+    /// Connections refused or closed by the agent (not by the client), by
+    /// reason (`max_connections`, `protocol`, `idle`, `authentication`).
     pub connections_closed: Family<Label, Counter>,
     pub long_poll_waiters: Gauge,
     pub rebalances: Counter,

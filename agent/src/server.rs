@@ -99,7 +99,9 @@ async fn accept_loop(
                         metrics.connections_accepted.inc();
                         let open = crate::metrics::Held::new(&metrics.connections_open);
                         if let Err(reason) = accept(stream, peer, protocol, broker, shutdown).await {
-                            metrics.closed(close_reason(&reason));
+                            if let Some(why) = close_reason(&reason) {
+                                metrics.closed(why);
+                            }
                             tracing::debug!(%peer, listener = protocol.name(), %reason, "connection closed");
                         }
                         drop(open);
@@ -115,14 +117,23 @@ async fn accept_loop(
     }
 }
 
-/// The metric label of why the agent closed a connection.
-fn close_reason(reason: &str) -> &'static str {
+/// The metric label of why the agent closed a connection; `None` when the
+/// client went away (a read or write failed).
+fn close_reason(reason: &str) -> Option<&'static str> {
     if reason.starts_with("idle for") {
-        "idle"
-    } else if reason.contains("SASL") || reason.contains("authenticat") || reason.contains("TLS") {
-        "authentication"
+        Some("idle")
+    } else if reason.contains("SASL")
+        || reason.contains("authenticat")
+        || reason.starts_with("TLS handshake")
+    {
+        Some("authentication")
+    } else if ["frame", "unsupported", "unknown API", "bad ", "unexpected"]
+        .iter()
+        .any(|p| reason.starts_with(p))
+    {
+        Some("protocol")
     } else {
-        "protocol"
+        None
     }
 }
 

@@ -145,9 +145,41 @@ def rule_queries() -> list[tuple[str, str]]:
     return out
 
 
-def check_all_queries(prom: Prometheus, timeout: float) -> None:
+class Trickle:
+    """A producer writing a few records a second in the background, so that
+    the queries run while data flows."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        import threading
+
+        from confluent_kafka import Producer
+
+        self.p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+        self.topic, self.stop_flag = topic, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop_flag.is_set():
+            self.p.produce(self.topic, b"trickle")
+            self.p.poll(0)
+            time.sleep(0.1)
+        self.p.flush(10)
+
+    def __enter__(self) -> "Trickle":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_flag.set()
+        self.thread.join(20)
+
+
+def check_all_queries(prom: Prometheus, timeout: float, live_agents: int) -> None:
     """Every dashboard and rule query returns data within `timeout` (the
-    first ones wait for enough scrapes for rates)."""
+    first ones wait for enough scrapes for rates); the live agents are what
+    they should be (the no-live-agents rule's query returns data always)."""
+    assert prom.wait_data(f"max(silt_live_agents) == {live_agents}", 30), \
+        f"max(silt_live_agents): {prom.query('max(silt_live_agents)')}, want {live_agents}"
     missing = []
     deadline = time.monotonic() + timeout
     for name, expr in dashboard_queries() + rule_queries():
@@ -210,7 +242,8 @@ def test_dashboard_and_rules_on_silt_dev(tmp_path):
         prom.start()
         load(broker.bootstrap, "metrics-dev", "metrics-dev-group")
         assert prom.wait_data('up{job="silt"} == 1', 30), "Prometheus does not scrape silt dev"
-        check_all_queries(prom, timeout=90)
+        with Trickle(broker.bootstrap, "metrics-dev-trickle"):
+            check_all_queries(prom, timeout=90, live_agents=1)
         # The lag of the group that read everything is 0 on every partition.
         lag = prom.query('max by (partition) (silt_consumer_group_lag{group="metrics-dev-group"})')
         assert len(lag) == 3 and all(float(s["value"][1]) == 0 for s in lag), lag
@@ -246,7 +279,8 @@ def test_dashboard_lag_and_one_exporter_on_a_cluster(make_cluster, tmp_path):
         while prom.targets_up() < 3 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert prom.targets_up() == 3, "Prometheus does not scrape the three agents"
-        check_all_queries(prom, timeout=90)
+        with Trickle(c.bootstrap, "metrics-cluster-trickle"):
+            check_all_queries(prom, timeout=90, live_agents=3)
 
         # One agent exports lag, and each partition's lag comes from one agent.
         assert prom.scalar("sum(silt_consumer_lag_exporter)") == 1.0

@@ -193,17 +193,23 @@ impl FoyerCache {
 #[async_trait::async_trait]
 impl BlockCache for FoyerCache {
     async fn get_or_fetch(&self, key: String, fetch: Fetch) -> Result<Bytes, CacheError> {
+        // A miss is counted when its fetch runs: readers of the same block
+        // at once share one fetch (and count neither a hit nor a miss).
+        let counts = self.counts.clone();
+        let fetch = async move {
+            counts.misses.fetch_add(1, Relaxed);
+            fetch.await
+        };
         let entry = self
             .inner
             .get_or_fetch(&key, move || fetch)
             .await
             .map_err(|e| CacheError(e.to_string()))?;
-        let counter = match entry.source() {
-            Source::Memory => &self.counts.memory_hits,
-            Source::Disk => &self.counts.disk_hits,
-            Source::Outer => &self.counts.misses,
+        match entry.source() {
+            Source::Memory => self.counts.memory_hits.fetch_add(1, Relaxed),
+            Source::Disk => self.counts.disk_hits.fetch_add(1, Relaxed),
+            Source::Outer => 0,
         };
-        counter.fetch_add(1, Relaxed);
         Ok(entry.value().clone())
     }
     fn stats(&self) -> CacheStats {

@@ -123,8 +123,10 @@ impl Instrumented {
         }
     }
 
+    /// Counts a failed request (a missing object is an answer, not a
+    /// failure).
     fn count<T>(&self, r: Result<T>) -> Result<T> {
-        if r.is_err() {
+        if r.is_err() && !is_not_found(&r) {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
         r

@@ -609,7 +609,7 @@ async fn committer(mut rx: mpsc::Receiver<Sealed>, log: Arc<MetaLog>) {
         };
         match &result {
             Ok(_) => {
-                tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), revision = log.applied(), ms = started.elapsed().as_millis() as u64, "segment committed; acknowledging its producers")
+                tracing::debug!(object = %s.key, bytes = s.size, chunks = s.chunks.len(), applied_revision = log.applied(), ms = started.elapsed().as_millis() as u64, "segment committed; acknowledging its producers")
             }
             Err(e) => {
                 tracing::warn!(object = %s.key, error = %e, "segment not committed; producers get a retriable error")

@@ -135,11 +135,27 @@ pub async fn handle(
             Some(c) => c.await,
             None => Vec::new(),
         };
+        // One update per topic of the request (its partitions are together).
         let metrics = crate::metrics::global();
+        let mut run: Option<(&str, u64, u64)> = None;
         for ((topic, bytes, records), r) in sizes.iter().zip(&results) {
-            if r.is_ok() {
-                metrics.produced(topic, *bytes, *records);
+            if r.is_err() {
+                continue;
             }
+            match &mut run {
+                Some((t, b, n)) if *t == topic.as_str() => {
+                    *b += bytes;
+                    *n += records;
+                }
+                _ => {
+                    if let Some((t, b, n)) = run.replace((topic, *bytes, *records)) {
+                        metrics.produced(t, b, n);
+                    }
+                }
+            }
+        }
+        if let Some((t, b, n)) = run {
+            metrics.produced(t, b, n);
         }
         if acks == 0 {
             return None;
