@@ -46,10 +46,17 @@ def tf_files(d: Path) -> list[Path]:
 
 
 def parsed(d: Path) -> dict[str, dict]:
+    # python-hcl2 8 keeps quotes and marks blocks unless told not to; these
+    # options give the plain form the checks read (labels and strings
+    # unquoted, heredocs as strings).
+    from hcl2.utils import SerializationOptions
+
+    plain = SerializationOptions(with_comments=False, explicit_blocks=False,
+                                 strip_string_quotes=True, preserve_heredocs=False)
     out = {}
     for f in tf_files(d):
         with open(f) as fh:
-            out[f.name] = hcl2.load(fh)
+            out[f.name] = hcl2.load(fh, serialization_options=plain)
     return out
 
 
